@@ -1,0 +1,164 @@
+//! Job configuration: how many cores, execution mode, exchange tuning, clock.
+
+use std::sync::Arc;
+
+use brisk_state::MaxParallelism;
+
+use crate::clock::{Clock, SystemClock};
+use crate::error::JobError;
+
+/// Upper bound on `cores`: far above any machine this runs on, it exists so a
+/// typo (`--cores 20000`) is rejected instead of spawning threads.
+pub const CORES_MAX: usize = 1024;
+/// Batches an exchange channel holds before its sender is backpressured.
+pub const EXCHANGE_QUEUE_BATCHES_DEFAULT: usize = 16;
+/// Largest allowed exchange channel capacity in batches.
+pub const EXCHANGE_QUEUE_BATCHES_MAX: usize = 1024;
+/// Default deadline after which a partly filled exchange buffer is sent.
+pub const FLUSH_INTERVAL_US_DEFAULT: u64 = 50;
+/// How long an idle core spins before parking its thread.
+pub const SPIN_BEFORE_PARK_US: u64 = 20;
+/// io_uring registered-buffer memory per executor (glommio's default of
+/// 10 MiB exceeds the memlock limit of unprivileged users).
+pub const IO_MEMORY_BYTES: usize = 1 << 20;
+
+/// Flink's `RuntimeExecutionMode`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum ExecutionMode {
+    /// Continuous results: keyed aggregations emit every update.
+    #[default]
+    Streaming,
+    /// Bounded inputs only: keyed aggregations emit one final result per key
+    /// at the end of input.
+    Batch,
+    /// Batch if every source is bounded, otherwise streaming.
+    Automatic,
+}
+
+/// Configuration of one job run.
+#[derive(Clone)]
+pub struct JobConfig {
+    /// Cores (one pinned executor each); `None` = every available CPU.
+    pub cores: Option<usize>,
+    /// Key groups; `None` = Flink's default for the core count.
+    pub max_parallelism: Option<u32>,
+    /// Streaming, batch or automatic.
+    pub execution_mode: ExecutionMode,
+    /// Capacity of each exchange channel, in batches.
+    pub exchange_queue_batches: usize,
+    /// Deadline for sending a partly filled exchange buffer, in microseconds.
+    pub flush_interval_us: u64,
+    /// Pin executors to CPUs (`true` in production; tests running many jobs
+    /// at once may turn it off).
+    pub pin_cores: bool,
+    /// Processing-time source.
+    pub clock: Arc<dyn Clock>,
+}
+
+impl std::fmt::Debug for JobConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("JobConfig")
+            .field("cores", &self.cores)
+            .field("max_parallelism", &self.max_parallelism)
+            .field("execution_mode", &self.execution_mode)
+            .field("exchange_queue_batches", &self.exchange_queue_batches)
+            .field("flush_interval_us", &self.flush_interval_us)
+            .field("pin_cores", &self.pin_cores)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Default for JobConfig {
+    fn default() -> Self {
+        Self {
+            cores: None,
+            max_parallelism: None,
+            execution_mode: ExecutionMode::Streaming,
+            exchange_queue_batches: EXCHANGE_QUEUE_BATCHES_DEFAULT,
+            flush_interval_us: FLUSH_INTERVAL_US_DEFAULT,
+            pin_cores: true,
+            clock: Arc::new(SystemClock::default()),
+        }
+    }
+}
+
+impl JobConfig {
+    /// Default configuration with `cores` cores.
+    pub fn with_cores(cores: usize) -> Self {
+        Self { cores: Some(cores), ..Self::default() }
+    }
+
+    /// The CPUs available to this process.
+    pub fn available_cores() -> usize {
+        std::thread::available_parallelism().map_or(1, |n| n.get())
+    }
+
+    /// Checks every field and resolves defaults.
+    pub(crate) fn resolve(&self) -> Result<ResolvedConfig, JobError> {
+        let cores = self.cores.unwrap_or_else(Self::available_cores);
+        if cores == 0 || cores > CORES_MAX {
+            return Err(JobError::Config(format!("cores = {cores}: must be between 1 and {CORES_MAX}")));
+        }
+        let max_parallelism = match self.max_parallelism {
+            None => MaxParallelism::default_for(cores),
+            Some(m) => MaxParallelism::new(m).ok_or_else(|| {
+                JobError::Config(format!(
+                    "max_parallelism = {m}: must be between {} and {}",
+                    MaxParallelism::MIN,
+                    MaxParallelism::MAX
+                ))
+            })?,
+        };
+        if (max_parallelism.get() as usize) < cores {
+            return Err(JobError::Config(format!(
+                "max_parallelism = {max_parallelism} is below cores = {cores}: some cores would own no key group"
+            )));
+        }
+        if self.exchange_queue_batches == 0 || self.exchange_queue_batches > EXCHANGE_QUEUE_BATCHES_MAX {
+            return Err(JobError::Config(format!(
+                "exchange_queue_batches = {}: must be between 1 and {EXCHANGE_QUEUE_BATCHES_MAX}",
+                self.exchange_queue_batches
+            )));
+        }
+        Ok(ResolvedConfig {
+            cores,
+            max_parallelism,
+            batch_mode: false,
+            exchange_queue_batches: self.exchange_queue_batches,
+            flush_interval_ns: self.flush_interval_us.saturating_mul(1000),
+            pin_cores: self.pin_cores,
+            clock: self.clock.clone(),
+        })
+    }
+}
+
+/// A validated configuration as the runtime uses it (shared read-only by all
+/// cores).
+#[derive(Clone)]
+pub(crate) struct ResolvedConfig {
+    pub cores: usize,
+    pub max_parallelism: MaxParallelism,
+    pub batch_mode: bool,
+    pub exchange_queue_batches: usize,
+    pub flush_interval_ns: u64,
+    pub pin_cores: bool,
+    pub clock: Arc<dyn Clock>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rejects_bad_values_naming_the_field() {
+        let e = JobConfig::with_cores(0).resolve().err().unwrap().to_string();
+        assert!(e.contains("cores = 0"), "{e}");
+        let c = JobConfig { max_parallelism: Some(0), ..JobConfig::with_cores(1) };
+        assert!(c.resolve().err().unwrap().to_string().contains("max_parallelism = 0"));
+        let c = JobConfig { max_parallelism: Some(2), ..JobConfig::with_cores(4) };
+        assert!(c.resolve().err().unwrap().to_string().contains("below cores = 4"));
+        let c = JobConfig { exchange_queue_batches: 0, ..JobConfig::with_cores(1) };
+        assert!(c.resolve().err().unwrap().to_string().contains("exchange_queue_batches = 0"));
+        assert_eq!(JobConfig::with_cores(3).resolve().unwrap().cores, 3);
+    }
+}

@@ -1,0 +1,71 @@
+//! brisk's engine: the DataStream API, operators, exchanges and the
+//! thread-per-core runtime.
+//!
+//! | module | what it holds |
+//! | --- | --- |
+//! | [`stream`] | the API: [`StreamEnv`], [`DataStream`], [`KeyedStream`] |
+//! | [`operator`] | sources, sinks, keyed process functions and the built-in operators |
+//! | `graph` | the logical graph and its per-core instantiation |
+//! | `runtime` | executors per core, the push/outlet contract, exchanges |
+//! | [`watermark`] | combining watermarks over input channels ([`WatermarkValve`]) |
+//! | [`batch`] | [`Batch`] and the in-band [`Control`] messages |
+//! | [`config`], [`clock`], [`metrics`], [`error`] | job configuration, injected time, counters, errors |
+//!
+//! # Example
+//! ```
+//! use brisk_engine::prelude::*;
+//!
+//! let env = StreamEnv::new(JobConfig::with_cores(2));
+//! let sums = env
+//!     .from_collection((0..1000u64).collect())
+//!     .map(|i| (i % 10, i))
+//!     .key_by(|r: &(u64, u64)| r.0)
+//!     .sum(|r: &mut (u64, u64)| &mut r.1)
+//!     .collect();
+//! env.execute().unwrap();
+//! // A rolling sum emits every update; the last (largest) per key is the total.
+//! let mut last = std::collections::BTreeMap::new();
+//! for (key, sum) in sums.take() {
+//!     let e = last.entry(key).or_insert(0);
+//!     *e = sum.max(*e);
+//! }
+//! assert_eq!(last.values().sum::<u64>(), (0..1000).sum::<u64>());
+//! assert_eq!(last[&9], (0..100).map(|k| 10 * k + 9).sum::<u64>());
+//! ```
+
+pub mod batch;
+pub mod clock;
+pub mod config;
+pub mod error;
+pub(crate) mod graph;
+pub mod metrics;
+pub mod operator;
+pub(crate) mod runtime;
+pub mod stream;
+pub mod watermark;
+
+pub use batch::{BATCH_RECORDS_MAX, Batch, Control, MAX_WATERMARK, MIN_WATERMARK, StreamStatus, Timestamp};
+pub use clock::{Clock, ManualClock, SystemClock};
+pub use config::{ExecutionMode, JobConfig};
+pub use error::{JobError, UserError};
+pub use graph::Partitioning;
+pub use metrics::{Counter, Metrics};
+pub use operator::keyed_process::{Collector, Context, KeyedProcessFunction, OpenContext};
+pub use operator::sink::{
+    CollectSink, Collected, DiscardSink, Sink, SinkContext, SinkError, SinkParallelism, SinkWriter,
+};
+pub use operator::source::{
+    CollectionSource, Source, SourceContext, SourceError, SourceOutput, SourceReader, SourceStatus,
+};
+pub use runtime::JobResult;
+pub use stream::{Data, DataStream, Key, KeyedStream, StreamEnv};
+pub use watermark::WatermarkValve;
+
+/// Everything a job definition usually needs.
+pub mod prelude {
+    pub use crate::{
+        Collector, Context, DataStream, ExecutionMode, JobConfig, JobError, KeyedProcessFunction,
+        KeyedStream, OpenContext, StreamEnv, UserError,
+    };
+    pub use brisk_state::{ListState, MapState, ValueState};
+}

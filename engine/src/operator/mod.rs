@@ -1,0 +1,9 @@
+//! Operator implementations. Each is a [`Push`](crate::runtime::core::Push)
+//! that owns its downstream: chaining is a plain call per batch.
+
+pub(crate) mod basic;
+pub(crate) mod gate;
+pub mod keyed_process;
+pub(crate) mod reduce;
+pub mod sink;
+pub mod source;

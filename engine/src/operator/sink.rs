@@ -1,0 +1,314 @@
+//! Sinks: the [`Sink`] a user adds (cloned per core) and the [`SinkWriter`]
+//! each core runs. Writing is split in two: [`SinkWriter::write`] buffers
+//! synchronously inside the operator chain; [`SinkWriter::flush`] does the
+//! I/O asynchronously, awaited by the driving task (so a slow sink is
+//! backpressure, never a blocked core).
+
+use std::cell::RefCell;
+use std::future::Future;
+use std::rc::Rc;
+
+use crossbeam::channel::{Receiver, Sender};
+use glommio::sync::Semaphore;
+
+use crate::batch::{Batch, Control, Timestamp};
+use crate::error::{JobError, OperatorInfo};
+use crate::metrics::Counter;
+use crate::runtime::core::{Core, LocalFuture, Outlet, Push};
+
+/// How many instances of a sink write.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SinkParallelism {
+    /// One writer per core, each fed by its own core.
+    PerCore,
+    /// One writer on core 0; every record is sent there (one output file).
+    Single,
+}
+
+/// A sink's description, cloned to every core.
+pub trait Sink<T>: Clone + Send + 'static {
+    /// The per-core writer.
+    type Writer: SinkWriter<T>;
+    /// A short name for logs, metrics and errors.
+    fn name(&self) -> String;
+    /// Whether every core writes, or only core 0.
+    fn parallelism(&self) -> SinkParallelism {
+        SinkParallelism::PerCore
+    }
+    /// Opens the writer of core `ctx.core()` (only core 0 for `Single`).
+    fn create_writer(&self, ctx: &SinkContext) -> Result<Self::Writer, SinkError>;
+}
+
+/// Writes one core's records.
+pub trait SinkWriter<T>: 'static {
+    /// Takes the batch's records into the writer's buffer (synchronous; must
+    /// not block).
+    fn write(&mut self, batch: &mut Batch<T>) -> Result<(), SinkError>;
+    /// Whether buffered data should go to I/O before more is written.
+    fn wants_flush(&self) -> bool {
+        false
+    }
+    /// Whether anything is buffered.
+    fn has_buffered(&self) -> bool {
+        false
+    }
+    /// Hands buffered data to I/O; with `end_of_input`, the last call (close
+    /// files, deliver results).
+    fn flush(&mut self, end_of_input: bool) -> impl Future<Output = Result<(), SinkError>>;
+    /// Observes the combined watermark.
+    fn on_watermark(&mut self, watermark: Timestamp) {
+        let _ = watermark;
+    }
+}
+
+/// A sink failure.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SinkError(pub String);
+
+impl std::fmt::Display for SinkError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for SinkError {}
+
+impl From<std::io::Error> for SinkError {
+    fn from(e: std::io::Error) -> Self {
+        SinkError(e.to_string())
+    }
+}
+
+/// Where a sink writer runs.
+pub struct SinkContext {
+    pub(crate) core: Rc<Core>,
+    pub(crate) name: String,
+}
+
+impl SinkContext {
+    /// This core's index.
+    pub fn core(&self) -> usize {
+        self.core.index()
+    }
+    /// Number of cores.
+    pub fn cores(&self) -> usize {
+        self.core.cores()
+    }
+    /// A counter for this sink on this core.
+    pub fn counter(&self, metric: &str) -> Counter {
+        self.core.counter(&self.name, metric)
+    }
+}
+
+struct SinkState<T, W> {
+    writer: Option<W>,
+    stash: Vec<Batch<T>>,
+    ended: bool,
+    closed: bool,
+}
+
+/// The sink operator on one core: a [`Push`] that buffers into the writer and
+/// an [`Outlet`] whose drain runs the writer's I/O.
+pub(crate) struct SinkNode<T, W> {
+    state: RefCell<SinkState<T, W>>,
+    io_lock: Semaphore,
+    info: OperatorInfo,
+    records_in: Counter,
+}
+
+impl<T: 'static, W: SinkWriter<T>> SinkNode<T, W> {
+    pub fn new(core: &Core, info: OperatorInfo, writer: Option<W>) -> Rc<Self> {
+        Rc::new(Self {
+            state: RefCell::new(SinkState { writer, stash: Vec::new(), ended: false, closed: false }),
+            io_lock: Semaphore::new(1),
+            records_in: core.counter(&info.name, "records_in"),
+            info,
+        })
+    }
+
+    fn fail(&self, e: SinkError) -> JobError {
+        JobError::Sink { operator: self.info.name.to_string(), core: self.info.core, message: e.0 }
+    }
+}
+
+impl<T: 'static, W: SinkWriter<T>> Outlet for SinkNode<T, W> {
+    fn drain(self: Rc<Self>, flush_partial: bool) -> LocalFuture<'static, Result<(), JobError>> {
+        Box::pin(async move {
+            let _permit = self
+                .io_lock
+                .acquire_permit(1)
+                .await
+                .map_err(|_| JobError::Cancelled { core: self.info.core })?;
+            let (mut writer, ended) = {
+                let mut st = self.state.borrow_mut();
+                if st.closed {
+                    return Ok(());
+                }
+                let Some(mut writer) = st.writer.take() else { return Ok(()) };
+                for mut b in std::mem::take(&mut st.stash) {
+                    writer.write(&mut b).map_err(|e| self.fail(e))?;
+                }
+                (writer, st.ended)
+            };
+            let result = if ended || writer.wants_flush() || (flush_partial && writer.has_buffered()) {
+                writer.flush(ended).await
+            } else {
+                Ok(())
+            };
+            let mut st = self.state.borrow_mut();
+            st.writer = Some(writer);
+            st.closed = ended;
+            result.map_err(|e| self.fail(e))
+        })
+    }
+
+    fn has_unsent(&self) -> bool {
+        let st = self.state.borrow();
+        !st.stash.is_empty() || st.writer.as_ref().is_some_and(|w| w.has_buffered())
+    }
+}
+
+/// The `Push` handle upstream holds for a sink.
+pub(crate) struct SinkHandle<T: 'static, W: SinkWriter<T>> {
+    pub node: Rc<SinkNode<T, W>>,
+    pub core: Rc<Core>,
+}
+
+impl<T: 'static, W: SinkWriter<T>> Push<T> for SinkHandle<T, W> {
+    fn push(&mut self, batch: &mut Batch<T>) -> Result<(), JobError> {
+        let n = &*self.node;
+        n.records_in.add(batch.len() as u64);
+        {
+            let mut st = n.state.borrow_mut();
+            let st = &mut *st;
+            match st.writer.as_mut() {
+                Some(w) if st.stash.is_empty() => w.write(batch).map_err(|e| n.fail(e))?,
+                Some(_) => st.stash.push(batch.take_all()),
+                None if st.ended || st.closed => {
+                    return Err(JobError::Runtime {
+                        core: n.info.core,
+                        message: format!("sink '{}' received data after end of input", n.info.name),
+                    });
+                }
+                // The writer is out doing I/O for another task: keep the
+                // batch until it returns (bounded: that task drains first).
+                None => st.stash.push(batch.take_all()),
+            }
+        }
+        self.core.touch(self.node.clone());
+        Ok(())
+    }
+
+    fn control(&mut self, control: Control) -> Result<(), JobError> {
+        let n = &*self.node;
+        let mut st = n.state.borrow_mut();
+        match control {
+            Control::Watermark(w) => {
+                if let Some(wr) = st.writer.as_mut() {
+                    wr.on_watermark(w);
+                }
+            }
+            Control::EndOfInput => {
+                st.ended = true;
+                drop(st);
+                self.core.touch(self.node.clone());
+            }
+            Control::Status(_) => {}
+        }
+        Ok(())
+    }
+}
+
+/// A sink that drops everything (benchmarks).
+#[derive(Clone, Copy, Debug, Default)]
+pub struct DiscardSink;
+
+/// Writer of [`DiscardSink`].
+pub struct DiscardWriter;
+
+impl<T: 'static> Sink<T> for DiscardSink {
+    type Writer = DiscardWriter;
+    fn name(&self) -> String {
+        "discard".into()
+    }
+    fn create_writer(&self, _ctx: &SinkContext) -> Result<DiscardWriter, SinkError> {
+        Ok(DiscardWriter)
+    }
+}
+
+impl<T: 'static> SinkWriter<T> for DiscardWriter {
+    fn write(&mut self, batch: &mut Batch<T>) -> Result<(), SinkError> {
+        batch.clear();
+        Ok(())
+    }
+    async fn flush(&mut self, _end: bool) -> Result<(), SinkError> {
+        Ok(())
+    }
+}
+
+/// A sink collecting every record into memory, for tests and small jobs:
+/// [`CollectSink::new`] returns the sink and a [`Collected`] handle that holds
+/// the records once the job has finished.
+pub struct CollectSink<T> {
+    tx: Sender<Vec<T>>,
+}
+
+impl<T> Clone for CollectSink<T> {
+    fn clone(&self) -> Self {
+        Self { tx: self.tx.clone() }
+    }
+}
+
+/// The records a [`CollectSink`] gathered, available after the job ends.
+pub struct Collected<T> {
+    rx: Receiver<Vec<T>>,
+}
+
+impl<T: Send + 'static> CollectSink<T> {
+    /// A collect sink and its result handle.
+    pub fn new() -> (Self, Collected<T>) {
+        // One message per core at end of input; `CORES_MAX` bounds it.
+        let (tx, rx) = crossbeam::channel::bounded(crate::config::CORES_MAX);
+        (Self { tx }, Collected { rx })
+    }
+}
+
+impl<T: Send + 'static> Collected<T> {
+    /// Every collected record (cores concatenated; order within a core kept).
+    /// Call after the job has finished.
+    pub fn take(&self) -> Vec<T> {
+        self.rx.try_iter().flatten().collect()
+    }
+}
+
+/// Writer of [`CollectSink`].
+pub struct CollectWriter<T> {
+    tx: Sender<Vec<T>>,
+    records: Vec<T>,
+}
+
+impl<T: Send + 'static> Sink<T> for CollectSink<T> {
+    type Writer = CollectWriter<T>;
+    fn name(&self) -> String {
+        "collect".into()
+    }
+    fn create_writer(&self, _ctx: &SinkContext) -> Result<Self::Writer, SinkError> {
+        Ok(CollectWriter { tx: self.tx.clone(), records: Vec::new() })
+    }
+}
+
+impl<T: Send + 'static> SinkWriter<T> for CollectWriter<T> {
+    fn write(&mut self, batch: &mut Batch<T>) -> Result<(), SinkError> {
+        self.records.append(&mut batch.records);
+        batch.timestamps.clear();
+        Ok(())
+    }
+    async fn flush(&mut self, end_of_input: bool) -> Result<(), SinkError> {
+        if end_of_input {
+            self.tx
+                .try_send(std::mem::take(&mut self.records))
+                .map_err(|_| SinkError("collect sink result handle is full or dropped".into()))?;
+        }
+        Ok(())
+    }
+}

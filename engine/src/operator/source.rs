@@ -1,0 +1,225 @@
+//! Sources: the [`Source`] a user adds to a job (cloned per core), the
+//! [`SourceReader`] each core runs for its share of the input, and the task
+//! that drives a reader into its operator chain.
+
+use std::future::Future;
+use std::rc::Rc;
+use std::time::Duration;
+
+use crate::batch::{
+    BATCH_RECORDS_MAX, Batch, Control, MAX_WATERMARK, MIN_WATERMARK, StreamStatus, Timestamp,
+};
+use crate::error::{JobError, OperatorInfo};
+use crate::metrics::Counter;
+use crate::runtime::core::{Core, Owned, Push};
+
+/// A source's description, cloned to every core, where it opens a reader for
+/// that core's split of the input.
+pub trait Source<T>: Clone + Send + 'static {
+    /// The per-core reader.
+    type Reader: SourceReader<T>;
+    /// A short name for logs, metrics and errors (e.g. `file(data.csv)`).
+    fn name(&self) -> String;
+    /// Whether the input ends (files, collections, bounded generators).
+    fn is_bounded(&self) -> bool;
+    /// Opens the reader for split `ctx.split()` of `ctx.splits()`.
+    fn create_reader(&self, ctx: &SourceContext) -> Result<Self::Reader, SourceError>;
+}
+
+/// Reads one core's split of a source, a batch at a time.
+pub trait SourceReader<T>: 'static {
+    /// Appends up to `out.remaining()` records to `out` and says what next.
+    /// Must not block the core: wait through the returned future, or return
+    /// [`SourceStatus::Wait`].
+    fn next_batch(
+        &mut self,
+        out: &mut SourceOutput<'_, T>,
+    ) -> impl Future<Output = Result<SourceStatus, SourceError>>;
+}
+
+/// What a reader reports after filling a batch.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SourceStatus {
+    /// More input may follow immediately.
+    More,
+    /// Nothing is due for this long (rate limit, nothing available yet).
+    Wait(Duration),
+    /// The split is exhausted.
+    Done,
+}
+
+/// A source failure: what and where (file and line, offset, ...).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SourceError(pub String);
+
+impl std::fmt::Display for SourceError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for SourceError {}
+
+/// Where a reader runs: its split, and metrics registration.
+pub struct SourceContext {
+    pub(crate) core: Rc<Core>,
+    pub(crate) name: String,
+    pub(crate) split: usize,
+    pub(crate) splits: usize,
+}
+
+impl SourceContext {
+    /// This reader's split index (0-based).
+    pub fn split(&self) -> usize {
+        self.split
+    }
+    /// How many splits the input is divided into.
+    pub fn splits(&self) -> usize {
+        self.splits
+    }
+    /// A counter for this source on this core (summed over cores in
+    /// [`crate::Metrics`]).
+    pub fn counter(&self, metric: &str) -> Counter {
+        self.core.counter(&self.name, metric)
+    }
+    /// Processing time in epoch milliseconds, from the job's clock.
+    pub fn now_ms(&self) -> i64 {
+        self.core.now_ms()
+    }
+    /// Monotonic nanoseconds from the job's clock.
+    pub fn monotonic_ns(&self) -> u64 {
+        self.core.monotonic_ns()
+    }
+}
+
+/// Where a reader puts records (and, optionally, a watermark or status).
+pub struct SourceOutput<'a, T> {
+    batch: &'a mut Batch<T>,
+    watermark: Option<Timestamp>,
+    status: Option<StreamStatus>,
+}
+
+impl<T> SourceOutput<'_, T> {
+    /// Room left in this batch.
+    #[inline]
+    pub fn remaining(&self) -> usize {
+        BATCH_RECORDS_MAX.saturating_sub(self.batch.len())
+    }
+    /// Emits a record without a timestamp.
+    #[inline]
+    pub fn collect(&mut self, record: T) {
+        self.batch.push(record);
+    }
+    /// Emits a record with an event timestamp.
+    #[inline]
+    pub fn collect_with_timestamp(&mut self, record: T, timestamp: Timestamp) {
+        self.batch.push_with(record, Some(timestamp));
+    }
+    /// Emits a watermark after this batch's records (ignored unless it
+    /// increases the source's watermark).
+    pub fn emit_watermark(&mut self, watermark: Timestamp) {
+        self.watermark = Some(self.watermark.map_or(watermark, |w| w.max(watermark)));
+    }
+    /// Marks this split idle or active after this batch.
+    pub fn mark_status(&mut self, status: StreamStatus) {
+        self.status = Some(status);
+    }
+}
+
+/// Drives one reader until its split ends, the job is cancelled or it fails.
+pub(crate) async fn run_source<T: 'static, R: SourceReader<T>>(
+    core: Rc<Core>,
+    info: OperatorInfo,
+    mut reader: R,
+    mut out: Box<dyn Push<T>>,
+) -> Result<(), JobError> {
+    let mut owned = Owned::new(core.clone());
+    let mut batch = Batch::with_capacity(BATCH_RECORDS_MAX);
+    let mut watermark = MIN_WATERMARK;
+    let fail =
+        |e: SourceError| JobError::Source { operator: info.name.to_string(), core: info.core, message: e.0 };
+    loop {
+        if core.is_cancelled() {
+            return Err(JobError::Cancelled { core: core.index() });
+        }
+        let mut output = SourceOutput { batch: &mut batch, watermark: None, status: None };
+        let status = reader.next_batch(&mut output).await.map_err(fail)?;
+        let (wm, st) = (output.watermark, output.status);
+        if !batch.is_empty() {
+            out.push(&mut batch)?;
+            batch.clear();
+        }
+        if let Some(w) = wm.filter(|&w| w > watermark) {
+            watermark = w;
+            out.control(Control::Watermark(w))?;
+        }
+        if let Some(s) = st {
+            out.control(Control::Status(s))?;
+        }
+        owned.after_push().await?;
+        match status {
+            SourceStatus::More => glommio::yield_if_needed().await,
+            SourceStatus::Wait(d) => {
+                owned.flush_all().await?;
+                glommio::timer::sleep(d).await;
+            }
+            SourceStatus::Done => {
+                if watermark < MAX_WATERMARK {
+                    out.control(Control::Watermark(MAX_WATERMARK))?;
+                }
+                out.control(Control::EndOfInput)?;
+                owned.after_push().await?;
+                owned.flush_all().await?;
+                return Ok(());
+            }
+        }
+    }
+}
+
+/// A bounded source over a collection, split round-robin-free: core `i` of
+/// `n` reads the `i`-th contiguous slice. With one split (see
+/// [`crate::DataStream::set_parallelism`]) the order is the collection's.
+#[derive(Clone)]
+pub struct CollectionSource<T> {
+    items: std::sync::Arc<Vec<T>>,
+}
+
+impl<T> CollectionSource<T> {
+    /// A source emitting `items`.
+    pub fn new(items: Vec<T>) -> Self {
+        Self { items: std::sync::Arc::new(items) }
+    }
+}
+
+impl<T: Clone + Send + Sync + 'static> Source<T> for CollectionSource<T> {
+    type Reader = CollectionReader<T>;
+    fn name(&self) -> String {
+        "collection".to_string()
+    }
+    fn is_bounded(&self) -> bool {
+        true
+    }
+    fn create_reader(&self, ctx: &SourceContext) -> Result<Self::Reader, SourceError> {
+        let n = self.items.len();
+        let (i, s) = (ctx.split(), ctx.splits());
+        Ok(CollectionReader { items: self.items.clone(), next: n * i / s, end: n * (i + 1) / s })
+    }
+}
+
+/// Reader of one slice of a [`CollectionSource`].
+pub struct CollectionReader<T> {
+    items: std::sync::Arc<Vec<T>>,
+    next: usize,
+    end: usize,
+}
+
+impl<T: Clone + Send + Sync + 'static> SourceReader<T> for CollectionReader<T> {
+    async fn next_batch(&mut self, out: &mut SourceOutput<'_, T>) -> Result<SourceStatus, SourceError> {
+        let upto = self.end.min(self.next + out.remaining());
+        for item in &self.items[self.next..upto] {
+            out.collect(item.clone());
+        }
+        self.next = upto;
+        Ok(if self.next == self.end { SourceStatus::Done } else { SourceStatus::More })
+    }
+}

@@ -1,0 +1,264 @@
+//! The per-core context and the contract between synchronous operator chains
+//! and the asynchronous tasks that drive them.
+//!
+//! # Design note: who waits for what
+//!
+//! Operators are chained by plain calls ([`Push`]): a driving task (a source,
+//! or the receiving end of one exchange channel) hands a batch to the first
+//! operator and the batch flows synchronously to the end of the chain. Some
+//! ends of a chain cannot finish synchronously: an exchange sender whose queue
+//! is full, a sink whose buffer must be written. Such an end is an [`Outlet`]:
+//! on every push it *touches* itself on the [`Core`], and the driving task,
+//! right after its synchronous push returns (no await in between), claims the
+//! touched outlets and awaits their [`Outlet::drain`] before taking more input.
+//!
+//! Because an outlet is claimed only by the tasks that pushed into it, a task
+//! only ever waits for operators downstream of itself. The job graph is a DAG
+//! and the last stage (sinks) never waits for an exchange, so by induction
+//! every wait ends: backpressure without deadlock. The bound on what an outlet
+//! can hold is what one input batch produces, because the pushing task drains
+//! before pushing again.
+
+use std::cell::RefCell;
+use std::future::Future;
+use std::pin::Pin;
+use std::rc::Rc;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use crate::batch::{Batch, Control};
+use crate::config::ResolvedConfig;
+use crate::error::JobError;
+use crate::metrics::{Counter, CounterEntry};
+
+/// The input end of an operator instance on one core: its upstream calls it
+/// with each batch and control message, synchronously.
+pub trait Push<T> {
+    /// Takes every record out of `batch` (leaving it empty, allocation kept).
+    fn push(&mut self, batch: &mut Batch<T>) -> Result<(), JobError>;
+    /// Handles a control message (watermark, status, end of input).
+    fn control(&mut self, control: Control) -> Result<(), JobError>;
+}
+
+impl<T> Push<T> for Box<dyn Push<T>> {
+    #[inline]
+    fn push(&mut self, batch: &mut Batch<T>) -> Result<(), JobError> {
+        (**self).push(batch)
+    }
+    #[inline]
+    fn control(&mut self, control: Control) -> Result<(), JobError> {
+        (**self).control(control)
+    }
+}
+
+/// A boxed future local to one core.
+pub type LocalFuture<'a, T> = Pin<Box<dyn Future<Output = T> + 'a>>;
+
+/// The end of a chain that may need to wait (see the module docs).
+pub(crate) trait Outlet {
+    /// Hands on what is ready, waiting for room as needed. With
+    /// `flush_partial`, also partly filled buffers.
+    fn drain(self: Rc<Self>, flush_partial: bool) -> LocalFuture<'static, Result<(), JobError>>;
+    /// Whether something is still held back (a partial buffer).
+    fn has_unsent(&self) -> bool;
+}
+
+/// State shared by all cores of one job run (read-mostly).
+pub(crate) struct JobShared {
+    cancelled: AtomicBool,
+}
+
+impl JobShared {
+    pub fn new() -> Arc<Self> {
+        Arc::new(Self { cancelled: AtomicBool::new(false) })
+    }
+    pub fn cancel(&self) {
+        self.cancelled.store(true, Ordering::Release);
+    }
+    pub fn is_cancelled(&self) -> bool {
+        self.cancelled.load(Ordering::Acquire)
+    }
+}
+
+/// Everything one core's operators share. Owned by the core (`!Send`: it
+/// holds `Rc`s and `RefCell`s and never leaves its executor thread).
+pub struct Core {
+    index: usize,
+    pub(crate) config: ResolvedConfig,
+    pub(crate) shared: Arc<JobShared>,
+    touched: RefCell<Vec<Rc<dyn Outlet>>>,
+    counters: RefCell<Vec<CounterEntry>>,
+}
+
+impl Core {
+    pub(crate) fn new(index: usize, config: ResolvedConfig, shared: Arc<JobShared>) -> Rc<Self> {
+        Rc::new(Self {
+            index,
+            config,
+            shared,
+            touched: RefCell::new(Vec::new()),
+            counters: RefCell::new(Vec::new()),
+        })
+    }
+
+    /// This core's index (the subtask index of every operator on it).
+    pub fn index(&self) -> usize {
+        self.index
+    }
+
+    /// Number of cores of the job.
+    pub fn cores(&self) -> usize {
+        self.config.cores
+    }
+
+    /// Whether the job runs in batch execution mode.
+    pub fn batch_mode(&self) -> bool {
+        self.config.batch_mode
+    }
+
+    /// Monotonic processing time from the job's clock.
+    pub fn monotonic_ns(&self) -> u64 {
+        self.config.clock.monotonic_ns()
+    }
+
+    /// Processing time in epoch milliseconds from the job's clock.
+    pub fn now_ms(&self) -> i64 {
+        self.config.clock.now_ms()
+    }
+
+    /// Whether the job is being cancelled.
+    pub fn is_cancelled(&self) -> bool {
+        self.shared.is_cancelled()
+    }
+
+    /// Registers a counter for `operator` on this core.
+    pub fn counter(&self, operator: &str, metric: &str) -> Counter {
+        let counter = Counter::default();
+        self.counters.borrow_mut().push(CounterEntry {
+            operator: operator.to_string(),
+            metric: metric.to_string(),
+            core: self.index,
+            counter: counter.clone(),
+        });
+        counter
+    }
+
+    pub(crate) fn take_counters(&self) -> Vec<CounterEntry> {
+        std::mem::take(&mut *self.counters.borrow_mut())
+    }
+
+    /// Called by an outlet on every push.
+    pub(crate) fn touch(&self, outlet: Rc<dyn Outlet>) {
+        self.touched.borrow_mut().push(outlet);
+    }
+
+    fn claim_touched(&self, owned: &mut Vec<Rc<dyn Outlet>>) {
+        let mut touched = self.touched.borrow_mut();
+        for o in touched.drain(..) {
+            if !owned.iter().any(|x| Rc::ptr_eq(x, &o)) {
+                owned.push(o);
+            }
+        }
+    }
+}
+
+/// What one driving task owns downstream of itself: the outlets it pushed
+/// into and has yet to drain, and when it last flushed partial buffers.
+pub(crate) struct Owned {
+    core: Rc<Core>,
+    outlets: Vec<Rc<dyn Outlet>>,
+    last_flush_ns: u64,
+}
+
+impl Owned {
+    pub fn new(core: Rc<Core>) -> Self {
+        let now = core.monotonic_ns();
+        Self { core, outlets: Vec::new(), last_flush_ns: now }
+    }
+
+    /// After a synchronous push: claim what it touched and wait until those
+    /// outlets accepted it (backpressure). Partial buffers go out when the
+    /// flush deadline passed.
+    pub async fn after_push(&mut self) -> Result<(), JobError> {
+        self.core.claim_touched(&mut self.outlets);
+        if self.outlets.is_empty() {
+            return Ok(());
+        }
+        let now = self.core.monotonic_ns();
+        let flush_partial = now.saturating_sub(self.last_flush_ns) >= self.core.config.flush_interval_ns;
+        if flush_partial {
+            self.last_flush_ns = now;
+        }
+        for o in &self.outlets {
+            o.clone().drain(flush_partial).await?;
+        }
+        self.outlets.retain(|o| o.has_unsent());
+        Ok(())
+    }
+
+    /// Before waiting for input: send everything, partial buffers included.
+    pub async fn flush_all(&mut self) -> Result<(), JobError> {
+        self.core.claim_touched(&mut self.outlets);
+        for o in self.outlets.drain(..) {
+            o.drain(true).await?;
+        }
+        self.last_flush_ns = self.core.monotonic_ns();
+        Ok(())
+    }
+}
+
+/// A `Push` that discards everything: the output of a stream nobody consumes.
+pub(crate) struct Discard;
+
+impl<T> Push<T> for Discard {
+    fn push(&mut self, batch: &mut Batch<T>) -> Result<(), JobError> {
+        batch.clear();
+        Ok(())
+    }
+    fn control(&mut self, _control: Control) -> Result<(), JobError> {
+        Ok(())
+    }
+}
+
+/// Hands each batch to several consumers (a stream used more than once).
+pub(crate) struct Tee<T> {
+    outputs: Vec<Box<dyn Push<T>>>,
+    scratch: Batch<T>,
+}
+
+impl<T: Clone> Tee<T> {
+    pub fn new(outputs: Vec<Box<dyn Push<T>>>) -> Self {
+        Self { outputs, scratch: Batch::default() }
+    }
+}
+
+impl<T: Clone> Push<T> for Tee<T> {
+    fn push(&mut self, batch: &mut Batch<T>) -> Result<(), JobError> {
+        let (last, rest) = self.outputs.split_last_mut().expect("tee has outputs");
+        for out in rest {
+            self.scratch.records.extend_from_slice(&batch.records);
+            self.scratch.timestamps.extend_from_slice(&batch.timestamps);
+            out.push(&mut self.scratch)?;
+            self.scratch.clear();
+        }
+        last.push(batch)
+    }
+    fn control(&mut self, control: Control) -> Result<(), JobError> {
+        for out in &mut self.outputs {
+            out.control(control)?;
+        }
+        Ok(())
+    }
+}
+
+/// Sets the job's cancel flag if the owning thread unwinds (an engine bug),
+/// so other cores stop instead of waiting forever.
+pub(crate) struct CancelOnUnwind(pub Arc<JobShared>);
+
+impl Drop for CancelOnUnwind {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            self.0.cancel();
+        }
+    }
+}

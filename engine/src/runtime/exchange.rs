@@ -1,0 +1,419 @@
+//! Exchanges: moving batches between cores.
+//!
+//! # Design note
+//!
+//! One exchange edge of the job graph becomes a `cores × cores` matrix of
+//! bounded single-producer/single-consumer channels (glommio's
+//! `shared_channel`: a lock-free ring plus an eventfd that wakes a parked
+//! receiving executor). Channel `(i, j)` carries [`Message`]s from core `i` to
+//! core `j`, data and control in one FIFO, so a watermark or end-of-input can
+//! never overtake the records sent before it. Beside each channel runs a
+//! return path (a crossbeam `ArrayQueue`) on which the receiver hands emptied
+//! batches back for reuse: no allocation per batch in steady state.
+//!
+//! The sending side is an [`Outlet`]: records are routed into one staging
+//! batch per destination; a full staging batch is sent at once if the channel
+//! has room and nothing is queued before it, otherwise it waits in that
+//! destination's pending queue until the driving task drains it (which is
+//! backpressure: the driver takes no more input meanwhile). A partial staging
+//! batch goes out when the flush deadline passes or the driver runs out of
+//! input, which bounds latency at low load.
+//!
+//! Invariants: per channel, messages are sent in the order they were staged
+//! (the fast path is taken only when the pending queue is empty and no send is
+//! in flight); every buffer is bounded (`BATCH_RECORDS_MAX` records per batch,
+//! `exchange_queue_batches` per channel, pending ≤ what one input batch
+//! produced).
+
+use std::any::Any;
+use std::cell::{Cell, RefCell};
+use std::collections::VecDeque;
+use std::rc::Rc;
+use std::sync::Arc;
+
+use brisk_state::{MaxParallelism, key_hash};
+use crossbeam::queue::ArrayQueue;
+use glommio::channels::shared_channel::{
+    self, ConnectedReceiver, ConnectedSender, SharedReceiver, SharedSender,
+};
+use glommio::sync::Semaphore;
+use glommio::{GlommioError, ResourceType};
+
+use crate::batch::{BATCH_RECORDS_MAX, Batch, Control, Message, Timestamp};
+use crate::error::{JobError, OperatorInfo};
+use crate::metrics::Counter;
+use crate::runtime::core::{Core, LocalFuture, Outlet, Owned, Push};
+
+/// Emptied batches a receiver may hand back beyond the channel's capacity.
+const RECYCLE_SLACK_BATCHES: usize = 4;
+
+type Recycle<P> = Arc<ArrayQueue<Batch<P>>>;
+
+/// One core's unconnected ends of one exchange edge: a sender to every core
+/// and a receiver from every core. Crosses threads once, at job start.
+pub(crate) struct ExchangeEnds<P: Send + 'static> {
+    senders: Vec<(SharedSender<Message<P>>, Recycle<P>)>,
+    receivers: Vec<(SharedReceiver<Message<P>>, Recycle<P>)>,
+}
+
+/// Creates the channel matrix of one exchange edge; element `c` belongs to core `c`.
+pub(crate) fn exchange_matrix<P: Send + 'static>(cores: usize, queue_batches: usize) -> Vec<ExchangeEnds<P>> {
+    let mut ends: Vec<ExchangeEnds<P>> =
+        (0..cores).map(|_| ExchangeEnds { senders: Vec::new(), receivers: Vec::new() }).collect();
+    let mut receivers: Vec<Vec<Option<(SharedReceiver<Message<P>>, Recycle<P>)>>> =
+        (0..cores).map(|_| (0..cores).map(|_| None).collect()).collect();
+    for (from, from_ends) in ends.iter_mut().enumerate() {
+        for to_receivers in receivers.iter_mut() {
+            let (tx, rx) = shared_channel::new_bounded(queue_batches);
+            let recycle = Arc::new(ArrayQueue::new(queue_batches + RECYCLE_SLACK_BATCHES));
+            from_ends.senders.push((tx, recycle.clone()));
+            to_receivers[from] = Some((rx, recycle));
+        }
+    }
+    for (to, row) in receivers.into_iter().enumerate() {
+        ends[to].receivers = row.into_iter().map(|r| r.expect("every pair has a channel")).collect();
+    }
+    ends
+}
+
+/// Type-erased unconnected ends, so the runtime can connect every edge
+/// without knowing its record type.
+pub(crate) trait UnconnectedEnds: Send {
+    fn connect(self: Box<Self>) -> LocalFuture<'static, Box<dyn Any>>;
+}
+
+/// Connected ends of one exchange edge on one core.
+pub(crate) struct ConnectedEnds<P: Send + 'static> {
+    pub senders: Vec<(ConnectedSender<Message<P>>, Recycle<P>)>,
+    pub receivers: Vec<(ConnectedReceiver<Message<P>>, Recycle<P>)>,
+}
+
+impl<P: Send + 'static> UnconnectedEnds for ExchangeEnds<P> {
+    fn connect(self: Box<Self>) -> LocalFuture<'static, Box<dyn Any>> {
+        Box::pin(async move {
+            // Each connect is a rendezvous with the peer core (possibly this
+            // one), so all of them must be in progress at once.
+            let senders: Vec<_> =
+                self.senders.into_iter().map(|(tx, r)| (glommio::spawn_local(tx.connect()), r)).collect();
+            let receivers: Vec<_> =
+                self.receivers.into_iter().map(|(rx, r)| (glommio::spawn_local(rx.connect()), r)).collect();
+            let mut out = ConnectedEnds { senders: Vec::new(), receivers: Vec::new() };
+            for (t, r) in senders {
+                out.senders.push((t.await, r));
+            }
+            for (t, r) in receivers {
+                out.receivers.push((t.await, r));
+            }
+            Box::new(out) as Box<dyn Any>
+        })
+    }
+}
+
+/// Where a routed record goes.
+#[derive(Clone, Copy, Debug)]
+pub(crate) enum Dest {
+    One(usize),
+    All,
+}
+
+/// Decides each record's destination core and what is sent for it.
+pub(crate) trait Router<T>: 'static {
+    type Out: Clone + Send + 'static;
+    fn route(&mut self, record: T) -> (Dest, Self::Out);
+}
+
+/// Key-hash routing: the key group of the key's hash picks the core; the hash
+/// travels with the record so the keyed operator does not hash again.
+pub(crate) struct HashRouter<F> {
+    pub key_of_hash: F,
+    pub max_parallelism: MaxParallelism,
+    pub cores: usize,
+}
+
+impl<T: Clone + Send + 'static, F: FnMut(&T) -> u64 + 'static> Router<T> for HashRouter<F> {
+    type Out = (u64, T);
+    #[inline]
+    fn route(&mut self, record: T) -> (Dest, (u64, T)) {
+        let hash = (self.key_of_hash)(&record);
+        (Dest::One(self.max_parallelism.owner_of_hash(hash, self.cores)), (hash, record))
+    }
+}
+
+/// Builds the hashing closure of a key selector.
+pub(crate) fn hash_key_with<T, K: std::hash::Hash>(mut key_fn: impl FnMut(&T) -> K) -> impl FnMut(&T) -> u64 {
+    move |r| key_hash(&key_fn(r))
+}
+
+/// Round-robin over all cores, record by record (Flink's `rebalance`).
+pub(crate) struct RoundRobin {
+    pub next: usize,
+    pub cores: usize,
+}
+
+impl<T: Clone + Send + 'static> Router<T> for RoundRobin {
+    type Out = T;
+    #[inline]
+    fn route(&mut self, record: T) -> (Dest, T) {
+        let d = self.next;
+        self.next = if d + 1 == self.cores { 0 } else { d + 1 };
+        (Dest::One(d), record)
+    }
+}
+
+/// Every record to every core (Flink's `broadcast`).
+pub(crate) struct Broadcast;
+
+impl<T: Clone + Send + 'static> Router<T> for Broadcast {
+    type Out = T;
+    #[inline]
+    fn route(&mut self, record: T) -> (Dest, T) {
+        (Dest::All, record)
+    }
+}
+
+/// Every record to core 0 (Flink's `global`; used by single-file sinks).
+pub(crate) struct Global;
+
+impl<T: Clone + Send + 'static> Router<T> for Global {
+    type Out = T;
+    #[inline]
+    fn route(&mut self, record: T) -> (Dest, T) {
+        (Dest::One(0), record)
+    }
+}
+
+struct OutChannel<P> {
+    recycle: Recycle<P>,
+    staging: Batch<P>,
+    pending: VecDeque<Message<P>>,
+    in_flight: bool,
+}
+
+struct SenderState<T, R: Router<T>> {
+    channels: Vec<OutChannel<R::Out>>,
+    router: R,
+    closed: bool,
+    _record: std::marker::PhantomData<fn(T)>,
+}
+
+/// The sending side of one exchange edge on one core.
+pub(crate) struct ExchangeSender<T, R: Router<T>> {
+    state: RefCell<SenderState<T, R>>,
+    senders: Vec<ConnectedSender<Message<R::Out>>>,
+    drain_lock: Semaphore,
+    unsent: Cell<bool>,
+    info: OperatorInfo,
+    batches_allocated: Counter,
+    pending_max: Counter,
+}
+
+impl<T: 'static, R: Router<T>> ExchangeSender<T, R> {
+    pub fn new(
+        core: &Core,
+        info: OperatorInfo,
+        router: R,
+        ends: Vec<(ConnectedSender<Message<R::Out>>, Recycle<R::Out>)>,
+    ) -> Rc<Self> {
+        let mut channels = Vec::with_capacity(ends.len());
+        let mut senders = Vec::with_capacity(ends.len());
+        for (tx, recycle) in ends {
+            senders.push(tx);
+            channels.push(OutChannel {
+                recycle,
+                staging: Batch::with_capacity(BATCH_RECORDS_MAX),
+                pending: VecDeque::new(),
+                in_flight: false,
+            });
+        }
+        let allocated = core.counter(&info.name, "exchange_batches_allocated");
+        allocated.add(channels.len() as u64);
+        Rc::new(Self {
+            state: RefCell::new(SenderState { channels, router, closed: false, _record: Default::default() }),
+            senders,
+            drain_lock: Semaphore::new(1),
+            unsent: Cell::new(false),
+            pending_max: core.counter(&info.name, "exchange_pending_batches_max"),
+            info,
+            batches_allocated: allocated,
+        })
+    }
+
+    fn enqueue(&self, st: &mut SenderState<T, R>, d: usize, msg: Message<R::Out>) {
+        let ch = &mut st.channels[d];
+        if ch.pending.is_empty() && !ch.in_flight {
+            match self.senders[d].try_send(msg) {
+                Ok(()) => return,
+                Err(GlommioError::WouldBlock(ResourceType::Channel(m))) => ch.pending.push_back(m),
+                Err(_) => {
+                    st.closed = true;
+                    return;
+                }
+            }
+        } else {
+            ch.pending.push_back(msg);
+        }
+        let len = st.channels[d].pending.len() as u64;
+        if len > self.pending_max.get() {
+            self.pending_max.add(len - self.pending_max.get());
+        }
+    }
+
+    fn ship(&self, st: &mut SenderState<T, R>, d: usize) {
+        let ch = &mut st.channels[d];
+        let fresh = ch.recycle.pop().unwrap_or_else(|| {
+            self.batches_allocated.add(1);
+            Batch::with_capacity(BATCH_RECORDS_MAX)
+        });
+        let full = std::mem::replace(&mut ch.staging, fresh);
+        self.enqueue(st, d, Message::Data(full));
+    }
+
+    #[inline]
+    fn stage(&self, st: &mut SenderState<T, R>, d: usize, record: R::Out, ts: Option<Timestamp>) {
+        let ch = &mut st.channels[d];
+        ch.staging.push_with(record, ts);
+        if ch.staging.len() >= BATCH_RECORDS_MAX {
+            self.ship(st, d);
+        }
+    }
+
+    fn check_open(&self, st: &SenderState<T, R>) -> Result<(), JobError> {
+        if st.closed { Err(JobError::Cancelled { core: self.info.core }) } else { Ok(()) }
+    }
+}
+
+impl<T: 'static, R: Router<T>> Outlet for ExchangeSender<T, R> {
+    fn drain(self: Rc<Self>, flush_partial: bool) -> LocalFuture<'static, Result<(), JobError>> {
+        Box::pin(async move {
+            let _permit = self
+                .drain_lock
+                .acquire_permit(1)
+                .await
+                .map_err(|_| JobError::Cancelled { core: self.info.core })?;
+            if flush_partial {
+                let mut st = self.state.borrow_mut();
+                for d in 0..st.channels.len() {
+                    if !st.channels[d].staging.is_empty() {
+                        self.ship(&mut st, d);
+                    }
+                }
+            }
+            for d in 0..self.senders.len() {
+                loop {
+                    let msg = {
+                        let mut st = self.state.borrow_mut();
+                        let ch = &mut st.channels[d];
+                        let msg = ch.pending.pop_front();
+                        ch.in_flight = msg.is_some();
+                        msg
+                    };
+                    let Some(msg) = msg else { break };
+                    let sent = self.senders[d].send(msg).await;
+                    self.state.borrow_mut().channels[d].in_flight = false;
+                    if sent.is_err() {
+                        return Err(JobError::Cancelled { core: self.info.core });
+                    }
+                }
+            }
+            let st = self.state.borrow();
+            self.unsent.set(st.channels.iter().any(|c| !c.staging.is_empty() || !c.pending.is_empty()));
+            self.check_open(&st)
+        })
+    }
+
+    fn has_unsent(&self) -> bool {
+        self.unsent.get()
+    }
+}
+
+/// The `Push` handle an upstream operator holds for an exchange sender.
+pub(crate) struct SenderHandle<T: 'static, R: Router<T>> {
+    pub sender: Rc<ExchangeSender<T, R>>,
+    pub core: Rc<Core>,
+}
+
+impl<T: 'static, R: Router<T>> Push<T> for SenderHandle<T, R> {
+    fn push(&mut self, batch: &mut Batch<T>) -> Result<(), JobError> {
+        let s = &*self.sender;
+        {
+            let mut st = s.state.borrow_mut();
+            s.check_open(&st)?;
+            let st = &mut *st;
+            let cores = s.senders.len();
+            s.info.guard(|| {
+                for (record, ts) in batch.drain() {
+                    match st.router.route(record) {
+                        (Dest::One(d), out) => s.stage(st, d, out, ts),
+                        (Dest::All, out) => {
+                            for d in 0..cores - 1 {
+                                s.stage(st, d, out.clone(), ts);
+                            }
+                            s.stage(st, cores - 1, out, ts);
+                        }
+                    }
+                }
+            })?;
+        }
+        s.unsent.set(true);
+        self.core.touch(self.sender.clone());
+        Ok(())
+    }
+
+    fn control(&mut self, control: Control) -> Result<(), JobError> {
+        let s = &*self.sender;
+        {
+            let mut st = s.state.borrow_mut();
+            s.check_open(&st)?;
+            for d in 0..st.channels.len() {
+                if !st.channels[d].staging.is_empty() {
+                    s.ship(&mut st, d);
+                }
+                s.enqueue(&mut st, d, Message::Control(control));
+            }
+        }
+        s.unsent.set(true);
+        self.core.touch(self.sender.clone());
+        Ok(())
+    }
+}
+
+/// Drives one receiving channel: hands every batch and control message to
+/// `downstream` (the operator's input port for this channel), returns emptied
+/// batches, and waits for its own outlets before taking more.
+pub(crate) async fn run_receiver<P: Send + 'static>(
+    core: Rc<Core>,
+    rx: ConnectedReceiver<Message<P>>,
+    recycle: Recycle<P>,
+    mut downstream: Box<dyn Push<P>>,
+) -> Result<(), JobError> {
+    let mut owned = Owned::new(core.clone());
+    loop {
+        let msg = match futures_lite::future::poll_once(rx.recv()).await {
+            Some(msg) => msg,
+            None => {
+                // Nothing to do right now: send partial buffers downstream
+                // before parking, so results do not wait for more input.
+                owned.flush_all().await?;
+                rx.recv().await
+            }
+        };
+        match msg {
+            None => return Err(JobError::Cancelled { core: core.index() }),
+            Some(Message::Data(mut batch)) => {
+                downstream.push(&mut batch)?;
+                batch.clear();
+                let _ = recycle.push(batch);
+            }
+            Some(Message::Control(control)) => {
+                downstream.control(control)?;
+                if control == Control::EndOfInput {
+                    owned.after_push().await?;
+                    owned.flush_all().await?;
+                    return Ok(());
+                }
+            }
+        }
+        owned.after_push().await?;
+        glommio::yield_if_needed().await;
+    }
+}

@@ -1,0 +1,547 @@
+//! The DataStream API: [`StreamEnv`] builds a job graph from
+//! [`DataStream`]s and [`KeyedStream`]s and runs it.
+
+use std::cell::RefCell;
+use std::hash::Hash;
+use std::marker::PhantomData;
+use std::rc::Rc;
+
+use brisk_state::StateTable;
+
+use crate::batch::{Batch, MAX_WATERMARK};
+use crate::config::JobConfig;
+use crate::error::JobError;
+use crate::graph::{FnFactory, NodeFactory, NodeId, NodeMeta, NodeSpec, Partitioning, plain_exchanges};
+use crate::operator::basic::{FilterOp, FlatMapOp, Identity, MapOp};
+use crate::operator::keyed_process::{KeyedProcessFunction, KeyedProcessOp};
+use crate::operator::reduce::ReduceOp;
+use crate::operator::sink::{
+    CollectSink, Collected, Sink, SinkContext, SinkHandle, SinkNode, SinkParallelism,
+};
+use crate::operator::source::{CollectionSource, Source, SourceContext, run_source};
+use crate::runtime::core::Push;
+use crate::runtime::exchange::{
+    ConnectedEnds, ExchangeSender, HashRouter, SenderHandle, exchange_matrix, hash_key_with,
+};
+use crate::runtime::{JobResult, execute};
+
+/// What a stream can carry: records are cloned for fan-out and broadcast and
+/// sent to other cores.
+pub trait Data: Clone + Send + 'static {}
+impl<T: Clone + Send + 'static> Data for T {}
+
+/// What a stream can be keyed by.
+pub trait Key: Data + Eq + Hash {}
+impl<T: Data + Eq + Hash> Key for T {}
+
+#[derive(Default)]
+struct GraphBuilder {
+    nodes: Vec<NodeSpec>,
+    errors: Vec<String>,
+}
+
+type Graph = Rc<RefCell<GraphBuilder>>;
+
+fn add_node(
+    graph: &Graph,
+    kind: &'static str,
+    inputs: Vec<(NodeId, Partitioning)>,
+    factory: Box<dyn NodeFactory>,
+    source: Option<bool>,
+    is_sink: bool,
+) -> NodeId {
+    let mut g = graph.borrow_mut();
+    let id = g.nodes.len();
+    debug_assert!(inputs.iter().all(|(i, _)| *i < id), "inputs precede their consumers");
+    g.nodes.push(NodeSpec {
+        meta: NodeMeta {
+            id,
+            kind,
+            name: format!("{kind}#{id}"),
+            inputs,
+            splits: None,
+            bounded: source,
+            is_sink,
+        },
+        factory,
+    });
+    id
+}
+
+/// A job under construction, and the way to run it.
+///
+/// ```
+/// use brisk_engine::prelude::*;
+///
+/// let env = StreamEnv::new(JobConfig::with_cores(2));
+/// let out = env
+///     .from_collection(vec!["a b", "b c", "c"])
+///     .flat_map(|line: &str| line.split(' ').map(str::to_string).collect::<Vec<_>>())
+///     .key_by(|w: &String| w.clone())
+///     .reduce(|a: String, b: String| a + &b)
+///     .collect();
+/// env.execute().unwrap();
+/// let mut words = out.take();
+/// words.sort();
+/// assert_eq!(words, ["a", "b", "bb", "c", "cc"]);
+/// ```
+pub struct StreamEnv {
+    graph: Graph,
+    config: JobConfig,
+}
+
+impl StreamEnv {
+    /// An empty job with `config`.
+    pub fn new(config: JobConfig) -> Self {
+        Self { graph: Rc::default(), config }
+    }
+
+    /// The job's configuration.
+    pub fn config(&self) -> &JobConfig {
+        &self.config
+    }
+
+    /// The job's configuration, to change before [`execute`](Self::execute).
+    pub fn config_mut(&mut self) -> &mut JobConfig {
+        &mut self.config
+    }
+
+    /// Adds a source; each core reads one split of it.
+    pub fn from_source<T: Data, S: Source<T>>(&self, source: S) -> DataStream<T> {
+        let bounded = source.is_bounded();
+        let name = source.name();
+        let factory = FnFactory {
+            exchanges: |_: usize, _: usize| Vec::new(),
+            build: move |b: &mut crate::graph::CoreBuilder,
+                         meta: &NodeMeta,
+                         _ends: Vec<Box<dyn std::any::Any>>| {
+                let out = b.output::<T>(meta.id);
+                let info = b.info(meta);
+                let core = b.core.clone();
+                let splits = meta.splits.unwrap_or(core.cores()).min(core.cores());
+                if core.index() < splits {
+                    let ctx = SourceContext {
+                        core: core.clone(),
+                        name: meta.name.clone(),
+                        split: core.index(),
+                        splits,
+                    };
+                    let reader = source.create_reader(&ctx).map_err(|e| JobError::Source {
+                        operator: meta.name.clone(),
+                        core: core.index(),
+                        message: e.0,
+                    })?;
+                    b.spawn(format!("source '{}'", meta.name), run_source(core, info, reader, out));
+                } else {
+                    b.spawn(
+                        format!("source '{}' (no split)", meta.name),
+                        run_source(core, info, NoSplit, out),
+                    );
+                }
+                Ok(())
+            },
+        };
+        let id = add_node(&self.graph, "source", Vec::new(), Box::new(factory), Some(bounded), false);
+        let stream = self.stream(id);
+        stream.name(&name)
+    }
+
+    /// A bounded source over `items` (split in contiguous slices over cores).
+    pub fn from_collection<T: Data + Sync>(&self, items: Vec<T>) -> DataStream<T> {
+        self.from_source(CollectionSource::new(items))
+    }
+
+    /// A bounded source over the items of `iter`.
+    pub fn from_iter<T: Data + Sync>(&self, iter: impl IntoIterator<Item = T>) -> DataStream<T> {
+        self.from_collection(iter.into_iter().collect())
+    }
+
+    fn stream<T>(&self, node: NodeId) -> DataStream<T> {
+        DataStream { graph: self.graph.clone(), node, _type: PhantomData }
+    }
+
+    /// A description of the job graph, one operator per line.
+    pub fn describe(&self) -> String {
+        let g = self.graph.borrow();
+        let mut s = String::new();
+        for n in &g.nodes {
+            let inputs: Vec<String> =
+                n.meta.inputs.iter().map(|(i, p)| format!("{} ({p:?})", g.nodes[*i].meta.name)).collect();
+            s.push_str(&format!("{} [{}] <- [{}]\n", n.meta.name, n.meta.kind, inputs.join(", ")));
+        }
+        s
+    }
+
+    /// Runs the job on `config.cores` cores until its bounded sources end and
+    /// everything in flight is drained, or until it fails.
+    pub fn execute(self) -> Result<JobResult, JobError> {
+        let graph = std::mem::take(&mut *self.graph.borrow_mut());
+        if let Some(e) = graph.errors.first() {
+            return Err(JobError::Config(e.clone()));
+        }
+        execute(graph.nodes, &self.config)
+    }
+}
+
+/// A stream of `T` records: the output of one operator.
+pub struct DataStream<T> {
+    graph: Graph,
+    node: NodeId,
+    _type: PhantomData<fn() -> T>,
+}
+
+impl<T> Clone for DataStream<T> {
+    fn clone(&self) -> Self {
+        Self { graph: self.graph.clone(), node: self.node, _type: PhantomData }
+    }
+}
+
+impl<T: Data> DataStream<T> {
+    fn derive<O>(&self, node: NodeId) -> DataStream<O> {
+        DataStream { graph: self.graph.clone(), node, _type: PhantomData }
+    }
+
+    /// Names this stream's operator (shown in errors, metrics and the graph).
+    pub fn name(self, name: &str) -> Self {
+        self.graph.borrow_mut().nodes[self.node].meta.name = name.to_string();
+        self
+    }
+
+    /// Sources only: read the input in `splits` splits (cores `0..splits`
+    /// read; the others produce nothing). `1` keeps the input's order.
+    pub fn set_parallelism(self, splits: usize) -> Self {
+        {
+            let mut g = self.graph.borrow_mut();
+            let meta = &g.nodes[self.node].meta;
+            if meta.bounded.is_none() || splits == 0 {
+                let msg = format!(
+                    "set_parallelism({splits}) on '{}': only sources take a parallelism, and it must be at least 1",
+                    meta.name
+                );
+                g.errors.push(msg);
+            } else {
+                g.nodes[self.node].meta.splits = Some(splits);
+            }
+        }
+        self
+    }
+
+    fn chain<O: Data>(
+        &self,
+        kind: &'static str,
+        make: impl FnOnce(Box<dyn Push<O>>, crate::error::OperatorInfo) -> Box<dyn Push<T>>
+        + Clone
+        + Send
+        + 'static,
+    ) -> DataStream<O> {
+        let factory = FnFactory {
+            exchanges: |_: usize, _: usize| Vec::new(),
+            build: move |b: &mut crate::graph::CoreBuilder,
+                         meta: &NodeMeta,
+                         ends: Vec<Box<dyn std::any::Any>>| {
+                let out = b.output::<O>(meta.id);
+                let info = b.info(meta);
+                let input = make(out, info);
+                b.wire_plain_inputs::<T>(meta, input, ends);
+                Ok(())
+            },
+        };
+        let id = add_node(
+            &self.graph,
+            kind,
+            vec![(self.node, Partitioning::Forward)],
+            Box::new(factory),
+            None,
+            false,
+        );
+        self.derive(id)
+    }
+
+    /// Applies `f` to every record.
+    pub fn map<O: Data>(&self, f: impl FnMut(T) -> O + Clone + Send + 'static) -> DataStream<O> {
+        self.chain("map", move |next, info| Box::new(MapOp { f, out: Batch::default(), next, info }))
+    }
+
+    /// Keeps the records for which `f` is true.
+    pub fn filter(&self, f: impl FnMut(&T) -> bool + Clone + Send + 'static) -> DataStream<T> {
+        self.chain("filter", move |next, info| Box::new(FilterOp { f, out: Batch::default(), next, info }))
+    }
+
+    /// Replaces every record by the items `f` returns for it.
+    pub fn flat_map<O: Data, I: IntoIterator<Item = O>>(
+        &self,
+        f: impl FnMut(T) -> I + Clone + Send + 'static,
+    ) -> DataStream<O> {
+        self.chain("flat_map", move |next, info| Box::new(FlatMapOp { f, out: Batch::default(), next, info }))
+    }
+
+    fn repartition(&self, kind: &'static str, inputs: Vec<(NodeId, Partitioning)>) -> DataStream<T> {
+        let factory = FnFactory {
+            exchanges: {
+                let inputs = inputs.clone();
+                move |cores: usize, q: usize| plain_exchanges::<T>(&inputs, cores, q)
+            },
+            build: |b: &mut crate::graph::CoreBuilder, meta: &NodeMeta, ends: Vec<Box<dyn std::any::Any>>| {
+                let out = b.output::<T>(meta.id);
+                b.wire_plain_inputs::<T>(meta, Box::new(Identity { next: out }), ends);
+                Ok(())
+            },
+        };
+        let id = add_node(&self.graph, kind, inputs, Box::new(factory), None, false);
+        self.derive(id)
+    }
+
+    /// Merges this stream with `others` (same type); watermarks combine as the
+    /// minimum over all inputs.
+    pub fn union(&self, others: &[DataStream<T>]) -> DataStream<T> {
+        let mut inputs = vec![(self.node, Partitioning::Forward)];
+        inputs.extend(others.iter().map(|s| (s.node, Partitioning::Forward)));
+        self.repartition("union", inputs)
+    }
+
+    /// Spreads records round-robin over all cores.
+    pub fn rebalance(&self) -> DataStream<T> {
+        self.repartition("rebalance", vec![(self.node, Partitioning::Rebalance)])
+    }
+
+    /// Sends every record to every core.
+    pub fn broadcast(&self) -> DataStream<T> {
+        self.repartition("broadcast", vec![(self.node, Partitioning::Broadcast)])
+    }
+
+    /// Sends every record to core 0.
+    pub fn global(&self) -> DataStream<T> {
+        self.repartition("global", vec![(self.node, Partitioning::Global)])
+    }
+
+    /// Keeps records on their core (the default between operators; explicit
+    /// for readability).
+    pub fn forward(&self) -> DataStream<T> {
+        self.repartition("forward", vec![(self.node, Partitioning::Forward)])
+    }
+
+    /// Partitions by key: records with equal keys go to the same core, in the
+    /// order each sending core emitted them.
+    pub fn key_by<K: Key>(
+        &self,
+        key_fn: impl Fn(&T) -> K + Clone + Send + 'static,
+    ) -> KeyedStream<T, K, impl Fn(&T) -> K + Clone + Send + 'static> {
+        KeyedStream { input: self.clone(), key_fn, _key: PhantomData }
+    }
+
+    /// Writes every record to `sink`.
+    pub fn sink_to<S: Sink<T>>(&self, sink: S) {
+        let partitioning = match sink.parallelism() {
+            SinkParallelism::PerCore => Partitioning::Forward,
+            SinkParallelism::Single => Partitioning::Global,
+        };
+        let single = partitioning == Partitioning::Global;
+        let inputs = vec![(self.node, partitioning)];
+        let name = sink.name();
+        let factory = FnFactory {
+            exchanges: {
+                let inputs = inputs.clone();
+                move |cores: usize, q: usize| plain_exchanges::<T>(&inputs, cores, q)
+            },
+            build: move |b: &mut crate::graph::CoreBuilder,
+                         meta: &NodeMeta,
+                         ends: Vec<Box<dyn std::any::Any>>| {
+                let core = b.core.clone();
+                let info = b.info(meta);
+                let writer = if single && core.index() != 0 {
+                    None
+                } else {
+                    let ctx = SinkContext { core: core.clone(), name: meta.name.clone() };
+                    Some(sink.create_writer(&ctx).map_err(|e| JobError::Sink {
+                        operator: meta.name.clone(),
+                        core: core.index(),
+                        message: e.0,
+                    })?)
+                };
+                let node = SinkNode::new(&core, info, writer);
+                b.wire_plain_inputs::<T>(meta, Box::new(SinkHandle { node, core }), ends);
+                Ok(())
+            },
+        };
+        let id = add_node(&self.graph, "sink", inputs, Box::new(factory), None, true);
+        self.graph.borrow_mut().nodes[id].meta.name = name;
+    }
+
+    /// Collects every record in memory; read them with [`Collected::take`]
+    /// after the job ends.
+    pub fn collect(&self) -> Collected<T> {
+        let (sink, handle) = CollectSink::new();
+        self.sink_to(sink);
+        handle
+    }
+}
+
+/// A stream partitioned by key (`key_by`): keyed state and aggregations.
+pub struct KeyedStream<T, K, KF> {
+    input: DataStream<T>,
+    key_fn: KF,
+    _key: PhantomData<fn() -> K>,
+}
+
+impl<T: Data, K: Key, KF: Fn(&T) -> K + Clone + Send + 'static> KeyedStream<T, K, KF> {
+    fn keyed_node<O: Data>(
+        &self,
+        kind: &'static str,
+        make: impl FnOnce(
+            &crate::graph::CoreBuilder,
+            Box<dyn Push<O>>,
+            crate::error::OperatorInfo,
+        ) -> Result<Box<dyn Push<(u64, T)>>, JobError>
+        + Clone
+        + Send
+        + 'static,
+    ) -> DataStream<O> {
+        let key_fn = self.key_fn.clone();
+        let factory = FnFactory {
+            exchanges: |cores: usize, q: usize| {
+                vec![
+                    exchange_matrix::<(u64, T)>(cores, q)
+                        .into_iter()
+                        .map(|e| Box::new(e) as Box<dyn crate::runtime::exchange::UnconnectedEnds>)
+                        .collect(),
+                ]
+            },
+            build: move |b: &mut crate::graph::CoreBuilder,
+                         meta: &NodeMeta,
+                         ends: Vec<Box<dyn std::any::Any>>| {
+                let out = b.output::<O>(meta.id);
+                let info = b.info(meta);
+                let input = make(b, out, info.clone())?;
+                let cores = b.core.cores();
+                let ends = *ends
+                    .into_iter()
+                    .next()
+                    .expect("keyed input")
+                    .downcast::<ConnectedEnds<(u64, T)>>()
+                    .expect("exchange type");
+                let mut ports = crate::operator::gate::gate(cores, input).into_iter();
+                b.spawn_receivers(meta, ends.receivers, &mut ports);
+                let core = b.core.clone();
+                let router = HashRouter {
+                    key_of_hash: hash_key_with(key_fn),
+                    max_parallelism: core.config.max_parallelism,
+                    cores,
+                };
+                let sender = ExchangeSender::new(&core, info, router, ends.senders);
+                let from = meta.inputs[0].0;
+                b.add_consumer::<T>(from, Box::new(SenderHandle { sender, core }));
+                Ok(())
+            },
+        };
+        let id = add_node(
+            &self.input.graph,
+            kind,
+            vec![(self.input.node, Partitioning::Hash)],
+            Box::new(factory),
+            None,
+            false,
+        );
+        self.input.derive(id)
+    }
+
+    /// Runs `f` on every record with keyed state scoped to its key.
+    pub fn process<O: Data, F: KeyedProcessFunction<K, T, O>>(&self, f: F) -> DataStream<O> {
+        let key_fn = self.key_fn.clone();
+        self.keyed_node("process", move |b, next, info| {
+            let op = KeyedProcessOp::new(key_fn, f, next, info, b.core.cores())?;
+            Ok(Box::new(op))
+        })
+    }
+
+    /// Rolling reduce per key: `f(accumulated, new)`. Streaming mode emits
+    /// every new aggregate; batch mode one final aggregate per key.
+    pub fn reduce(&self, f: impl FnMut(T, T) -> T + Clone + Send + 'static) -> DataStream<T> {
+        let key_fn = self.key_fn.clone();
+        self.keyed_node("reduce", move |b, next, info| {
+            Ok(Box::new(ReduceOp {
+                key_fn,
+                f,
+                table: StateTable::default(),
+                batch_mode: b.core.batch_mode(),
+                out: Batch::default(),
+                next,
+                info,
+            }))
+        })
+    }
+
+    /// Rolling sum of the field `field` selects; other fields keep the values
+    /// of the key's first record (Flink's `sum(field)`).
+    pub fn sum<V>(&self, field: impl Fn(&mut T) -> &mut V + Clone + Send + 'static) -> DataStream<T>
+    where
+        V: std::ops::AddAssign + Copy,
+    {
+        self.reduce(move |mut acc, mut x| {
+            let v = *field(&mut x);
+            *field(&mut acc) += v;
+            acc
+        })
+    }
+
+    /// Rolling minimum of a field; other fields keep the first record's values
+    /// (Flink's `min(field)`).
+    pub fn min<V: PartialOrd + Copy>(
+        &self,
+        field: impl Fn(&mut T) -> &mut V + Clone + Send + 'static,
+    ) -> DataStream<T> {
+        self.reduce(move |mut acc, mut x| {
+            let v = *field(&mut x);
+            if v < *field(&mut acc) {
+                *field(&mut acc) = v;
+            }
+            acc
+        })
+    }
+
+    /// Rolling maximum of a field; other fields keep the first record's values
+    /// (Flink's `max(field)`).
+    pub fn max<V: PartialOrd + Copy>(
+        &self,
+        field: impl Fn(&mut T) -> &mut V + Clone + Send + 'static,
+    ) -> DataStream<T> {
+        self.reduce(move |mut acc, mut x| {
+            let v = *field(&mut x);
+            if v > *field(&mut acc) {
+                *field(&mut acc) = v;
+            }
+            acc
+        })
+    }
+
+    /// The record with the smallest field so far (first one on ties; Flink's
+    /// `minBy`).
+    pub fn min_by<V: PartialOrd + Copy>(
+        &self,
+        field: impl Fn(&mut T) -> &mut V + Clone + Send + 'static,
+    ) -> DataStream<T> {
+        self.reduce(move |mut acc, mut x| if *field(&mut x) < *field(&mut acc) { x } else { acc })
+    }
+
+    /// The record with the largest field so far (first one on ties; Flink's
+    /// `maxBy`).
+    pub fn max_by<V: PartialOrd + Copy>(
+        &self,
+        field: impl Fn(&mut T) -> &mut V + Clone + Send + 'static,
+    ) -> DataStream<T> {
+        self.reduce(move |mut acc, mut x| if *field(&mut x) > *field(&mut acc) { x } else { acc })
+    }
+}
+
+/// The reader of a core that owns no split: ends at once.
+pub(crate) struct NoSplit;
+
+impl<T: 'static> crate::operator::source::SourceReader<T> for NoSplit {
+    async fn next_batch(
+        &mut self,
+        _out: &mut crate::operator::source::SourceOutput<'_, T>,
+    ) -> Result<crate::operator::source::SourceStatus, crate::operator::source::SourceError> {
+        Ok(crate::operator::source::SourceStatus::Done)
+    }
+}
+
+const _: () = assert!(MAX_WATERMARK == i64::MAX);

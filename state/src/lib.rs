@@ -1,0 +1,37 @@
+//! Keyed state for brisk: key groups, stable key hashing and the in-memory
+//! (heap) keyed state backend.
+//!
+//! This crate never depends on the engine. The engine owns one
+//! [`KeyedStateBackend`] per keyed operator per core and hands user functions
+//! typed accessors scoped to the record's key.
+//!
+//! | module | what it holds |
+//! | --- | --- |
+//! | [`key_group`] | Flink's key-group formula: key hash → key group → owning core |
+//! | [`hash`] | the stable 64-bit key hash ([`key_hash`]) that picks the key group and is reused by state lookups |
+//! | [`heap`] | [`KeyedStateBackend`]: value, list and map state in per-state hash tables |
+//!
+//! # Example
+//! ```
+//! use brisk_state::{KeyedStateBackend, CurrentKey, key_hash};
+//!
+//! let mut backend: KeyedStateBackend<String> = KeyedStateBackend::new();
+//! let last = backend.value_state::<f64>("last").unwrap();
+//! let key = "user_A".to_string();
+//! let hash = key_hash(&key);
+//! let at = CurrentKey::new(&key, hash);
+//! assert_eq!(backend.value(&last, at).get(), None);
+//! backend.value(&last, at).set(10.5);
+//! assert_eq!(backend.value(&last, at).get(), Some(&10.5));
+//! ```
+
+pub mod hash;
+pub mod heap;
+pub mod key_group;
+
+pub use hash::key_hash;
+pub use heap::{
+    CurrentKey, KeyedStateBackend, ListAccess, ListState, MapAccess, MapState, StateError, StateTable,
+    ValueAccess, ValueState,
+};
+pub use key_group::{KeyGroupRange, MaxParallelism};
