@@ -1,1 +1,46 @@
-//! placeholder
+//! brisk: a stream processing engine with Apache Flink's programming model
+//! and a thread-per-core runtime.
+//!
+//! This facade re-exports the workspace's crates:
+//!
+//! | path | crate | what it holds |
+//! | --- | --- | --- |
+//! | `brisk::*` | `brisk-engine` | the DataStream API, operators, runtime |
+//! | [`brisk::io`](io) | `brisk-io` | connectors: generators, files, stdout |
+//! | [`brisk::state`](state) | `brisk-state` | keyed state and key groups |
+//!
+//! # Example
+//! ```
+//! use brisk::prelude::*;
+//!
+//! let env = StreamEnv::new(JobConfig::with_cores(2));
+//! let counts = env
+//!     .from_collection(vec!["to be or not to be"])
+//!     .flat_map(|line: &str| line.split(' ').map(|w| (w.to_string(), 1u64)).collect::<Vec<_>>())
+//!     .key_by(|(word, _): &(String, u64)| word.clone())
+//!     .sum(|(_, n): &mut (String, u64)| n)
+//!     .collect();
+//! env.execute().unwrap();
+//! let to = counts.take().into_iter().filter(|(w, _)| w == "to").map(|(_, n)| n).max();
+//! assert_eq!(to, Some(2));
+//! ```
+
+pub use brisk_engine::*;
+pub use brisk_io as io;
+pub use brisk_state as state;
+
+/// The engine's prelude plus the connectors.
+pub mod prelude {
+    pub use brisk_engine::prelude::*;
+    pub use brisk_io::{FileSink, FileSource, GeneratorSource, MalformedPolicy, StdoutSink};
+}
+
+/// Installs a `tracing` subscriber on stderr, filtered by `RUST_LOG` (default
+/// `warn`), that also receives the `log` records of dependencies (glommio
+/// reports io_uring buffer-registration fallbacks that way). Safe to call
+/// more than once.
+pub fn init_logging() {
+    use tracing_subscriber::EnvFilter;
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("warn"));
+    let _ = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).try_init();
+}

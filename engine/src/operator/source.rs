@@ -90,6 +90,10 @@ impl SourceContext {
     pub fn monotonic_ns(&self) -> u64 {
         self.core.monotonic_ns()
     }
+    /// The job's clock, for readers that pace themselves.
+    pub fn clock(&self) -> std::sync::Arc<dyn crate::clock::Clock> {
+        self.core.config.clock.clone()
+    }
 }
 
 /// Where a reader puts records (and, optionally, a watermark or status).

@@ -29,7 +29,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use glommio::sync::Semaphore;
-use glommio::{LocalExecutorBuilder, Placement};
+use glommio::{LocalExecutorBuilder, Placement, PoolPlacement};
 
 use self::core::{CancelOnUnwind, Core, JobShared};
 use self::exchange::UnconnectedEnds;
@@ -112,6 +112,9 @@ pub(crate) fn execute(nodes: Vec<NodeSpec>, config: &JobConfig) -> Result<JobRes
             .name(&format!("brisk-core-{c}"))
             .io_memory(IO_MEMORY_BYTES)
             .spin_before_park(Duration::from_micros(SPIN_BEFORE_PARK_US))
+            // Blocking I/O (stdout, plain files) runs on one helper thread per
+            // core, not pinned, so it does not compete with its executor's CPU.
+            .blocking_thread_pool_placement(PoolPlacement::Unbound(1))
             .spawn(move || async move {
                 let _unwind = CancelOnUnwind(shared_c.clone());
                 let outcome = run_core(c, rc, shared_c.clone(), &metas, factories, ends).await;

@@ -1,0 +1,519 @@
+//! A file source: the lines of a file, or its CSV rows deserialized into a
+//! struct with serde.
+//!
+//! The file is split in byte ranges, one per split. A line belongs to the
+//! split in which its first byte lies: a split starting at byte `s > 0` skips
+//! to the first line that starts at or after `s`, and reads lines until one
+//! starts at or after its end. Every line is thus read by exactly one split,
+//! whatever the core count.
+//!
+//! A line that cannot be parsed follows the [`MalformedPolicy`]: `Fail` stops
+//! the job with the file and line number; `Skip` drops it and counts it in the
+//! metric `malformed_skipped`. A split does not know how many lines precede
+//! it, so the line number is computed only when an error needs it (by
+//! counting newlines before the line).
+//!
+//! Limits: one record per line (a quoted CSV field cannot contain a newline);
+//! lines longer than [`LINE_BYTES_MAX`] are malformed.
+
+use std::marker::PhantomData;
+use std::path::{Path, PathBuf};
+use std::rc::Rc;
+use std::sync::Arc;
+
+use brisk_engine::{Counter, Source, SourceContext, SourceError, SourceOutput, SourceReader, SourceStatus};
+use glommio::io::BufferedFile;
+use serde::de::DeserializeOwned;
+
+/// Bytes read from the file per I/O.
+pub const READ_CHUNK_BYTES: usize = 256 * 1024;
+/// Longest accepted line; a longer one is malformed.
+pub const LINE_BYTES_MAX: usize = 16 * 1024 * 1024;
+/// Bytes of a malformed line quoted in an error message.
+const QUOTE_BYTES_MAX: usize = 120;
+
+/// What to do with a line that cannot be parsed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum MalformedPolicy {
+    /// Fail the job, naming the file and line (the default).
+    #[default]
+    Fail,
+    /// Drop the line and count it in the `malformed_skipped` metric.
+    Skip,
+}
+
+impl std::str::FromStr for MalformedPolicy {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "fail" => Ok(Self::Fail),
+            "skip" => Ok(Self::Skip),
+            other => Err(format!("unknown malformed-record policy '{other}' (expected fail or skip)")),
+        }
+    }
+}
+
+/// Turns one line (without its newline) into a record.
+pub trait LineParser<T>: Clone + Send + 'static {
+    /// Whether the file's first line is a header for this parser.
+    fn has_header(&self) -> bool {
+        false
+    }
+    /// Takes the header line.
+    fn set_header(&mut self, line: &[u8]) -> Result<(), String> {
+        let _ = line;
+        Ok(())
+    }
+    /// Parses a line: `Ok(None)` ignores it (e.g. an empty CSV line).
+    fn parse(&mut self, line: &[u8]) -> Result<Option<T>, String>;
+}
+
+/// Lines as `String`s; invalid UTF-8 is malformed.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Lines;
+
+impl LineParser<String> for Lines {
+    fn parse(&mut self, line: &[u8]) -> Result<Option<String>, String> {
+        match std::str::from_utf8(line) {
+            Ok(s) => Ok(Some(s.to_string())),
+            Err(e) => Err(format!("invalid UTF-8 ({e})")),
+        }
+    }
+}
+
+/// CSV rows deserialized into `T` with serde (fields by position, or by
+/// header name when the file has a header).
+pub struct Csv<T> {
+    delimiter: u8,
+    has_header: bool,
+    trim: bool,
+    headers: Option<csv::ByteRecord>,
+    reader: Option<csv_core::Reader>,
+    out: Vec<u8>,
+    ends: Vec<usize>,
+    record: csv::ByteRecord,
+    _type: PhantomData<fn() -> T>,
+}
+
+impl<T> Clone for Csv<T> {
+    fn clone(&self) -> Self {
+        Self {
+            delimiter: self.delimiter,
+            has_header: self.has_header,
+            trim: self.trim,
+            headers: self.headers.clone(),
+            reader: None,
+            out: Vec::new(),
+            ends: Vec::new(),
+            record: csv::ByteRecord::new(),
+            _type: PhantomData,
+        }
+    }
+}
+
+impl<T> Csv<T> {
+    fn new() -> Self {
+        Self {
+            delimiter: b',',
+            has_header: false,
+            trim: false,
+            headers: None,
+            reader: None,
+            out: Vec::new(),
+            ends: Vec::new(),
+            record: csv::ByteRecord::new(),
+            _type: PhantomData,
+        }
+    }
+
+    fn split_fields(&mut self, line: &[u8]) -> &csv::ByteRecord {
+        let delimiter = self.delimiter;
+        let reader =
+            self.reader.get_or_insert_with(|| csv_core::ReaderBuilder::new().delimiter(delimiter).build());
+        reader.reset();
+        if self.out.len() < line.len() + 1 {
+            self.out.resize(line.len() + 1, 0);
+        }
+        if self.ends.len() < 16 {
+            self.ends.resize(16, 0);
+        }
+        let (mut input, mut o, mut e) = (line, 0, 0);
+        loop {
+            let (res, nin, nout, nend) = reader.read_record(input, &mut self.out[o..], &mut self.ends[e..]);
+            input = &input[nin..];
+            o += nout;
+            e += nend;
+            match res {
+                // Next call passes the empty rest: csv-core reads that as end of input.
+                csv_core::ReadRecordResult::InputEmpty => {}
+                csv_core::ReadRecordResult::OutputFull => self.out.resize(self.out.len() * 2, 0),
+                csv_core::ReadRecordResult::OutputEndsFull => self.ends.resize(self.ends.len() * 2, 0),
+                csv_core::ReadRecordResult::Record | csv_core::ReadRecordResult::End => break,
+            }
+        }
+        self.record.clear();
+        let mut start = 0;
+        for &end in &self.ends[..e] {
+            self.record.push_field(&self.out[start..end]);
+            start = end;
+        }
+        if self.trim {
+            self.record.trim();
+        }
+        &self.record
+    }
+}
+
+fn describe_csv_error(e: csv::Error) -> String {
+    match e.kind() {
+        csv::ErrorKind::Deserialize { err, .. } => err.to_string(),
+        _ => e.to_string(),
+    }
+}
+
+impl<T: DeserializeOwned + 'static> LineParser<T> for Csv<T> {
+    fn has_header(&self) -> bool {
+        self.has_header
+    }
+
+    fn set_header(&mut self, line: &[u8]) -> Result<(), String> {
+        let headers = self.split_fields(line).clone();
+        self.headers = Some(headers);
+        Ok(())
+    }
+
+    fn parse(&mut self, line: &[u8]) -> Result<Option<T>, String> {
+        if line.is_empty() {
+            return Ok(None);
+        }
+        self.split_fields(line);
+        self.record.deserialize::<T>(self.headers.as_ref()).map(Some).map_err(describe_csv_error)
+    }
+}
+
+/// A file read line by line, split in byte ranges over the cores.
+#[derive(Clone)]
+pub struct FileSource<P> {
+    path: Arc<PathBuf>,
+    parser: P,
+    policy: MalformedPolicy,
+}
+
+impl FileSource<Lines> {
+    /// The lines of `path` as `String`s.
+    pub fn lines(path: impl AsRef<Path>) -> Self {
+        Self { path: Arc::new(path.as_ref().to_path_buf()), parser: Lines, policy: MalformedPolicy::Fail }
+    }
+
+    /// The CSV rows of `path`, deserialized into `T`:
+    /// `FileSource::csv::<Trip>("trips.csv")`.
+    pub fn csv<T: DeserializeOwned + 'static>(path: impl AsRef<Path>) -> FileSource<Csv<T>> {
+        FileSource {
+            path: Arc::new(path.as_ref().to_path_buf()),
+            parser: Csv::new(),
+            policy: MalformedPolicy::Fail,
+        }
+    }
+}
+
+impl<T: DeserializeOwned + 'static> FileSource<Csv<T>> {
+    /// Whether the first line is a header (fields then match by name).
+    pub fn has_header(mut self, yes: bool) -> Self {
+        self.parser.has_header = yes;
+        self
+    }
+
+    /// The field delimiter (default `,`).
+    pub fn delimiter(mut self, delimiter: u8) -> Self {
+        self.parser.delimiter = delimiter;
+        self
+    }
+
+    /// Trim whitespace around fields.
+    pub fn trim(mut self, yes: bool) -> Self {
+        self.parser.trim = yes;
+        self
+    }
+}
+
+impl<P> FileSource<P> {
+    /// What to do with lines that cannot be parsed.
+    pub fn on_malformed(mut self, policy: MalformedPolicy) -> Self {
+        self.policy = policy;
+        self
+    }
+}
+
+impl<T: 'static, P: LineParser<T>> Source<T> for FileSource<P> {
+    type Reader = FileReader<P>;
+
+    fn name(&self) -> String {
+        format!("file({})", self.path.display())
+    }
+
+    fn is_bounded(&self) -> bool {
+        true
+    }
+
+    fn create_reader(&self, ctx: &SourceContext) -> Result<Self::Reader, SourceError> {
+        Ok(FileReader {
+            path: self.path.clone(),
+            parser: self.parser.clone(),
+            policy: self.policy,
+            split: ctx.split(),
+            splits: ctx.splits(),
+            skipped: ctx.counter("malformed_skipped"),
+            file: None,
+            buf: Vec::new(),
+            buf_pos: 0,
+            buf_offset: 0,
+            read_pos: 0,
+            file_size: 0,
+            end: 0,
+            done: false,
+        })
+    }
+}
+
+/// One split of a [`FileSource`].
+pub struct FileReader<P> {
+    path: Arc<PathBuf>,
+    parser: P,
+    policy: MalformedPolicy,
+    split: usize,
+    splits: usize,
+    skipped: Counter,
+    file: Option<Rc<BufferedFile>>,
+    /// Unconsumed bytes; `buf[0]` is at file offset `buf_offset`.
+    buf: Vec<u8>,
+    buf_pos: usize,
+    buf_offset: u64,
+    read_pos: u64,
+    file_size: u64,
+    /// Lines starting at or after this offset belong to the next split.
+    end: u64,
+    done: bool,
+}
+
+enum Line {
+    /// A complete line at `offset` spanning `buf[start..end]`.
+    At {
+        offset: u64,
+        start: usize,
+        end: usize,
+        next: usize,
+    },
+    TooLong {
+        offset: u64,
+    },
+    Eof,
+}
+
+impl<P> FileReader<P> {
+    fn io_error(&self, what: &str, e: impl std::fmt::Display) -> SourceError {
+        SourceError(format!("cannot {what} '{}': {e}", self.path.display()))
+    }
+
+    async fn fill(&mut self) -> Result<bool, SourceError> {
+        if self.read_pos >= self.file_size {
+            return Ok(false);
+        }
+        if self.buf_pos > 0 {
+            self.buf.drain(..self.buf_pos);
+            self.buf_offset += self.buf_pos as u64;
+            self.buf_pos = 0;
+        }
+        let file = self.file.clone().expect("opened");
+        let want = READ_CHUNK_BYTES.min((self.file_size - self.read_pos) as usize);
+        let chunk = file.read_at(self.read_pos, want).await.map_err(|e| self.io_error("read", e))?;
+        if chunk.is_empty() {
+            // The file shrank while being read.
+            self.file_size = self.read_pos;
+            return Ok(false);
+        }
+        self.buf.extend_from_slice(&chunk);
+        self.read_pos += chunk.len() as u64;
+        Ok(true)
+    }
+
+    /// The next complete line in the buffer, reading more as needed.
+    async fn next_line(&mut self) -> Result<Line, SourceError> {
+        loop {
+            let rest = &self.buf[self.buf_pos..];
+            if let Some(i) = rest.iter().position(|&b| b == b'\n') {
+                let start = self.buf_pos;
+                return Ok(Line::At {
+                    offset: self.buf_offset + start as u64,
+                    start,
+                    end: start + i,
+                    next: start + i + 1,
+                });
+            }
+            if rest.len() > LINE_BYTES_MAX {
+                return Ok(Line::TooLong { offset: self.buf_offset + self.buf_pos as u64 });
+            }
+            if !self.fill().await? {
+                let start = self.buf_pos;
+                if start == self.buf.len() {
+                    return Ok(Line::Eof);
+                }
+                let end = self.buf.len();
+                return Ok(Line::At { offset: self.buf_offset + start as u64, start, end, next: end });
+            }
+        }
+    }
+
+    /// Discards bytes up to and including the next newline.
+    async fn skip_past_newline(&mut self) -> Result<(), SourceError> {
+        loop {
+            if let Some(i) = self.buf[self.buf_pos..].iter().position(|&b| b == b'\n') {
+                self.buf_pos += i + 1;
+                return Ok(());
+            }
+            self.buf_pos = self.buf.len();
+            if !self.fill().await? {
+                return Ok(());
+            }
+        }
+    }
+
+    async fn open(&mut self) -> Result<(), SourceError> {
+        let file = BufferedFile::open(self.path.as_ref()).await.map_err(|e| self.io_error("open", e))?;
+        self.file_size = file.file_size().await.map_err(|e| self.io_error("stat", e))?;
+        self.file = Some(Rc::new(file));
+        let (i, n, size) = (self.split as u64, self.splits as u64, self.file_size);
+        let start = size * i / n;
+        self.end = size * (i + 1) / n;
+        if start > 0 {
+            // Our first line is the first one starting at or after `start`:
+            // skip the line that contains byte `start - 1`.
+            self.read_pos = start - 1;
+            self.buf_offset = start - 1;
+            self.skip_past_newline().await?;
+        }
+        Ok(())
+    }
+
+    /// 1-based number of the line starting at `offset` (counts newlines before it).
+    async fn line_number(&self, offset: u64) -> Result<u64, SourceError> {
+        let file = self.file.clone().expect("opened");
+        let (mut pos, mut newlines) = (0u64, 0u64);
+        while pos < offset {
+            let want = READ_CHUNK_BYTES.min((offset - pos) as usize);
+            let chunk = file.read_at(pos, want).await.map_err(|e| self.io_error("read", e))?;
+            if chunk.is_empty() {
+                break;
+            }
+            newlines += chunk.iter().filter(|&&b| b == b'\n').count() as u64;
+            pos += chunk.len() as u64;
+        }
+        Ok(newlines + 1)
+    }
+
+    async fn malformed(&self, offset: u64, reason: String, line: Option<&[u8]>) -> Result<(), SourceError> {
+        match self.policy {
+            MalformedPolicy::Skip => {
+                self.skipped.add(1);
+                Ok(())
+            }
+            MalformedPolicy::Fail => {
+                let number = self.line_number(offset).await?;
+                let quoted = line.map_or(String::new(), |l| {
+                    let shown = &l[..l.len().min(QUOTE_BYTES_MAX)];
+                    let ellipsis = if l.len() > QUOTE_BYTES_MAX { "..." } else { "" };
+                    format!(" in {:?}{ellipsis}", String::from_utf8_lossy(shown))
+                });
+                Err(SourceError(format!(
+                    "malformed line {number} of '{}' (byte {offset}): {reason}{quoted}",
+                    self.path.display()
+                )))
+            }
+        }
+    }
+
+    /// Reads the file's first line (the header) into the parser.
+    async fn read_header<T>(&mut self) -> Result<(), SourceError>
+    where
+        P: LineParser<T>,
+    {
+        let file = self.file.clone().expect("opened");
+        let mut header = Vec::new();
+        let mut pos = 0u64;
+        while pos < self.file_size {
+            let want = READ_CHUNK_BYTES.min((self.file_size - pos) as usize);
+            let chunk = file.read_at(pos, want).await.map_err(|e| self.io_error("read", e))?;
+            if chunk.is_empty() {
+                break;
+            }
+            if let Some(i) = chunk.iter().position(|&b| b == b'\n') {
+                header.extend_from_slice(&chunk[..i]);
+                break;
+            }
+            header.extend_from_slice(&chunk);
+            if header.len() > LINE_BYTES_MAX {
+                return Err(SourceError(format!("header line of '{}' is too long", self.path.display())));
+            }
+            pos += chunk.len() as u64;
+        }
+        strip_cr(&mut header);
+        self.parser
+            .set_header(&header)
+            .map_err(|e| SourceError(format!("bad header line of '{}': {e}", self.path.display())))
+    }
+}
+
+fn strip_cr(line: &mut Vec<u8>) {
+    if line.last() == Some(&b'\r') {
+        line.pop();
+    }
+}
+
+impl<T: 'static, P: LineParser<T>> SourceReader<T> for FileReader<P> {
+    async fn next_batch(&mut self, out: &mut SourceOutput<'_, T>) -> Result<SourceStatus, SourceError> {
+        if self.done {
+            return Ok(SourceStatus::Done);
+        }
+        if self.file.is_none() {
+            self.open().await?;
+            if self.parser.has_header() {
+                self.read_header::<T>().await?;
+                if self.split == 0 {
+                    // The header is not a record.
+                    self.skip_past_newline().await?;
+                }
+            }
+        }
+        while out.remaining() > 0 {
+            match self.next_line().await? {
+                Line::Eof => {
+                    self.done = true;
+                    break;
+                }
+                Line::At { offset, .. } | Line::TooLong { offset } if offset >= self.end => {
+                    self.done = true;
+                    break;
+                }
+                Line::TooLong { offset } => {
+                    self.malformed(offset, format!("line longer than {LINE_BYTES_MAX} bytes"), None).await?;
+                    self.skip_past_newline().await?;
+                }
+                Line::At { offset, start, mut end, next } => {
+                    if end > start && self.buf[end - 1] == b'\r' {
+                        end -= 1;
+                    }
+                    let parsed = self.parser.parse(&self.buf[start..end]);
+                    match parsed {
+                        Ok(Some(record)) => out.collect(record),
+                        Ok(None) => {}
+                        Err(reason) => {
+                            let line = self.buf[start..end].to_vec();
+                            self.malformed(offset, reason, Some(&line)).await?;
+                        }
+                    }
+                    self.buf_pos = next;
+                }
+            }
+        }
+        Ok(if self.done { SourceStatus::Done } else { SourceStatus::More })
+    }
+}
