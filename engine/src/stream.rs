@@ -13,7 +13,7 @@ use crate::config::JobConfig;
 use crate::error::JobError;
 use crate::graph::{FnFactory, NodeFactory, NodeId, NodeMeta, NodeSpec, Partitioning, plain_exchanges};
 use crate::operator::basic::{FilterOp, FlatMapOp, Identity, MapOp};
-use crate::operator::keyed_process::{KeyedProcessFunction, KeyedProcessOp};
+use crate::operator::keyed_process::{KeyOwner, KeyedProcessFunction, KeyedProcessOp};
 use crate::operator::reduce::ReduceOp;
 use crate::operator::sink::{
     CollectSink, Collected, Sink, SinkContext, SinkHandle, SinkNode, SinkParallelism,
@@ -448,7 +448,7 @@ impl<T: Data, K: Key, KF: Fn(&T) -> K + Clone + Send + 'static> KeyedStream<T, K
     pub fn process<O: Data, F: KeyedProcessFunction<K, T, O>>(&self, f: F) -> DataStream<O> {
         let key_fn = self.key_fn.clone();
         self.keyed_node("process", move |b, next, info| {
-            let op = KeyedProcessOp::new(key_fn, f, next, info, b.core.cores())?;
+            let op = KeyedProcessOp::new(key_fn, f, next, info, key_owner(b))?;
             Ok(Box::new(op))
         })
     }
@@ -466,6 +466,7 @@ impl<T: Data, K: Key, KF: Fn(&T) -> K + Clone + Send + 'static> KeyedStream<T, K
                 out: Batch::default(),
                 next,
                 info,
+                owner: key_owner(b),
             }))
         })
     }
@@ -530,6 +531,10 @@ impl<T: Data, K: Key, KF: Fn(&T) -> K + Clone + Send + 'static> KeyedStream<T, K
     ) -> DataStream<T> {
         self.reduce(move |mut acc, mut x| if *field(&mut x) > *field(&mut acc) { x } else { acc })
     }
+}
+
+fn key_owner(b: &crate::graph::CoreBuilder) -> KeyOwner {
+    KeyOwner { max_parallelism: b.core.config.max_parallelism, cores: b.core.cores(), core: b.core.index() }
 }
 
 /// The reader of a core that owns no split: ends at once.

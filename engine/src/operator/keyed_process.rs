@@ -160,7 +160,29 @@ pub(crate) struct KeyedProcessOp<K, I, O, KF, F> {
     pub next: Box<dyn Push<O>>,
     pub info: OperatorInfo,
     pub watermark: Timestamp,
+    pub owner: KeyOwner,
     pub _input: PhantomData<fn(I)>,
+}
+
+/// Which core owns a key hash: the invariant every keyed operator asserts on
+/// receipt (in debug builds), because the exchange must route each key group
+/// to the core that owns its state.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct KeyOwner {
+    pub max_parallelism: brisk_state::MaxParallelism,
+    pub cores: usize,
+    pub core: usize,
+}
+
+impl KeyOwner {
+    #[inline]
+    pub fn debug_check(&self, hash: u64) {
+        debug_assert_eq!(
+            self.max_parallelism.owner_of_hash(hash, self.cores),
+            self.core,
+            "record routed to a core that does not own its key group"
+        );
+    }
 }
 
 impl<K, I, O, KF, F> KeyedProcessOp<K, I, O, KF, F>
@@ -174,10 +196,10 @@ where
         mut f: F,
         next: Box<dyn Push<O>>,
         info: OperatorInfo,
-        cores: usize,
+        owner: KeyOwner,
     ) -> Result<Self, JobError> {
         let mut backend = KeyedStateBackend::new();
-        let mut ctx = OpenContext { backend: &mut backend, core: info.core, cores };
+        let mut ctx = OpenContext { backend: &mut backend, core: info.core, cores: owner.cores };
         info.guard(|| f.open(&mut ctx))?.map_err(|e| info.user_error(format!("open failed: {e}")))?;
         Ok(Self {
             key_fn,
@@ -187,6 +209,7 @@ where
             next,
             info,
             watermark: MIN_WATERMARK,
+            owner,
             _input: PhantomData,
         })
     }
@@ -199,9 +222,10 @@ where
     F: KeyedProcessFunction<K, I, O>,
 {
     fn push(&mut self, batch: &mut Batch<(u64, I)>) -> Result<(), JobError> {
-        let Self { key_fn, f, backend, out, info, watermark, .. } = self;
+        let Self { key_fn, f, backend, out, info, watermark, owner, .. } = self;
         info.guard(|| -> Result<(), UserError> {
             for ((hash, value), timestamp) in batch.drain() {
+                owner.debug_check(hash);
                 let key = key_fn(&value);
                 let mut ctx =
                     Context { key: CurrentKey::new(&key, hash), backend, timestamp, watermark: *watermark };

@@ -11,6 +11,7 @@ use brisk_state::{CurrentKey, StateTable};
 
 use crate::batch::{BATCH_RECORDS_MAX, Batch, Control, MAX_WATERMARK};
 use crate::error::{JobError, OperatorInfo};
+use crate::operator::keyed_process::KeyOwner;
 use crate::runtime::core::Push;
 
 pub(crate) struct ReduceOp<K, T, KF, F> {
@@ -21,6 +22,7 @@ pub(crate) struct ReduceOp<K, T, KF, F> {
     pub out: Batch<T>,
     pub next: Box<dyn Push<T>>,
     pub info: OperatorInfo,
+    pub owner: KeyOwner,
 }
 
 impl<K, T, KF, F> Push<(u64, T)> for ReduceOp<K, T, KF, F>
@@ -31,10 +33,11 @@ where
     F: FnMut(T, T) -> T,
 {
     fn push(&mut self, batch: &mut Batch<(u64, T)>) -> Result<(), JobError> {
-        let Self { key_fn, f, table, batch_mode, out, info, .. } = self;
+        let Self { key_fn, f, table, batch_mode, out, info, owner, .. } = self;
         let emit = !*batch_mode;
         info.guard(|| {
             for ((hash, value), ts) in batch.drain() {
+                owner.debug_check(hash);
                 let key = key_fn(&value);
                 let slot = table.get_or_insert_with(CurrentKey::new(&key, hash), || None);
                 let acc = match slot.take() {

@@ -305,9 +305,13 @@ impl<T: Send + 'static> SinkWriter<T> for CollectWriter<T> {
     }
     async fn flush(&mut self, end_of_input: bool) -> Result<(), SinkError> {
         if end_of_input {
-            self.tx
-                .try_send(std::mem::take(&mut self.records))
-                .map_err(|_| SinkError("collect sink result handle is full or dropped".into()))?;
+            match self.tx.try_send(std::mem::take(&mut self.records)) {
+                // A dropped handle means nobody wants the records.
+                Ok(()) | Err(crossbeam::channel::TrySendError::Disconnected(_)) => {}
+                Err(crossbeam::channel::TrySendError::Full(_)) => {
+                    return Err(SinkError("collect sink: more writers than the result channel holds".into()));
+                }
+            }
         }
         Ok(())
     }
