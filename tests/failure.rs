@@ -100,8 +100,7 @@ fn a_failure_on_one_core_stops_unbounded_sources_on_the_others() {
             // Split s of an unbounded generator gets s, s + cores, ...: index
             // 1_000_001 belongs to a core other than 0 at 2 and 3 cores. No
             // exchange links the cores, so only cancellation stops the others.
-            let _ = env
-                .from_source(GeneratorSource::unbounded(|i| i))
+            env.from_source(GeneratorSource::unbounded(|i| i))
                 .map(|i: u64| if i == 1_000_001 { panic!("poison pill") } else { i })
                 .name("pill")
                 .sink_to(brisk::DiscardSink);
@@ -116,8 +115,7 @@ fn a_failure_on_one_core_stops_unbounded_sources_on_the_others() {
 fn a_failure_behind_an_exchange_does_not_hang_the_senders() {
     let err = within(LIMIT, || {
         let env = StreamEnv::new(JobConfig::with_cores(2));
-        let _ = env
-            .from_source(GeneratorSource::unbounded(|i| i))
+        env.from_source(GeneratorSource::unbounded(|i| i))
             .key_by(|i: &u64| i % 64)
             .reduce(|a, b| if b > 2_000_000 { panic!("overflow") } else { a.max(b) })
             .name("bounded max")

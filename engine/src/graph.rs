@@ -11,12 +11,11 @@ use std::any::Any;
 use std::fmt;
 use std::rc::Rc;
 
-use crate::batch::Batch;
 use crate::error::{JobError, OperatorInfo};
 use crate::operator::gate::gate;
 use crate::runtime::core::{Core, Discard, LocalFuture, Push, Tee};
 use crate::runtime::exchange::{
-    Broadcast, ConnectedEnds, ExchangeSender, Global, RoundRobin, SenderHandle, UnconnectedEnds,
+    Broadcast, ConnectedEnds, ExchangeSender, Global, InEnd, RoundRobin, SenderHandle, UnconnectedEnds,
     exchange_matrix, run_receiver,
 };
 
@@ -239,10 +238,7 @@ impl CoreBuilder {
     pub fn spawn_receivers<P: Send + 'static>(
         &mut self,
         meta: &NodeMeta,
-        receivers: Vec<(
-            glommio::channels::shared_channel::ConnectedReceiver<crate::batch::Message<P>>,
-            std::sync::Arc<crossbeam::queue::ArrayQueue<Batch<P>>>,
-        )>,
+        receivers: Vec<InEnd<P>>,
         ports: &mut impl Iterator<Item = Box<dyn Push<P>>>,
     ) {
         for (from_core, (rx, recycle)) in receivers.into_iter().enumerate() {

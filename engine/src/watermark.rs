@@ -154,11 +154,9 @@ impl WatermarkValve {
 
     fn emit_min_of_aligned(&mut self, out: &mut Vec<Control>) {
         let min = self.channels.iter().filter(|c| c.aligned).map(|c| c.watermark).min();
-        if let Some(min) = min {
-            if min > self.last_output {
-                self.last_output = min;
-                out.push(Control::Watermark(min));
-            }
+        if let Some(min) = min.filter(|&m| m > self.last_output) {
+            self.last_output = min;
+            out.push(Control::Watermark(min));
         }
     }
 }

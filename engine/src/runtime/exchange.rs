@@ -48,19 +48,24 @@ use crate::runtime::core::{Core, LocalFuture, Outlet, Owned, Push};
 const RECYCLE_SLACK_BATCHES: usize = 4;
 
 type Recycle<P> = Arc<ArrayQueue<Batch<P>>>;
+/// The receiving end of one channel, with the return path for its batches.
+pub(crate) type InEnd<P> = (ConnectedReceiver<Message<P>>, Recycle<P>);
+/// The sending end of one channel, with the return path for its batches.
+pub(crate) type OutEnd<P> = (ConnectedSender<Message<P>>, Recycle<P>);
+type UnconnectedIn<P> = (SharedReceiver<Message<P>>, Recycle<P>);
 
 /// One core's unconnected ends of one exchange edge: a sender to every core
 /// and a receiver from every core. Crosses threads once, at job start.
 pub(crate) struct ExchangeEnds<P: Send + 'static> {
     senders: Vec<(SharedSender<Message<P>>, Recycle<P>)>,
-    receivers: Vec<(SharedReceiver<Message<P>>, Recycle<P>)>,
+    receivers: Vec<UnconnectedIn<P>>,
 }
 
 /// Creates the channel matrix of one exchange edge; element `c` belongs to core `c`.
 pub(crate) fn exchange_matrix<P: Send + 'static>(cores: usize, queue_batches: usize) -> Vec<ExchangeEnds<P>> {
     let mut ends: Vec<ExchangeEnds<P>> =
         (0..cores).map(|_| ExchangeEnds { senders: Vec::new(), receivers: Vec::new() }).collect();
-    let mut receivers: Vec<Vec<Option<(SharedReceiver<Message<P>>, Recycle<P>)>>> =
+    let mut receivers: Vec<Vec<Option<UnconnectedIn<P>>>> =
         (0..cores).map(|_| (0..cores).map(|_| None).collect()).collect();
     for (from, from_ends) in ends.iter_mut().enumerate() {
         for to_receivers in receivers.iter_mut() {
@@ -84,8 +89,8 @@ pub(crate) trait UnconnectedEnds: Send {
 
 /// Connected ends of one exchange edge on one core.
 pub(crate) struct ConnectedEnds<P: Send + 'static> {
-    pub senders: Vec<(ConnectedSender<Message<P>>, Recycle<P>)>,
-    pub receivers: Vec<(ConnectedReceiver<Message<P>>, Recycle<P>)>,
+    pub senders: Vec<OutEnd<P>>,
+    pub receivers: Vec<InEnd<P>>,
 }
 
 impl<P: Send + 'static> UnconnectedEnds for ExchangeEnds<P> {
@@ -208,12 +213,7 @@ pub(crate) struct ExchangeSender<T, R: Router<T>> {
 }
 
 impl<T: 'static, R: Router<T>> ExchangeSender<T, R> {
-    pub fn new(
-        core: &Core,
-        info: OperatorInfo,
-        router: R,
-        ends: Vec<(ConnectedSender<Message<R::Out>>, Recycle<R::Out>)>,
-    ) -> Rc<Self> {
+    pub fn new(core: &Core, info: OperatorInfo, router: R, ends: Vec<OutEnd<R::Out>>) -> Rc<Self> {
         let mut channels = Vec::with_capacity(ends.len());
         let mut senders = Vec::with_capacity(ends.len());
         for (tx, recycle) in ends {

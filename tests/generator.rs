@@ -1,0 +1,44 @@
+//! The generator: index ranges split over cores, unbounded striding, and a
+//! rate limit that is never exceeded.
+
+use brisk::prelude::*;
+
+#[test]
+fn bounded_generator_emits_each_index_once_at_any_core_count() {
+    for cores in [1, 2, 3] {
+        let env = StreamEnv::new(JobConfig { pin_cores: cores <= 2, ..JobConfig::with_cores(cores) });
+        let out = env.from_source(GeneratorSource::new(10_007, |i| i)).collect();
+        env.execute().unwrap();
+        let mut got = out.take();
+        got.sort();
+        assert_eq!(got, (0..10_007).collect::<Vec<_>>(), "cores {cores}");
+    }
+}
+
+#[test]
+fn the_rate_limit_is_never_exceeded() {
+    // At most `rate` records per second in total: 1 000 records at 10 000/s
+    // take at least 0.1 s whatever the core count (a slower machine only
+    // takes longer, so this bound cannot fail spuriously).
+    for cores in [1, 2] {
+        let env = StreamEnv::new(JobConfig::with_cores(cores));
+        let out = env.from_source(GeneratorSource::new(1_000, |i| i).with_rate(10_000.0)).collect();
+        let result = env.execute().unwrap();
+        assert_eq!(out.take().len(), 1_000);
+        let secs = result.elapsed.as_secs_f64();
+        // Each split's first record is due at once: (1000/cores - 1) / (10000/cores).
+        let floor = (1_000.0 / cores as f64 - 1.0) / (10_000.0 / cores as f64);
+        assert!(
+            secs >= floor,
+            "{cores} cores: 1000 records in {secs:.4} s beats the rate (floor {floor:.4} s)"
+        );
+    }
+}
+
+#[test]
+fn an_invalid_rate_is_rejected() {
+    let env = StreamEnv::new(JobConfig::with_cores(1));
+    let _ = env.from_source(GeneratorSource::new(10, |i| i).with_rate(0.0)).collect();
+    let msg = env.execute().unwrap_err().to_string();
+    assert!(msg.contains("generator rate = 0"), "{msg}");
+}
