@@ -102,10 +102,10 @@ fn main() -> anyhow::Result<()> {
     let delivered = result.metrics.total("records_in");
     let expected = if cli.batch { keys.min(events) } else { events };
     anyhow::ensure!(delivered == expected, "sink saw {delivered} results, expected {expected}");
+    println!("# mode={} results_emitted={delivered}", if cli.batch { "batch" } else { "streaming" });
     println!(
-        "keyed_count events={events} keys={keys} cores={} mode={} secs={secs:.3} events_per_s={:.0}",
+        "keyed_count events={events} keys={keys} cores={} secs={secs:.3} events_per_s={:.0}",
         result.cores,
-        if cli.batch { "batch" } else { "streaming" },
         events as f64 / secs
     );
     Ok(())
