@@ -48,6 +48,9 @@ pub struct JobConfig {
     pub exchange_queue_batches: usize,
     /// Deadline for sending a partly filled exchange buffer, in microseconds.
     pub flush_interval_us: u64,
+    /// Processing time between periodic watermarks, in milliseconds (Flink's
+    /// `pipeline.auto-watermark-interval`; 0 turns periodic emission off).
+    pub auto_watermark_interval_ms: i64,
     /// Pin executors to CPUs (`true` in production; tests running many jobs
     /// at once may turn it off).
     pub pin_cores: bool,
@@ -63,6 +66,7 @@ impl std::fmt::Debug for JobConfig {
             .field("execution_mode", &self.execution_mode)
             .field("exchange_queue_batches", &self.exchange_queue_batches)
             .field("flush_interval_us", &self.flush_interval_us)
+            .field("auto_watermark_interval_ms", &self.auto_watermark_interval_ms)
             .field("pin_cores", &self.pin_cores)
             .finish_non_exhaustive()
     }
@@ -76,6 +80,7 @@ impl Default for JobConfig {
             execution_mode: ExecutionMode::Streaming,
             exchange_queue_batches: EXCHANGE_QUEUE_BATCHES_DEFAULT,
             flush_interval_us: FLUSH_INTERVAL_US_DEFAULT,
+            auto_watermark_interval_ms: crate::operator::watermarks::AUTO_WATERMARK_INTERVAL_MS_DEFAULT,
             pin_cores: true,
             clock: Arc::new(SystemClock::default()),
         }
@@ -120,12 +125,19 @@ impl JobConfig {
                 self.exchange_queue_batches
             )));
         }
+        if self.auto_watermark_interval_ms < 0 {
+            return Err(JobError::Config(format!(
+                "auto_watermark_interval_ms = {}: must be 0 (off) or a positive number of milliseconds",
+                self.auto_watermark_interval_ms
+            )));
+        }
         Ok(ResolvedConfig {
             cores,
             max_parallelism,
             batch_mode: false,
             exchange_queue_batches: self.exchange_queue_batches,
             flush_interval_ns: self.flush_interval_us.saturating_mul(1000),
+            auto_watermark_interval_ms: self.auto_watermark_interval_ms,
             pin_cores: self.pin_cores,
             clock: self.clock.clone(),
         })
@@ -141,6 +153,7 @@ pub(crate) struct ResolvedConfig {
     pub batch_mode: bool,
     pub exchange_queue_batches: usize,
     pub flush_interval_ns: u64,
+    pub auto_watermark_interval_ms: i64,
     pub pin_cores: bool,
     pub clock: Arc<dyn Clock>,
 }

@@ -57,6 +57,9 @@ pub use operator::sink::{
 pub use operator::source::{
     CollectionSource, Source, SourceContext, SourceError, SourceOutput, SourceReader, SourceStatus,
 };
+pub use operator::watermarks::{
+    BoundedOutOfOrderness, WatermarkGenerator, WatermarkOutput, WatermarkStrategy,
+};
 pub use runtime::JobResult;
 pub use stream::{Data, DataStream, Key, KeyedStream, StreamEnv};
 pub use watermark::WatermarkValve;
@@ -65,7 +68,7 @@ pub use watermark::WatermarkValve;
 pub mod prelude {
     pub use crate::{
         Collector, Context, DataStream, ExecutionMode, JobConfig, JobError, KeyedProcessFunction,
-        KeyedStream, OpenContext, StreamEnv, UserError,
+        KeyedStream, OpenContext, StreamEnv, UserError, WatermarkStrategy,
     };
     pub use brisk_state::{ListState, MapState, ValueState};
 }

@@ -19,7 +19,10 @@ use crate::operator::sink::{
     CollectSink, Collected, Sink, SinkContext, SinkHandle, SinkNode, SinkParallelism,
 };
 use crate::operator::source::{CollectionSource, Source, SourceContext, run_source};
-use crate::runtime::core::Push;
+use crate::operator::watermarks::{
+    TimestampsAndWatermarks, TimestampsAndWatermarksHandle, WatermarkStrategy,
+};
+use crate::runtime::core::{Core, Push};
 use crate::runtime::exchange::{
     ConnectedEnds, ExchangeSender, HashRouter, SenderHandle, exchange_matrix, hash_key_with,
 };
@@ -229,7 +232,7 @@ impl<T: Data> DataStream<T> {
     fn chain<O: Data>(
         &self,
         kind: &'static str,
-        make: impl FnOnce(Box<dyn Push<O>>, crate::error::OperatorInfo) -> Box<dyn Push<T>>
+        make: impl FnOnce(&Rc<Core>, Box<dyn Push<O>>, crate::error::OperatorInfo) -> Box<dyn Push<T>>
         + Clone
         + Send
         + 'static,
@@ -241,7 +244,8 @@ impl<T: Data> DataStream<T> {
                          ends: Vec<Box<dyn std::any::Any>>| {
                 let out = b.output::<O>(meta.id);
                 let info = b.info(meta);
-                let input = make(out, info);
+                let core = b.core.clone();
+                let input = make(&core, out, info);
                 b.wire_plain_inputs::<T>(meta, input, ends);
                 Ok(())
             },
@@ -259,12 +263,12 @@ impl<T: Data> DataStream<T> {
 
     /// Applies `f` to every record.
     pub fn map<O: Data>(&self, f: impl FnMut(T) -> O + Clone + Send + 'static) -> DataStream<O> {
-        self.chain("map", move |next, info| Box::new(MapOp { f, out: Batch::default(), next, info }))
+        self.chain("map", move |_, next, info| Box::new(MapOp { f, out: Batch::default(), next, info }))
     }
 
     /// Keeps the records for which `f` is true.
     pub fn filter(&self, f: impl FnMut(&T) -> bool + Clone + Send + 'static) -> DataStream<T> {
-        self.chain("filter", move |next, info| Box::new(FilterOp { f, out: Batch::default(), next, info }))
+        self.chain("filter", move |_, next, info| Box::new(FilterOp { f, out: Batch::default(), next, info }))
     }
 
     /// Replaces every record by the items `f` returns for it.
@@ -272,7 +276,9 @@ impl<T: Data> DataStream<T> {
         &self,
         f: impl FnMut(T) -> I + Clone + Send + 'static,
     ) -> DataStream<O> {
-        self.chain("flat_map", move |next, info| Box::new(FlatMapOp { f, out: Batch::default(), next, info }))
+        self.chain("flat_map", move |_, next, info| {
+            Box::new(FlatMapOp { f, out: Batch::default(), next, info })
+        })
     }
 
     fn repartition(&self, kind: &'static str, inputs: Vec<(NodeId, Partitioning)>) -> DataStream<T> {
@@ -289,6 +295,16 @@ impl<T: Data> DataStream<T> {
         };
         let id = add_node(&self.graph, kind, inputs, Box::new(factory), None, false);
         self.derive(id)
+    }
+
+    /// Assigns event timestamps and generates watermarks on every core (see
+    /// [`WatermarkStrategy`](crate::operator::watermarks::WatermarkStrategy)).
+    pub fn assign_timestamps_and_watermarks(&self, strategy: WatermarkStrategy<T>) -> DataStream<T> {
+        self.chain("timestamps_watermarks", move |core, next, info| {
+            let op = TimestampsAndWatermarks::new(core, &strategy, next, info);
+            core.timers.register(op.clone());
+            Box::new(TimestampsAndWatermarksHandle { op })
+        })
     }
 
     /// Merges this stream with `others` (same type); watermarks combine as the

@@ -7,3 +7,4 @@ pub mod keyed_process;
 pub(crate) mod reduce;
 pub mod sink;
 pub mod source;
+pub mod watermarks;

@@ -30,6 +30,7 @@ use crate::batch::{Batch, Control};
 use crate::config::ResolvedConfig;
 use crate::error::JobError;
 use crate::metrics::{Counter, CounterEntry};
+use crate::runtime::timers::ProcessingTimeService;
 
 /// The input end of an operator instance on one core: its upstream calls it
 /// with each batch and control message, synchronously.
@@ -88,6 +89,7 @@ pub struct Core {
     pub(crate) shared: Arc<JobShared>,
     touched: RefCell<Vec<Rc<dyn Outlet>>>,
     counters: RefCell<Vec<CounterEntry>>,
+    pub(crate) timers: Rc<ProcessingTimeService>,
 }
 
 impl Core {
@@ -98,6 +100,7 @@ impl Core {
             shared,
             touched: RefCell::new(Vec::new()),
             counters: RefCell::new(Vec::new()),
+            timers: Rc::default(),
         })
     }
 

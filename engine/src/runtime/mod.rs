@@ -21,6 +21,7 @@
 
 pub(crate) mod core;
 pub(crate) mod exchange;
+pub(crate) mod timers;
 
 use std::any::Any;
 use std::cell::RefCell;
@@ -31,7 +32,7 @@ use std::time::{Duration, Instant};
 use glommio::sync::Semaphore;
 use glommio::{LocalExecutorBuilder, Placement, PoolPlacement};
 
-use self::core::{CancelOnUnwind, Core, JobShared};
+use self::core::{CancelOnUnwind, Core, JobShared, LocalFuture};
 use self::exchange::UnconnectedEnds;
 use crate::config::{ExecutionMode, IO_MEMORY_BYTES, JobConfig, ResolvedConfig, SPIN_BEFORE_PARK_US};
 use crate::error::JobError;
@@ -207,8 +208,20 @@ async fn build_and_run(
     // (cancels) the rest.
     let failed = Rc::new(Semaphore::new(0));
     let error: Rc<RefCell<Option<JobError>>> = Rc::default();
-    let mut tasks = Vec::with_capacity(builder.tasks.len());
+    let mut tasks = Vec::with_capacity(builder.tasks.len() + 1);
+    let mut all_tasks: Vec<LocalFuture<'static, Result<(), JobError>>> = Vec::new();
     for (_what, task) in std::mem::take(&mut builder.tasks) {
+        // Data tasks keep the processing-time service alive.
+        let alive = core.timers.data_task_started();
+        all_tasks.push(Box::pin(async move {
+            let _alive = alive;
+            task.await
+        }));
+    }
+    if core.timers.has_tickers() {
+        all_tasks.push(Box::pin(self::timers::run_processing_time(core.clone(), core.timers.clone())));
+    }
+    for task in all_tasks {
         let (failed, error, shared) = (failed.clone(), error.clone(), core.shared.clone());
         tasks.push(glommio::spawn_local(async move {
             if let Err(e) = task.await {
