@@ -50,7 +50,7 @@ pub use config::{ExecutionMode, JobConfig};
 pub use error::{JobError, UserError};
 pub use graph::Partitioning;
 pub use metrics::{Counter, Metrics};
-pub use operator::keyed_process::{Collector, Context, KeyedProcessFunction, OpenContext};
+pub use operator::keyed_process::{Collector, Context, KeyedProcessFunction, OpenContext, TimeDomain};
 pub use operator::sink::{
     CollectSink, Collected, DiscardSink, Sink, SinkContext, SinkError, SinkParallelism, SinkWriter,
 };
@@ -68,7 +68,7 @@ pub use watermark::WatermarkValve;
 pub mod prelude {
     pub use crate::{
         Collector, Context, DataStream, ExecutionMode, JobConfig, JobError, KeyedProcessFunction,
-        KeyedStream, OpenContext, StreamEnv, UserError, WatermarkStrategy,
+        KeyedStream, OpenContext, StreamEnv, TimeDomain, UserError, WatermarkStrategy,
     };
     pub use brisk_state::{ListState, MapState, ValueState};
 }

@@ -13,7 +13,7 @@ use crate::config::JobConfig;
 use crate::error::JobError;
 use crate::graph::{FnFactory, NodeFactory, NodeId, NodeMeta, NodeSpec, Partitioning, plain_exchanges};
 use crate::operator::basic::{FilterOp, FlatMapOp, Identity, MapOp};
-use crate::operator::keyed_process::{KeyOwner, KeyedProcessFunction, KeyedProcessOp};
+use crate::operator::keyed_process::{KeyOwner, KeyedProcessFunction, KeyedProcessHandle, KeyedProcessOp};
 use crate::operator::reduce::ReduceOp;
 use crate::operator::sink::{
     CollectSink, Collected, Sink, SinkContext, SinkHandle, SinkNode, SinkParallelism,
@@ -464,8 +464,8 @@ impl<T: Data, K: Key, KF: Fn(&T) -> K + Clone + Send + 'static> KeyedStream<T, K
     pub fn process<O: Data, F: KeyedProcessFunction<K, T, O>>(&self, f: F) -> DataStream<O> {
         let key_fn = self.key_fn.clone();
         self.keyed_node("process", move |b, next, info| {
-            let op = KeyedProcessOp::new(key_fn, f, next, info, key_owner(b))?;
-            Ok(Box::new(op))
+            let op = KeyedProcessOp::new(key_fn, f, next, info, key_owner(b), b.core.clone())?;
+            Ok(Box::new(KeyedProcessHandle(op)))
         })
     }
 

@@ -10,6 +10,7 @@
 //! | [`key_group`] | Flink's key-group formula: key hash → key group → owning core |
 //! | [`hash`] | the stable 64-bit key hash ([`key_hash`]) that picks the key group and is reused by state lookups |
 //! | [`heap`] | [`KeyedStateBackend`]: value, list and map state in per-state hash tables |
+//! | [`timers`] | [`TimerQueue`]: timers per key and namespace, deduplicated, in timestamp order |
 //!
 //! # Example
 //! ```
@@ -28,6 +29,7 @@
 pub mod hash;
 pub mod heap;
 pub mod key_group;
+pub mod timers;
 
 pub use hash::key_hash;
 pub use heap::{
@@ -35,3 +37,4 @@ pub use heap::{
     ValueAccess, ValueState,
 };
 pub use key_group::{KeyGroupRange, MaxParallelism};
+pub use timers::{Timer, TimerQueue};

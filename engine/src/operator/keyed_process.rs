@@ -1,17 +1,53 @@
 //! Keyed process functions: user code that sees one record at a time with
-//! the record's key and keyed state scoped to it (Flink's
-//! `KeyedProcessFunction`). Timers arrive with the event-time layer.
+//! the record's key, keyed state scoped to it, and timers (Flink's
+//! `KeyedProcessFunction`).
+//!
+//! Timers are per (key, timestamp), deduplicated. Event-time timers fire in
+//! timestamp order when the operator's combined watermark reaches them, before
+//! that watermark is forwarded; their output carries the timer's timestamp.
+//! Processing-time timers fire when the injected clock reaches them (through
+//! the core's processing-time service); their output carries no timestamp.
+//! Timers never fire while an element is being processed. At the end of input
+//! the final watermark fires every event-time timer; pending processing-time
+//! timers are dropped in streaming mode (Flink quiesces its processing-time
+//! service) and fired in batch mode (Flink's batch timer service fires them at
+//! the end of input).
 
+use std::cell::RefCell;
 use std::hash::Hash;
 use std::marker::PhantomData;
+use std::rc::Rc;
 
 use brisk_state::{
-    CurrentKey, KeyedStateBackend, ListAccess, ListState, MapAccess, MapState, ValueAccess, ValueState,
+    CurrentKey, KeyedStateBackend, ListAccess, ListState, MapAccess, MapState, TimerQueue, ValueAccess,
+    ValueState,
 };
 
-use crate::batch::{Batch, Control, MIN_WATERMARK, Timestamp};
+use crate::batch::{BATCH_RECORDS_MAX, Batch, Control, MAX_WATERMARK, MIN_WATERMARK, Timestamp};
 use crate::error::{JobError, OperatorInfo, UserError};
-use crate::runtime::core::Push;
+use crate::runtime::core::{Core, Push};
+use crate::runtime::timers::Ticker;
+
+/// Which clock a timer follows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TimeDomain {
+    /// Fires when the watermark reaches the timer.
+    EventTime,
+    /// Fires when the (injected) processing-time clock reaches the timer.
+    ProcessingTime,
+}
+
+/// The timers of one keyed operator on one core.
+pub(crate) struct Timers<K> {
+    event: TimerQueue<K, ()>,
+    processing: TimerQueue<K, ()>,
+}
+
+impl<K> Default for Timers<K> {
+    fn default() -> Self {
+        Self { event: TimerQueue::default(), processing: TimerQueue::default() }
+    }
+}
 
 /// A function applied per record of a keyed stream, with keyed state.
 ///
@@ -57,6 +93,18 @@ pub trait KeyedProcessFunction<K, I, O>: Clone + Send + 'static {
         ctx: &mut Context<'_, K>,
         out: &mut Collector<'_, O>,
     ) -> Result<(), UserError>;
+
+    /// A timer registered under `ctx.current_key()` fired at `timestamp`
+    /// (`ctx.time_domain()` says which clock).
+    fn on_timer(
+        &mut self,
+        timestamp: Timestamp,
+        ctx: &mut Context<'_, K>,
+        out: &mut Collector<'_, O>,
+    ) -> Result<(), UserError> {
+        let _ = (timestamp, ctx, out);
+        Ok(())
+    }
 }
 
 /// Passed to [`KeyedProcessFunction::open`]: registers keyed state.
@@ -92,13 +140,17 @@ impl<K: Eq + Hash + Clone + 'static> OpenContext<'_, K> {
     }
 }
 
-/// Passed to [`KeyedProcessFunction::process_element`]: the current key,
-/// time, and keyed state scoped to the key.
+/// Passed to [`KeyedProcessFunction::process_element`] and
+/// [`KeyedProcessFunction::on_timer`]: the current key, time, keyed state and
+/// timers scoped to the key.
 pub struct Context<'a, K> {
     key: CurrentKey<'a, K>,
     backend: &'a mut KeyedStateBackend<K>,
+    timers: &'a mut Timers<K>,
     timestamp: Option<Timestamp>,
     watermark: Timestamp,
+    now_ms: i64,
+    domain: Option<TimeDomain>,
 }
 
 impl<K: Eq + Hash + Clone + 'static> Context<'_, K> {
@@ -106,9 +158,35 @@ impl<K: Eq + Hash + Clone + 'static> Context<'_, K> {
     pub fn current_key(&self) -> &K {
         self.key.key()
     }
-    /// The record's event timestamp, if the stream carries event time.
+    /// The record's event timestamp, if the stream carries event time; in
+    /// `on_timer`, the timer's timestamp.
     pub fn timestamp(&self) -> Option<Timestamp> {
         self.timestamp
+    }
+    /// In `on_timer`, which clock fired; `None` while processing an element.
+    pub fn time_domain(&self) -> Option<TimeDomain> {
+        self.domain
+    }
+    /// Processing time (epoch ms) from the job's clock.
+    pub fn current_processing_time(&self) -> i64 {
+        self.now_ms
+    }
+    /// Fires `on_timer` once the watermark reaches `timestamp` (once per key
+    /// and timestamp however often registered).
+    pub fn register_event_time_timer(&mut self, timestamp: Timestamp) {
+        self.timers.event.register(self.key.key(), self.key.hash(), &(), timestamp);
+    }
+    /// Deletes an event-time timer of the current key.
+    pub fn delete_event_time_timer(&mut self, timestamp: Timestamp) {
+        self.timers.event.delete(self.key.key(), &(), timestamp);
+    }
+    /// Fires `on_timer` once processing time reaches `timestamp` (epoch ms).
+    pub fn register_processing_time_timer(&mut self, timestamp: i64) {
+        self.timers.processing.register(self.key.key(), self.key.hash(), &(), timestamp);
+    }
+    /// Deletes a processing-time timer of the current key.
+    pub fn delete_processing_time_timer(&mut self, timestamp: i64) {
+        self.timers.processing.delete(self.key.key(), &(), timestamp);
     }
     /// The operator's current (combined) watermark.
     pub fn current_watermark(&self) -> Timestamp {
@@ -151,17 +229,23 @@ impl<'a, O> Collector<'a, O> {
 }
 
 /// The operator running a [`KeyedProcessFunction`] on one core. Its input
-/// carries each record's key hash (computed once, before the exchange).
-pub(crate) struct KeyedProcessOp<K, I, O, KF, F> {
-    pub key_fn: KF,
-    pub f: F,
-    pub backend: KeyedStateBackend<K>,
-    pub out: Batch<O>,
-    pub next: Box<dyn Push<O>>,
-    pub info: OperatorInfo,
-    pub watermark: Timestamp,
-    pub owner: KeyOwner,
-    pub _input: PhantomData<fn(I)>,
+/// carries each record's key hash (computed once, before the exchange). It is
+/// shared by the chain (a [`Push`] handle) and the core's processing-time
+/// service (a [`Ticker`]).
+pub(crate) struct KeyedProcessOp<K, I, O, KF, F>(RefCell<ProcessInner<K, I, O, KF, F>>);
+
+pub(crate) struct ProcessInner<K, I, O, KF, F> {
+    key_fn: KF,
+    f: F,
+    backend: KeyedStateBackend<K>,
+    timers: Timers<K>,
+    out: Batch<O>,
+    next: Box<dyn Push<O>>,
+    info: OperatorInfo,
+    watermark: Timestamp,
+    owner: KeyOwner,
+    core: Rc<Core>,
+    _input: PhantomData<fn(I)>,
 }
 
 /// Which core owns a key hash: the invariant every keyed operator asserts on
@@ -188,7 +272,9 @@ impl KeyOwner {
 impl<K, I, O, KF, F> KeyedProcessOp<K, I, O, KF, F>
 where
     K: Eq + Hash + Clone + 'static,
-    KF: FnMut(&I) -> K,
+    I: 'static,
+    O: 'static,
+    KF: FnMut(&I) -> K + 'static,
     F: KeyedProcessFunction<K, I, O>,
 {
     pub fn new(
@@ -197,53 +283,132 @@ where
         next: Box<dyn Push<O>>,
         info: OperatorInfo,
         owner: KeyOwner,
-    ) -> Result<Self, JobError> {
+        core: Rc<Core>,
+    ) -> Result<Rc<Self>, JobError> {
         let mut backend = KeyedStateBackend::new();
         let mut ctx = OpenContext { backend: &mut backend, core: info.core, cores: owner.cores };
         info.guard(|| f.open(&mut ctx))?.map_err(|e| info.user_error(format!("open failed: {e}")))?;
-        Ok(Self {
+        let op = Rc::new(Self(RefCell::new(ProcessInner {
             key_fn,
             f,
             backend,
+            timers: Timers::default(),
             out: Batch::default(),
             next,
             info,
             watermark: MIN_WATERMARK,
             owner,
+            core: core.clone(),
             _input: PhantomData,
-        })
+        })));
+        core.timers.register(op.clone());
+        Ok(op)
     }
 }
 
-impl<K, I, O, KF, F> Push<(u64, I)> for KeyedProcessOp<K, I, O, KF, F>
+impl<K, I, O, KF, F> ProcessInner<K, I, O, KF, F>
+where
+    K: Eq + Hash + Clone + 'static,
+    F: KeyedProcessFunction<K, I, O>,
+{
+    fn flush(&mut self) -> Result<(), JobError> {
+        if self.out.is_empty() { Ok(()) } else { self.next.push(&mut self.out) }
+    }
+
+    /// Fires every timer of `domain` due at `upto`, in timestamp order.
+    fn fire_timers(&mut self, domain: TimeDomain, upto: i64) -> Result<(), JobError> {
+        self.flush()?;
+        let now_ms = self.core.now_ms();
+        loop {
+            let queue = match domain {
+                TimeDomain::EventTime => &mut self.timers.event,
+                TimeDomain::ProcessingTime => &mut self.timers.processing,
+            };
+            let Some(timer) = queue.pop_due(upto) else { break };
+            let Self { f, backend, timers, out, info, watermark, .. } = self;
+            let out_ts = (domain == TimeDomain::EventTime).then_some(timer.timestamp);
+            let mut ctx = Context {
+                key: CurrentKey::new(&timer.key, timer.key_hash),
+                backend,
+                timers,
+                timestamp: Some(timer.timestamp),
+                watermark: *watermark,
+                now_ms,
+                domain: Some(domain),
+            };
+            info.guard(|| f.on_timer(timer.timestamp, &mut ctx, &mut Collector::new(out, out_ts)))?
+                .map_err(|e| info.user_error(e))?;
+            if self.out.len() >= BATCH_RECORDS_MAX {
+                self.flush()?;
+            }
+        }
+        self.flush()
+    }
+}
+
+impl<K, I, O, KF, F> Ticker for KeyedProcessOp<K, I, O, KF, F>
+where
+    K: Eq + Hash + Clone + 'static,
+    F: KeyedProcessFunction<K, I, O>,
+{
+    fn next_due_ms(&self) -> Option<i64> {
+        self.0.borrow().timers.processing.next_timestamp()
+    }
+
+    fn fire(&self, now_ms: i64) -> Result<(), JobError> {
+        self.0.borrow_mut().fire_timers(TimeDomain::ProcessingTime, now_ms)
+    }
+}
+
+/// The chain's handle on a [`KeyedProcessOp`].
+pub(crate) struct KeyedProcessHandle<K, I, O, KF, F>(pub Rc<KeyedProcessOp<K, I, O, KF, F>>);
+
+impl<K, I, O, KF, F> Push<(u64, I)> for KeyedProcessHandle<K, I, O, KF, F>
 where
     K: Eq + Hash + Clone + 'static,
     KF: FnMut(&I) -> K,
     F: KeyedProcessFunction<K, I, O>,
 {
     fn push(&mut self, batch: &mut Batch<(u64, I)>) -> Result<(), JobError> {
-        let Self { key_fn, f, backend, out, info, watermark, owner, .. } = self;
+        let mut guard = self.0.0.borrow_mut();
+        let s = &mut *guard;
+        let now_ms = s.core.now_ms();
+        let ProcessInner { key_fn, f, backend, timers, out, info, watermark, owner, .. } = s;
         info.guard(|| -> Result<(), UserError> {
             for ((hash, value), timestamp) in batch.drain() {
                 owner.debug_check(hash);
                 let key = key_fn(&value);
-                let mut ctx =
-                    Context { key: CurrentKey::new(&key, hash), backend, timestamp, watermark: *watermark };
+                let mut ctx = Context {
+                    key: CurrentKey::new(&key, hash),
+                    backend,
+                    timers,
+                    timestamp,
+                    watermark: *watermark,
+                    now_ms,
+                    domain: None,
+                };
                 f.process_element(value, &mut ctx, &mut Collector::new(out, timestamp))?;
             }
             Ok(())
         })?
         .map_err(|e| info.user_error(e))?;
-        if self.out.is_empty() {
-            return Ok(());
-        }
-        self.next.push(&mut self.out)
+        s.flush()
     }
 
     fn control(&mut self, control: Control) -> Result<(), JobError> {
-        if let Control::Watermark(w) = control {
-            self.watermark = w;
+        let mut s = self.0.0.borrow_mut();
+        match control {
+            Control::Watermark(w) => {
+                s.watermark = w;
+                s.fire_timers(TimeDomain::EventTime, w)?;
+            }
+            Control::EndOfInput if s.core.batch_mode() => {
+                // Flink's batch execution fires pending processing-time timers
+                // at the end of input.
+                s.fire_timers(TimeDomain::ProcessingTime, MAX_WATERMARK)?;
+            }
+            Control::EndOfInput | Control::Status(_) => {}
         }
-        self.next.control(control)
+        s.next.control(control)
     }
 }

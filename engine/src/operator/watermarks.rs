@@ -155,6 +155,8 @@ struct Inner<T> {
     idle: bool,
     emitted: Timestamp,
     ended: bool,
+    /// Batch mode: only the final watermark goes out (Flink's "perfect watermark").
+    batch_mode: bool,
     out: Batch<T>,
     next: Box<dyn Push<T>>,
     info: OperatorInfo,
@@ -162,6 +164,9 @@ struct Inner<T> {
 
 impl<T> Inner<T> {
     fn forward_watermark(&mut self, output: WatermarkOutput) -> Result<(), JobError> {
+        if self.batch_mode {
+            return Ok(());
+        }
         if let Some(w) = output.watermark.filter(|&w| w > self.emitted) {
             self.emitted = w;
             self.next.control(Control::Watermark(w))?;
@@ -200,6 +205,7 @@ impl<T: 'static> TimestampsAndWatermarks<T> {
             idle: false,
             emitted: MIN_WATERMARK,
             ended: false,
+            batch_mode: core.batch_mode(),
             out: Batch::default(),
             next,
             info,
@@ -228,7 +234,7 @@ impl<T> Inner<T> {
 impl<T: 'static> Ticker for TimestampsAndWatermarks<T> {
     fn next_due_ms(&self) -> Option<i64> {
         let s = self.0.borrow();
-        (!s.ended && s.interval_ms > 0).then_some(s.next_periodic_ms)
+        (!s.ended && !s.batch_mode && s.interval_ms > 0).then_some(s.next_periodic_ms)
     }
 
     fn fire(&self, now_ms: i64) -> Result<(), JobError> {
@@ -289,7 +295,7 @@ impl<T: 'static> Push<T> for TimestampsAndWatermarksHandle<T> {
                 info.guard(|| s.generator.on_periodic_emit(&mut output))?;
             }
             s.out.push_with(record, Some(ts));
-            if output.watermark.is_some_and(|w| w > s.emitted) {
+            if !s.batch_mode && output.watermark.is_some_and(|w| w > s.emitted) {
                 // Records before the watermark go first.
                 s.flush()?;
                 s.forward_watermark(output)?;
