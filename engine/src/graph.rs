@@ -56,6 +56,10 @@ pub(crate) struct NodeMeta {
     /// Sources only: whether the input ends.
     pub bounded: Option<bool>,
     pub is_sink: bool,
+    /// Side outputs this operator can produce: `(tag, record type)`.
+    pub declared_side_outputs: Vec<(String, std::any::TypeId)>,
+    /// Side outputs someone consumes: `(tag, node standing for the side stream)`.
+    pub side_outputs: Vec<(String, NodeId)>,
 }
 
 /// Builds one node's operator on one core.

@@ -8,6 +8,7 @@
 //! | `graph` | the logical graph and its per-core instantiation |
 //! | `runtime` | executors per core, the push/outlet contract, exchanges |
 //! | [`watermark`] | combining watermarks over input channels ([`WatermarkValve`]) |
+//! | [`window`] | window assigners, triggers, evictors, window functions and the window operator |
 //! | [`batch`] | [`Batch`] and the in-band [`Control`] messages |
 //! | [`config`], [`clock`], [`metrics`], [`error`] | job configuration, injected time, counters, errors |
 //!
@@ -43,6 +44,7 @@ pub mod operator;
 pub(crate) mod runtime;
 pub mod stream;
 pub mod watermark;
+pub mod window;
 
 pub use batch::{BATCH_RECORDS_MAX, Batch, Control, MAX_WATERMARK, MIN_WATERMARK, StreamStatus, Timestamp};
 pub use clock::{Clock, ManualClock, SystemClock};
@@ -61,14 +63,17 @@ pub use operator::watermarks::{
     BoundedOutOfOrderness, WatermarkGenerator, WatermarkOutput, WatermarkStrategy,
 };
 pub use runtime::JobResult;
-pub use stream::{Data, DataStream, Key, KeyedStream, StreamEnv};
+pub use stream::{Data, DataStream, Key, KeyedStream, OutputTag, StreamEnv, WindowedStream};
 pub use watermark::WatermarkValve;
 
 /// Everything a job definition usually needs.
 pub mod prelude {
+    pub use crate::window::{
+        AggregateFunction, ProcessWindowFunction, Window, WindowAssigner, WindowContext,
+    };
     pub use crate::{
         Collector, Context, DataStream, ExecutionMode, JobConfig, JobError, KeyedProcessFunction,
-        KeyedStream, OpenContext, StreamEnv, TimeDomain, UserError, WatermarkStrategy,
+        KeyedStream, OpenContext, OutputTag, StreamEnv, TimeDomain, UserError, WatermarkStrategy,
     };
     pub use brisk_state::{ListState, MapState, ValueState};
 }

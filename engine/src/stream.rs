@@ -27,6 +27,16 @@ use crate::runtime::exchange::{
     ConnectedEnds, ExchangeSender, HashRouter, SenderHandle, exchange_matrix, hash_key_with,
 };
 use crate::runtime::{JobResult, execute};
+use crate::window::assigner::WindowAssigner;
+use crate::window::evictor::{CountEvictor, Evictor};
+use crate::window::function::{AggregateFunction, PassThrough, ProcessWindowFunction};
+use crate::window::operator::{
+    AggInc, ComputeList, EvictingLogic, IncrementalLogic, ListLogic, ReduceInc, WindowHandle, WindowLogic,
+    WindowOp, WindowSpec, reduce_logic,
+};
+use crate::window::trigger::{
+    CountTrigger, EventTimeTrigger, NeverTrigger, ProcessingTimeTrigger, PurgingTrigger, Trigger,
+};
 
 /// What a stream can carry: records are cloned for fan-out and broadcast and
 /// sent to other cores.
@@ -65,6 +75,8 @@ fn add_node(
             splits: None,
             bounded: source,
             is_sink,
+            declared_side_outputs: Vec::new(),
+            side_outputs: Vec::new(),
         },
         factory,
     });
@@ -345,6 +357,48 @@ impl<T: Data> DataStream<T> {
         KeyedStream { input: self.clone(), key_fn, _key: PhantomData }
     }
 
+    /// The side output `tag` of this stream's operator (e.g. a window's late
+    /// data), as a stream of its own.
+    pub fn side_output<X: Data>(&self, tag: &OutputTag<X>) -> DataStream<X> {
+        let existing = {
+            let mut g = self.graph.borrow_mut();
+            let meta = &g.nodes[self.node].meta;
+            let declared = meta
+                .declared_side_outputs
+                .iter()
+                .any(|(t, ty)| *t == tag.id && *ty == std::any::TypeId::of::<X>());
+            if !declared {
+                let msg = format!("operator '{}' has no side output '{}' of that type", meta.name, tag.id);
+                g.errors.push(msg);
+            }
+            g.nodes[self.node].meta.side_outputs.iter().find(|(t, _)| *t == tag.id).map(|(_, id)| *id)
+        };
+        if let Some(id) = existing {
+            return self.derive(id);
+        }
+        // A placeholder node: its consumers are taken over by the operator
+        // that produces the side output (see the window operator's factory).
+        let factory = FnFactory {
+            exchanges: |_: usize, _: usize| Vec::new(),
+            build: |_b: &mut crate::graph::CoreBuilder,
+                    _meta: &NodeMeta,
+                    _ends: Vec<Box<dyn std::any::Any>>| Ok(()),
+        };
+        let id = add_node(
+            &self.graph,
+            "side_output",
+            vec![(self.node, Partitioning::Forward)],
+            Box::new(factory),
+            None,
+            false,
+        );
+        let mut g = self.graph.borrow_mut();
+        g.nodes[id].meta.name = format!("{} ({})", g.nodes[self.node].meta.name, tag.id);
+        g.nodes[self.node].meta.side_outputs.push((tag.id.clone(), id));
+        drop(g);
+        self.derive(id)
+    }
+
     /// Writes every record to `sink`.
     pub fn sink_to<S: Sink<T>>(&self, sink: S) {
         let partitioning = match sink.parallelism() {
@@ -404,7 +458,8 @@ impl<T: Data, K: Key, KF: Fn(&T) -> K + Clone + Send + 'static> KeyedStream<T, K
         &self,
         kind: &'static str,
         make: impl FnOnce(
-            &crate::graph::CoreBuilder,
+            &mut crate::graph::CoreBuilder,
+            &NodeMeta,
             Box<dyn Push<O>>,
             crate::error::OperatorInfo,
         ) -> Result<Box<dyn Push<(u64, T)>>, JobError>
@@ -427,7 +482,7 @@ impl<T: Data, K: Key, KF: Fn(&T) -> K + Clone + Send + 'static> KeyedStream<T, K
                          ends: Vec<Box<dyn std::any::Any>>| {
                 let out = b.output::<O>(meta.id);
                 let info = b.info(meta);
-                let input = make(b, out, info.clone())?;
+                let input = make(b, meta, out, info.clone())?;
                 let cores = b.core.cores();
                 let ends = *ends
                     .into_iter()
@@ -460,10 +515,40 @@ impl<T: Data, K: Key, KF: Fn(&T) -> K + Clone + Send + 'static> KeyedStream<T, K
         self.input.derive(id)
     }
 
+    /// Groups each key's records into windows.
+    pub fn window(&self, assigner: WindowAssigner<T>) -> WindowedStream<T, K, KF> {
+        WindowedStream {
+            keyed: self.clone_stream(),
+            assigner,
+            trigger: None,
+            evictor: None,
+            allowed_lateness: 0,
+            late_tag: None,
+        }
+    }
+
+    /// Windows of `n` elements per key, fired and purged every `n` elements
+    /// (Flink's `countWindow(n)`).
+    pub fn count_window(&self, n: u64) -> WindowedStream<T, K, KF> {
+        self.window(WindowAssigner::global()).trigger(PurgingTrigger::of(CountTrigger::of(n)))
+    }
+
+    /// The last `n` elements per key, fired every `slide` elements (Flink's
+    /// `countWindow(n, slide)`).
+    pub fn count_window_sliding(&self, n: u64, slide: u64) -> WindowedStream<T, K, KF> {
+        self.window(WindowAssigner::global())
+            .evictor(CountEvictor::of(n as usize))
+            .trigger(CountTrigger::of(slide))
+    }
+
+    fn clone_stream(&self) -> KeyedStream<T, K, KF> {
+        KeyedStream { input: self.input.clone(), key_fn: self.key_fn.clone(), _key: PhantomData }
+    }
+
     /// Runs `f` on every record with keyed state scoped to its key.
     pub fn process<O: Data, F: KeyedProcessFunction<K, T, O>>(&self, f: F) -> DataStream<O> {
         let key_fn = self.key_fn.clone();
-        self.keyed_node("process", move |b, next, info| {
+        self.keyed_node("process", move |b, _meta, next, info| {
             let op = KeyedProcessOp::new(key_fn, f, next, info, key_owner(b), b.core.clone())?;
             Ok(Box::new(KeyedProcessHandle(op)))
         })
@@ -473,7 +558,7 @@ impl<T: Data, K: Key, KF: Fn(&T) -> K + Clone + Send + 'static> KeyedStream<T, K
     /// every new aggregate; batch mode one final aggregate per key.
     pub fn reduce(&self, f: impl FnMut(T, T) -> T + Clone + Send + 'static) -> DataStream<T> {
         let key_fn = self.key_fn.clone();
-        self.keyed_node("reduce", move |b, next, info| {
+        self.keyed_node("reduce", move |b, _meta, next, info| {
             Ok(Box::new(ReduceOp {
                 key_fn,
                 f,
@@ -566,3 +651,162 @@ impl<T: 'static> crate::operator::source::SourceReader<T> for NoSplit {
 }
 
 const _: () = assert!(MAX_WATERMARK == i64::MAX);
+
+/// Names a side output of an operator (Flink's `OutputTag`).
+pub struct OutputTag<T> {
+    id: String,
+    _type: PhantomData<fn() -> T>,
+}
+
+impl<T> Clone for OutputTag<T> {
+    fn clone(&self) -> Self {
+        Self { id: self.id.clone(), _type: PhantomData }
+    }
+}
+
+impl<T> OutputTag<T> {
+    /// A tag named `id`.
+    pub fn new(id: &str) -> Self {
+        Self { id: id.to_string(), _type: PhantomData }
+    }
+
+    /// The tag's name.
+    pub fn id(&self) -> &str {
+        &self.id
+    }
+}
+
+/// A keyed stream grouped into windows: configure trigger, evictor and
+/// lateness, then apply a window function.
+pub struct WindowedStream<T, K, KF> {
+    keyed: KeyedStream<T, K, KF>,
+    assigner: WindowAssigner<T>,
+    trigger: Option<Box<dyn Trigger<T>>>,
+    evictor: Option<Box<dyn Evictor<T>>>,
+    allowed_lateness: i64,
+    late_tag: Option<String>,
+}
+
+impl<T: Data, K: Key, KF: Fn(&T) -> K + Clone + Send + 'static> WindowedStream<T, K, KF> {
+    /// Replaces the assigner's default trigger.
+    pub fn trigger(mut self, trigger: impl Trigger<T>) -> Self {
+        self.trigger = Some(Box::new(trigger));
+        self
+    }
+
+    /// Removes elements before/after the window function runs (the window
+    /// then keeps every element).
+    pub fn evictor(mut self, evictor: impl Evictor<T>) -> Self {
+        self.evictor = Some(Box::new(evictor));
+        self
+    }
+
+    /// Keeps windows `ms` past their end for late elements, each of which
+    /// fires the window again.
+    pub fn allowed_lateness(mut self, ms: i64) -> Self {
+        self.allowed_lateness = ms;
+        self
+    }
+
+    /// Sends elements too late for every window to the side output `tag`
+    /// (read it with [`DataStream::side_output`]).
+    pub fn side_output_late_data(mut self, tag: &OutputTag<T>) -> Self {
+        self.late_tag = Some(tag.id.clone());
+        self
+    }
+
+    /// Reduces each window's elements with `f` (incrementally).
+    pub fn reduce(self, f: impl FnMut(T, T) -> T + Clone + Send + 'static) -> DataStream<T> {
+        self.finish("window_reduce", reduce_logic(f))
+    }
+
+    /// Reduces incrementally, then hands the result to `process` with the window.
+    pub fn reduce_with<O: Data>(
+        self,
+        f: impl FnMut(T, T) -> T + Clone + Send + 'static,
+        process: impl ProcessWindowFunction<K, T, O>,
+    ) -> DataStream<O> {
+        self.finish("window_reduce", IncrementalLogic::new(ReduceInc(f), process))
+    }
+
+    /// Aggregates each window incrementally with an [`AggregateFunction`].
+    pub fn aggregate<A: AggregateFunction<T>>(self, agg: A) -> DataStream<A::Out>
+    where
+        A::Out: Data,
+    {
+        self.finish("window_aggregate", IncrementalLogic::new(AggInc(agg), PassThrough))
+    }
+
+    /// Aggregates incrementally, then hands the result to `process` with the window.
+    pub fn aggregate_with<A: AggregateFunction<T>, O: Data>(
+        self,
+        agg: A,
+        process: impl ProcessWindowFunction<K, A::Out, O>,
+    ) -> DataStream<O> {
+        self.finish("window_aggregate", IncrementalLogic::new(AggInc(agg), process))
+    }
+
+    /// Hands all of a window's elements to `process` when it fires.
+    pub fn process<O: Data>(self, process: impl ProcessWindowFunction<K, T, O>) -> DataStream<O> {
+        self.finish("window_process", ListLogic(process, PhantomData))
+    }
+
+    fn finish<O: Data, C>(mut self, kind: &'static str, logic: C) -> DataStream<O>
+    where
+        C: WindowLogic<K, T, Out = O> + ComputeList<K, T, Out = O> + Clone + Send,
+    {
+        match self.evictor.take() {
+            Some(evictor) => self.window_node(kind, EvictingLogic { compute: logic, evictor }),
+            None => self.window_node(kind, logic),
+        }
+    }
+
+    fn window_node<O: Data, L>(self, kind: &'static str, logic: L) -> DataStream<O>
+    where
+        L: WindowLogic<K, T, Out = O> + Clone + Send,
+    {
+        let trigger: Box<dyn Trigger<T>> = match self.trigger {
+            Some(t) => t,
+            None if self.assigner.is_global() => Box::new(NeverTrigger),
+            None if self.assigner.is_event_time() => Box::new(EventTimeTrigger),
+            None => Box::new(ProcessingTimeTrigger),
+        };
+        let mut errors = Vec::new();
+        if let Err(e) = self.assigner.validate() {
+            errors.push(e);
+        }
+        if self.assigner.is_merging() && !trigger.can_merge() {
+            errors.push("a merging window assigner (sessions) needs a trigger that supports merging".into());
+        }
+        if self.allowed_lateness < 0 {
+            errors.push(format!("allowed_lateness = {}: must be >= 0", self.allowed_lateness));
+        }
+        let spec = WindowSpec { assigner: self.assigner, trigger, allowed_lateness: self.allowed_lateness };
+        let key_fn = self.keyed.key_fn.clone();
+        let late_tag = self.late_tag.clone();
+        let stream = self.keyed.keyed_node(kind, move |b, meta, next, info| {
+            let late = match &late_tag {
+                Some(tag) => {
+                    let side = meta.side_outputs.iter().find(|(t, _)| t == tag).map(|(_, id)| *id);
+                    Some(match side {
+                        Some(id) => b.output::<T>(id),
+                        None => Box::new(crate::runtime::core::Discard) as Box<dyn Push<T>>,
+                    })
+                }
+                None => None,
+            };
+            let op = WindowOp::new(key_fn, spec, logic, next, late, info, key_owner(b), b.core.clone());
+            Ok(Box::new(WindowHandle(op)))
+        });
+        let mut g = stream.graph.borrow_mut();
+        for e in errors {
+            let name = g.nodes[stream.node].meta.name.clone();
+            g.errors.push(format!("window '{name}': {e}"));
+        }
+        if let Some(tag) = self.late_tag {
+            g.nodes[stream.node].meta.declared_side_outputs.push((tag, std::any::TypeId::of::<T>()));
+        }
+        drop(g);
+        stream
+    }
+}

@@ -1,0 +1,823 @@
+//! The window operator (Flink's `WindowOperator` and `EvictingWindowOperator`).
+//!
+//! # Design note
+//!
+//! Per core, for each (key, window): the window's contents (an incremental
+//! accumulator, or the element list when an evictor is set) and the trigger's
+//! state slots. Timers are per (key, window, timestamp) in two
+//! [`TimerQueue`]s. The algorithm is Flink's, step for step:
+//!
+//! - an element goes to every window the assigner gives it that is not late
+//!   (`max_timestamp + allowed_lateness <= watermark`); for each, the trigger
+//!   sees it, the contents absorb it, the window fires and/or purges as the
+//!   trigger says, and a cleanup timer is set at `max_timestamp + lateness`;
+//! - an element no window accepted goes to the late side output if it is late
+//!   itself (`ts + lateness <= watermark`), otherwise it is dropped and counted;
+//! - a timer asks the trigger, fires/purges, and at cleanup time drops all of
+//!   the window's state and the trigger's;
+//! - merging assigners (sessions) keep each key's active windows; a new window
+//!   that overlaps or touches others merges with them into their cover, whose
+//!   contents, trigger state and timers are merged (Flink's
+//!   `MergingWindowSet.addWindow`). Contents are stored under the merged
+//!   window itself, where Flink keeps an indirection to a "state window".
+//!
+//! Window output carries the window's `max_timestamp` as its timestamp.
+
+use std::cell::RefCell;
+use std::collections::HashMap;
+use std::hash::Hash;
+use std::marker::PhantomData;
+use std::rc::Rc;
+
+use brisk_state::TimerQueue;
+use rustc_hash::FxBuildHasher;
+
+use crate::batch::{BATCH_RECORDS_MAX, Batch, Control, MAX_WATERMARK, MIN_WATERMARK, Timestamp};
+use crate::error::{JobError, OperatorInfo, UserError};
+use crate::metrics::Counter;
+use crate::operator::keyed_process::{Collector, KeyOwner, TimeDomain};
+use crate::runtime::core::{Core, Push};
+use crate::runtime::timers::Ticker;
+use crate::window::assigner::{Window, WindowAssigner, merge_windows};
+use crate::window::evictor::{Evictor, EvictorContext};
+use crate::window::function::{AggregateFunction, ProcessWindowFunction, WindowContext};
+use crate::window::trigger::{Trigger, TriggerContext, TriggerSlots, TriggerTimers};
+
+/// How a window's contents are kept and emitted.
+pub(crate) trait WindowLogic<K, T>: 'static {
+    type Acc: 'static;
+    type Out: 'static;
+    fn add(
+        &mut self,
+        acc: Option<Self::Acc>,
+        value: T,
+        ts: Option<Timestamp>,
+    ) -> Result<Self::Acc, UserError>;
+    fn merge(&mut self, a: Self::Acc, b: Self::Acc) -> Result<Self::Acc, UserError>;
+    /// Emits the window; returns whether contents remain afterwards.
+    fn emit(
+        &mut self,
+        key: &K,
+        ctx: &WindowContext,
+        acc: &mut Self::Acc,
+        out: &mut Collector<'_, Self::Out>,
+    ) -> Result<bool, UserError>;
+}
+
+/// Computes a window's output from a plain list of elements (for evictors).
+pub(crate) trait ComputeList<K, T>: 'static {
+    type Out: 'static;
+    fn compute(
+        &mut self,
+        key: &K,
+        ctx: &WindowContext,
+        values: &[T],
+        out: &mut Collector<'_, Self::Out>,
+    ) -> Result<(), UserError>;
+}
+
+/// An incremental aggregation feeding a process function.
+pub(crate) trait Incremental<T>: 'static {
+    type Acc: 'static;
+    type Result: 'static;
+    fn add(&mut self, acc: Option<Self::Acc>, value: T) -> Self::Acc;
+    fn merge(&mut self, a: Self::Acc, b: Self::Acc) -> Self::Acc;
+    fn result(&mut self, acc: &Self::Acc) -> Self::Result;
+}
+
+/// `reduce`: the accumulator is the reduced element.
+#[derive(Clone)]
+pub(crate) struct ReduceInc<F>(pub F);
+
+impl<T: Clone + 'static, F: FnMut(T, T) -> T + 'static> Incremental<T> for ReduceInc<F> {
+    type Acc = T;
+    type Result = T;
+    fn add(&mut self, acc: Option<T>, value: T) -> T {
+        match acc {
+            None => value,
+            Some(a) => (self.0)(a, value),
+        }
+    }
+    fn merge(&mut self, a: T, b: T) -> T {
+        (self.0)(a, b)
+    }
+    fn result(&mut self, acc: &T) -> T {
+        acc.clone()
+    }
+}
+
+/// `aggregate`: an [`AggregateFunction`]'s accumulator.
+#[derive(Clone)]
+pub(crate) struct AggInc<A>(pub A);
+
+impl<T: 'static, A: AggregateFunction<T>> Incremental<T> for AggInc<A> {
+    type Acc = A::Acc;
+    type Result = A::Out;
+    fn add(&mut self, acc: Option<A::Acc>, value: T) -> A::Acc {
+        let acc = acc.unwrap_or_else(|| self.0.create_accumulator());
+        self.0.add(value, acc)
+    }
+    fn merge(&mut self, a: A::Acc, b: A::Acc) -> A::Acc {
+        self.0.merge(a, b)
+    }
+    fn result(&mut self, acc: &A::Acc) -> A::Out {
+        self.0.get_result(acc)
+    }
+}
+
+/// An incremental aggregation whose result goes through a process function.
+pub(crate) struct IncrementalLogic<I, P, O> {
+    pub inc: I,
+    pub process: P,
+    pub _out: PhantomData<fn() -> O>,
+}
+
+impl<I: Clone, P: Clone, O> Clone for IncrementalLogic<I, P, O> {
+    fn clone(&self) -> Self {
+        Self { inc: self.inc.clone(), process: self.process.clone(), _out: PhantomData }
+    }
+}
+
+impl<I, P, O> IncrementalLogic<I, P, O> {
+    pub fn new(inc: I, process: P) -> Self {
+        Self { inc, process, _out: PhantomData }
+    }
+}
+
+impl<K: 'static, T: 'static, O: 'static, I: Incremental<T>, P: ProcessWindowFunction<K, I::Result, O>>
+    WindowLogic<K, T> for IncrementalLogic<I, P, O>
+{
+    type Acc = I::Acc;
+    type Out = O;
+    fn add(&mut self, acc: Option<I::Acc>, value: T, _ts: Option<Timestamp>) -> Result<I::Acc, UserError> {
+        Ok(self.inc.add(acc, value))
+    }
+    fn merge(&mut self, a: I::Acc, b: I::Acc) -> Result<I::Acc, UserError> {
+        Ok(self.inc.merge(a, b))
+    }
+    fn emit(
+        &mut self,
+        key: &K,
+        ctx: &WindowContext,
+        acc: &mut I::Acc,
+        out: &mut Collector<'_, O>,
+    ) -> Result<bool, UserError> {
+        let r = self.inc.result(acc);
+        self.process.process(key, ctx, std::slice::from_ref(&r), out)?;
+        Ok(true)
+    }
+}
+
+impl<K: 'static, T: Clone + 'static, O: 'static, I: Incremental<T>, P: ProcessWindowFunction<K, I::Result, O>>
+    ComputeList<K, T> for IncrementalLogic<I, P, O>
+{
+    type Out = O;
+    fn compute(
+        &mut self,
+        key: &K,
+        ctx: &WindowContext,
+        values: &[T],
+        out: &mut Collector<'_, O>,
+    ) -> Result<(), UserError> {
+        let mut acc = None;
+        for v in values {
+            acc = Some(self.inc.add(acc, v.clone()));
+        }
+        if let Some(acc) = acc {
+            let r = self.inc.result(&acc);
+            self.process.process(key, ctx, std::slice::from_ref(&r), out)?;
+        }
+        Ok(())
+    }
+}
+
+/// A process function over all of a window's elements.
+pub(crate) struct ListLogic<P, O>(pub P, pub PhantomData<fn() -> O>);
+
+impl<P: Clone, O> Clone for ListLogic<P, O> {
+    fn clone(&self) -> Self {
+        Self(self.0.clone(), PhantomData)
+    }
+}
+
+impl<K: 'static, T: 'static, O: 'static, P: ProcessWindowFunction<K, T, O>> WindowLogic<K, T>
+    for ListLogic<P, O>
+{
+    type Acc = Vec<T>;
+    type Out = O;
+    fn add(&mut self, acc: Option<Vec<T>>, value: T, _ts: Option<Timestamp>) -> Result<Vec<T>, UserError> {
+        let mut v = acc.unwrap_or_default();
+        v.push(value);
+        Ok(v)
+    }
+    fn merge(&mut self, mut a: Vec<T>, mut b: Vec<T>) -> Result<Vec<T>, UserError> {
+        a.append(&mut b);
+        Ok(a)
+    }
+    fn emit(
+        &mut self,
+        key: &K,
+        ctx: &WindowContext,
+        acc: &mut Vec<T>,
+        out: &mut Collector<'_, O>,
+    ) -> Result<bool, UserError> {
+        self.0.process(key, ctx, acc, out)?;
+        Ok(true)
+    }
+}
+
+impl<K: 'static, T: 'static, O: 'static, P: ProcessWindowFunction<K, T, O>> ComputeList<K, T>
+    for ListLogic<P, O>
+{
+    type Out = O;
+    fn compute(
+        &mut self,
+        key: &K,
+        ctx: &WindowContext,
+        values: &[T],
+        out: &mut Collector<'_, O>,
+    ) -> Result<(), UserError> {
+        self.0.process(key, ctx, values, out)
+    }
+}
+
+/// Keeps every element with its timestamp; evicts around the computation.
+pub(crate) struct EvictingLogic<C, T> {
+    pub compute: C,
+    pub evictor: Box<dyn Evictor<T>>,
+}
+
+impl<C: Clone, T> Clone for EvictingLogic<C, T> {
+    fn clone(&self) -> Self {
+        Self { compute: self.compute.clone(), evictor: self.evictor.clone() }
+    }
+}
+
+impl<K: 'static, T: Clone + 'static, C: ComputeList<K, T>> WindowLogic<K, T> for EvictingLogic<C, T> {
+    type Acc = Vec<(T, Option<Timestamp>)>;
+    type Out = C::Out;
+    fn add(
+        &mut self,
+        acc: Option<Self::Acc>,
+        value: T,
+        ts: Option<Timestamp>,
+    ) -> Result<Self::Acc, UserError> {
+        let mut v = acc.unwrap_or_default();
+        v.push((value, ts));
+        Ok(v)
+    }
+    fn merge(&mut self, mut a: Self::Acc, mut b: Self::Acc) -> Result<Self::Acc, UserError> {
+        a.append(&mut b);
+        Ok(a)
+    }
+    fn emit(
+        &mut self,
+        key: &K,
+        ctx: &WindowContext,
+        acc: &mut Self::Acc,
+        out: &mut Collector<'_, C::Out>,
+    ) -> Result<bool, UserError> {
+        let ectx = EvictorContext {
+            current_watermark: ctx.current_watermark,
+            current_processing_time: ctx.current_processing_time,
+        };
+        self.evictor.evict_before(acc, &ctx.window, &ectx);
+        let values: Vec<T> = acc.iter().map(|(v, _)| v.clone()).collect();
+        self.compute.compute(key, ctx, &values, out)?;
+        self.evictor.evict_after(acc, &ctx.window, &ectx);
+        Ok(!acc.is_empty())
+    }
+}
+
+/// Contents and trigger state of one (key, window).
+struct Entry<A> {
+    acc: Option<A>,
+    slots: TriggerSlots,
+}
+
+impl<A> Default for Entry<A> {
+    fn default() -> Self {
+        Self { acc: None, slots: TriggerSlots::default() }
+    }
+}
+
+struct WindowTimers<K> {
+    event: TimerQueue<K, Window>,
+    processing: TimerQueue<K, Window>,
+}
+
+/// Timer access for one (key, window), handed to triggers.
+struct Scope<'a, K> {
+    key: &'a K,
+    hash: u64,
+    window: Window,
+    timers: &'a mut WindowTimers<K>,
+}
+
+impl<K: Eq + Hash + Clone> TriggerTimers for Scope<'_, K> {
+    fn register_event_time(&mut self, time: Timestamp) {
+        self.timers.event.register(self.key, self.hash, &self.window, time);
+    }
+    fn delete_event_time(&mut self, time: Timestamp) {
+        self.timers.event.delete(self.key, &self.window, time);
+    }
+    fn register_processing_time(&mut self, time: i64) {
+        self.timers.processing.register(self.key, self.hash, &self.window, time);
+    }
+    fn delete_processing_time(&mut self, time: i64) {
+        self.timers.processing.delete(self.key, &self.window, time);
+    }
+}
+
+/// The window operator on one core: a `Push` for the chain (through
+/// [`WindowHandle`]) and a `Ticker` for processing-time timers.
+pub(crate) struct WindowOp<K, T, KF, L: WindowLogic<K, T>>(RefCell<Inner<K, T, KF, L>>);
+
+pub(crate) struct Inner<K, T, KF, L: WindowLogic<K, T>> {
+    key_fn: KF,
+    assigner: WindowAssigner<T>,
+    trigger: Box<dyn Trigger<T>>,
+    logic: L,
+    lateness: i64,
+    entries: HashMap<(K, Window), Entry<L::Acc>, FxBuildHasher>,
+    active: HashMap<K, Vec<Window>, FxBuildHasher>,
+    timers: WindowTimers<K>,
+    watermark: Timestamp,
+    out: Batch<L::Out>,
+    next: Box<dyn Push<L::Out>>,
+    late_out: Batch<T>,
+    late: Box<dyn Push<T>>,
+    has_late_output: bool,
+    info: OperatorInfo,
+    owner: KeyOwner,
+    core: Rc<Core>,
+    dropped: Counter,
+    windows: Vec<Window>,
+}
+
+/// Everything the window operator is built from (cloned per core).
+pub(crate) struct WindowSpec<T> {
+    pub assigner: WindowAssigner<T>,
+    pub trigger: Box<dyn Trigger<T>>,
+    pub allowed_lateness: i64,
+}
+
+impl<T> Clone for WindowSpec<T> {
+    fn clone(&self) -> Self {
+        Self {
+            assigner: self.assigner.clone(),
+            trigger: self.trigger.clone(),
+            allowed_lateness: self.allowed_lateness,
+        }
+    }
+}
+
+impl<K, T, KF, L> WindowOp<K, T, KF, L>
+where
+    K: Eq + Hash + Clone + 'static,
+    T: Clone + 'static,
+    KF: FnMut(&T) -> K + 'static,
+    L: WindowLogic<K, T>,
+{
+    #[allow(clippy::too_many_arguments)]
+    pub fn new(
+        key_fn: KF,
+        spec: WindowSpec<T>,
+        logic: L,
+        next: Box<dyn Push<L::Out>>,
+        late: Option<Box<dyn Push<T>>>,
+        info: OperatorInfo,
+        owner: KeyOwner,
+        core: Rc<Core>,
+    ) -> Rc<Self> {
+        let dropped = core.counter(&info.name, "late_records_dropped");
+        let has_late_output = late.is_some();
+        let op = Rc::new(Self(RefCell::new(Inner {
+            key_fn,
+            assigner: spec.assigner,
+            trigger: spec.trigger,
+            logic,
+            lateness: spec.allowed_lateness,
+            entries: HashMap::default(),
+            active: HashMap::default(),
+            timers: WindowTimers { event: TimerQueue::default(), processing: TimerQueue::default() },
+            watermark: MIN_WATERMARK,
+            out: Batch::default(),
+            next,
+            late_out: Batch::default(),
+            late: late.unwrap_or_else(|| Box::new(crate::runtime::core::Discard)),
+            has_late_output,
+            info,
+            owner,
+            core: core.clone(),
+            dropped,
+            windows: Vec::new(),
+        })));
+        core.timers.register(op.clone());
+        op
+    }
+}
+
+impl<K, T, KF, L> Inner<K, T, KF, L>
+where
+    K: Eq + Hash + Clone + 'static,
+    T: Clone + 'static,
+    KF: FnMut(&T) -> K + 'static,
+    L: WindowLogic<K, T>,
+{
+    fn cleanup_time(&self, w: &Window) -> Timestamp {
+        if self.assigner.is_event_time() {
+            w.max_timestamp().checked_add(self.lateness).unwrap_or(MAX_WATERMARK)
+        } else {
+            w.max_timestamp()
+        }
+    }
+
+    fn is_window_late(&self, w: &Window) -> bool {
+        self.assigner.is_event_time() && self.cleanup_time(w) <= self.watermark
+    }
+
+    fn is_element_late(&self, ts: Timestamp) -> bool {
+        self.assigner.is_event_time() && ts.saturating_add(self.lateness) <= self.watermark
+    }
+
+    /// Runs `f` with the trigger and a context for (key, window); `merged`
+    /// are the slots of windows being merged into it.
+    fn with_trigger<R>(
+        &mut self,
+        key: &K,
+        hash: u64,
+        window: Window,
+        merged: &[TriggerSlots],
+        f: impl FnOnce(&dyn Trigger<T>, &mut TriggerContext<'_>) -> R,
+    ) -> R {
+        let now_ms = self.core.now_ms();
+        let Self { trigger, timers, entries, watermark, .. } = self;
+        let entry = entries.entry((key.clone(), window)).or_default();
+        let mut scope = Scope { key, hash, window, timers };
+        let mut ctx = TriggerContext {
+            watermark: *watermark,
+            now_ms,
+            timers: &mut scope,
+            slots: &mut entry.slots,
+            merged,
+        };
+        f(trigger.as_ref(), &mut ctx)
+    }
+
+    fn forget_if_empty(&mut self, key: &K, window: Window) {
+        if let Some(e) = self.entries.get(&(key.clone(), window))
+            && e.acc.is_none()
+            && e.slots.is_empty()
+        {
+            self.entries.remove(&(key.clone(), window));
+        }
+    }
+
+    fn emit(&mut self, key: &K, window: Window) -> Result<(), JobError> {
+        let now_ms = self.core.now_ms();
+        let ctx =
+            WindowContext { window, current_watermark: self.watermark, current_processing_time: now_ms };
+        let Self { entries, logic, out, info, .. } = self;
+        let Some(entry) = entries.get_mut(&(key.clone(), window)) else { return Ok(()) };
+        let Some(acc) = entry.acc.as_mut() else { return Ok(()) };
+        let keep = logic
+            .emit(key, &ctx, acc, &mut Collector::new(out, Some(window.max_timestamp())))
+            .map_err(|e| info.user_error(e))?;
+        if !keep {
+            entry.acc = None;
+        }
+        if self.out.len() >= BATCH_RECORDS_MAX {
+            self.next.push(&mut self.out)?;
+        }
+        Ok(())
+    }
+
+    fn register_cleanup_timer(&mut self, key: &K, hash: u64, window: Window) {
+        let at = self.cleanup_time(&window);
+        if at == MAX_WATERMARK {
+            return;
+        }
+        if self.assigner.is_event_time() {
+            self.timers.event.register(key, hash, &window, at);
+        } else {
+            self.timers.processing.register(key, hash, &window, at);
+        }
+    }
+
+    fn delete_cleanup_timer(&mut self, key: &K, window: Window) {
+        let at = self.cleanup_time(&window);
+        if at == MAX_WATERMARK {
+            return;
+        }
+        if self.assigner.is_event_time() {
+            self.timers.event.delete(key, &window, at);
+        } else {
+            self.timers.processing.delete(key, &window, at);
+        }
+    }
+
+    /// Adds one element (the window steps of Flink's `processElement`).
+    fn add_to_window(
+        &mut self,
+        key: &K,
+        hash: u64,
+        window: Window,
+        value: T,
+        ts: Option<Timestamp>,
+    ) -> Result<(), JobError> {
+        let trigger_ts = ts.unwrap_or(MIN_WATERMARK);
+        let result = self
+            .with_trigger(key, hash, window, &[], |t, ctx| t.on_element(&value, trigger_ts, &window, ctx));
+        {
+            let Self { entries, logic, info, .. } = self;
+            let entry = entries.entry((key.clone(), window)).or_default();
+            entry.acc = Some(logic.add(entry.acc.take(), value, ts).map_err(|e| info.user_error(e))?);
+        }
+        if result.is_fire() {
+            self.emit(key, window)?;
+        }
+        if result.is_purge()
+            && let Some(e) = self.entries.get_mut(&(key.clone(), window))
+        {
+            e.acc = None;
+        }
+        self.register_cleanup_timer(key, hash, window);
+        Ok(())
+    }
+
+    fn process_element(&mut self, hash: u64, value: T, ts: Option<Timestamp>) -> Result<(), JobError> {
+        self.owner.debug_check(hash);
+        let key = (self.key_fn)(&value);
+        let now_ms = self.core.now_ms();
+        let assign_ts = if self.assigner.is_event_time() {
+            ts.ok_or_else(|| {
+                self.info.user_error(
+                    "event-time windows need record timestamps: call assign_timestamps_and_watermarks before the window",
+                )
+            })?
+        } else {
+            now_ms
+        };
+        let mut windows = std::mem::take(&mut self.windows);
+        windows.clear();
+        self.assigner.assign(&value, assign_ts, &mut windows).map_err(|e| self.info.user_error(e))?;
+        let mut value = Some(value);
+        let mut skipped = true;
+        if self.assigner.is_merging() {
+            let last = windows.len().saturating_sub(1);
+            for (i, &w) in windows.iter().enumerate() {
+                let actual = self.add_merging_window(&key, hash, w)?;
+                if self.is_window_late(&actual) {
+                    self.retire(&key, actual);
+                    continue;
+                }
+                skipped = false;
+                let v = if i == last { value.take().expect("value") } else { value.clone().expect("value") };
+                self.add_to_window(&key, hash, actual, v, ts)?;
+            }
+        } else {
+            windows.retain(|w| !self.is_window_late(w));
+            let last = windows.len().saturating_sub(1);
+            for (i, &w) in windows.iter().enumerate() {
+                skipped = false;
+                let v = if i == last { value.take().expect("value") } else { value.clone().expect("value") };
+                self.add_to_window(&key, hash, w, v, ts)?;
+            }
+        }
+        self.windows = windows;
+        if skipped
+            && let Some(v) = value
+            && self.is_element_late(assign_ts)
+        {
+            if self.has_late_output {
+                self.late_out.push_with(v, ts);
+                if self.late_out.len() >= BATCH_RECORDS_MAX {
+                    self.late.push(&mut self.late_out)?;
+                }
+            } else {
+                self.dropped.add(1);
+            }
+        }
+        Ok(())
+    }
+
+    fn retire(&mut self, key: &K, window: Window) {
+        if let Some(list) = self.active.get_mut(key) {
+            list.retain(|w| *w != window);
+            if list.is_empty() {
+                self.active.remove(key);
+            }
+        }
+    }
+
+    /// Flink's `MergingWindowSet.addWindow` for one key.
+    fn add_merging_window(&mut self, key: &K, hash: u64, new: Window) -> Result<Window, JobError> {
+        let mut list = self.active.remove(key).unwrap_or_default();
+        let mut all = list.clone();
+        all.push(new);
+        let mut groups = Vec::new();
+        merge_windows(&mut all, |group, cover| groups.push((group, cover)));
+        let mut result = new;
+        let mut merged_new = false;
+        let no_merges = groups.is_empty();
+        for (mut group, cover) in groups {
+            if let Some(pos) = group.iter().position(|w| *w == new) {
+                group.remove(pos);
+                merged_new = true;
+                result = cover;
+            }
+            list.retain(|w| !group.contains(w));
+            if !list.contains(&cover) {
+                list.push(cover);
+            }
+            if !(group.contains(&cover) && group.len() == 1) {
+                self.merge_into(key, hash, cover, &group)?;
+            }
+        }
+        if no_merges || (result == new && !merged_new) {
+            list.push(new);
+        }
+        list.sort_by_key(|w| w.start());
+        self.active.insert(key.clone(), list);
+        Ok(result)
+    }
+
+    /// Flink's merge callback: trigger state and timers, then contents.
+    fn merge_into(&mut self, key: &K, hash: u64, cover: Window, merged: &[Window]) -> Result<(), JobError> {
+        if self.assigner.is_event_time()
+            && cover.max_timestamp().saturating_add(self.lateness) <= self.watermark
+        {
+            return Err(self.info.user_error(format!(
+                "the end timestamp of an event-time window cannot become earlier than the current watermark by merging \
+                 (watermark {}, window {cover})",
+                self.watermark
+            )));
+        }
+        if !self.assigner.is_event_time() && cover.max_timestamp() <= self.core.now_ms() {
+            return Err(self.info.user_error(format!(
+                "the end timestamp of a processing-time window cannot become earlier than the current processing time \
+                 by merging (window {cover})"
+            )));
+        }
+        let merged_slots: Vec<TriggerSlots> = merged
+            .iter()
+            .map(|m| self.entries.get(&(key.clone(), *m)).map(|e| e.slots.clone()).unwrap_or_default())
+            .collect();
+        self.with_trigger(key, hash, cover, &merged_slots, |t, ctx| t.on_merge(&cover, ctx));
+        for &m in merged.iter().filter(|m| **m != cover) {
+            self.with_trigger(key, hash, m, &[], |t, ctx| t.clear(&m, ctx));
+            self.delete_cleanup_timer(key, m);
+        }
+        let mut acc: Option<L::Acc> = None;
+        for &m in merged {
+            let taken = if m == cover {
+                self.entries.get_mut(&(key.clone(), m)).and_then(|e| e.acc.take())
+            } else {
+                self.entries.remove(&(key.clone(), m)).and_then(|e| e.acc)
+            };
+            if let Some(a) = taken {
+                acc = Some(match acc {
+                    None => a,
+                    Some(prev) => self.logic.merge(prev, a).map_err(|e| self.info.user_error(e))?,
+                });
+            }
+        }
+        if let Some(a) = acc {
+            let entry = self.entries.entry((key.clone(), cover)).or_default();
+            entry.acc = Some(match entry.acc.take() {
+                None => a,
+                Some(existing) => self.logic.merge(existing, a).map_err(|e| self.info.user_error(e))?,
+            });
+        }
+        Ok(())
+    }
+
+    /// One fired timer (Flink's `onEventTime` / `onProcessingTime`).
+    fn on_timer(
+        &mut self,
+        key: K,
+        hash: u64,
+        window: Window,
+        time: i64,
+        domain: TimeDomain,
+    ) -> Result<(), JobError> {
+        if self.assigner.is_merging() && !self.active.get(&key).is_some_and(|l| l.contains(&window)) {
+            // A timer of a window merged away or already cleaned up.
+            return Ok(());
+        }
+        let result = self.with_trigger(&key, hash, window, &[], |t, ctx| match domain {
+            TimeDomain::EventTime => t.on_event_time(time, &window, ctx),
+            TimeDomain::ProcessingTime => t.on_processing_time(time, &window, ctx),
+        });
+        if result.is_fire() {
+            self.emit(&key, window)?;
+        }
+        if result.is_purge()
+            && let Some(e) = self.entries.get_mut(&(key.clone(), window))
+        {
+            e.acc = None;
+        }
+        let cleanup_domain =
+            if self.assigner.is_event_time() { TimeDomain::EventTime } else { TimeDomain::ProcessingTime };
+        if domain == cleanup_domain && time == self.cleanup_time(&window) {
+            // Drop all state of the window, and the trigger's.
+            if let Some(e) = self.entries.get_mut(&(key.clone(), window)) {
+                e.acc = None;
+            }
+            self.with_trigger(&key, hash, window, &[], |t, ctx| t.clear(&window, ctx));
+            if self.assigner.is_merging() {
+                self.retire(&key, window);
+            }
+        }
+        self.forget_if_empty(&key, window);
+        Ok(())
+    }
+
+    fn fire_timers(&mut self, domain: TimeDomain, upto: i64) -> Result<(), JobError> {
+        loop {
+            let queue = match domain {
+                TimeDomain::EventTime => &mut self.timers.event,
+                TimeDomain::ProcessingTime => &mut self.timers.processing,
+            };
+            let Some(t) = queue.pop_due(upto) else { break };
+            let info = self.info.clone();
+            info.guard(|| self.on_timer(t.key, t.key_hash, t.namespace, t.timestamp, domain))??;
+        }
+        self.flush()
+    }
+
+    fn flush(&mut self) -> Result<(), JobError> {
+        if !self.out.is_empty() {
+            self.next.push(&mut self.out)?;
+        }
+        if !self.late_out.is_empty() {
+            self.late.push(&mut self.late_out)?;
+        }
+        Ok(())
+    }
+}
+
+impl<K, T, KF, L> Ticker for WindowOp<K, T, KF, L>
+where
+    K: Eq + Hash + Clone + 'static,
+    T: Clone + 'static,
+    KF: FnMut(&T) -> K + 'static,
+    L: WindowLogic<K, T>,
+{
+    fn next_due_ms(&self) -> Option<i64> {
+        self.0.borrow().timers.processing.next_timestamp()
+    }
+
+    fn fire(&self, now_ms: i64) -> Result<(), JobError> {
+        self.0.borrow_mut().fire_timers(TimeDomain::ProcessingTime, now_ms)
+    }
+}
+
+/// The chain's handle on a [`WindowOp`].
+pub(crate) struct WindowHandle<K, T, KF, L: WindowLogic<K, T>>(pub Rc<WindowOp<K, T, KF, L>>);
+
+impl<K, T, KF, L> Push<(u64, T)> for WindowHandle<K, T, KF, L>
+where
+    K: Eq + Hash + Clone + 'static,
+    T: Clone + 'static,
+    KF: FnMut(&T) -> K + 'static,
+    L: WindowLogic<K, T>,
+{
+    fn push(&mut self, batch: &mut Batch<(u64, T)>) -> Result<(), JobError> {
+        let mut guard = self.0.0.borrow_mut();
+        let s = &mut *guard;
+        let info = s.info.clone();
+        info.guard(|| -> Result<(), JobError> {
+            for ((hash, value), ts) in batch.drain() {
+                s.process_element(hash, value, ts)?;
+            }
+            Ok(())
+        })??;
+        s.flush()
+    }
+
+    fn control(&mut self, control: Control) -> Result<(), JobError> {
+        let mut s = self.0.0.borrow_mut();
+        match control {
+            Control::Watermark(w) => {
+                s.watermark = w;
+                s.fire_timers(TimeDomain::EventTime, w)?;
+            }
+            Control::EndOfInput if s.core.batch_mode() => {
+                s.fire_timers(TimeDomain::ProcessingTime, MAX_WATERMARK)?
+            }
+            Control::EndOfInput | Control::Status(_) => {}
+        }
+        s.flush()?;
+        s.late.control(control)?;
+        s.next.control(control)
+    }
+}
+
+/// Builds a [`ReduceInc`]-based logic with a pass-through function.
+pub(crate) fn reduce_logic<F, T>(
+    f: F,
+) -> IncrementalLogic<ReduceInc<F>, crate::window::function::PassThrough, T> {
+    IncrementalLogic::new(ReduceInc(f), crate::window::function::PassThrough)
+}
