@@ -195,10 +195,8 @@ fn main() -> anyhow::Result<()> {
               r: &[(u64, f64, i64, i64)],
               out: &mut Collector<'_, String>| {
             let (count, sum, min_ts, max_ts) = r[0];
-            let (start, end) = match ctx.window {
-                Window::Time { start, end } if !is_count => (start, end),
-                _ => (min_ts, max_ts),
-            };
+            let (start, end) =
+                if is_count { (min_ts, max_ts) } else { (ctx.window.start(), ctx.window.end()) };
             out.collect(format!("{key},{start},{end},{count},{}", java_double(sum)));
             Ok::<(), UserError>(())
         },

@@ -30,11 +30,13 @@ const DELAY: i64 = 50;
 /// Fired timers: `(key, timer timestamp, watermark at firing, output timestamp)`.
 type Fired = (u32, Timestamp, Timestamp, Option<Timestamp>);
 
-/// Per element: a timer at `ts + DELAY`; every element whose index is a
-/// multiple of 7 deletes the timer its key's previous element registered.
+/// Per element: a timer at `ts + DELAY`; with `deletes`, every element whose
+/// index is a multiple of 7 deletes the timer its key's previous element
+/// registered.
 #[derive(Clone, Default)]
 struct Delayed {
     previous: ValueState<Timestamp>,
+    deletes: bool,
 }
 
 impl KeyedProcessFunction<u32, (u32, Timestamp, u64), Fired> for Delayed {
@@ -49,7 +51,8 @@ impl KeyedProcessFunction<u32, (u32, Timestamp, u64), Fired> for Delayed {
         ctx: &mut Context<'_, u32>,
         _out: &mut Collector<'_, Fired>,
     ) -> Result<(), UserError> {
-        if index % 7 == 0
+        if self.deletes
+            && index % 7 == 0
             && let Some(p) = ctx.value(&self.previous).get().copied()
         {
             ctx.delete_event_time_timer(p + DELAY);
@@ -109,7 +112,7 @@ fn simulate(input: &[(u32, Timestamp, u64)]) -> Vec<Fired> {
     fired
 }
 
-fn run(cores: usize, input: Vec<(u32, Timestamp, u64)>) -> Vec<Fired> {
+fn run(cores: usize, input: Vec<(u32, Timestamp, u64)>, deletes: bool) -> Vec<Fired> {
     let env = StreamEnv::new(JobConfig::with_cores(cores));
     let out = env
         .from_collection(input)
@@ -120,7 +123,7 @@ fn run(cores: usize, input: Vec<(u32, Timestamp, u64)>) -> Vec<Fired> {
                 .every_event(),
         )
         .key_by(|r: &(u32, Timestamp, u64)| r.0)
-        .process(Delayed::default())
+        .process(Delayed { deletes, ..Delayed::default() })
         .collect();
     env.execute().unwrap();
     out.take()
@@ -136,17 +139,40 @@ fn event_time_timers_fire_exactly_when_the_watermark_reaches_them() {
     let expected = simulate(&input);
     assert!(expected.iter().any(|f| f.2 < MAX_WATERMARK), "some timers fire before the end");
     // One core: one channel, so the interleaving is exactly the simulation's.
-    assert_eq!(run(1, input.clone()), expected, "seed {seed}");
-    // Two cores: each key's timers on its own core, same firings per key.
+    assert_eq!(run(1, input.clone(), true), expected, "seed {seed}");
+    // More cores: the source has one split, so each keyed operator sees its
+    // keys' elements and the watermarks in exactly the source's order (cores
+    // without a split take no part in watermark combining): the firings per
+    // key equal the simulation's, deletions included.
     let per_key = |v: Vec<Fired>| {
-        let mut m: BTreeMap<u32, Vec<Timestamp>> = BTreeMap::new();
-        for (k, ts, _, out_ts) in v {
+        let mut m: BTreeMap<u32, Vec<(Timestamp, Timestamp)>> = BTreeMap::new();
+        for (k, ts, wm, out_ts) in v {
             assert_eq!(out_ts, Some(ts), "timer output carries the timer's timestamp");
-            m.entry(k).or_default().push(ts);
+            m.entry(k).or_default().push((ts, wm));
         }
         m
     };
-    assert_eq!(per_key(run(2, input)), per_key(expected), "seed {seed}");
+    for cores in [2, 3] {
+        assert_eq!(
+            per_key(run(cores, input.clone(), true)),
+            per_key(expected.clone()),
+            "{cores} cores, seed {seed}"
+        );
+    }
+    // Without deletions: every registered timer (once per key and timestamp)
+    // fires exactly once, in timestamp order per key.
+    let mut registered: BTreeMap<u32, std::collections::BTreeSet<Timestamp>> = BTreeMap::new();
+    for &(k, ts, _) in &input {
+        registered.entry(k).or_default().insert(ts + DELAY);
+    }
+    let mut fired: BTreeMap<u32, Vec<Timestamp>> = BTreeMap::new();
+    for (k, ts, _, out_ts) in run(2, input, false) {
+        assert_eq!(out_ts, Some(ts), "timer output carries the timer's timestamp");
+        fired.entry(k).or_default().push(ts);
+    }
+    let expected: BTreeMap<u32, Vec<Timestamp>> =
+        registered.into_iter().map(|(k, set)| (k, set.into_iter().collect())).collect();
+    assert_eq!(fired, expected, "seed {seed}");
 }
 
 /// Registers a processing-time timer 100 ms ahead per element (deduplicated

@@ -60,6 +60,41 @@ pub(crate) struct NodeMeta {
     pub declared_side_outputs: Vec<(String, std::any::TypeId)>,
     /// Side outputs someone consumes: `(tag, node standing for the side stream)`.
     pub side_outputs: Vec<(String, NodeId)>,
+    /// Per input, how many cores can emit records into it (cores `0..n`);
+    /// filled in at job start. Channels from the other cores carry nothing
+    /// but end-of-input and stay out of the watermark valve.
+    pub input_active: Vec<usize>,
+}
+
+impl NodeMeta {
+    /// Channels of input `i` that take part in watermark combining.
+    pub fn active_channels(&self, i: usize, cores: usize) -> usize {
+        if self.inputs[i].1.is_exchange() { self.input_active.get(i).copied().unwrap_or(cores) } else { 1 }
+    }
+}
+
+/// Which cores can emit records from each node: a source's splits, carried
+/// through forward edges; all cores after an exchange (core 0 after `global`).
+pub(crate) fn fill_active_cores(metas: &mut [NodeMeta], cores: usize) {
+    let mut active = vec![cores; metas.len()];
+    for i in 0..metas.len() {
+        let meta = &metas[i];
+        active[i] = if meta.bounded.is_some() {
+            meta.splits.unwrap_or(cores).min(cores)
+        } else {
+            meta.inputs
+                .iter()
+                .map(|(from, p)| match p {
+                    Partitioning::Forward => active[*from],
+                    Partitioning::Global => 1,
+                    _ => cores,
+                })
+                .max()
+                .unwrap_or(cores)
+        };
+        let input_active = metas[i].inputs.iter().map(|(from, _)| active[*from]).collect();
+        metas[i].input_active = input_active;
+    }
 }
 
 /// Builds one node's operator on one core.
@@ -198,11 +233,11 @@ impl CoreBuilder {
         ends: Vec<Box<dyn Any>>,
     ) {
         let cores = self.core.cores();
-        let channels: usize = meta.inputs.iter().map(|(_, p)| if p.is_exchange() { cores } else { 1 }).sum();
+        let channels: usize = (0..meta.inputs.len()).map(|i| meta.active_channels(i, cores)).sum();
         let mut ports = gate(channels, input).into_iter();
         let mut ends = ends.into_iter();
         let info = self.info(meta);
-        for &(from, partitioning) in &meta.inputs {
+        for (i, &(from, partitioning)) in meta.inputs.iter().enumerate() {
             if partitioning == Partitioning::Forward {
                 self.add_consumer(from, ports.next().expect("a port per channel"));
                 continue;
@@ -212,7 +247,7 @@ impl CoreBuilder {
                 .expect("ends per exchange")
                 .downcast::<ConnectedEnds<T>>()
                 .expect("exchange type");
-            self.spawn_receivers(meta, ends.receivers, &mut ports);
+            self.spawn_receivers(meta, ends.receivers, meta.active_channels(i, cores), &mut ports);
             let core = self.core.clone();
             let senders = ends.senders;
             let push: Box<dyn Push<T>> = match partitioning {
@@ -238,15 +273,22 @@ impl CoreBuilder {
         }
     }
 
-    /// Spawns one receiving task per channel, each feeding the next port.
+    /// Spawns one receiving task per channel, each feeding the next port;
+    /// channels from the `active..` cores (which never emit records) are
+    /// drained without a port, so they do not hold back the watermark.
     pub fn spawn_receivers<P: Send + 'static>(
         &mut self,
         meta: &NodeMeta,
         receivers: Vec<InEnd<P>>,
+        active: usize,
         ports: &mut impl Iterator<Item = Box<dyn Push<P>>>,
     ) {
         for (from_core, (rx, recycle)) in receivers.into_iter().enumerate() {
-            let port = ports.next().expect("a port per channel");
+            let port: Box<dyn Push<P>> = if from_core < active {
+                ports.next().expect("a port per channel")
+            } else {
+                Box::new(crate::runtime::core::NoRecords { from_core })
+            };
             let what = format!("receiver of '{}' from core {from_core}", meta.name);
             self.spawn(what, run_receiver(self.core.clone(), rx, recycle, port));
         }

@@ -77,6 +77,7 @@ fn add_node(
             is_sink,
             declared_side_outputs: Vec::new(),
             side_outputs: Vec::new(),
+            input_active: Vec::new(),
         },
         factory,
     });
@@ -490,8 +491,9 @@ impl<T: Data, K: Key, KF: Fn(&T) -> K + Clone + Send + 'static> KeyedStream<T, K
                     .expect("keyed input")
                     .downcast::<ConnectedEnds<(u64, T)>>()
                     .expect("exchange type");
-                let mut ports = crate::operator::gate::gate(cores, input).into_iter();
-                b.spawn_receivers(meta, ends.receivers, &mut ports);
+                let active = meta.active_channels(0, cores);
+                let mut ports = crate::operator::gate::gate(active, input).into_iter();
+                b.spawn_receivers(meta, ends.receivers, active, &mut ports);
                 let core = b.core.clone();
                 let router = HashRouter {
                     key_of_hash: hash_key_with(key_fn),

@@ -44,14 +44,21 @@ impl MaxParallelism {
         // Flink hashes a 32-bit hashCode; fold the 64-bit hash like Java's
         // Long.hashCode, then apply Flink's murmurHash(int).
         let folded = (key_hash ^ (key_hash >> 32)) as u32;
-        flink_murmur(folded) % self.0
+        let m = flink_murmur(folded);
+        if self.0.is_power_of_two() { m & (self.0 - 1) } else { m % self.0 }
     }
 
     /// The core (operator index) owning `key_group` at `parallelism` cores.
     #[inline]
     pub fn owner(self, key_group: u32, parallelism: usize) -> usize {
         debug_assert!(key_group < self.0);
-        (key_group as u64 * parallelism as u64 / self.0 as u64) as usize
+        let product = key_group as u64 * parallelism as u64;
+        if self.0.is_power_of_two() {
+            // The default (128, ...): a shift instead of a division.
+            (product >> self.0.trailing_zeros()) as usize
+        } else {
+            (product / self.0 as u64) as usize
+        }
     }
 
     /// The core owning a key hash at `parallelism` cores.

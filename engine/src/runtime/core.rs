@@ -223,6 +223,28 @@ impl<T> Push<T> for Discard {
     }
 }
 
+/// The port of a channel from a core that emits no records (no source split
+/// upstream): it only ever delivers end-of-input, which is dropped here.
+pub(crate) struct NoRecords {
+    pub from_core: usize,
+}
+
+impl<T> Push<T> for NoRecords {
+    fn push(&mut self, batch: &mut Batch<T>) -> Result<(), JobError> {
+        Err(JobError::Runtime {
+            core: self.from_core,
+            message: format!(
+                "core {} emitted {} records where it has no input split",
+                self.from_core,
+                batch.len()
+            ),
+        })
+    }
+    fn control(&mut self, _control: Control) -> Result<(), JobError> {
+        Ok(())
+    }
+}
+
 /// Hands each batch to several consumers (a stream used more than once).
 pub(crate) struct Tee<T> {
     outputs: Vec<Box<dyn Push<T>>>,

@@ -101,7 +101,9 @@ pub(crate) fn execute(nodes: Vec<NodeSpec>, config: &JobConfig) -> Result<JobRes
     }
 
     let shared = JobShared::new();
-    let metas: Arc<Vec<NodeMeta>> = Arc::new(nodes.iter().map(|n| n.meta.clone()).collect());
+    let mut metas: Vec<NodeMeta> = nodes.iter().map(|n| n.meta.clone()).collect();
+    crate::graph::fill_active_cores(&mut metas, cores);
+    let metas: Arc<Vec<NodeMeta>> = Arc::new(metas);
     let start = Instant::now();
     let mut handles = Vec::with_capacity(cores);
     for (c, ends) in per_core.into_iter().enumerate() {

@@ -9,76 +9,62 @@ use std::sync::Arc;
 
 use crate::batch::Timestamp;
 
-/// A window: a time interval or the single global window.
+/// A window: a time interval `[start, end)`, or the single global window.
+///
+/// 16 bytes; the global window is the sentinel `[i64::MIN, i64::MAX)`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub enum Window {
-    /// `[start, end)`.
-    Time {
-        /// First millisecond in the window.
-        start: Timestamp,
-        /// First millisecond after the window.
-        end: Timestamp,
-    },
-    /// The one window of a global-window assigner.
-    Global,
+pub struct Window {
+    start: Timestamp,
+    end: Timestamp,
 }
 
 impl Window {
+    /// The one window of a global-window assigner.
+    pub const GLOBAL: Window = Window { start: i64::MIN, end: i64::MAX };
+
     /// A time window `[start, end)`.
     pub fn time(start: Timestamp, end: Timestamp) -> Self {
-        Window::Time { start, end }
+        debug_assert!(start < end, "empty window [{start}, {end})");
+        Window { start, end }
+    }
+
+    /// Whether this is the global window.
+    pub fn is_global(&self) -> bool {
+        *self == Self::GLOBAL
     }
 
     /// The largest timestamp in the window (`end - 1`; `i64::MAX` for global).
     pub fn max_timestamp(&self) -> Timestamp {
-        match self {
-            Window::Time { end, .. } => end - 1,
-            Window::Global => i64::MAX,
-        }
+        if self.is_global() { i64::MAX } else { self.end - 1 }
     }
 
-    /// The start of a time window.
-    pub fn start(&self) -> Option<Timestamp> {
-        match self {
-            Window::Time { start, .. } => Some(*start),
-            Window::Global => None,
-        }
+    /// First millisecond in the window (`i64::MIN` for global).
+    pub fn start(&self) -> Timestamp {
+        self.start
     }
 
-    /// The end of a time window.
-    pub fn end(&self) -> Option<Timestamp> {
-        match self {
-            Window::Time { end, .. } => Some(*end),
-            Window::Global => None,
-        }
+    /// First millisecond after the window (`i64::MAX` for global).
+    pub fn end(&self) -> Timestamp {
+        self.end
     }
 
     /// Whether two time windows overlap or touch (the session merge rule).
     pub fn intersects(&self, other: &Window) -> bool {
-        match (self, other) {
-            (Window::Time { start: a0, end: a1 }, Window::Time { start: b0, end: b1 }) => {
-                a0 <= b1 && a1 >= b0
-            }
-            _ => false,
-        }
+        self.start <= other.end && self.end >= other.start
     }
 
     /// The smallest window covering both.
     pub fn cover(&self, other: &Window) -> Window {
-        match (self, other) {
-            (Window::Time { start: a0, end: a1 }, Window::Time { start: b0, end: b1 }) => {
-                Window::Time { start: *a0.min(b0), end: *a1.max(b1) }
-            }
-            _ => Window::Global,
-        }
+        Window { start: self.start.min(other.start), end: self.end.max(other.end) }
     }
 }
 
 impl fmt::Display for Window {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Window::Time { start, end } => write!(f, "[{start}, {end})"),
-            Window::Global => f.write_str("GlobalWindow"),
+        if self.is_global() {
+            f.write_str("GlobalWindow")
+        } else {
+            write!(f, "[{}, {})", self.start, self.end)
         }
     }
 }
@@ -104,11 +90,19 @@ pub struct WindowAssigner<T> {
     kind: Kind,
     processing_time: bool,
     gap_fn: Option<GapFn<T>>,
+    /// The last tumbling window assigned: timestamps usually fall in it again,
+    /// which saves a division per element. Per core (each core has a clone).
+    last: std::cell::Cell<Window>,
 }
 
 impl<T> Clone for WindowAssigner<T> {
     fn clone(&self) -> Self {
-        Self { kind: self.kind, processing_time: self.processing_time, gap_fn: self.gap_fn.clone() }
+        Self {
+            kind: self.kind,
+            processing_time: self.processing_time,
+            gap_fn: self.gap_fn.clone(),
+            last: self.last.clone(),
+        }
     }
 }
 
@@ -120,7 +114,7 @@ impl<T> fmt::Debug for WindowAssigner<T> {
 
 impl<T> WindowAssigner<T> {
     fn new(kind: Kind) -> Self {
-        Self { kind, processing_time: false, gap_fn: None }
+        Self { kind, processing_time: false, gap_fn: None, last: std::cell::Cell::new(Window::GLOBAL) }
     }
 
     /// Event-time tumbling windows of `size_ms` (Flink's `TumblingEventTimeWindows`).
@@ -140,7 +134,12 @@ impl<T> WindowAssigner<T> {
 
     /// Event-time session windows whose gap is taken from each element.
     pub fn dynamic_session(gap: impl Fn(&T) -> i64 + Send + Sync + 'static) -> Self {
-        Self { kind: Kind::DynamicSession, processing_time: false, gap_fn: Some(Arc::new(gap)) }
+        Self {
+            kind: Kind::DynamicSession,
+            processing_time: false,
+            gap_fn: Some(Arc::new(gap)),
+            last: std::cell::Cell::new(Window::GLOBAL),
+        }
     }
 
     /// The single global window (never late; its default trigger never fires).
@@ -200,8 +199,15 @@ impl<T> WindowAssigner<T> {
     pub fn assign(&self, element: &T, timestamp: Timestamp, out: &mut Vec<Window>) -> Result<(), String> {
         match self.kind {
             Kind::Tumbling { size, offset } => {
-                let start = window_start(timestamp, offset, size);
-                out.push(Window::time(start, start + size));
+                let last = self.last.get();
+                if !last.is_global() && last.start <= timestamp && timestamp < last.end {
+                    out.push(last);
+                } else {
+                    let start = window_start(timestamp, offset, size);
+                    let w = Window::time(start, start + size);
+                    self.last.set(w);
+                    out.push(w);
+                }
             }
             Kind::Sliding { size, slide, offset } => {
                 let mut start = window_start(timestamp, offset, slide);
@@ -218,7 +224,7 @@ impl<T> WindowAssigner<T> {
                 }
                 out.push(Window::time(timestamp, timestamp + gap));
             }
-            Kind::Global => out.push(Window::Global),
+            Kind::Global => out.push(Window::GLOBAL),
         }
         Ok(())
     }

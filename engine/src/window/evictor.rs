@@ -130,16 +130,16 @@ mod tests {
     #[test]
     fn count_evictor_keeps_the_last_elements() {
         let mut v: Vec<(u8, Option<i64>)> = (0..5).map(|i| (i, Some(i as i64))).collect();
-        CountEvictor::of(3).evict_before(&mut v, &Window::Global, &CTX);
+        CountEvictor::of(3).evict_before(&mut v, &Window::GLOBAL, &CTX);
         assert_eq!(v.iter().map(|e| e.0).collect::<Vec<_>>(), vec![2, 3, 4]);
-        CountEvictor::of(1).after().evict_before(&mut v, &Window::Global, &CTX);
+        CountEvictor::of(1).after().evict_before(&mut v, &Window::GLOBAL, &CTX);
         assert_eq!(v.len(), 3, "an evict-after evictor does nothing before");
     }
 
     #[test]
     fn time_evictor_drops_timestamps_at_or_below_the_cutoff() {
         let mut v: Vec<(u8, Option<i64>)> = vec![(0, Some(10)), (1, Some(5)), (2, Some(20)), (3, Some(11))];
-        TimeEvictor::of(10).evict_before(&mut v, &Window::Global, &CTX);
+        TimeEvictor::of(10).evict_before(&mut v, &Window::GLOBAL, &CTX);
         assert_eq!(v.iter().map(|e| e.0).collect::<Vec<_>>(), vec![2, 3]);
     }
 }

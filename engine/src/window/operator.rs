@@ -30,6 +30,7 @@ use std::marker::PhantomData;
 use std::rc::Rc;
 
 use brisk_state::TimerQueue;
+use hashbrown::HashTable;
 use rustc_hash::FxBuildHasher;
 
 use crate::batch::{BATCH_RECORDS_MAX, Batch, Control, MAX_WATERMARK, MIN_WATERMARK, Timestamp};
@@ -289,16 +290,92 @@ impl<K: 'static, T: Clone + 'static, C: ComputeList<K, T>> WindowLogic<K, T> for
     }
 }
 
-/// Contents and trigger state of one (key, window).
-struct Entry<A> {
-    acc: Option<A>,
-    slots: TriggerSlots,
+/// No event-time timer remembered for a window.
+const NO_TIMER: i64 = i64::MIN;
+
+/// Elements whose window rows are prefetched together before any of them is
+/// processed: their cache misses overlap instead of following one another.
+const PREFETCH_CHUNK: usize = 16;
+
+/// Asks the CPU to bring `ptr`'s cache line in, without waiting for it.
+#[inline(always)]
+fn prefetch<X>(ptr: *const X) {
+    #[cfg(target_arch = "x86_64")]
+    {
+        // SAFETY: a prefetch is a hint; it never faults and reads nothing.
+        unsafe { std::arch::x86_64::_mm_prefetch::<{ std::arch::x86_64::_MM_HINT_T0 }>(ptr.cast::<i8>()) };
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = ptr;
 }
 
-impl<A> Default for Entry<A> {
-    fn default() -> Self {
-        Self { acc: None, slots: TriggerSlots::default() }
-    }
+/// Contents and trigger state of one (key, window).
+struct Row<K, A> {
+    key: K,
+    window: Window,
+    acc: Option<A>,
+    slots: TriggerSlots,
+    /// An event-time timer of this window known to be queued (or NO_TIMER):
+    /// lets a trigger that re-registers the same timer on every element skip
+    /// the queue's index. Cleared when that timer is deleted or fires.
+    event_timer: i64,
+    /// Whether this window's cleanup timer is queued (Flink re-registers it,
+    /// idempotently, on every element; once is the same).
+    cleanup_registered: bool,
+}
+
+/// The hash of a (key, window) row, from the key's stable hash.
+#[inline]
+fn row_hash(key_hash: u64, window: &Window) -> u64 {
+    brisk_state::hash::fmix64(
+        key_hash ^ brisk_state::hash::fmix64(window.start() as u64 ^ (window.end() as u64).rotate_left(32)),
+    )
+}
+
+/// The row of (key, window), created empty if absent. Rows do not keep the
+/// key hash (it would cost 8 bytes per window); growing the table recomputes it.
+fn row_or_insert<'t, K: Eq + Clone + Hash, A>(
+    table: &'t mut HashTable<Row<K, A>>,
+    key: &K,
+    key_hash: u64,
+    window: Window,
+) -> &'t mut Row<K, A> {
+    table
+        .entry(
+            row_hash(key_hash, &window),
+            |r| r.window == window && r.key == *key,
+            |r| row_hash(brisk_state::key_hash(&r.key), &r.window),
+        )
+        .or_insert_with(|| Row {
+            key: key.clone(),
+            window,
+            acc: None,
+            slots: TriggerSlots::default(),
+            event_timer: NO_TIMER,
+            cleanup_registered: false,
+        })
+        .into_mut()
+}
+
+fn row_mut<'t, K: Eq, A>(
+    table: &'t mut HashTable<Row<K, A>>,
+    key: &K,
+    key_hash: u64,
+    window: Window,
+) -> Option<&'t mut Row<K, A>> {
+    table.find_mut(row_hash(key_hash, &window), |r| r.window == window && r.key == *key)
+}
+
+fn row_remove<K: Eq, A>(
+    table: &mut HashTable<Row<K, A>>,
+    key: &K,
+    key_hash: u64,
+    window: Window,
+) -> Option<Row<K, A>> {
+    table
+        .find_entry(row_hash(key_hash, &window), |r| r.window == window && r.key == *key)
+        .ok()
+        .map(|e| e.remove().0)
 }
 
 struct WindowTimers<K> {
@@ -312,14 +389,21 @@ struct Scope<'a, K> {
     hash: u64,
     window: Window,
     timers: &'a mut WindowTimers<K>,
+    event_timer: &'a mut i64,
 }
 
 impl<K: Eq + Hash + Clone> TriggerTimers for Scope<'_, K> {
     fn register_event_time(&mut self, time: Timestamp) {
-        self.timers.event.register(self.key, self.hash, &self.window, time);
+        if *self.event_timer != time {
+            self.timers.event.register(self.key, self.hash, &self.window, time);
+            *self.event_timer = time;
+        }
     }
     fn delete_event_time(&mut self, time: Timestamp) {
         self.timers.event.delete(self.key, &self.window, time);
+        if *self.event_timer == time {
+            *self.event_timer = NO_TIMER;
+        }
     }
     fn register_processing_time(&mut self, time: i64) {
         self.timers.processing.register(self.key, self.hash, &self.window, time);
@@ -339,7 +423,7 @@ pub(crate) struct Inner<K, T, KF, L: WindowLogic<K, T>> {
     trigger: Box<dyn Trigger<T>>,
     logic: L,
     lateness: i64,
-    entries: HashMap<(K, Window), Entry<L::Acc>, FxBuildHasher>,
+    entries: HashTable<Row<K, L::Acc>>,
     active: HashMap<K, Vec<Window>, FxBuildHasher>,
     timers: WindowTimers<K>,
     watermark: Timestamp,
@@ -353,6 +437,10 @@ pub(crate) struct Inner<K, T, KF, L: WindowLogic<K, T>> {
     core: Rc<Core>,
     dropped: Counter,
     windows: Vec<Window>,
+    /// Elements of the chunk being prefetched and processed.
+    chunk: Vec<((u64, T), Option<Timestamp>)>,
+    /// Processing time, read once per batch or timer firing (not per element).
+    now_ms: i64,
 }
 
 /// Everything the window operator is built from (cloned per core).
@@ -398,7 +486,7 @@ where
             trigger: spec.trigger,
             logic,
             lateness: spec.allowed_lateness,
-            entries: HashMap::default(),
+            entries: HashTable::new(),
             active: HashMap::default(),
             timers: WindowTimers { event: TimerQueue::default(), processing: TimerQueue::default() },
             watermark: MIN_WATERMARK,
@@ -412,6 +500,8 @@ where
             core: core.clone(),
             dropped,
             windows: Vec::new(),
+            chunk: Vec::with_capacity(PREFETCH_CHUNK),
+            now_ms: core.now_ms(),
         })));
         core.timers.register(op.clone());
         op
@@ -451,10 +541,10 @@ where
         merged: &[TriggerSlots],
         f: impl FnOnce(&dyn Trigger<T>, &mut TriggerContext<'_>) -> R,
     ) -> R {
-        let now_ms = self.core.now_ms();
+        let now_ms = self.now_ms;
         let Self { trigger, timers, entries, watermark, .. } = self;
-        let entry = entries.entry((key.clone(), window)).or_default();
-        let mut scope = Scope { key, hash, window, timers };
+        let entry = row_or_insert(entries, key, hash, window);
+        let mut scope = Scope { key, hash, window, timers, event_timer: &mut entry.event_timer };
         let mut ctx = TriggerContext {
             watermark: *watermark,
             now_ms,
@@ -465,21 +555,20 @@ where
         f(trigger.as_ref(), &mut ctx)
     }
 
-    fn forget_if_empty(&mut self, key: &K, window: Window) {
-        if let Some(e) = self.entries.get(&(key.clone(), window))
-            && e.acc.is_none()
-            && e.slots.is_empty()
+    fn forget_if_empty(&mut self, key: &K, hash: u64, window: Window) {
+        if row_mut(&mut self.entries, key, hash, window)
+            .is_some_and(|r| r.acc.is_none() && r.slots.is_empty())
         {
-            self.entries.remove(&(key.clone(), window));
+            row_remove(&mut self.entries, key, hash, window);
         }
     }
 
-    fn emit(&mut self, key: &K, window: Window) -> Result<(), JobError> {
-        let now_ms = self.core.now_ms();
+    fn emit(&mut self, key: &K, hash: u64, window: Window) -> Result<(), JobError> {
+        let now_ms = self.now_ms;
         let ctx =
             WindowContext { window, current_watermark: self.watermark, current_processing_time: now_ms };
         let Self { entries, logic, out, info, .. } = self;
-        let Some(entry) = entries.get_mut(&(key.clone(), window)) else { return Ok(()) };
+        let Some(entry) = row_mut(entries, key, hash, window) else { return Ok(()) };
         let Some(acc) = entry.acc.as_mut() else { return Ok(()) };
         let keep = logic
             .emit(key, &ctx, acc, &mut Collector::new(out, Some(window.max_timestamp())))
@@ -498,6 +587,9 @@ where
         if at == MAX_WATERMARK {
             return;
         }
+        if let Some(r) = row_mut(&mut self.entries, key, hash, window) {
+            r.cleanup_registered = true;
+        }
         if self.assigner.is_event_time() {
             self.timers.event.register(key, hash, &window, at);
         } else {
@@ -505,19 +597,28 @@ where
         }
     }
 
-    fn delete_cleanup_timer(&mut self, key: &K, window: Window) {
+    fn delete_cleanup_timer(&mut self, key: &K, hash: u64, window: Window) {
         let at = self.cleanup_time(&window);
         if at == MAX_WATERMARK {
             return;
         }
+        if let Some(r) = row_mut(&mut self.entries, key, hash, window) {
+            r.cleanup_registered = false;
+        }
         if self.assigner.is_event_time() {
             self.timers.event.delete(key, &window, at);
+            if let Some(r) = row_mut(&mut self.entries, key, hash, window)
+                && r.event_timer == at
+            {
+                r.event_timer = NO_TIMER;
+            }
         } else {
             self.timers.processing.delete(key, &window, at);
         }
     }
 
-    /// Adds one element (the window steps of Flink's `processElement`).
+    /// Adds one element (the window steps of Flink's `processElement`),
+    /// with one lookup of the window's entry.
     fn add_to_window(
         &mut self,
         key: &K,
@@ -527,29 +628,60 @@ where
         ts: Option<Timestamp>,
     ) -> Result<(), JobError> {
         let trigger_ts = ts.unwrap_or(MIN_WATERMARK);
-        let result = self
-            .with_trigger(key, hash, window, &[], |t, ctx| t.on_element(&value, trigger_ts, &window, ctx));
-        {
-            let Self { entries, logic, info, .. } = self;
-            let entry = entries.entry((key.clone(), window)).or_default();
+        let (result, needs_cleanup_timer) = {
+            let Self { trigger, timers, entries, watermark, logic, info, now_ms, .. } = self;
+            let entry = row_or_insert(entries, key, hash, window);
+            let mut scope = Scope { key, hash, window, timers, event_timer: &mut entry.event_timer };
+            let mut ctx = TriggerContext {
+                watermark: *watermark,
+                now_ms: *now_ms,
+                timers: &mut scope,
+                slots: &mut entry.slots,
+                merged: &[],
+            };
+            let result = trigger.on_element(&value, trigger_ts, &window, &mut ctx);
+            let needs_cleanup_timer = !entry.cleanup_registered;
             entry.acc = Some(logic.add(entry.acc.take(), value, ts).map_err(|e| info.user_error(e))?);
-        }
+            (result, needs_cleanup_timer)
+        };
         if result.is_fire() {
-            self.emit(key, window)?;
+            self.emit(key, hash, window)?;
         }
         if result.is_purge()
-            && let Some(e) = self.entries.get_mut(&(key.clone(), window))
+            && let Some(e) = row_mut(&mut self.entries, key, hash, window)
         {
             e.acc = None;
         }
-        self.register_cleanup_timer(key, hash, window);
+        if needs_cleanup_timer {
+            self.register_cleanup_timer(key, hash, window);
+        }
         Ok(())
+    }
+
+    /// Starts loading the row an element of a non-merging event-time window
+    /// will touch (a probe that prefetches the matching row, then gives up).
+    fn prefetch_row(&mut self, hash: u64, value: &T, ts: Option<Timestamp>) {
+        let Some(ts) = ts else { return };
+        if self.assigner.is_merging() || !self.assigner.is_event_time() {
+            return;
+        }
+        let mut windows = std::mem::take(&mut self.windows);
+        windows.clear();
+        if self.assigner.assign(value, ts, &mut windows).is_ok() {
+            for w in &windows {
+                let _ = self.entries.find(row_hash(hash, w), |r| {
+                    prefetch(r as *const Row<K, L::Acc>);
+                    false
+                });
+            }
+        }
+        self.windows = windows;
     }
 
     fn process_element(&mut self, hash: u64, value: T, ts: Option<Timestamp>) -> Result<(), JobError> {
         self.owner.debug_check(hash);
         let key = (self.key_fn)(&value);
-        let now_ms = self.core.now_ms();
+        let now_ms = self.now_ms;
         let assign_ts = if self.assigner.is_event_time() {
             ts.ok_or_else(|| {
                 self.info.user_error(
@@ -662,19 +794,19 @@ where
         }
         let merged_slots: Vec<TriggerSlots> = merged
             .iter()
-            .map(|m| self.entries.get(&(key.clone(), *m)).map(|e| e.slots.clone()).unwrap_or_default())
+            .map(|m| row_mut(&mut self.entries, key, hash, *m).map(|e| e.slots.clone()).unwrap_or_default())
             .collect();
         self.with_trigger(key, hash, cover, &merged_slots, |t, ctx| t.on_merge(&cover, ctx));
         for &m in merged.iter().filter(|m| **m != cover) {
             self.with_trigger(key, hash, m, &[], |t, ctx| t.clear(&m, ctx));
-            self.delete_cleanup_timer(key, m);
+            self.delete_cleanup_timer(key, hash, m);
         }
         let mut acc: Option<L::Acc> = None;
         for &m in merged {
             let taken = if m == cover {
-                self.entries.get_mut(&(key.clone(), m)).and_then(|e| e.acc.take())
+                row_mut(&mut self.entries, key, hash, m).and_then(|e| e.acc.take())
             } else {
-                self.entries.remove(&(key.clone(), m)).and_then(|e| e.acc)
+                row_remove(&mut self.entries, key, hash, m).and_then(|e| e.acc)
             };
             if let Some(a) = taken {
                 acc = Some(match acc {
@@ -684,7 +816,7 @@ where
             }
         }
         if let Some(a) = acc {
-            let entry = self.entries.entry((key.clone(), cover)).or_default();
+            let entry = row_or_insert(&mut self.entries, key, hash, cover);
             entry.acc = Some(match entry.acc.take() {
                 None => a,
                 Some(existing) => self.logic.merge(existing, a).map_err(|e| self.info.user_error(e))?,
@@ -706,15 +838,21 @@ where
             // A timer of a window merged away or already cleaned up.
             return Ok(());
         }
+        if domain == TimeDomain::EventTime
+            && let Some(r) = row_mut(&mut self.entries, &key, hash, window)
+            && r.event_timer == time
+        {
+            r.event_timer = NO_TIMER;
+        }
         let result = self.with_trigger(&key, hash, window, &[], |t, ctx| match domain {
             TimeDomain::EventTime => t.on_event_time(time, &window, ctx),
             TimeDomain::ProcessingTime => t.on_processing_time(time, &window, ctx),
         });
         if result.is_fire() {
-            self.emit(&key, window)?;
+            self.emit(&key, hash, window)?;
         }
         if result.is_purge()
-            && let Some(e) = self.entries.get_mut(&(key.clone(), window))
+            && let Some(e) = row_mut(&mut self.entries, &key, hash, window)
         {
             e.acc = None;
         }
@@ -722,7 +860,7 @@ where
             if self.assigner.is_event_time() { TimeDomain::EventTime } else { TimeDomain::ProcessingTime };
         if domain == cleanup_domain && time == self.cleanup_time(&window) {
             // Drop all state of the window, and the trigger's.
-            if let Some(e) = self.entries.get_mut(&(key.clone(), window)) {
+            if let Some(e) = row_mut(&mut self.entries, &key, hash, window) {
                 e.acc = None;
             }
             self.with_trigger(&key, hash, window, &[], |t, ctx| t.clear(&window, ctx));
@@ -730,11 +868,12 @@ where
                 self.retire(&key, window);
             }
         }
-        self.forget_if_empty(&key, window);
+        self.forget_if_empty(&key, hash, window);
         Ok(())
     }
 
     fn fire_timers(&mut self, domain: TimeDomain, upto: i64) -> Result<(), JobError> {
+        self.now_ms = self.core.now_ms();
         loop {
             let queue = match domain {
                 TimeDomain::EventTime => &mut self.timers.event,
@@ -787,11 +926,25 @@ where
     fn push(&mut self, batch: &mut Batch<(u64, T)>) -> Result<(), JobError> {
         let mut guard = self.0.0.borrow_mut();
         let s = &mut *guard;
+        s.now_ms = s.core.now_ms();
         let info = s.info.clone();
         info.guard(|| -> Result<(), JobError> {
-            for ((hash, value), ts) in batch.drain() {
-                s.process_element(hash, value, ts)?;
+            let mut chunk = std::mem::take(&mut s.chunk);
+            let mut elements = batch.drain();
+            loop {
+                chunk.clear();
+                chunk.extend(elements.by_ref().take(PREFETCH_CHUNK));
+                if chunk.is_empty() {
+                    break;
+                }
+                for ((hash, value), ts) in &chunk {
+                    s.prefetch_row(*hash, value, *ts);
+                }
+                for ((hash, value), ts) in chunk.drain(..) {
+                    s.process_element(hash, value, ts)?;
+                }
             }
+            s.chunk = chunk;
             Ok(())
         })??;
         s.flush()
