@@ -52,6 +52,7 @@ pub use config::{ExecutionMode, JobConfig};
 pub use error::{JobError, UserError};
 pub use graph::Partitioning;
 pub use metrics::{Counter, Metrics};
+pub use operator::join::{Either, JoinContext, ProcessJoinFunction};
 pub use operator::keyed_process::{Collector, Context, KeyedProcessFunction, OpenContext, TimeDomain};
 pub use operator::sink::{
     CollectSink, Collected, DiscardSink, Sink, SinkContext, SinkError, SinkParallelism, SinkWriter,
@@ -63,7 +64,10 @@ pub use operator::watermarks::{
     BoundedOutOfOrderness, WatermarkGenerator, WatermarkOutput, WatermarkStrategy,
 };
 pub use runtime::JobResult;
-pub use stream::{Data, DataStream, Key, KeyedStream, OutputTag, StreamEnv, WindowedStream};
+pub use stream::{
+    Data, DataStream, IntervalJoin, IntervalJoined, JoinEqual, JoinWhere, JoinedStreams, Key, KeyedStream,
+    OutputTag, StreamEnv, WindowJoin, WindowedStream,
+};
 pub use watermark::WatermarkValve;
 
 /// Everything a job definition usually needs.
@@ -75,5 +79,6 @@ pub mod prelude {
         Collector, Context, DataStream, ExecutionMode, JobConfig, JobError, KeyedProcessFunction,
         KeyedStream, OpenContext, OutputTag, StreamEnv, TimeDomain, UserError, WatermarkStrategy,
     };
+    pub use crate::{Either, JoinContext};
     pub use brisk_state::{ListState, MapState, ValueState};
 }

@@ -11,8 +11,11 @@ use brisk_state::StateTable;
 use crate::batch::{Batch, MAX_WATERMARK};
 use crate::config::JobConfig;
 use crate::error::JobError;
+use crate::error::UserError;
 use crate::graph::{FnFactory, NodeFactory, NodeId, NodeMeta, NodeSpec, Partitioning, plain_exchanges};
 use crate::operator::basic::{FilterOp, FlatMapOp, Identity, MapOp};
+use crate::operator::join::{Either, IntervalJoinFn, ProcessJoinFunction};
+use crate::operator::keyed_process::Collector;
 use crate::operator::keyed_process::{KeyOwner, KeyedProcessFunction, KeyedProcessHandle, KeyedProcessOp};
 use crate::operator::reduce::ReduceOp;
 use crate::operator::sink::{
@@ -29,6 +32,7 @@ use crate::runtime::exchange::{
 use crate::runtime::{JobResult, execute};
 use crate::window::assigner::WindowAssigner;
 use crate::window::evictor::{CountEvictor, Evictor};
+use crate::window::function::WindowContext;
 use crate::window::function::{AggregateFunction, PassThrough, ProcessWindowFunction};
 use crate::window::operator::{
     AggInc, ComputeList, EvictingLogic, IncrementalLogic, ListLogic, ReduceInc, WindowHandle, WindowLogic,
@@ -400,6 +404,12 @@ impl<T: Data> DataStream<T> {
         self.derive(id)
     }
 
+    /// Joins with `other` on equal keys within windows (Flink's
+    /// `join(..).where(..).equalTo(..).window(..).apply(..)`).
+    pub fn join<U: Data>(&self, other: &DataStream<U>) -> JoinedStreams<T, U> {
+        JoinedStreams { left: self.clone(), right: other.clone() }
+    }
+
     /// Writes every record to `sink`.
     pub fn sink_to<S: Sink<T>>(&self, sink: S) {
         let partitioning = match sink.parallelism() {
@@ -541,6 +551,22 @@ impl<T: Data, K: Key, KF: Fn(&T) -> K + Clone + Send + 'static> KeyedStream<T, K
         self.window(WindowAssigner::global())
             .evictor(CountEvictor::of(n as usize))
             .trigger(CountTrigger::of(slide))
+    }
+
+    /// Joins each element with the elements of `other` (same key) whose
+    /// timestamps lie within bounds of its own (Flink's `intervalJoin`).
+    pub fn interval_join<U: Data, KU: Fn(&U) -> K + Clone + Send + 'static>(
+        &self,
+        other: &KeyedStream<U, K, KU>,
+    ) -> IntervalJoin<T, U, K, KF, KU> {
+        IntervalJoin {
+            left: self.clone_stream(),
+            right: KeyedStream {
+                input: other.input.clone(),
+                key_fn: other.key_fn.clone(),
+                _key: PhantomData,
+            },
+        }
     }
 
     fn clone_stream(&self) -> KeyedStream<T, K, KF> {
@@ -809,6 +835,196 @@ impl<T: Data, K: Key, KF: Fn(&T) -> K + Clone + Send + 'static> WindowedStream<T
             g.nodes[stream.node].meta.declared_side_outputs.push((tag, std::any::TypeId::of::<T>()));
         }
         drop(g);
+        stream
+    }
+}
+
+/// Two streams to join within windows; say which keys must be equal.
+pub struct JoinedStreams<A, B> {
+    left: DataStream<A>,
+    right: DataStream<B>,
+}
+
+impl<A: Data, B: Data> JoinedStreams<A, B> {
+    /// The left input's join key.
+    pub fn where_key<K: Key, KA: Fn(&A) -> K + Clone + Send + 'static>(
+        self,
+        key: KA,
+    ) -> JoinWhere<A, B, K, KA> {
+        JoinWhere { left: self.left, right: self.right, left_key: key, _key: PhantomData }
+    }
+}
+
+/// A window join with its left key chosen.
+pub struct JoinWhere<A, B, K, KA> {
+    left: DataStream<A>,
+    right: DataStream<B>,
+    left_key: KA,
+    _key: PhantomData<fn() -> K>,
+}
+
+impl<A: Data, B: Data, K: Key, KA: Fn(&A) -> K + Clone + Send + 'static> JoinWhere<A, B, K, KA> {
+    /// The right input's join key.
+    pub fn equal_to<KB: Fn(&B) -> K + Clone + Send + 'static>(self, key: KB) -> JoinEqual<A, B, K, KA, KB> {
+        JoinEqual {
+            left: self.left,
+            right: self.right,
+            left_key: self.left_key,
+            right_key: key,
+            _key: PhantomData,
+        }
+    }
+}
+
+/// A window join with both keys chosen; give it windows.
+pub struct JoinEqual<A, B, K, KA, KB> {
+    left: DataStream<A>,
+    right: DataStream<B>,
+    left_key: KA,
+    right_key: KB,
+    _key: PhantomData<fn() -> K>,
+}
+
+impl<A: Data, B: Data, K: Key, KA, KB> JoinEqual<A, B, K, KA, KB>
+where
+    KA: Fn(&A) -> K + Clone + Send + 'static,
+    KB: Fn(&B) -> K + Clone + Send + 'static,
+{
+    /// The windows within which elements join.
+    pub fn window(self, assigner: WindowAssigner<Either<A, B>>) -> WindowJoin<A, B, K, KA, KB> {
+        WindowJoin { join: self, assigner, allowed_lateness: 0 }
+    }
+}
+
+/// A window join ready to apply.
+pub struct WindowJoin<A, B, K, KA, KB> {
+    join: JoinEqual<A, B, K, KA, KB>,
+    assigner: WindowAssigner<Either<A, B>>,
+    allowed_lateness: i64,
+}
+
+impl<A: Data, B: Data, K: Key, KA, KB> WindowJoin<A, B, K, KA, KB>
+where
+    KA: Fn(&A) -> K + Clone + Send + 'static,
+    KB: Fn(&B) -> K + Clone + Send + 'static,
+{
+    /// Keeps windows open for late elements (each fires the window again).
+    pub fn allowed_lateness(mut self, ms: i64) -> Self {
+        self.allowed_lateness = ms;
+        self
+    }
+
+    /// Emits `f(left, right)` for every pair of a key and window, at the
+    /// window's max timestamp.
+    pub fn apply<O: Data>(self, f: impl FnMut(&A, &B) -> O + Clone + Send + 'static) -> DataStream<O> {
+        let JoinEqual { left, right, left_key, right_key, .. } = self.join;
+        let tagged = left.map(Either::Left).union(&[right.map(Either::Right)]);
+        let mut f = f;
+        tagged
+            .key_by(move |e: &Either<A, B>| match e {
+                Either::Left(a) => left_key(a),
+                Either::Right(b) => right_key(b),
+            })
+            .window(self.assigner)
+            .allowed_lateness(self.allowed_lateness)
+            .process(
+                move |_key: &K,
+                      _ctx: &WindowContext,
+                      elements: &[Either<A, B>],
+                      out: &mut Collector<'_, O>| {
+                    let rights: Vec<&B> = elements
+                        .iter()
+                        .filter_map(|e| if let Either::Right(b) = e { Some(b) } else { None })
+                        .collect();
+                    for e in elements {
+                        if let Either::Left(a) = e {
+                            for b in &rights {
+                                out.collect(f(a, b));
+                            }
+                        }
+                    }
+                    Ok::<(), UserError>(())
+                },
+            )
+            .name("window_join")
+    }
+}
+
+/// Two keyed streams to interval-join; give the bounds.
+pub struct IntervalJoin<A, B, K, KA, KB> {
+    left: KeyedStream<A, K, KA>,
+    right: KeyedStream<B, K, KB>,
+}
+
+impl<A: Data, B: Data, K: Key, KA, KB> IntervalJoin<A, B, K, KA, KB>
+where
+    KA: Fn(&A) -> K + Clone + Send + 'static,
+    KB: Fn(&B) -> K + Clone + Send + 'static,
+{
+    /// Joins `a` with `b` when `a.ts + lower_ms <= b.ts <= a.ts + upper_ms`.
+    pub fn between(self, lower_ms: i64, upper_ms: i64) -> IntervalJoined<A, B, K, KA, KB> {
+        IntervalJoined {
+            join: self,
+            lower: lower_ms,
+            upper: upper_ms,
+            lower_exclusive: false,
+            upper_exclusive: false,
+        }
+    }
+}
+
+/// An interval join with its bounds; apply a function.
+pub struct IntervalJoined<A, B, K, KA, KB> {
+    join: IntervalJoin<A, B, K, KA, KB>,
+    lower: i64,
+    upper: i64,
+    lower_exclusive: bool,
+    upper_exclusive: bool,
+}
+
+impl<A: Data, B: Data, K: Key, KA, KB> IntervalJoined<A, B, K, KA, KB>
+where
+    KA: Fn(&A) -> K + Clone + Send + 'static,
+    KB: Fn(&B) -> K + Clone + Send + 'static,
+{
+    /// Excludes the lower bound (`a.ts + lower < b.ts`).
+    pub fn lower_bound_exclusive(mut self) -> Self {
+        self.lower_exclusive = true;
+        self
+    }
+
+    /// Excludes the upper bound (`b.ts < a.ts + upper`).
+    pub fn upper_bound_exclusive(mut self) -> Self {
+        self.upper_exclusive = true;
+        self
+    }
+
+    /// Runs `f` on every joined pair; output carries the later timestamp.
+    pub fn process<O: Data>(self, f: impl ProcessJoinFunction<A, B, O>) -> DataStream<O> {
+        let lower = self.lower + i64::from(self.lower_exclusive);
+        let upper = self.upper - i64::from(self.upper_exclusive);
+        let IntervalJoin { left, right } = self.join;
+        let (left_key, right_key) = (left.key_fn, right.key_fn);
+        let tagged = left.input.map(Either::Left).union(&[right.input.map(Either::Right)]);
+        let stream = tagged
+            .key_by(move |e: &Either<A, B>| match e {
+                Either::Left(a) => left_key(a),
+                Either::Right(b) => right_key(b),
+            })
+            .process(IntervalJoinFn {
+                lower,
+                upper,
+                f,
+                left: Default::default(),
+                right: Default::default(),
+                _out: PhantomData,
+            })
+            .name("interval_join");
+        if lower > upper {
+            stream.graph.borrow_mut().errors.push(format!(
+                "interval join: the lower bound ({lower}) must not be above the upper bound ({upper}), exclusivity included"
+            ));
+        }
         stream
     }
 }

@@ -226,6 +226,19 @@ impl<'a, O> Collector<'a, O> {
     pub fn collect(&mut self, record: O) {
         self.batch.push_with(record, self.timestamp);
     }
+
+    /// A collector into the same output whose records get `timestamp`
+    /// (when the stream carries event time).
+    pub(crate) fn with_timestamp(&mut self, timestamp: Timestamp) -> Collector<'_, O> {
+        Collector { batch: self.batch, timestamp: self.timestamp.map(|_| timestamp) }
+    }
+
+    /// Emits a record with its own timestamp (ignored when the stream carries
+    /// no event time: every record of a batch has a timestamp or none does).
+    #[inline]
+    pub fn collect_with_timestamp(&mut self, record: O, timestamp: Timestamp) {
+        self.batch.push_with(record, self.timestamp.map(|_| timestamp));
+    }
 }
 
 /// The operator running a [`KeyedProcessFunction`] on one core. Its input

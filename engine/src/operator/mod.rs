@@ -3,6 +3,7 @@
 
 pub(crate) mod basic;
 pub(crate) mod gate;
+pub mod join;
 pub mod keyed_process;
 pub(crate) mod reduce;
 pub mod sink;
