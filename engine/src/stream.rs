@@ -23,7 +23,7 @@ use crate::operator::sink::{
 };
 use crate::operator::source::{CollectionSource, Source, SourceContext, run_source};
 use crate::operator::watermarks::{
-    TimestampsAndWatermarks, TimestampsAndWatermarksHandle, WatermarkStrategy,
+    SplitWatermarks, TimestampsAndWatermarks, TimestampsAndWatermarksHandle, WatermarkStrategy,
 };
 use crate::runtime::core::{Core, Push};
 use crate::runtime::exchange::{
@@ -128,6 +128,27 @@ impl StreamEnv {
 
     /// Adds a source; each core reads one split of it.
     pub fn from_source<T: Data, S: Source<T>>(&self, source: S) -> DataStream<T> {
+        self.source_node(source, None)
+    }
+
+    /// Adds a source whose records get timestamps and watermarks inside the
+    /// source, per split (Flink's `fromSource(source, strategy, name)`): each
+    /// split a reader owns (a file, a partition) has its own watermark
+    /// generator, and the source emits the minimum over its active splits, so
+    /// a slow split's records are not made late by a fast one.
+    pub fn from_source_with_watermarks<T: Data, S: Source<T>>(
+        &self,
+        source: S,
+        strategy: WatermarkStrategy<T>,
+    ) -> DataStream<T> {
+        self.source_node(source, Some(strategy))
+    }
+
+    fn source_node<T: Data, S: Source<T>>(
+        &self,
+        source: S,
+        strategy: Option<WatermarkStrategy<T>>,
+    ) -> DataStream<T> {
         let bounded = source.is_bounded();
         let name = source.name();
         let factory = FnFactory {
@@ -151,11 +172,15 @@ impl StreamEnv {
                         core: core.index(),
                         message: e.0,
                     })?;
-                    b.spawn(format!("source '{}'", meta.name), run_source(core, info, reader, out));
+                    let split_watermarks = strategy.map(|s| SplitWatermarks::new(s, &core));
+                    b.spawn(
+                        format!("source '{}'", meta.name),
+                        run_source(core, info, reader, out, split_watermarks),
+                    );
                 } else {
                     b.spawn(
                         format!("source '{}' (no split)", meta.name),
-                        run_source(core, info, NoSplit, out),
+                        run_source(core, info, NoSplit, out, None),
                     );
                 }
                 Ok(())

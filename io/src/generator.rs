@@ -18,17 +18,27 @@ pub struct GeneratorSource<F> {
     count: Option<u64>,
     f: F,
     rate_per_s: Option<f64>,
+    splits: Option<usize>,
 }
 
 impl<F> GeneratorSource<F> {
     /// `count` records: `f(0)`, ..., `f(count - 1)`.
     pub fn new(count: u64, f: F) -> Self {
-        Self { count: Some(count), f, rate_per_s: None }
+        Self { count: Some(count), f, rate_per_s: None, splits: None }
     }
 
     /// Records without end.
     pub fn unbounded(f: F) -> Self {
-        Self { count: None, f, rate_per_s: None }
+        Self { count: None, f, rate_per_s: None, splits: None }
+    }
+
+    /// Divides the indices into `splits` splits (like the partitions of a
+    /// topic), dealt round-robin to the cores; a reader with several splits
+    /// interleaves them chunk by chunk, each tagged with its split (see
+    /// `from_source_with_watermarks`). Default: one split per core.
+    pub fn with_splits(mut self, splits: usize) -> Self {
+        self.splits = Some(splits);
+        self
     }
 
     /// Emits at most `events_per_s` records per second in total (shared
@@ -51,14 +61,26 @@ impl<T: 'static, F: Fn(u64) -> T + Clone + Send + 'static> Source<T> for Generat
     }
 
     fn create_reader(&self, ctx: &SourceContext) -> Result<Self::Reader, SourceError> {
-        let (s, k) = (ctx.split() as u64, ctx.splits() as u64);
-        let (next, end, stride) = match self.count {
-            Some(n) => (n * s / k, n * (s + 1) / k, 1),
-            None => (s, u64::MAX, k),
-        };
+        let readers = ctx.splits();
+        let total = self.splits.unwrap_or(readers);
+        if total == 0 {
+            return Err(SourceError("generator splits = 0: must be at least 1".into()));
+        }
+        let k = total as u64;
+        // Splits s ≡ this reader's index (mod readers) belong to this reader.
+        let ranges: Vec<SplitRange> = (ctx.split()..total)
+            .step_by(readers)
+            .map(|s| {
+                let s = s as u64;
+                match self.count {
+                    Some(n) => SplitRange { next: n * s / k, end: n * (s + 1) / k, stride: 1 },
+                    None => SplitRange { next: s, end: u64::MAX, stride: k },
+                }
+            })
+            .collect();
         let rate = match self.rate_per_s {
             None => None,
-            Some(r) if r > 0.0 && r.is_finite() => Some(r / k as f64),
+            Some(r) if r > 0.0 && r.is_finite() => Some(r * ranges.len() as f64 / k as f64),
             Some(r) => {
                 return Err(SourceError(format!(
                     "generator rate = {r}: must be a positive number of events per second"
@@ -67,9 +89,8 @@ impl<T: 'static, F: Fn(u64) -> T + Clone + Send + 'static> Source<T> for Generat
         };
         Ok(GeneratorReader {
             f: self.f.clone(),
-            next,
-            end,
-            stride,
+            ranges,
+            current: 0,
             rate,
             emitted: 0,
             start_ns: None,
@@ -78,12 +99,20 @@ impl<T: 'static, F: Fn(u64) -> T + Clone + Send + 'static> Source<T> for Generat
     }
 }
 
-/// One split of a [`GeneratorSource`].
-pub struct GeneratorReader<F> {
-    f: F,
+struct SplitRange {
     next: u64,
     end: u64,
     stride: u64,
+}
+
+/// Records interleaved from one split to the next.
+const SPLIT_CHUNK_RECORDS: u64 = 256;
+
+/// The splits of a [`GeneratorSource`] one core reads.
+pub struct GeneratorReader<F> {
+    f: F,
+    ranges: Vec<SplitRange>,
+    current: usize,
     rate: Option<f64>,
     emitted: u64,
     start_ns: Option<u64>,
@@ -100,7 +129,8 @@ pub(crate) fn schedule(rate_per_s: f64, elapsed_ns: u64, emitted: u64) -> (u64, 
 
 impl<T: 'static, F: Fn(u64) -> T + 'static> SourceReader<T> for GeneratorReader<F> {
     async fn next_batch(&mut self, out: &mut SourceOutput<'_, T>) -> Result<SourceStatus, SourceError> {
-        if self.next >= self.end {
+        self.ranges.retain(|r| r.next < r.end);
+        if self.ranges.is_empty() {
             return Ok(SourceStatus::Done);
         }
         let mut allowed = out.remaining() as u64;
@@ -114,13 +144,35 @@ impl<T: 'static, F: Fn(u64) -> T + 'static> SourceReader<T> for GeneratorReader<
                 return Ok(SourceStatus::Wait(wait.max(Duration::from_micros(10))));
             }
         }
-        let left = (self.end - self.next).div_ceil(self.stride);
-        for _ in 0..allowed.min(left) {
-            out.collect((self.f)(self.next));
-            self.next = self.next.saturating_add(self.stride);
+        let several = self.ranges.len() > 1;
+        let mut produced = 0;
+        while produced < allowed && !self.ranges.is_empty() {
+            self.current %= self.ranges.len();
+            let range = &mut self.ranges[self.current];
+            let chunk =
+                if several { SPLIT_CHUNK_RECORDS.min(allowed - produced) } else { allowed - produced };
+            let left = (range.end - range.next).div_ceil(range.stride);
+            for _ in 0..chunk.min(left) {
+                let record = (self.f)(range.next);
+                if several {
+                    out.collect_from_split(self.current, record);
+                } else {
+                    out.collect(record);
+                }
+                range.next = range.next.saturating_add(range.stride);
+            }
+            produced += chunk.min(left);
+            if range.next >= range.end {
+                self.ranges.remove(self.current);
+            } else {
+                self.current += 1;
+            }
+            if several {
+                break;
+            }
         }
-        self.emitted += allowed.min(left);
-        Ok(if self.next >= self.end { SourceStatus::Done } else { SourceStatus::More })
+        self.emitted += produced;
+        Ok(if self.ranges.is_empty() { SourceStatus::Done } else { SourceStatus::More })
     }
 }
 

@@ -11,6 +11,7 @@ use crate::batch::{
 };
 use crate::error::{JobError, OperatorInfo};
 use crate::metrics::Counter;
+use crate::operator::watermarks::SplitWatermarks;
 use crate::runtime::core::{Core, Owned, Push};
 
 /// A source's description, cloned to every core, where it opens a reader for
@@ -101,18 +102,52 @@ pub struct SourceOutput<'a, T> {
     batch: &'a mut Batch<T>,
     watermark: Option<Timestamp>,
     status: Option<StreamStatus>,
+    /// With a watermark strategy inside the source: per-split generators.
+    splits: Option<&'a mut SplitWatermarks<T>>,
+    /// Per-event mode: `(records before it, watermark)` to emit mid-batch.
+    marks: &'a mut Vec<(usize, Timestamp)>,
+    error: Option<String>,
 }
 
-impl<T> SourceOutput<'_, T> {
+impl<T: 'static> SourceOutput<'_, T> {
     /// Room left in this batch.
     #[inline]
     pub fn remaining(&self) -> usize {
         BATCH_RECORDS_MAX.saturating_sub(self.batch.len())
     }
-    /// Emits a record without a timestamp.
+    /// Emits a record without a timestamp (of split 0, when the source
+    /// generates watermarks per split).
     #[inline]
     pub fn collect(&mut self, record: T) {
-        self.batch.push(record);
+        if self.splits.is_some() {
+            self.collect_from_split(0, record);
+        } else {
+            self.batch.push(record);
+        }
+    }
+
+    /// Emits a record read from split `split` (a file, a partition...). With
+    /// `from_source_with_watermarks`, each split gets its own watermark
+    /// generator and the source emits the minimum over its splits; otherwise
+    /// the split is ignored.
+    pub fn collect_from_split(&mut self, split: usize, record: T) {
+        let Some(sw) = self.splits.as_deref_mut() else {
+            self.batch.push(record);
+            return;
+        };
+        match sw.on_record(split, &record, None) {
+            Ok(ts) => self.batch.push_with(record, Some(ts)),
+            Err(e) => {
+                self.error.get_or_insert(e);
+                return;
+            }
+        }
+        if sw.every_event() {
+            let (wm, _) = sw.combined();
+            if let Some(w) = wm {
+                self.marks.push((self.batch.len(), w));
+            }
+        }
     }
     /// Emits a record with an event timestamp.
     #[inline]
@@ -136,9 +171,11 @@ pub(crate) async fn run_source<T: 'static, R: SourceReader<T>>(
     info: OperatorInfo,
     mut reader: R,
     mut out: Box<dyn Push<T>>,
+    mut split_watermarks: Option<SplitWatermarks<T>>,
 ) -> Result<(), JobError> {
     let mut owned = Owned::new(core.clone());
     let mut batch = Batch::with_capacity(BATCH_RECORDS_MAX);
+    let mut marks = Vec::new();
     let mut watermark = MIN_WATERMARK;
     let fail =
         |e: SourceError| JobError::Source { operator: info.name.to_string(), core: info.core, message: e.0 };
@@ -146,9 +183,42 @@ pub(crate) async fn run_source<T: 'static, R: SourceReader<T>>(
         if core.is_cancelled() {
             return Err(JobError::Cancelled { core: core.index() });
         }
-        let mut output = SourceOutput { batch: &mut batch, watermark: None, status: None };
+        marks.clear();
+        let mut output = SourceOutput {
+            batch: &mut batch,
+            watermark: None,
+            status: None,
+            splits: split_watermarks.as_mut(),
+            marks: &mut marks,
+            error: None,
+        };
         let status = reader.next_batch(&mut output).await.map_err(fail)?;
-        let (wm, st) = (output.watermark, output.status);
+        let (mut wm, mut st, error) = (output.watermark, output.status, output.error);
+        if let Some(e) = error {
+            return Err(info.user_error(format!("timestamp assignment failed: {e}")));
+        }
+        if let Some(sw) = split_watermarks.as_mut() {
+            sw.on_periodic(core.now_ms());
+            let (combined, status) = sw.combined();
+            wm = wm.max(combined);
+            st = st.or(status);
+        }
+        // Per-event watermarks go out right after the records before them.
+        let mut sent = 0;
+        for &(upto, w) in &marks {
+            if upto > sent {
+                let mut head = Batch {
+                    records: batch.records.drain(..upto - sent).collect(),
+                    timestamps: batch.timestamps.drain(..upto - sent).collect(),
+                };
+                out.push(&mut head)?;
+                sent = upto;
+            }
+            if w > watermark {
+                watermark = w;
+                out.control(Control::Watermark(w))?;
+            }
+        }
         if !batch.is_empty() {
             out.push(&mut batch)?;
             batch.clear();

@@ -142,6 +142,167 @@ impl<T: 'static> WatermarkStrategy<T> {
     }
 }
 
+impl<T> WatermarkStrategy<T> {
+    pub(crate) fn make_generator(&self) -> Box<dyn WatermarkGenerator<T>> {
+        (self.generator)()
+    }
+}
+
+/// One split's watermark state inside a source.
+struct SplitState<T> {
+    generator: Box<dyn WatermarkGenerator<T>>,
+    watermark: Timestamp,
+    events: u64,
+    events_at_last_check: u64,
+    inactive_since_ms: Option<i64>,
+    idle: bool,
+}
+
+/// Per-split watermark generation inside a source, combined before emission
+/// (Flink's `SourceOperator` with a `WatermarkOutputMultiplexer`): each split
+/// (a file, a partition) has its own generator and idleness; the source emits
+/// the minimum over its active splits, only when it increases. Owned by the
+/// source task of one core.
+pub(crate) struct SplitWatermarks<T> {
+    strategy: WatermarkStrategy<T>,
+    splits: Vec<SplitState<T>>,
+    interval_ms: i64,
+    next_periodic_ms: i64,
+    emitted: Timestamp,
+    all_idle: bool,
+    batch_mode: bool,
+}
+
+impl<T: 'static> SplitWatermarks<T> {
+    pub fn new(strategy: WatermarkStrategy<T>, core: &Core) -> Self {
+        let interval_ms = core.config.auto_watermark_interval_ms;
+        Self {
+            strategy,
+            splits: Vec::new(),
+            interval_ms,
+            next_periodic_ms: core.now_ms().saturating_add(interval_ms),
+            emitted: MIN_WATERMARK,
+            all_idle: false,
+            batch_mode: core.batch_mode(),
+        }
+    }
+
+    fn split(&mut self, id: usize) -> &mut SplitState<T> {
+        while self.splits.len() <= id {
+            let generator = self.strategy.make_generator();
+            self.splits.push(SplitState {
+                generator,
+                watermark: MIN_WATERMARK,
+                events: 0,
+                events_at_last_check: 0,
+                inactive_since_ms: None,
+                idle: false,
+            });
+        }
+        &mut self.splits[id]
+    }
+
+    /// The timestamp of a record of split `id` (assigner, or the timestamp it
+    /// came with); feeds the split's generator.
+    pub fn on_record(
+        &mut self,
+        id: usize,
+        record: &T,
+        carried: Option<Timestamp>,
+    ) -> Result<Timestamp, String> {
+        let ts = match &self.strategy.assigner {
+            Some(assign) => assign(record, carried),
+            None => carried
+                .ok_or("record has no timestamp and the watermark strategy has no timestamp assigner")?,
+        };
+        let every_event = self.strategy.every_event;
+        let split = self.split(id);
+        split.events += 1;
+        split.idle = false;
+        let mut output = WatermarkOutput::default();
+        split.generator.on_event(record, ts, &mut output);
+        if every_event {
+            split.generator.on_periodic_emit(&mut output);
+        }
+        if let Some(w) = output.watermark {
+            split.watermark = split.watermark.max(w);
+        }
+        Ok(ts)
+    }
+
+    /// The combined watermark if it increased (and the status change, if any).
+    pub fn combined(&mut self) -> (Option<Timestamp>, Option<StreamStatus>) {
+        if self.batch_mode {
+            return (None, None);
+        }
+        let active = self.splits.iter().filter(|s| !s.idle);
+        let min = active.map(|s| s.watermark).min();
+        let mut status = None;
+        match min {
+            None if !self.splits.is_empty() => {
+                if !self.all_idle {
+                    self.all_idle = true;
+                    status = Some(StreamStatus::Idle);
+                }
+                return (None, status);
+            }
+            _ if self.all_idle => {
+                self.all_idle = false;
+                status = Some(StreamStatus::Active);
+            }
+            _ => {}
+        }
+        match min.filter(|&m| m > self.emitted) {
+            Some(m) => {
+                self.emitted = m;
+                (Some(m), status)
+            }
+            None => (None, status),
+        }
+    }
+
+    /// Whether per-event watermarks are on.
+    pub fn every_event(&self) -> bool {
+        self.strategy.every_event
+    }
+
+    /// Periodic emission and idleness checks, due every interval of
+    /// processing time (Flink's `IdlenessTimer` per split).
+    pub fn on_periodic(&mut self, now_ms: i64) {
+        if self.interval_ms <= 0 || now_ms < self.next_periodic_ms {
+            return;
+        }
+        self.next_periodic_ms = now_ms.saturating_add(self.interval_ms);
+        let idleness = self.strategy.idleness_ms;
+        for split in &mut self.splits {
+            if let Some(timeout) = idleness {
+                let idle = if split.events != split.events_at_last_check {
+                    split.events_at_last_check = split.events;
+                    split.inactive_since_ms = None;
+                    false
+                } else {
+                    match split.inactive_since_ms {
+                        None => {
+                            split.inactive_since_ms = Some(now_ms);
+                            false
+                        }
+                        Some(since) => now_ms - since > timeout,
+                    }
+                };
+                if idle {
+                    split.idle = true;
+                    continue;
+                }
+            }
+            let mut output = WatermarkOutput::default();
+            split.generator.on_periodic_emit(&mut output);
+            if let Some(w) = output.watermark {
+                split.watermark = split.watermark.max(w);
+            }
+        }
+    }
+}
+
 struct Inner<T> {
     generator: Box<dyn WatermarkGenerator<T>>,
     assigner: Option<Assigner<T>>,
