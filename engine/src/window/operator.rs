@@ -582,38 +582,26 @@ where
         Ok(())
     }
 
-    fn register_cleanup_timer(&mut self, key: &K, hash: u64, window: Window) {
+    /// Registers (`on`) or deletes the window's cleanup timer, in the
+    /// assigner's time domain, keeping the row's timer memos in step.
+    fn set_cleanup_timer(&mut self, key: &K, hash: u64, window: Window, on: bool) {
         let at = self.cleanup_time(&window);
         if at == MAX_WATERMARK {
+            // No cleanup for "end of time".
             return;
         }
+        let event_time = self.assigner.is_event_time();
         if let Some(r) = row_mut(&mut self.entries, key, hash, window) {
-            r.cleanup_registered = true;
-        }
-        if self.assigner.is_event_time() {
-            self.timers.event.register(key, hash, &window, at);
-        } else {
-            self.timers.processing.register(key, hash, &window, at);
-        }
-    }
-
-    fn delete_cleanup_timer(&mut self, key: &K, hash: u64, window: Window) {
-        let at = self.cleanup_time(&window);
-        if at == MAX_WATERMARK {
-            return;
-        }
-        if let Some(r) = row_mut(&mut self.entries, key, hash, window) {
-            r.cleanup_registered = false;
-        }
-        if self.assigner.is_event_time() {
-            self.timers.event.delete(key, &window, at);
-            if let Some(r) = row_mut(&mut self.entries, key, hash, window)
-                && r.event_timer == at
-            {
+            r.cleanup_registered = on;
+            if !on && event_time && r.event_timer == at {
                 r.event_timer = NO_TIMER;
             }
+        }
+        let queue = if event_time { &mut self.timers.event } else { &mut self.timers.processing };
+        if on {
+            queue.register(key, hash, &window, at);
         } else {
-            self.timers.processing.delete(key, &window, at);
+            queue.delete(key, &window, at);
         }
     }
 
@@ -653,7 +641,7 @@ where
             e.acc = None;
         }
         if needs_cleanup_timer {
-            self.register_cleanup_timer(key, hash, window);
+            self.set_cleanup_timer(key, hash, window, true);
         }
         Ok(())
     }
@@ -799,7 +787,7 @@ where
         self.with_trigger(key, hash, cover, &merged_slots, |t, ctx| t.on_merge(&cover, ctx));
         for &m in merged.iter().filter(|m| **m != cover) {
             self.with_trigger(key, hash, m, &[], |t, ctx| t.clear(&m, ctx));
-            self.delete_cleanup_timer(key, hash, m);
+            self.set_cleanup_timer(key, hash, m, false);
         }
         let mut acc: Option<L::Acc> = None;
         for &m in merged {
