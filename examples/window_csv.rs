@@ -3,7 +3,8 @@
 //! ```text
 //! cargo run --release --example window_csv -- --input IN.csv --window SPEC \
 //!     --out-of-orderness MS [--allowed-lateness MS] [--watermark-every-event] [--cores N] \
-//!     --output OUT.csv [--late-output LATE.csv]
+//!     --output OUT.csv [--late-output LATE.csv] \
+//!     [--trigger continuous:MS] [--evictor count:N|time:MS] [--idleness MS]
 //! ```
 //!
 //! SPEC is `tumble:SIZE[:OFFSET]`, `hop:SIZE:SLIDE[:OFFSET]`, `session:GAP` or
@@ -15,7 +16,16 @@
 //! timestamp − out-of-orderness − 1), so the result does not depend on timing;
 //! otherwise watermarks are periodic (every 200 ms of processing time).
 //!
-//! The file is read in order by one reader (as Flink does at parallelism 1);
+//! `--input` may be given more than once: each file is then its own source
+//! with its own watermarks, and the inputs are unioned before `key_by` (the
+//! window operator follows the slowest input's watermark). For time windows,
+//! `--trigger continuous:MS` fires every MS of event time as well as at the
+//! window's end (Flink's `ContinuousEventTimeTrigger`), `--evictor` keeps only
+//! the last N elements or those within MS of the newest before the function
+//! runs (`CountEvictor` / `TimeEvictor`), and `--idleness MS` marks an input
+//! idle after MS of processing time without records.
+//!
+//! Each file is read in order by one reader (as Flink does at parallelism 1);
 //! keys are spread over the cores. tests/conformance holds the same pipeline in
 //! Flink (flink/WindowCsv.java) and golden outputs made with it.
 
@@ -23,16 +33,16 @@ use std::io::Write;
 use std::path::PathBuf;
 
 use brisk::prelude::*;
-use brisk::window::AggregateFunction;
+use brisk::window::{AggregateFunction, ContinuousEventTimeTrigger, CountEvictor, TimeEvictor};
 use clap::Parser;
 use serde::Deserialize;
 
 /// Windowed count and sum per key over a CSV file.
 #[derive(Parser)]
 struct Cli {
-    /// Input CSV: key,timestamp_ms,value per line.
-    #[arg(long)]
-    input: PathBuf,
+    /// Input CSV: key,timestamp_ms,value per line (repeat for several inputs).
+    #[arg(long, required = true)]
+    input: Vec<PathBuf>,
     /// tumble:SIZE[:OFFSET] | hop:SIZE:SLIDE[:OFFSET] | session:GAP | count:N[:SLIDE] (ms).
     #[arg(long, value_parser = parse_spec)]
     window: Spec,
@@ -54,6 +64,42 @@ struct Cli {
     /// Where elements too late for every window go.
     #[arg(long)]
     late_output: Option<PathBuf>,
+    /// continuous:MS: also fire every MS of event time (time windows only).
+    #[arg(long, value_parser = parse_trigger)]
+    trigger: Option<i64>,
+    /// count:N | time:MS: evict before the window function (time windows only).
+    #[arg(long, value_parser = parse_evictor)]
+    evictor: Option<Evict>,
+    /// Mark an input idle after this many ms of processing time without records.
+    #[arg(long, value_parser = clap::value_parser!(i64).range(1..))]
+    idleness: Option<i64>,
+}
+
+#[derive(Clone, Copy, Debug)]
+enum Evict {
+    Count(usize),
+    Time(i64),
+}
+
+fn parse_trigger(s: &str) -> Result<i64, String> {
+    match s.split_once(':') {
+        Some(("continuous", ms)) => match ms.parse::<i64>() {
+            Ok(ms) if ms > 0 => Ok(ms),
+            _ => Err(format!("'{ms}' in '{s}' must be a number of ms > 0")),
+        },
+        _ => Err(format!("'{s}' is not a trigger: use continuous:MS")),
+    }
+}
+
+fn parse_evictor(s: &str) -> Result<Evict, String> {
+    let bad = || format!("'{s}' is not an evictor: use count:N or time:MS (N, MS > 0)");
+    let (kind, n) = s.split_once(':').ok_or_else(bad)?;
+    let n = n.parse::<i64>().ok().filter(|n| *n > 0).ok_or_else(bad)?;
+    match kind {
+        "count" => Ok(Evict::Count(n as usize)),
+        "time" => Ok(Evict::Time(n)),
+        _ => Err(bad()),
+    }
 }
 
 #[derive(Clone, Copy, Debug)]
@@ -163,16 +209,33 @@ fn main() -> anyhow::Result<()> {
     brisk::init_logging();
     let cli = Cli::parse();
     let env = StreamEnv::new(JobConfig { cores: cli.cores.map(usize::from), ..JobConfig::default() });
+    let is_count = matches!(cli.window, Spec::Count { .. });
+    if is_count && (cli.trigger.is_some() || cli.evictor.is_some()) {
+        anyhow::bail!("--trigger and --evictor apply to time windows only, not to --window count:...");
+    }
     let mut strategy = WatermarkStrategy::for_bounded_out_of_orderness(cli.out_of_orderness)
         .with_timestamp_assigner(|r: &Row, _| r.timestamp_ms);
     if cli.watermark_every_event {
         strategy = strategy.every_event();
     }
-    let keyed = env
-        .from_source(FileSource::csv::<Row>(&cli.input).trim(true))
-        .set_parallelism(1)
-        .assign_timestamps_and_watermarks(strategy)
-        .key_by(|r: &Row| r.key.clone());
+    if let Some(ms) = cli.idleness {
+        strategy = strategy.with_idleness(ms);
+    }
+    let inputs: Vec<DataStream<Row>> = cli
+        .input
+        .iter()
+        .map(|path| {
+            env.from_source(FileSource::csv::<Row>(path).trim(true))
+                .set_parallelism(1)
+                .assign_timestamps_and_watermarks(strategy.clone())
+        })
+        .collect();
+    let all = match inputs.split_first() {
+        Some((one, [])) => one.clone(),
+        Some((first, rest)) => first.union(rest),
+        None => anyhow::bail!("--input is required"),
+    };
+    let keyed = all.key_by(|r: &Row| r.key.clone());
     let late_tag = OutputTag::<Row>::new("late");
     let windowed = match cli.window {
         Spec::Count { n, slide: None } => keyed.count_window(n),
@@ -184,10 +247,21 @@ fn main() -> anyhow::Result<()> {
                 Spec::Session { gap } => WindowAssigner::session(gap),
                 Spec::Count { .. } => unreachable!("handled above"),
             };
-            keyed.window(assigner).allowed_lateness(cli.allowed_lateness).side_output_late_data(&late_tag)
+            let mut w = keyed
+                .window(assigner)
+                .allowed_lateness(cli.allowed_lateness)
+                .side_output_late_data(&late_tag);
+            if let Some(ms) = cli.trigger {
+                w = w.trigger(ContinuousEventTimeTrigger::of(ms));
+            }
+            match cli.evictor {
+                Some(Evict::Count(n)) => w = w.evictor(CountEvictor::of(n)),
+                Some(Evict::Time(ms)) => w = w.evictor(TimeEvictor::of(ms)),
+                None => {}
+            }
+            w
         }
     };
-    let is_count = matches!(cli.window, Spec::Count { .. });
     let results = windowed.aggregate_with(
         CountSum,
         move |key: &String,

@@ -6,6 +6,9 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+use brisk::batch::{Control, StreamStatus};
+use brisk::watermark::WatermarkValve;
+
 fn example(name: &str) -> PathBuf {
     let mut dir = std::env::current_exe().unwrap();
     dir.pop();
@@ -76,6 +79,14 @@ fn window_results_equal_flinks_on_every_case() {
             if a[3] == "1" {
                 cmd.arg("--watermark-every-event");
             }
+            for extra in &a[4..] {
+                let (name, value) = extra.split_once('=').expect("NAME=VALUE in args");
+                cmd.arg(format!("--{name}"));
+                match name {
+                    "input" => cmd.arg(case.join(value)),
+                    _ => cmd.arg(value),
+                };
+            }
             cmd.arg("--output").arg(&out).arg("--late-output").arg(&late);
             let status = cmd.output().unwrap();
             assert!(status.status.success(), "{name}: {}", String::from_utf8_lossy(&status.stderr));
@@ -96,15 +107,29 @@ fn window_csv_rejects_bad_specs_and_malformed_rows() {
     let dir = tempfile::tempdir().unwrap();
     let input = dir.path().join("in.csv");
     std::fs::write(&input, "a,1,1.0\nb,two,2.0\n").unwrap();
-    let run = |window: &str| {
+    let run_with = |window: &str, extra: &[&str]| {
         Command::new(example("window_csv"))
             .arg("--input")
             .arg(&input)
             .args(["--window", window, "--out-of-orderness", "0", "--output"])
             .arg(dir.path().join("out.csv"))
+            .args(extra)
             .output()
             .unwrap()
     };
+    let run = |window: &str| run_with(window, &[]);
+    for (extra, message) in [
+        (&["--trigger", "every:5"][..], "is not a trigger"),
+        (&["--trigger", "continuous:0"][..], "must be a number of ms > 0"),
+        (&["--evictor", "count:-1"][..], "is not an evictor"),
+        (&["--idleness", "0"][..], "--idleness"),
+    ] {
+        let bad = run_with("tumble:10", extra);
+        let err = String::from_utf8_lossy(&bad.stderr);
+        assert!(!bad.status.success() && err.contains(message), "{extra:?}: {err}");
+    }
+    let bad = run_with("count:3", &["--evictor", "count:2"]);
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("time windows only"));
     let bad = run("tumble:10:10");
     assert!(!bad.status.success());
     assert!(String::from_utf8_lossy(&bad.stderr).contains("|OFFSET| must be < SIZE"));
@@ -114,4 +139,51 @@ fn window_csv_rejects_bad_specs_and_malformed_rows() {
     assert!(!malformed.status.success());
     let err = String::from_utf8_lossy(&malformed.stderr);
     assert!(err.contains("malformed line 2") && err.contains("in.csv"), "{err}");
+}
+
+/// Parses `w TS` / `s idle|active` into a control message.
+fn control(kind: &str, value: &str) -> Control {
+    match (kind, value) {
+        ("w", ts) => Control::Watermark(ts.parse().unwrap()),
+        ("s", "idle") => Control::Status(StreamStatus::Idle),
+        ("s", "active") => Control::Status(StreamStatus::Active),
+        other => panic!("bad trace item {other:?}"),
+    }
+}
+
+#[test]
+fn watermark_valve_equals_flinks_on_recorded_traces() {
+    // Made by flink/ValveTraces.java with the real StatusWatermarkValve: channels
+    // with different watermark progress, idle and reactivated channels,
+    // backwards and repeated watermarks, the end-of-input maximum.
+    let traces = std::fs::read_to_string(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/conformance/valve_traces.txt"),
+    )
+    .unwrap();
+    let (mut valve, mut trace, mut inputs) = (WatermarkValve::new(1), String::new(), 0);
+    for line in traces.lines() {
+        if let Some(header) = line.strip_prefix("trace ") {
+            let (_, channels) = header.split_once(' ').unwrap();
+            valve = WatermarkValve::new(channels.parse().unwrap());
+            trace = header.to_string();
+            continue;
+        }
+        let (input, want) = line.split_once(" ->").unwrap();
+        let i: Vec<&str> = input.split(' ').collect();
+        let want: Vec<Control> = want
+            .split(',')
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+            .map(|o| {
+                let (k, v) = o.split_once(' ').unwrap();
+                control(k, v)
+            })
+            .collect();
+        let mut got = Vec::new();
+        valve.on_control(i[0].parse().unwrap(), control(i[1], i[2]), &mut got);
+        assert_eq!(got, want, "trace {trace} (seed, channels), input '{input}'");
+        inputs += 1;
+    }
+    assert!(inputs > 10_000, "valve traces missing");
+    println!("{inputs} valve inputs equal Flink's StatusWatermarkValve");
 }

@@ -8,14 +8,21 @@ import random
 here = os.path.dirname(os.path.abspath(__file__))
 
 
-def case(name, args, rows):
+def case(name, args, rows, second=None):
+    """args: SPEC OUT_OF_ORDERNESS_MS ALLOWED_LATENESS_MS EVERY_EVENT [NAME=VALUE...];
+    `second` rows become input2.csv, a further input with its own watermarks."""
     d = os.path.join(here, "cases", name)
     os.makedirs(d, exist_ok=True)
+    if second is not None:
+        args += " input=input2.csv"
     with open(os.path.join(d, "args"), "w") as f:
         f.write(args + "\n")
-    with open(os.path.join(d, "input.csv"), "w") as f:
-        for k, ts, v in rows:
-            f.write(f"{k},{ts},{v}\n")
+    for file, data in (("input.csv", rows), ("input2.csv", second)):
+        if data is None:
+            continue
+        with open(os.path.join(d, file), "w") as f:
+            for k, ts, v in data:
+                f.write(f"{k},{ts},{v}\n")
 
 
 # Out of order within and beyond the bound; the beyond ones are late.
@@ -87,3 +94,23 @@ case("random_tumble", "tumble:1000 300 500 1", random_rows(1, 3000, 17, 20, 2500
 case("random_hop", "hop:3000:700:100 500 0 1", random_rows(2, 2000, 9, 30, 1500))
 case("random_session", "session:400 200 300 1", random_rows(3, 2000, 13, 60, 1200))
 case("random_count", "count:5:3 0 0 1", random_rows(4, 1000, 7, 10, 0))
+
+
+# Two inputs, each with its own watermarks, unioned (random_rows with a jitter no
+# larger than the out-of-orderness, so no row is late for its own input): the first runs far ahead in
+# event time, the second lags. The window operator must hold back to the minimum,
+# so no row of the lagging input is late (none is late for its own input, and the
+# result is then the same for every interleaving of the two inputs).
+case("two_inputs_progress", "tumble:1000 200 0 1",
+     random_rows(5, 1500, 6, 40, 200), random_rows(6, 1500, 6, 8, 200))
+case("two_inputs_session", "session:150 100 300 1",
+     random_rows(7, 1000, 5, 60, 100), random_rows(8, 1000, 5, 15, 100))
+
+# Continuous event-time triggers fire every interval of event time, then at the end.
+case("tumble_continuous", "tumble:10000 300 2000 1 trigger=continuous:2500", random_rows(9, 1500, 5, 40, 2500))
+case("session_continuous", "session:500 100 0 1 trigger=continuous:300", random_rows(10, 800, 4, 120, 300))
+
+# Evictors: keep the last N elements, or those within MS of the newest timestamp.
+case("tumble_evict_count", "tumble:5000 500 1000 1 evictor=count:3", random_rows(11, 1200, 6, 30, 1200))
+case("hop_evict_time", "hop:4000:1000 200 0 1 evictor=time:1500", random_rows(12, 1200, 6, 25, 400))
+case("session_evict_count", "session:300 100 0 1 evictor=count:2", random_rows(13, 600, 4, 100, 150))

@@ -20,6 +20,9 @@ import org.apache.flink.streaming.api.functions.windowing.ProcessWindowFunction;
 import org.apache.flink.streaming.api.windowing.assigners.EventTimeSessionWindows;
 import org.apache.flink.streaming.api.windowing.assigners.SlidingEventTimeWindows;
 import org.apache.flink.streaming.api.windowing.assigners.TumblingEventTimeWindows;
+import org.apache.flink.streaming.api.windowing.evictors.CountEvictor;
+import org.apache.flink.streaming.api.windowing.evictors.TimeEvictor;
+import org.apache.flink.streaming.api.windowing.triggers.ContinuousEventTimeTrigger;
 import org.apache.flink.streaming.api.windowing.windows.TimeWindow;
 import org.apache.flink.streaming.api.windowing.windows.Window;
 import org.apache.flink.util.CloseableIterator;
@@ -30,8 +33,13 @@ import org.apache.flink.util.OutputTag;
  * Flink's side of brisk's window_csv example (tests/conformance): the same pipeline on the
  * same CSV, parallelism 1, so that golden outputs come from the real Flink.
  *
- * Usage: WindowCsv INPUT SPEC OUT_OF_ORDERNESS_MS ALLOWED_LATENESS_MS EVERY_EVENT(0|1) OUTPUT LATE_OUTPUT
+ * Usage: WindowCsv INPUT SPEC OUT_OF_ORDERNESS_MS ALLOWED_LATENESS_MS EVERY_EVENT(0|1) OUTPUT LATE_OUTPUT [NAME=VALUE...]
  * SPEC: tumble:SIZE[:OFFSET] | hop:SIZE:SLIDE[:OFFSET] | session:GAP | count:N[:SLIDE]
+ * NAME=VALUE (time windows only, as window_csv's options of the same name):
+ *   input=PATH          a further input: its own source and watermarks, unioned before key_by
+ *   trigger=continuous:MS  ContinuousEventTimeTrigger instead of the event-time trigger
+ *   evictor=count:N | evictor=time:MS  CountEvictor / TimeEvictor (evicting before the function)
+ *   idleness=MS         WatermarkStrategy.withIdleness on every input
  * Input rows key,timestamp_ms,value. Output rows key,window_start,window_end,count,sum (count
  * windows: smallest and largest element timestamp instead); late rows key,timestamp_ms,value.
  */
@@ -69,23 +77,45 @@ public class WindowCsv {
     public void onPeriodicEmit(WatermarkOutput out) {}
   }
 
-  public static void main(String[] a) throws Exception {
-    String input = a[0]; String[] spec = a[1].split(":");
-    long ooo = Long.parseLong(a[2]); long lateness = Long.parseLong(a[3]); boolean everyEvent = a[4].equals("1");
+  static List<Tuple3<String, Long, Double>> read(String input) throws Exception {
     List<Tuple3<String, Long, Double>> rows = new ArrayList<>();
     for (String line : Files.readAllLines(Paths.get(input))) {
       if (line.isBlank()) continue;
       String[] f = line.split(",");
       rows.add(Tuple3.of(f[0], Long.parseLong(f[1].trim()), Double.parseDouble(f[2].trim())));
     }
+    return rows;
+  }
+
+  public static void main(String[] a) throws Exception {
+    String[] spec = a[1].split(":");
+    long ooo = Long.parseLong(a[2]); long lateness = Long.parseLong(a[3]); boolean everyEvent = a[4].equals("1");
+    List<String> inputs = new ArrayList<>(List.of(a[0]));
+    String trigger = null, evictor = null; long idleness = -1;
+    for (int i = 7; i < a.length; i++) {
+      String[] nv = a[i].split("=", 2);
+      switch (nv[0]) {
+        case "input": inputs.add(nv[1]); break;
+        case "trigger": trigger = nv[1]; break;
+        case "evictor": evictor = nv[1]; break;
+        case "idleness": idleness = Long.parseLong(nv[1]); break;
+        default: throw new IllegalArgumentException("unknown option " + a[i]);
+      }
+    }
     StreamExecutionEnvironment env = StreamExecutionEnvironment.getExecutionEnvironment();
     env.setParallelism(1);
     WatermarkStrategy<Tuple3<String, Long, Double>> strategy = everyEvent
         ? WatermarkStrategy.forGenerator(ctx -> new EveryEvent(ooo))
         : WatermarkStrategy.<Tuple3<String, Long, Double>>forBoundedOutOfOrderness(Duration.ofMillis(ooo));
-    DataStream<Tuple3<String, Long, Double>> in = env.fromData(rows)
-        .returns(Types.TUPLE(Types.STRING, Types.LONG, Types.DOUBLE))
-        .assignTimestampsAndWatermarks(strategy.withTimestampAssigner((e, t) -> e.f1));
+    if (idleness >= 0) strategy = strategy.withIdleness(Duration.ofMillis(idleness));
+    final WatermarkStrategy<Tuple3<String, Long, Double>> chosen = strategy;
+    DataStream<Tuple3<String, Long, Double>> in = null;
+    for (String input : inputs) {
+      DataStream<Tuple3<String, Long, Double>> one = env.fromData(read(input))
+          .returns(Types.TUPLE(Types.STRING, Types.LONG, Types.DOUBLE))
+          .assignTimestampsAndWatermarks(chosen.withTimestampAssigner((e, t) -> e.f1));
+      in = in == null ? one : in.union(one);
+    }
     KeyedStream<Tuple3<String, Long, Double>, String> keyed = in.keyBy(e -> e.f0);
     OutputTag<Tuple3<String, Long, Double>> lateTag = new OutputTag<>("late", Types.TUPLE(Types.STRING, Types.LONG, Types.DOUBLE));
     SingleOutputStreamOperator<String> result;
@@ -106,6 +136,17 @@ public class WindowCsv {
           w = keyed.window(SlidingEventTimeWindows.of(Duration.ofMillis(Long.parseLong(spec[1])), Duration.ofMillis(Long.parseLong(spec[2])), Duration.ofMillis(off)));
         } else {
           w = keyed.window(EventTimeSessionWindows.withGap(Duration.ofMillis(Long.parseLong(spec[1]))));
+        }
+        if (trigger != null) {
+          String[] t = trigger.split(":");
+          if (!t[0].equals("continuous")) throw new IllegalArgumentException("unknown trigger " + trigger);
+          w = w.trigger(ContinuousEventTimeTrigger.of(Duration.ofMillis(Long.parseLong(t[1]))));
+        }
+        if (evictor != null) {
+          String[] e = evictor.split(":");
+          if (e[0].equals("count")) w = w.evictor(CountEvictor.of(Long.parseLong(e[1])));
+          else if (e[0].equals("time")) w = w.evictor(TimeEvictor.of(Duration.ofMillis(Long.parseLong(e[1]))));
+          else throw new IllegalArgumentException("unknown evictor " + evictor);
         }
         result = w.allowedLateness(Duration.ofMillis(lateness)).sideOutputLateData(lateTag).aggregate(new CountSum(), new Row<>());
       }
