@@ -7,14 +7,8 @@ use std::collections::BTreeMap;
 use brisk::prelude::*;
 use brisk::{Either, Timestamp};
 
-fn seed() -> u64 {
-    let seed = std::env::var("BRISK_TEST_SEED")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or_else(|| fastrand::u64(..));
-    println!("seed {seed} (rerun with BRISK_TEST_SEED={seed})");
-    seed
-}
+mod common;
+use common::seed;
 
 /// `(key, timestamp, id)` on either side.
 type Ev = (u8, Timestamp, u32);

@@ -5,16 +5,10 @@ use std::collections::{BTreeMap, HashMap};
 
 use brisk::prelude::*;
 
-const CORE_COUNTS: [usize; 3] = [1, 2, 3];
+mod common;
+use common::seed;
 
-fn seed() -> u64 {
-    let seed = std::env::var("BRISK_TEST_SEED")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or_else(|| fastrand::u64(..));
-    println!("seed {seed} (rerun with BRISK_TEST_SEED={seed})");
-    seed
-}
+const CORE_COUNTS: [usize; 3] = [1, 2, 3];
 
 /// `(key, value)` pairs with distinct values (no ties for min_by/max_by).
 fn random_input(seed: u64, n: usize, keys: u32) -> Vec<(u32, i64)> {

@@ -6,19 +6,13 @@ use std::io::Write;
 use brisk::prelude::*;
 use serde::Deserialize;
 
+mod common;
+use common::seed;
+
 #[derive(Clone, Debug, Deserialize, PartialEq, PartialOrd)]
 struct Row {
     user: String,
     value: f64,
-}
-
-fn seed() -> u64 {
-    let seed = std::env::var("BRISK_TEST_SEED")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or_else(|| fastrand::u64(..));
-    println!("seed {seed} (rerun with BRISK_TEST_SEED={seed})");
-    seed
 }
 
 /// Writes `n` lines with about 1 % malformed; returns the file, the good rows

@@ -15,14 +15,8 @@ use brisk::{
     SourceContext, SourceError, SourceOutput, SourceReader, SourceStatus, Timestamp,
 };
 
-fn seed() -> u64 {
-    let seed = std::env::var("BRISK_TEST_SEED")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or_else(|| fastrand::u64(..));
-    println!("seed {seed} (rerun with BRISK_TEST_SEED={seed})");
-    seed
-}
+mod common;
+use common::seed;
 
 const BOUND: i64 = 20;
 const DELAY: i64 = 50;

@@ -13,14 +13,8 @@ use brisk::{
     SourceError, SourceOutput, SourceReader, SourceStatus, Timestamp,
 };
 
-fn seed() -> u64 {
-    let seed = std::env::var("BRISK_TEST_SEED")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or_else(|| fastrand::u64(..));
-    println!("seed {seed} (rerun with BRISK_TEST_SEED={seed})");
-    seed
-}
+mod common;
+use common::seed;
 
 /// Emits `(timestamp, watermark seen)` per record.
 #[derive(Clone)]

@@ -1,0 +1,28 @@
+//! Helpers shared by the integration tests (each test crate uses a subset).
+#![allow(dead_code)]
+
+use std::sync::mpsc;
+use std::time::Duration;
+
+/// The seed of a randomized test: `BRISK_TEST_SEED` or a fresh one, printed
+/// so that a failure can be replayed.
+pub fn seed() -> u64 {
+    let seed = std::env::var("BRISK_TEST_SEED")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| fastrand::u64(..));
+    println!("seed {seed} (rerun with BRISK_TEST_SEED={seed})");
+    seed
+}
+
+/// Runs `job` on its own thread and returns its result, failing instead of
+/// hanging if it does not finish within `secs` seconds.
+pub fn run_guarded<R: Send + 'static>(secs: u64, job: impl FnOnce() -> R + Send + 'static) -> R {
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = tx.send(job());
+    });
+    rx.recv_timeout(Duration::from_secs(secs)).unwrap_or_else(|_| {
+        panic!("the job did not end within {secs} s (is a step waiting for output that never comes?)")
+    })
+}
