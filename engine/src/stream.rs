@@ -27,7 +27,7 @@ use crate::operator::watermarks::{
 };
 use crate::runtime::core::{Core, Push};
 use crate::runtime::exchange::{
-    ConnectedEnds, ExchangeSender, HashRouter, SenderHandle, exchange_matrix, hash_key_with,
+    ConnectedEnds, ExchangeSender, HashRouter, LocalKeyed, SenderHandle, exchange_matrix, hash_key_with,
 };
 use crate::runtime::{JobResult, execute};
 use crate::window::assigner::WindowAssigner;
@@ -506,6 +506,10 @@ impl<T: Data, K: Key, KF: Fn(&T) -> K + Clone + Send + 'static> KeyedStream<T, K
         let key_fn = self.key_fn.clone();
         let factory = FnFactory {
             exchanges: |cores: usize, q: usize| {
+                if cores == 1 {
+                    // On one core every key stays local: chained, no exchange.
+                    return Vec::new();
+                }
                 vec![
                     exchange_matrix::<(u64, T)>(cores, q)
                         .into_iter()
@@ -520,6 +524,12 @@ impl<T: Data, K: Key, KF: Fn(&T) -> K + Clone + Send + 'static> KeyedStream<T, K
                 let info = b.info(meta);
                 let input = make(b, meta, out, info.clone())?;
                 let cores = b.core.cores();
+                let from = meta.inputs[0].0;
+                if cores == 1 {
+                    let key_of_hash = hash_key_with(key_fn);
+                    b.add_consumer::<T>(from, Box::new(LocalKeyed::new(key_of_hash, input)));
+                    return Ok(());
+                }
                 let ends = *ends
                     .into_iter()
                     .next()
@@ -536,7 +546,6 @@ impl<T: Data, K: Key, KF: Fn(&T) -> K + Clone + Send + 'static> KeyedStream<T, K
                     cores,
                 };
                 let sender = ExchangeSender::new(&core, info, router, ends.senders);
-                let from = meta.inputs[0].0;
                 b.add_consumer::<T>(from, Box::new(SenderHandle { sender, core }));
                 Ok(())
             },

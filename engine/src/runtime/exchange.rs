@@ -417,3 +417,35 @@ pub(crate) async fn run_receiver<P: Send + 'static>(
         glommio::yield_if_needed().await;
     }
 }
+
+/// A `key_by` edge on a single core: every key group is local, so records
+/// are paired with their key hash and handed on by a plain call, as a
+/// forward edge would be: no staging, channel or receiving task.
+pub(crate) struct LocalKeyed<T, H> {
+    key_of_hash: H,
+    hashed: Batch<(u64, T)>,
+    next: Box<dyn Push<(u64, T)>>,
+}
+
+impl<T, H: FnMut(&T) -> u64> LocalKeyed<T, H> {
+    pub fn new(key_of_hash: H, next: Box<dyn Push<(u64, T)>>) -> Self {
+        Self { key_of_hash, hashed: Batch::with_capacity(BATCH_RECORDS_MAX), next }
+    }
+}
+
+impl<T, H: FnMut(&T) -> u64> Push<T> for LocalKeyed<T, H> {
+    fn push(&mut self, batch: &mut Batch<T>) -> Result<(), JobError> {
+        // The batch is at most BATCH_RECORDS_MAX records, and so is `hashed`.
+        for (record, ts) in batch.drain() {
+            let hash = (self.key_of_hash)(&record);
+            self.hashed.push_with((hash, record), ts);
+        }
+        let result = self.next.push(&mut self.hashed);
+        self.hashed.clear();
+        result
+    }
+
+    fn control(&mut self, control: Control) -> Result<(), JobError> {
+        self.next.control(control)
+    }
+}

@@ -290,9 +290,6 @@ impl<K: 'static, T: Clone + 'static, C: ComputeList<K, T>> WindowLogic<K, T> for
     }
 }
 
-/// No event-time timer remembered for a window.
-const NO_TIMER: i64 = i64::MIN;
-
 /// Elements whose window rows are prefetched together before any of them is
 /// processed: their cache misses overlap instead of following one another.
 const PREFETCH_CHUNK: usize = 16;
@@ -315,10 +312,12 @@ struct Row<K, A> {
     window: Window,
     acc: Option<A>,
     slots: TriggerSlots,
-    /// An event-time timer of this window known to be queued (or NO_TIMER):
-    /// lets a trigger that re-registers the same timer on every element skip
-    /// the queue's index. Cleared when that timer is deleted or fires.
-    event_timer: i64,
+    /// Whether an event-time timer at the window's max timestamp is known to
+    /// be queued: lets a trigger that re-registers it on every element (the
+    /// event-time trigger) skip the queue's index. Cleared when that timer is
+    /// deleted or fires. A flag rather than a timestamp keeps a row of a
+    /// small key and accumulator within one 64-byte cache line.
+    end_timer: bool,
     /// Whether this window's cleanup timer is queued (Flink re-registers it,
     /// idempotently, on every element; once is the same).
     cleanup_registered: bool,
@@ -351,7 +350,7 @@ fn row_or_insert<'t, K: Eq + Clone + Hash, A>(
             window,
             acc: None,
             slots: TriggerSlots::default(),
-            event_timer: NO_TIMER,
+            end_timer: false,
             cleanup_registered: false,
         })
         .into_mut()
@@ -389,20 +388,21 @@ struct Scope<'a, K> {
     hash: u64,
     window: Window,
     timers: &'a mut WindowTimers<K>,
-    event_timer: &'a mut i64,
+    end_timer: &'a mut bool,
 }
 
 impl<K: Eq + Hash + Clone> TriggerTimers for Scope<'_, K> {
     fn register_event_time(&mut self, time: Timestamp) {
-        if *self.event_timer != time {
+        let at_end = time == self.window.max_timestamp();
+        if !(at_end && *self.end_timer) {
             self.timers.event.register(self.key, self.hash, &self.window, time);
-            *self.event_timer = time;
+            *self.end_timer |= at_end;
         }
     }
     fn delete_event_time(&mut self, time: Timestamp) {
         self.timers.event.delete(self.key, &self.window, time);
-        if *self.event_timer == time {
-            *self.event_timer = NO_TIMER;
+        if time == self.window.max_timestamp() {
+            *self.end_timer = false;
         }
     }
     fn register_processing_time(&mut self, time: i64) {
@@ -544,7 +544,7 @@ where
         let now_ms = self.now_ms;
         let Self { trigger, timers, entries, watermark, .. } = self;
         let entry = row_or_insert(entries, key, hash, window);
-        let mut scope = Scope { key, hash, window, timers, event_timer: &mut entry.event_timer };
+        let mut scope = Scope { key, hash, window, timers, end_timer: &mut entry.end_timer };
         let mut ctx = TriggerContext {
             watermark: *watermark,
             now_ms,
@@ -593,8 +593,8 @@ where
         let event_time = self.assigner.is_event_time();
         if let Some(r) = row_mut(&mut self.entries, key, hash, window) {
             r.cleanup_registered = on;
-            if !on && event_time && r.event_timer == at {
-                r.event_timer = NO_TIMER;
+            if !on && event_time && at == window.max_timestamp() {
+                r.end_timer = false;
             }
         }
         let queue = if event_time { &mut self.timers.event } else { &mut self.timers.processing };
@@ -619,7 +619,7 @@ where
         let (result, needs_cleanup_timer) = {
             let Self { trigger, timers, entries, watermark, logic, info, now_ms, .. } = self;
             let entry = row_or_insert(entries, key, hash, window);
-            let mut scope = Scope { key, hash, window, timers, event_timer: &mut entry.event_timer };
+            let mut scope = Scope { key, hash, window, timers, end_timer: &mut entry.end_timer };
             let mut ctx = TriggerContext {
                 watermark: *watermark,
                 now_ms: *now_ms,
@@ -828,9 +828,9 @@ where
         }
         if domain == TimeDomain::EventTime
             && let Some(r) = row_mut(&mut self.entries, &key, hash, window)
-            && r.event_timer == time
+            && time == window.max_timestamp()
         {
-            r.event_timer = NO_TIMER;
+            r.end_timer = false;
         }
         let result = self.with_trigger(&key, hash, window, &[], |t, ctx| match domain {
             TimeDomain::EventTime => t.on_event_time(time, &window, ctx),
@@ -961,4 +961,17 @@ pub(crate) fn reduce_logic<F, T>(
     f: F,
 ) -> IncrementalLogic<ReduceInc<F>, crate::window::function::PassThrough, T> {
     IncrementalLogic::new(ReduceInc(f), crate::window::function::PassThrough)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_row_of_a_small_key_and_accumulator_fills_one_cache_line() {
+        // The KW workload's rows: a u64 key and a (count, sum) accumulator.
+        // hashbrown places 64-byte rows on 64-byte boundaries of a large
+        // table, so each probe touches one line.
+        assert_eq!(std::mem::size_of::<Row<u64, (u64, u64)>>(), 64);
+    }
 }
