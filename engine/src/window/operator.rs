@@ -294,6 +294,9 @@ impl<K: 'static, T: Clone + 'static, C: ComputeList<K, T>> WindowLogic<K, T> for
 /// processed: their cache misses overlap instead of following one another.
 const PREFETCH_CHUNK: usize = 16;
 
+/// `plan`'s answer for an element whose windows are assigned when processed.
+const UNPLANNED: usize = usize::MAX;
+
 /// Asks the CPU to bring `ptr`'s cache line in, without waiting for it.
 #[inline(always)]
 fn prefetch<X>(ptr: *const X) {
@@ -331,17 +334,17 @@ fn row_hash(key_hash: u64, window: &Window) -> u64 {
     )
 }
 
-/// The row of (key, window), created empty if absent. Rows do not keep the
+/// The row of (key, window) (`rh` = [`row_hash`]), created empty if absent. Rows do not keep the
 /// key hash (it would cost 8 bytes per window); growing the table recomputes it.
 fn row_or_insert<'t, K: Eq + Clone + Hash, A>(
     table: &'t mut HashTable<Row<K, A>>,
     key: &K,
-    key_hash: u64,
+    rh: u64,
     window: Window,
 ) -> &'t mut Row<K, A> {
     table
         .entry(
-            row_hash(key_hash, &window),
+            rh,
             |r| r.window == window && r.key == *key,
             |r| row_hash(brisk_state::key_hash(&r.key), &r.window),
         )
@@ -439,6 +442,11 @@ pub(crate) struct Inner<K, T, KF, L: WindowLogic<K, T>> {
     windows: Vec<Window>,
     /// Elements of the chunk being prefetched and processed.
     chunk: Vec<((u64, T), Option<Timestamp>)>,
+    /// The windows of the chunk's elements, assigned once while prefetching
+    /// (non-merging event-time assigners), with their rows' hashes.
+    planned: Vec<(Window, u64)>,
+    /// How many of `planned` belong to each element of the chunk.
+    planned_counts: Vec<usize>,
     /// Processing time, read once per batch or timer firing (not per element).
     now_ms: i64,
 }
@@ -501,6 +509,8 @@ where
             dropped,
             windows: Vec::new(),
             chunk: Vec::with_capacity(PREFETCH_CHUNK),
+            planned: Vec::with_capacity(PREFETCH_CHUNK),
+            planned_counts: Vec::with_capacity(PREFETCH_CHUNK),
             now_ms: core.now_ms(),
         })));
         core.timers.register(op.clone());
@@ -543,7 +553,7 @@ where
     ) -> R {
         let now_ms = self.now_ms;
         let Self { trigger, timers, entries, watermark, .. } = self;
-        let entry = row_or_insert(entries, key, hash, window);
+        let entry = row_or_insert(entries, key, row_hash(hash, &window), window);
         let mut scope = Scope { key, hash, window, timers, end_timer: &mut entry.end_timer };
         let mut ctx = TriggerContext {
             watermark: *watermark,
@@ -611,6 +621,7 @@ where
         &mut self,
         key: &K,
         hash: u64,
+        rh: u64,
         window: Window,
         value: T,
         ts: Option<Timestamp>,
@@ -618,7 +629,7 @@ where
         let trigger_ts = ts.unwrap_or(MIN_WATERMARK);
         let (result, needs_cleanup_timer) = {
             let Self { trigger, timers, entries, watermark, logic, info, now_ms, .. } = self;
-            let entry = row_or_insert(entries, key, hash, window);
+            let entry = row_or_insert(entries, key, rh, window);
             let mut scope = Scope { key, hash, window, timers, end_timer: &mut entry.end_timer };
             let mut ctx = TriggerContext {
                 watermark: *watermark,
@@ -646,27 +657,48 @@ where
         Ok(())
     }
 
-    /// Starts loading the row an element of a non-merging event-time window
-    /// will touch (a probe that prefetches the matching row, then gives up).
-    fn prefetch_row(&mut self, hash: u64, value: &T, ts: Option<Timestamp>) {
-        let Some(ts) = ts else { return };
+    /// For an element of a non-merging event-time window: assigns its
+    /// windows into `planned` (with their rows' hashes) and starts loading
+    /// their rows (a probe that prefetches the matching row, then gives up).
+    /// Returns how many windows it planned, or [`UNPLANNED`].
+    fn plan(
+        &mut self,
+        hash: u64,
+        value: &T,
+        ts: Option<Timestamp>,
+        planned: &mut Vec<(Window, u64)>,
+    ) -> usize {
+        let Some(ts) = ts else { return UNPLANNED };
         if self.assigner.is_merging() || !self.assigner.is_event_time() {
-            return;
+            return UNPLANNED;
         }
         let mut windows = std::mem::take(&mut self.windows);
         windows.clear();
-        if self.assigner.assign(value, ts, &mut windows).is_ok() {
+        let n = if self.assigner.assign(value, ts, &mut windows).is_ok() {
             for w in &windows {
-                let _ = self.entries.find(row_hash(hash, w), |r| {
+                let rh = row_hash(hash, w);
+                let _ = self.entries.find(rh, |r| {
                     prefetch(r as *const Row<K, L::Acc>);
                     false
                 });
+                planned.push((*w, rh));
             }
-        }
+            windows.len()
+        } else {
+            // Let process_element report the error.
+            UNPLANNED
+        };
         self.windows = windows;
+        n
     }
 
-    fn process_element(&mut self, hash: u64, value: T, ts: Option<Timestamp>) -> Result<(), JobError> {
+    fn process_element(
+        &mut self,
+        hash: u64,
+        value: T,
+        ts: Option<Timestamp>,
+        plan: Option<&[(Window, u64)]>,
+    ) -> Result<(), JobError> {
         self.owner.debug_check(hash);
         let key = (self.key_fn)(&value);
         let now_ms = self.now_ms;
@@ -679,11 +711,26 @@ where
         } else {
             now_ms
         };
-        let mut windows = std::mem::take(&mut self.windows);
-        windows.clear();
-        self.assigner.assign(&value, assign_ts, &mut windows).map_err(|e| self.info.user_error(e))?;
         let mut value = Some(value);
         let mut skipped = true;
+        if let Some(plan) = plan {
+            // Windows assigned (and rows prefetched) by `plan`.
+            let mut left = plan.iter().filter(|(w, _)| !self.is_window_late(w)).count();
+            for &(w, rh) in plan {
+                if self.is_window_late(&w) {
+                    continue;
+                }
+                skipped = false;
+                left -= 1;
+                let v = if left == 0 { value.take().expect("value") } else { value.clone().expect("value") };
+                self.add_to_window(&key, hash, rh, w, v, ts)?;
+            }
+            return self.after_windows(skipped, value, assign_ts, ts);
+        }
+        let mut windows = std::mem::take(&mut self.windows);
+        windows.clear();
+        let assigned = self.assigner.assign(value.as_ref().expect("value"), assign_ts, &mut windows);
+        assigned.map_err(|e| self.info.user_error(e))?;
         if self.assigner.is_merging() {
             let last = windows.len().saturating_sub(1);
             for (i, &w) in windows.iter().enumerate() {
@@ -694,7 +741,7 @@ where
                 }
                 skipped = false;
                 let v = if i == last { value.take().expect("value") } else { value.clone().expect("value") };
-                self.add_to_window(&key, hash, actual, v, ts)?;
+                self.add_to_window(&key, hash, row_hash(hash, &actual), actual, v, ts)?;
             }
         } else {
             windows.retain(|w| !self.is_window_late(w));
@@ -702,10 +749,22 @@ where
             for (i, &w) in windows.iter().enumerate() {
                 skipped = false;
                 let v = if i == last { value.take().expect("value") } else { value.clone().expect("value") };
-                self.add_to_window(&key, hash, w, v, ts)?;
+                self.add_to_window(&key, hash, row_hash(hash, &w), w, v, ts)?;
             }
         }
         self.windows = windows;
+        self.after_windows(skipped, value, assign_ts, ts)
+    }
+
+    /// An element no window took: late data goes to the side output (or is
+    /// counted as dropped) when it is late.
+    fn after_windows(
+        &mut self,
+        skipped: bool,
+        value: Option<T>,
+        assign_ts: Timestamp,
+        ts: Option<Timestamp>,
+    ) -> Result<(), JobError> {
         if skipped
             && let Some(v) = value
             && self.is_element_late(assign_ts)
@@ -804,7 +863,7 @@ where
             }
         }
         if let Some(a) = acc {
-            let entry = row_or_insert(&mut self.entries, key, hash, cover);
+            let entry = row_or_insert(&mut self.entries, key, row_hash(hash, &cover), cover);
             entry.acc = Some(match entry.acc.take() {
                 None => a,
                 Some(existing) => self.logic.merge(existing, a).map_err(|e| self.info.user_error(e))?,
@@ -918,21 +977,38 @@ where
         let info = s.info.clone();
         info.guard(|| -> Result<(), JobError> {
             let mut chunk = std::mem::take(&mut s.chunk);
+            let mut planned = std::mem::take(&mut s.planned);
+            let mut counts = std::mem::take(&mut s.planned_counts);
             let mut elements = batch.drain();
-            loop {
+            let result = loop {
                 chunk.clear();
                 chunk.extend(elements.by_ref().take(PREFETCH_CHUNK));
                 if chunk.is_empty() {
-                    break;
+                    break Ok(());
                 }
+                planned.clear();
+                counts.clear();
                 for ((hash, value), ts) in &chunk {
-                    s.prefetch_row(*hash, value, *ts);
+                    counts.push(s.plan(*hash, value, *ts, &mut planned));
                 }
-                for ((hash, value), ts) in chunk.drain(..) {
-                    s.process_element(hash, value, ts)?;
+                let mut at = 0;
+                let mut failed = None;
+                for (((hash, value), ts), &n) in chunk.drain(..).zip(&counts) {
+                    let plan = (n != UNPLANNED).then(|| &planned[at..at + n]);
+                    at += if n == UNPLANNED { 0 } else { n };
+                    if let Err(e) = s.process_element(hash, value, ts, plan) {
+                        failed = Some(e);
+                        break;
+                    }
                 }
-            }
+                if let Some(e) = failed {
+                    break Err(e);
+                }
+            };
             s.chunk = chunk;
+            s.planned = planned;
+            s.planned_counts = counts;
+            result?;
             Ok(())
         })??;
         s.flush()
