@@ -440,8 +440,6 @@ pub(crate) struct Inner<K, T, KF, L: WindowLogic<K, T>> {
     core: Rc<Core>,
     dropped: Counter,
     windows: Vec<Window>,
-    /// Elements of the chunk being prefetched and processed.
-    chunk: Vec<((u64, T), Option<Timestamp>)>,
     /// The windows of the chunk's elements, assigned once while prefetching
     /// (non-merging event-time assigners), with their rows' hashes.
     planned: Vec<(Window, u64)>,
@@ -508,7 +506,6 @@ where
             core: core.clone(),
             dropped,
             windows: Vec::new(),
-            chunk: Vec::with_capacity(PREFETCH_CHUNK),
             planned: Vec::with_capacity(PREFETCH_CHUNK),
             planned_counts: Vec::with_capacity(PREFETCH_CHUNK),
             now_ms: core.now_ms(),
@@ -976,36 +973,37 @@ where
         s.now_ms = s.core.now_ms();
         let info = s.info.clone();
         info.guard(|| -> Result<(), JobError> {
-            let mut chunk = std::mem::take(&mut s.chunk);
             let mut planned = std::mem::take(&mut s.planned);
             let mut counts = std::mem::take(&mut s.planned_counts);
-            let mut elements = batch.drain();
-            let result = loop {
-                chunk.clear();
-                chunk.extend(elements.by_ref().take(PREFETCH_CHUNK));
-                if chunk.is_empty() {
+            let has_ts = batch.has_timestamps();
+            let Batch { records, timestamps } = batch;
+            let mut tss = timestamps.drain(..);
+            let mut elements = records.drain(..);
+            let result = 'chunks: loop {
+                // Plan the next chunk while it is still in the batch (no copy),
+                // then process it: the rows' cache misses overlap.
+                let ahead = elements.as_slice();
+                if ahead.is_empty() {
                     break Ok(());
                 }
                 planned.clear();
                 counts.clear();
-                for ((hash, value), ts) in &chunk {
-                    counts.push(s.plan(*hash, value, *ts, &mut planned));
+                for (i, (hash, value)) in ahead.iter().take(PREFETCH_CHUNK).enumerate() {
+                    let ts = if has_ts { tss.as_slice().get(i).copied() } else { None };
+                    counts.push(s.plan(*hash, value, ts, &mut planned));
                 }
                 let mut at = 0;
-                let mut failed = None;
-                for (((hash, value), ts), &n) in chunk.drain(..).zip(&counts) {
+                for &n in &counts {
+                    let (hash, value) = elements.next().expect("planned elements are in the batch");
+                    let ts = if has_ts { tss.next() } else { None };
                     let plan = (n != UNPLANNED).then(|| &planned[at..at + n]);
                     at += if n == UNPLANNED { 0 } else { n };
                     if let Err(e) = s.process_element(hash, value, ts, plan) {
-                        failed = Some(e);
-                        break;
+                        break 'chunks Err(e);
                     }
                 }
-                if let Some(e) = failed {
-                    break Err(e);
-                }
             };
-            s.chunk = chunk;
+            drop((elements, tss));
             s.planned = planned;
             s.planned_counts = counts;
             result?;
