@@ -441,27 +441,32 @@ impl<T: 'static> Push<T> for TimestampsAndWatermarksHandle<T> {
         }
         let had_timestamps = batch.has_timestamps();
         let info = s.info.clone();
-        for (record, previous) in batch.drain() {
-            let ts = match &s.assigner {
-                Some(assign) => info.guard(|| assign(&record, previous))?,
-                None => previous.ok_or_else(|| {
-                    info.user_error(
-                        "record has no timestamp and the watermark strategy has no timestamp assigner",
-                    )
-                })?,
-            };
-            let mut output = WatermarkOutput::default();
-            info.guard(|| s.generator.on_event(&record, ts, &mut output))?;
-            if s.every_event {
-                info.guard(|| s.generator.on_periodic_emit(&mut output))?;
+        // One panic guard for the whole batch: user code (assigner,
+        // generator) runs inside it, and a panic names this operator.
+        info.guard(|| -> Result<(), JobError> {
+            for (record, previous) in batch.drain() {
+                let ts = match &s.assigner {
+                    Some(assign) => assign(&record, previous),
+                    None => previous.ok_or_else(|| {
+                        info.user_error(
+                            "record has no timestamp and the watermark strategy has no timestamp assigner",
+                        )
+                    })?,
+                };
+                let mut output = WatermarkOutput::default();
+                s.generator.on_event(&record, ts, &mut output);
+                if s.every_event {
+                    s.generator.on_periodic_emit(&mut output);
+                }
+                s.out.push_with(record, Some(ts));
+                if !s.batch_mode && output.watermark.is_some_and(|w| w > s.emitted) {
+                    // Records before the watermark go first.
+                    s.flush()?;
+                    s.forward_watermark(output)?;
+                }
             }
-            s.out.push_with(record, Some(ts));
-            if !s.batch_mode && output.watermark.is_some_and(|w| w > s.emitted) {
-                // Records before the watermark go first.
-                s.flush()?;
-                s.forward_watermark(output)?;
-            }
-        }
+            Ok(())
+        })??;
         debug_assert!(had_timestamps || batch.timestamps.is_empty());
         s.flush()
     }
