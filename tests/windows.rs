@@ -1,7 +1,8 @@
 //! Windows beyond the Flink fixtures of tests/conformance: processing-time
-//! windows driven by a manual clock, a custom trigger with state and
-//! event-time timers on global windows, and dynamic session gaps. Each is
-//! checked against a naive model on seeded random input.
+//! windows and the continuous processing-time trigger, driven by a manual
+//! clock; a custom trigger with state and event-time timers on global
+//! windows; dynamic session gaps; plain reduce and aggregate. Each is checked
+//! against a naive model on seeded random input.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -105,6 +106,38 @@ impl<T: 'static, Tr: Trigger<T> + Clone> Trigger<T> for Counted<Tr> {
 /// A window result: `(key, start, end, count, sum)`.
 type Row = (u32, i64, i64, u64, i64);
 
+/// Plays `steps` on a manual clock starting at `start`, through the window
+/// pipeline `build` makes of the scripted stream (it must show the trigger's
+/// elements to the counter it is given, e.g. with [`Counted`]), on 2 cores.
+/// Returns the results, sorted.
+fn play(
+    start: i64,
+    steps: Vec<Step>,
+    build: impl FnOnce(DataStream<(u32, i64)>, Arc<AtomicU64>) -> DataStream<Row> + Send + 'static,
+) -> Vec<Row> {
+    let clock = ManualClock::new(start);
+    let (elements, outputs) = (Arc::new(AtomicU64::new(0)), Arc::new(AtomicU64::new(0)));
+    let script = Script {
+        steps: Arc::new(steps),
+        clock: clock.clone(),
+        elements: elements.clone(),
+        outputs: outputs.clone(),
+    };
+    let mut got = run_guarded(60, move || {
+        let env = StreamEnv::new(JobConfig { clock, ..JobConfig::with_cores(2) });
+        let results = build(env.from_source(script).set_parallelism(1), elements)
+            .map(move |r: Row| {
+                outputs.fetch_add(1, Ordering::AcqRel);
+                r
+            })
+            .collect();
+        env.execute().unwrap();
+        results.take()
+    });
+    got.sort();
+    got
+}
+
 /// Windows of `size`/`slide`/`offset` that contain `t` (Flink's assignment, naively).
 fn windows_of(t: i64, size: i64, slide: i64, offset: i64) -> Vec<(i64, i64)> {
     let mut s = t - (t - offset).rem_euclid(slide);
@@ -123,8 +156,6 @@ fn processing_time_windows_fire_when_the_injected_clock_passes_their_end() {
     // Tumbling with an offset, and sliding windows whose slide does not divide the size.
     for (size, slide, offset) in [(1_000, 1_000, 250), (2_500, 1_000, -300)] {
         let start = 1_700_000_000_000 + rng.i64(0..10_000);
-        let clock = ManualClock::new(start);
-        let (elements, outputs) = (Arc::new(AtomicU64::new(0)), Arc::new(AtomicU64::new(0)));
         // The model: windows per key with their count and sum; fired once the
         // clock reaches their last millisecond (ProcessingTimeTrigger).
         let mut open: BTreeMap<(u32, i64, i64), (u64, i64)> = BTreeMap::new();
@@ -159,17 +190,8 @@ fn processing_time_windows_fire_when_the_injected_clock_passes_their_end() {
             }
             steps.push(Step::Outputs(fired.len() as u64));
         }
-        let script = Script {
-            steps: Arc::new(steps),
-            clock: clock.clone(),
-            elements: elements.clone(),
-            outputs: outputs.clone(),
-        };
-        let got = run_guarded(60, move || {
-            let env = StreamEnv::new(JobConfig { clock, ..JobConfig::with_cores(2) });
-            let results = env
-                .from_source(script)
-                .set_parallelism(1)
+        let got = play(start, steps, move |stream, elements| {
+            stream
                 .key_by(|r: &(u32, i64)| r.0)
                 .window(WindowAssigner::sliding(size, slide).with_offset(offset).processing_time())
                 .trigger(Counted { inner: brisk::window::ProcessingTimeTrigger, seen: elements })
@@ -179,21 +201,114 @@ fn processing_time_windows_fire_when_the_injected_clock_passes_their_end() {
                     out.collect((*key, ctx.window.start(), ctx.window.end(), rs.len() as u64, sum));
                     Ok::<(), UserError>(())
                 })
-                .map(move |r: Row| {
-                    outputs.fetch_add(1, Ordering::AcqRel);
-                    r
-                })
-                .collect();
-            env.execute().unwrap();
-            results.take()
         });
         // Windows still open at the end do not fire: a streaming job drops
         // processing-time timers at the end of input, as Flink does.
-        let (mut got, mut want) = (got, fired);
-        got.sort();
+        let mut want = fired;
         want.sort();
         assert_eq!(got, want, "size {size} slide {slide} offset {offset}, seed {seed}");
         assert!(!want.is_empty());
+    }
+}
+
+#[test]
+fn continuous_processing_time_triggers_fire_every_interval_and_at_the_end() {
+    const SIZE: i64 = 5_000;
+    const EVERY: i64 = 1_000;
+    let seed = seed();
+    let mut rng = fastrand::Rng::with_seed(seed);
+    let start = 1_700_000_000_000 + rng.i64(0..10_000);
+    // The model, per (key, window): contents and the next firing time. The
+    // trigger's first firing is at the next multiple of the interval, then
+    // every interval, capped at the window's last millisecond, where the
+    // window fires once more and is cleaned up.
+    let mut open: BTreeMap<(u32, i64), (u64, i64, i64)> = BTreeMap::new();
+    let mut fired: Vec<Row> = Vec::new();
+    let (mut steps, mut now, mut seen) = (Vec::new(), start, 0u64);
+    for _ in 0..40 {
+        let records: Vec<(u32, i64)> =
+            (0..rng.usize(0..20)).map(|_| (rng.u32(0..4), rng.i64(-50..50))).collect();
+        for &(k, v) in &records {
+            let s = now - now.rem_euclid(SIZE);
+            let first = (now - now.rem_euclid(EVERY) + EVERY).min(s + SIZE - 1);
+            let w = open.entry((k, s)).or_insert((0, 0, first));
+            w.0 += 1;
+            w.1 += v;
+        }
+        seen += records.len() as u64;
+        steps.push(Step::Emit(records));
+        steps.push(Step::Elements(seen));
+        now = if rng.bool() {
+            now + rng.i64(0..2_600)
+        } else {
+            now - now.rem_euclid(EVERY) + EVERY - rng.i64(0..=1)
+        };
+        steps.push(Step::Clock(now));
+        for (&(k, s), w) in open.iter_mut() {
+            while w.2 <= now && w.2 != i64::MAX {
+                fired.push((k, s, s + SIZE, w.0, w.1));
+                w.2 = if w.2 == s + SIZE - 1 { i64::MAX } else { (w.2 + EVERY).min(s + SIZE - 1) };
+            }
+        }
+        open.retain(|_, w| w.2 != i64::MAX);
+        steps.push(Step::Outputs(fired.len() as u64));
+    }
+    let got = play(start, steps, move |stream, elements| {
+        stream
+            .key_by(|r: &(u32, i64)| r.0)
+            .window(WindowAssigner::tumbling(SIZE).processing_time())
+            .trigger(Counted {
+                inner: brisk::window::ContinuousProcessingTimeTrigger::of(EVERY),
+                seen: elements,
+            })
+            .aggregate_with(
+                Sum,
+                |key: &u32, ctx: &WindowContext, r: &[(u64, i64)], out: &mut Collector<'_, Row>| {
+                    out.collect((*key, ctx.window.start(), ctx.window.end(), r[0].0, r[0].1));
+                    Ok::<(), UserError>(())
+                },
+            )
+    });
+    fired.sort();
+    assert_eq!(got, fired, "seed {seed}");
+    assert!(!fired.is_empty());
+}
+
+/// Count and sum of the values of `(key, value)` and `(key, timestamp, value)` records.
+#[derive(Clone)]
+struct Sum;
+
+impl AggregateFunction<(u32, i64)> for Sum {
+    type Acc = (u64, i64);
+    type Out = (u64, i64);
+    fn create_accumulator(&mut self) -> (u64, i64) {
+        (0, 0)
+    }
+    fn add(&mut self, r: (u32, i64), a: (u64, i64)) -> (u64, i64) {
+        (a.0 + 1, a.1 + r.1)
+    }
+    fn get_result(&mut self, a: &(u64, i64)) -> (u64, i64) {
+        *a
+    }
+    fn merge(&mut self, a: (u64, i64), b: (u64, i64)) -> (u64, i64) {
+        (a.0 + b.0, a.1 + b.1)
+    }
+}
+
+impl AggregateFunction<(u32, i64, i64)> for Sum {
+    type Acc = (u64, i64);
+    type Out = (u64, i64);
+    fn create_accumulator(&mut self) -> (u64, i64) {
+        (0, 0)
+    }
+    fn add(&mut self, r: (u32, i64, i64), a: (u64, i64)) -> (u64, i64) {
+        (a.0 + 1, a.1 + r.2)
+    }
+    fn get_result(&mut self, a: &(u64, i64)) -> (u64, i64) {
+        *a
+    }
+    fn merge(&mut self, a: (u64, i64), b: (u64, i64)) -> (u64, i64) {
+        (a.0 + b.0, a.1 + b.1)
     }
 }
 
@@ -375,5 +490,55 @@ fn dynamic_session_gaps_come_from_each_element() {
         let mut want = want.clone();
         want.sort();
         assert_eq!(strip(&got), strip(&want), "{cores} cores, seed {seed}");
+    }
+}
+
+#[test]
+fn plain_reduce_and_aggregate_give_one_result_per_key_and_window() {
+    let seed = seed();
+    let mut rng = fastrand::Rng::with_seed(seed);
+    // (key, timestamp, value), in timestamp order: nothing is late.
+    let mut t = -3_000;
+    let input: Vec<(u32, i64, i64)> = (0..5_000)
+        .map(|_| {
+            t += rng.i64(0..4);
+            (rng.u32(0..9), t, rng.i64(-100..100))
+        })
+        .collect();
+    let mut model: BTreeMap<(u32, i64), (u64, i64)> = BTreeMap::new();
+    for &(k, ts, v) in &input {
+        let w = model.entry((k, ts.div_euclid(1_000))).or_default();
+        w.0 += 1;
+        w.1 += v;
+    }
+    let mut want_reduce: Vec<(u32, i64)> = model.iter().map(|(&(k, _), &(_, sum))| (k, sum)).collect();
+    let mut want_aggregate: Vec<(u64, i64)> = model.values().copied().collect();
+    want_reduce.sort();
+    want_aggregate.sort();
+    for cores in [1, 2] {
+        let input = input.clone();
+        let (mut reduced, mut aggregated) = run_guarded(60, move || {
+            let env = StreamEnv::new(JobConfig::with_cores(cores));
+            let keyed = env
+                .from_collection(input)
+                .set_parallelism(1)
+                .assign_timestamps_and_watermarks(
+                    WatermarkStrategy::for_monotonous_timestamps()
+                        .with_timestamp_assigner(|r: &(u32, i64, i64), _| r.1),
+                )
+                .key_by(|r: &(u32, i64, i64)| r.0);
+            let reduced = keyed
+                .window(WindowAssigner::tumbling(1_000))
+                .reduce(|a: (u32, i64, i64), b: (u32, i64, i64)| (a.0, a.1.max(b.1), a.2 + b.2))
+                .map(|r: (u32, i64, i64)| (r.0, r.2))
+                .collect();
+            let aggregated = keyed.window(WindowAssigner::tumbling(1_000)).aggregate(Sum).collect();
+            env.execute().unwrap();
+            (reduced.take(), aggregated.take())
+        });
+        reduced.sort();
+        aggregated.sort();
+        assert_eq!(reduced, want_reduce, "reduce, {cores} cores, seed {seed}");
+        assert_eq!(aggregated, want_aggregate, "aggregate, {cores} cores, seed {seed}");
     }
 }
