@@ -1006,8 +1006,7 @@ where
             drop((elements, tss));
             s.planned = planned;
             s.planned_counts = counts;
-            result?;
-            Ok(())
+            result
         })??;
         s.flush()
     }
