@@ -4,7 +4,8 @@
 //! cargo run --release --example window_csv -- --input IN.csv --window SPEC \
 //!     --out-of-orderness MS [--allowed-lateness MS] [--watermark-every-event] [--cores N] \
 //!     --output OUT.csv [--late-output LATE.csv] \
-//!     [--trigger continuous:MS] [--evictor count:N|time:MS] [--idleness MS]
+//!     [--trigger continuous:MS] [--evictor count:N|time:MS] [--idleness MS] \
+//!     [--checkpoint-dir DIR --checkpoint-interval-ms MS [--restore latest|PATH]] [--rate EVENTS_PER_S]
 //! ```
 //!
 //! SPEC is `tumble:SIZE[:OFFSET]`, `hop:SIZE:SLIDE[:OFFSET]`, `session:GAP` or
@@ -24,6 +25,16 @@
 //! the last N elements or those within MS of the newest before the function
 //! runs (`CountEvictor` / `TimeEvictor`), and `--idleness MS` marks an input
 //! idle after MS of processing time without records.
+//!
+//! With `--checkpoint-dir` the job takes checkpoints every
+//! `--checkpoint-interval-ms` and OUT (and LATE) become directories written
+//! through the transactional file sink: `cat OUT/part-*` is exactly the
+//! committed output, and a job killed at any moment and restarted with
+//! `--restore latest` ends with the same output as a run without failure.
+//! `--rate` replays the input at that many records per second. With
+//! `--control-stdin`, typing `savepoint DIR` takes a savepoint and
+//! `stop DIR` stops the job with one; restore it with `--restore DIR`, at
+//! any `--cores`.
 //!
 //! Each file is read in order by one reader (as Flink does at parallelism 1);
 //! keys are spread over the cores. tests/conformance holds the same pipeline in
@@ -73,6 +84,30 @@ struct Cli {
     /// Mark an input idle after this many ms of processing time without records.
     #[arg(long, value_parser = clap::value_parser!(i64).range(1..))]
     idleness: Option<i64>,
+    /// Take checkpoints into this directory (OUT then is a directory of
+    /// committed part files).
+    #[arg(long)]
+    checkpoint_dir: Option<PathBuf>,
+    /// Time between checkpoints, in ms (needs --checkpoint-dir).
+    #[arg(long, value_parser = clap::value_parser!(u64).range(1..), requires = "checkpoint_dir")]
+    checkpoint_interval_ms: Option<u64>,
+    /// Restore from the newest checkpoint (`latest`) or a checkpoint or savepoint directory.
+    #[arg(long, requires = "checkpoint_dir")]
+    restore: Option<RestoreFrom>,
+    /// Read commands from standard input while running: `savepoint DIR`
+    /// takes a savepoint into DIR, `stop DIR` stops the job with one.
+    #[arg(long, requires = "checkpoint_dir")]
+    control_stdin: bool,
+    /// Replay the input at this many records per second (per input file).
+    #[arg(long, value_parser = parse_rate)]
+    rate: Option<f64>,
+}
+
+fn parse_rate(s: &str) -> Result<f64, String> {
+    match s.parse::<f64>() {
+        Ok(r) if r > 0.0 && r.is_finite() => Ok(r),
+        _ => Err(format!("'{s}' must be a positive number of records per second")),
+    }
 }
 
 #[derive(Clone, Copy, Debug)]
@@ -154,7 +189,7 @@ fn parse_spec(s: &str) -> Result<Spec, String> {
 }
 
 /// One input row.
-#[derive(Clone, Debug, Deserialize)]
+#[derive(Clone, Debug, Deserialize, serde::Serialize)]
 struct Row {
     key: String,
     timestamp_ms: i64,
@@ -208,7 +243,14 @@ fn java_double(x: f64) -> String {
 fn main() -> anyhow::Result<()> {
     brisk::init_logging();
     let cli = Cli::parse();
-    let env = StreamEnv::new(JobConfig { cores: cli.cores.map(usize::from), ..JobConfig::default() });
+    let checkpointing = cli.checkpoint_dir.is_some();
+    let env = StreamEnv::new(JobConfig {
+        cores: cli.cores.map(usize::from),
+        checkpoint_dir: cli.checkpoint_dir.clone(),
+        checkpoint_interval_ms: cli.checkpoint_interval_ms.unwrap_or(0),
+        restore: cli.restore.clone(),
+        ..JobConfig::default()
+    });
     let is_count = matches!(cli.window, Spec::Count { .. });
     if is_count && (cli.trigger.is_some() || cli.evictor.is_some()) {
         anyhow::bail!("--trigger and --evictor apply to time windows only, not to --window count:...");
@@ -225,9 +267,11 @@ fn main() -> anyhow::Result<()> {
         .input
         .iter()
         .map(|path| {
-            env.from_source(FileSource::csv::<Row>(path).trim(true))
-                .set_parallelism(1)
-                .assign_timestamps_and_watermarks(strategy.clone())
+            let mut source = FileSource::csv::<Row>(path).trim(true);
+            if let Some(rate) = cli.rate {
+                source = source.with_rate(rate);
+            }
+            env.from_source(source).set_parallelism(1).assign_timestamps_and_watermarks(strategy.clone())
         })
         .collect();
     let all = match inputs.split_first() {
@@ -275,25 +319,56 @@ fn main() -> anyhow::Result<()> {
             Ok::<(), UserError>(())
         },
     );
-    results.sink_to(FileSink::lines(&cli.output));
+    if checkpointing {
+        results.sink_to(TransactionalFileSink::lines(&cli.output));
+    } else {
+        results.sink_to(FileSink::lines(&cli.output));
+    }
     if let Some(late) = &cli.late_output {
         if is_count {
             // Count windows are never late; the file is still created.
-            std::fs::File::create(late)?;
+            if checkpointing {
+                std::fs::create_dir_all(late)?;
+            } else {
+                std::fs::File::create(late)?;
+            }
         } else {
-            results
+            let late_rows = results
                 .side_output(&late_tag)
-                .map(|r: Row| format!("{},{},{}", r.key, r.timestamp_ms, java_double(r.value)))
-                .sink_to(FileSink::lines(late));
+                .map(|r: Row| format!("{},{},{}", r.key, r.timestamp_ms, java_double(r.value)));
+            if checkpointing {
+                late_rows.sink_to(TransactionalFileSink::lines(late));
+            } else {
+                late_rows.sink_to(FileSink::lines(late));
+            }
         }
+    }
+    if cli.control_stdin {
+        let control = env.control();
+        // A plain thread: reading stdin blocks, which is fine off the cores.
+        std::thread::spawn(move || {
+            for line in std::io::stdin().lines() {
+                let Ok(line) = line else { break };
+                let answer = match line.trim().split_once(' ') {
+                    Some(("savepoint", dir)) => control.savepoint(dir.trim()),
+                    Some(("stop", dir)) => control.stop_with_savepoint(dir.trim()),
+                    _ => Err(format!("unknown command '{line}': use 'savepoint DIR' or 'stop DIR'")),
+                };
+                match answer {
+                    Ok(dir) => eprintln!("window_csv: savepoint {}", dir.display()),
+                    Err(e) => eprintln!("window_csv: {e}"),
+                }
+            }
+        });
     }
     let result = env.execute()?;
     let dropped = result.metrics.total("late_records_dropped");
     let mut err = std::io::stderr().lock();
     writeln!(
         err,
-        "window_csv: {} results, {dropped} late records dropped",
-        result.metrics.total("records_written")
+        "window_csv: {} results, {dropped} late records dropped, {} checkpoints",
+        result.metrics.total("records_written"),
+        result.checkpoints_completed
     )?;
     Ok(())
 }

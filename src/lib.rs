@@ -31,8 +31,12 @@ pub use brisk_state as state;
 
 /// The engine's prelude plus the connectors.
 pub mod prelude {
+    pub use brisk_engine::RestoreFrom;
     pub use brisk_engine::prelude::*;
-    pub use brisk_io::{FileSink, FileSource, GeneratorSource, MalformedPolicy, StdoutSink};
+    pub use brisk_io::{
+        DeliveryGuarantee, FileSink, FileSource, GeneratorSource, MalformedPolicy, StdoutSink,
+        TransactionalFileSink,
+    };
 }
 
 /// Installs a `tracing` subscriber on stderr, filtered by `RUST_LOG` (default

@@ -118,6 +118,9 @@ pub enum Control {
     Watermark(Timestamp),
     /// The input turned idle or active.
     Status(StreamStatus),
+    /// Checkpoint barrier `n`: everything before it belongs to checkpoint
+    /// `n`, everything after it to later ones.
+    Barrier(u64),
     /// The input has ended; nothing follows.
     EndOfInput,
 }

@@ -1,9 +1,11 @@
 //! Job configuration: how many cores, execution mode, exchange tuning, clock.
 
+use std::path::PathBuf;
 use std::sync::Arc;
 
 use brisk_state::MaxParallelism;
 
+use crate::checkpoint::RestoreFrom;
 use crate::clock::{Clock, SystemClock};
 use crate::error::JobError;
 
@@ -21,6 +23,13 @@ pub const SPIN_BEFORE_PARK_US: u64 = 20;
 /// io_uring registered-buffer memory per executor (glommio's default of
 /// 10 MiB exceeds the memlock limit of unprivileged users).
 pub const IO_MEMORY_BYTES: usize = 1 << 20;
+
+/// Default for `checkpoint_timeout_ms` (Flink's is 10 minutes).
+pub const CHECKPOINT_TIMEOUT_MS_DEFAULT: u64 = 60_000;
+/// Default for `tolerable_checkpoint_failures`.
+pub const TOLERABLE_CHECKPOINT_FAILURES_DEFAULT: u32 = 3;
+/// Fewest completed checkpoints kept (and the default).
+pub const CHECKPOINTS_RETAINED_MIN: usize = 2;
 
 /// Flink's `RuntimeExecutionMode`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -56,6 +65,24 @@ pub struct JobConfig {
     pub pin_cores: bool,
     /// Processing-time source.
     pub clock: Arc<dyn Clock>,
+    /// Where checkpoints go (`chk-N/` directories); `None` = no checkpoints.
+    pub checkpoint_dir: Option<PathBuf>,
+    /// Time between periodic checkpoints, in milliseconds (0 = only
+    /// savepoints on request). Needs `checkpoint_dir`.
+    pub checkpoint_interval_ms: u64,
+    /// A checkpoint not complete after this long is abandoned.
+    pub checkpoint_timeout_ms: u64,
+    /// Consecutive failed checkpoints tolerated before the job fails.
+    pub tolerable_checkpoint_failures: u32,
+    /// Completed checkpoints kept on disk (at least 2).
+    pub checkpoints_retained: usize,
+    /// Restore from a checkpoint or savepoint before starting.
+    pub restore: Option<RestoreFrom>,
+    /// Restart strategy: how many times a failed job restarts from its last
+    /// checkpoint inside this process (0 = fail at once).
+    pub restart_attempts: u32,
+    /// Restart strategy: the delay before each restart, in milliseconds.
+    pub restart_delay_ms: u64,
 }
 
 impl std::fmt::Debug for JobConfig {
@@ -68,6 +95,10 @@ impl std::fmt::Debug for JobConfig {
             .field("flush_interval_us", &self.flush_interval_us)
             .field("auto_watermark_interval_ms", &self.auto_watermark_interval_ms)
             .field("pin_cores", &self.pin_cores)
+            .field("checkpoint_dir", &self.checkpoint_dir)
+            .field("checkpoint_interval_ms", &self.checkpoint_interval_ms)
+            .field("restore", &self.restore)
+            .field("restart_attempts", &self.restart_attempts)
             .finish_non_exhaustive()
     }
 }
@@ -83,6 +114,14 @@ impl Default for JobConfig {
             auto_watermark_interval_ms: crate::operator::watermarks::AUTO_WATERMARK_INTERVAL_MS_DEFAULT,
             pin_cores: true,
             clock: Arc::new(SystemClock::default()),
+            checkpoint_dir: None,
+            checkpoint_interval_ms: 0,
+            checkpoint_timeout_ms: CHECKPOINT_TIMEOUT_MS_DEFAULT,
+            tolerable_checkpoint_failures: TOLERABLE_CHECKPOINT_FAILURES_DEFAULT,
+            checkpoints_retained: CHECKPOINTS_RETAINED_MIN,
+            restore: None,
+            restart_attempts: 0,
+            restart_delay_ms: 1000,
         }
     }
 }
@@ -130,6 +169,26 @@ impl JobConfig {
                 "auto_watermark_interval_ms = {}: must be 0 (off) or a positive number of milliseconds",
                 self.auto_watermark_interval_ms
             )));
+        }
+        if self.checkpoint_dir.is_none() {
+            if self.checkpoint_interval_ms > 0 {
+                return Err(JobError::Config(format!(
+                    "checkpoint_interval_ms = {} needs checkpoint_dir",
+                    self.checkpoint_interval_ms
+                )));
+            }
+            if self.restore == Some(RestoreFrom::Latest) {
+                return Err(JobError::Config("restore = latest needs checkpoint_dir".into()));
+            }
+        }
+        if self.checkpoints_retained < CHECKPOINTS_RETAINED_MIN {
+            return Err(JobError::Config(format!(
+                "checkpoints_retained = {}: must be at least {CHECKPOINTS_RETAINED_MIN}",
+                self.checkpoints_retained
+            )));
+        }
+        if self.checkpoint_timeout_ms == 0 {
+            return Err(JobError::Config("checkpoint_timeout_ms = 0: must be positive".into()));
         }
         Ok(ResolvedConfig {
             cores,

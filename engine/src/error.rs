@@ -53,6 +53,14 @@ pub enum JobError {
         /// What went wrong.
         message: String,
     },
+    /// Checkpointing failed beyond what the configuration tolerates, or
+    /// committed output could not be made visible.
+    #[error("checkpointing failed: {0}")]
+    Checkpoint(String),
+    /// The checkpoint or savepoint to restore is unusable (corrupt, missing,
+    /// of another job).
+    #[error("cannot restore: {0}")]
+    Restore(String),
     /// The task stopped because the job was cancelled after another failure.
     #[error("cancelled on core {core} because the job is failing")]
     Cancelled {
@@ -62,6 +70,12 @@ pub enum JobError {
 }
 
 impl JobError {
+    /// Whether the restart strategy may restart the job after this error
+    /// (not for configuration or restore errors, which a restart repeats).
+    pub fn is_restartable(&self) -> bool {
+        !matches!(self, JobError::Config(_) | JobError::Restore(_) | JobError::Cancelled { .. })
+    }
+
     /// Whether this error is only the echo of another failure.
     pub fn is_cancellation(&self) -> bool {
         matches!(self, JobError::Cancelled { .. })

@@ -234,7 +234,7 @@ impl CoreBuilder {
     ) {
         let cores = self.core.cores();
         let channels: usize = (0..meta.inputs.len()).map(|i| meta.active_channels(i, cores)).sum();
-        let mut ports = gate(channels, input).into_iter();
+        let mut ports = gate(&self.core, channels, input).into_iter();
         let mut ends = ends.into_iter();
         let info = self.info(meta);
         for (i, &(from, partitioning)) in meta.inputs.iter().enumerate() {

@@ -9,6 +9,7 @@
 //! | `runtime` | executors per core, the push/outlet contract, exchanges |
 //! | [`watermark`] | combining watermarks over input channels ([`WatermarkValve`]) |
 //! | [`window`] | window assigners, triggers, evictors, window functions and the window operator |
+//! | [`checkpoint`] | barrier checkpoints: state files, coordinator, restore, savepoints, two-phase commit |
 //! | [`batch`] | [`Batch`] and the in-band [`Control`] messages |
 //! | [`config`], [`clock`], [`metrics`], [`error`] | job configuration, injected time, counters, errors |
 //!
@@ -35,6 +36,7 @@
 //! ```
 
 pub mod batch;
+pub mod checkpoint;
 pub mod clock;
 pub mod config;
 pub mod error;
@@ -47,6 +49,7 @@ pub mod watermark;
 pub mod window;
 
 pub use batch::{BATCH_RECORDS_MAX, Batch, Control, MAX_WATERMARK, MIN_WATERMARK, StreamStatus, Timestamp};
+pub use checkpoint::{JobControl, RestoreFrom};
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use config::{ExecutionMode, JobConfig};
 pub use error::{JobError, UserError};
@@ -55,10 +58,12 @@ pub use metrics::{Counter, Metrics};
 pub use operator::join::{Either, JoinContext, ProcessJoinFunction};
 pub use operator::keyed_process::{Collector, Context, KeyedProcessFunction, OpenContext, TimeDomain};
 pub use operator::sink::{
-    CollectSink, Collected, DiscardSink, Sink, SinkContext, SinkError, SinkParallelism, SinkWriter,
+    CheckpointProgress, CollectSink, Collected, DiscardSink, Sink, SinkContext, SinkError, SinkParallelism,
+    SinkWriter,
 };
 pub use operator::source::{
-    CollectionSource, Source, SourceContext, SourceError, SourceOutput, SourceReader, SourceStatus,
+    CollectionSource, RestoredPosition, Source, SourceContext, SourceError, SourceOutput, SourceReader,
+    SourceStatus,
 };
 pub use operator::watermarks::{
     BoundedOutOfOrderness, WatermarkGenerator, WatermarkOutput, WatermarkStrategy,
@@ -66,7 +71,7 @@ pub use operator::watermarks::{
 pub use runtime::JobResult;
 pub use stream::{
     Data, DataStream, IntervalJoin, IntervalJoined, JoinEqual, JoinWhere, JoinedStreams, Key, KeyedStream,
-    OutputTag, StreamEnv, WindowJoin, WindowedStream,
+    OutputTag, StateData, StreamEnv, WindowJoin, WindowedStream,
 };
 pub use watermark::WatermarkValve;
 

@@ -21,7 +21,9 @@ use crate::operator::reduce::ReduceOp;
 use crate::operator::sink::{
     CollectSink, Collected, Sink, SinkContext, SinkHandle, SinkNode, SinkParallelism,
 };
-use crate::operator::source::{CollectionSource, Source, SourceContext, run_source};
+use crate::operator::source::{
+    CollectionSource, Source, SourceContext, SourceReader as _, SplitOf, run_source,
+};
 use crate::operator::watermarks::{
     SplitWatermarks, TimestampsAndWatermarks, TimestampsAndWatermarksHandle, WatermarkStrategy,
 };
@@ -47,9 +49,15 @@ use crate::window::trigger::{
 pub trait Data: Clone + Send + 'static {}
 impl<T: Clone + Send + 'static> Data for T {}
 
-/// What a stream can be keyed by.
-pub trait Key: Data + Eq + Hash {}
-impl<T: Data + Eq + Hash> Key for T {}
+/// What a stream can be keyed by: keys are part of checkpointed state, so
+/// they serialize (serde).
+pub trait Key: Data + Eq + Hash + serde::Serialize + serde::de::DeserializeOwned {}
+impl<T: Data + Eq + Hash + serde::Serialize + serde::de::DeserializeOwned> Key for T {}
+
+/// A record type that can live in checkpointed state (window contents,
+/// reduce results): [`Data`] that serializes with serde.
+pub trait StateData: Data + serde::Serialize + serde::de::DeserializeOwned {}
+impl<T: Data + serde::Serialize + serde::de::DeserializeOwned> StateData for T {}
 
 #[derive(Default)]
 struct GraphBuilder {
@@ -108,12 +116,19 @@ fn add_node(
 pub struct StreamEnv {
     graph: Graph,
     config: JobConfig,
+    control: crate::checkpoint::JobControl,
 }
 
 impl StreamEnv {
     /// An empty job with `config`.
     pub fn new(config: JobConfig) -> Self {
-        Self { graph: Rc::default(), config }
+        Self { graph: Rc::default(), config, control: Default::default() }
+    }
+
+    /// A handle to take savepoints of this job while it runs (from another
+    /// thread): see [`crate::JobControl`].
+    pub fn control(&self) -> crate::checkpoint::JobControl {
+        self.control.clone()
     }
 
     /// The job's configuration.
@@ -166,21 +181,30 @@ impl StreamEnv {
                         name: meta.name.clone(),
                         split: core.index(),
                         splits,
+                        restored: crate::operator::source::restored_positions(&core, meta.id)?,
                     };
                     let reader = source.create_reader(&ctx).map_err(|e| JobError::Source {
                         operator: meta.name.clone(),
                         core: core.index(),
                         message: e.0,
                     })?;
+                    if core.checkpoints.is_some() && reader.position().is_none() {
+                        return Err(JobError::Config(format!(
+                            "source '{}' cannot be replayed, so the job cannot take checkpoints \
+                             (its reader reports no position)",
+                            meta.name
+                        )));
+                    }
                     let split_watermarks = strategy.map(|s| SplitWatermarks::new(s, &core));
+                    let split_of = SplitOf { node: meta.id, split: core.index(), splits };
                     b.spawn(
                         format!("source '{}'", meta.name),
-                        run_source(core, info, reader, out, split_watermarks),
+                        run_source(core, info, reader, out, split_watermarks, Some(split_of)),
                     );
                 } else {
                     b.spawn(
                         format!("source '{}' (no split)", meta.name),
-                        run_source(core, info, NoSplit, out, None),
+                        run_source(core, info, NoSplit, out, None, None),
                     );
                 }
                 Ok(())
@@ -224,7 +248,7 @@ impl StreamEnv {
         if let Some(e) = graph.errors.first() {
             return Err(JobError::Config(e.clone()));
         }
-        execute(graph.nodes, &self.config)
+        execute(graph.nodes, &self.config, &self.control)
     }
 }
 
@@ -537,7 +561,7 @@ impl<T: Data, K: Key, KF: Fn(&T) -> K + Clone + Send + 'static> KeyedStream<T, K
                     .downcast::<ConnectedEnds<(u64, T)>>()
                     .expect("exchange type");
                 let active = meta.active_channels(0, cores);
-                let mut ports = crate::operator::gate::gate(active, input).into_iter();
+                let mut ports = crate::operator::gate::gate(&b.core, active, input).into_iter();
                 b.spawn_receivers(meta, ends.receivers, active, &mut ports);
                 let core = b.core.clone();
                 let router = HashRouter {
@@ -575,13 +599,19 @@ impl<T: Data, K: Key, KF: Fn(&T) -> K + Clone + Send + 'static> KeyedStream<T, K
 
     /// Windows of `n` elements per key, fired and purged every `n` elements
     /// (Flink's `countWindow(n)`).
-    pub fn count_window(&self, n: u64) -> WindowedStream<T, K, KF> {
+    pub fn count_window(&self, n: u64) -> WindowedStream<T, K, KF>
+    where
+        T: StateData,
+    {
         self.window(WindowAssigner::global()).trigger(PurgingTrigger::of(CountTrigger::of(n)))
     }
 
     /// The last `n` elements per key, fired every `slide` elements (Flink's
     /// `countWindow(n, slide)`).
-    pub fn count_window_sliding(&self, n: u64, slide: u64) -> WindowedStream<T, K, KF> {
+    pub fn count_window_sliding(&self, n: u64, slide: u64) -> WindowedStream<T, K, KF>
+    where
+        T: StateData,
+    {
         self.window(WindowAssigner::global())
             .evictor(CountEvictor::of(n as usize))
             .trigger(CountTrigger::of(slide))
@@ -610,7 +640,8 @@ impl<T: Data, K: Key, KF: Fn(&T) -> K + Clone + Send + 'static> KeyedStream<T, K
     /// Runs `f` on every record with keyed state scoped to its key.
     pub fn process<O: Data, F: KeyedProcessFunction<K, T, O>>(&self, f: F) -> DataStream<O> {
         let key_fn = self.key_fn.clone();
-        self.keyed_node("process", move |b, _meta, next, info| {
+        self.keyed_node("process", move |b, meta, next, info| {
+            refuse_under_checkpoints(b, meta, "keyed process functions (and interval joins)")?;
             let op = KeyedProcessOp::new(key_fn, f, next, info, key_owner(b), b.core.clone())?;
             Ok(Box::new(KeyedProcessHandle(op)))
         })
@@ -620,7 +651,8 @@ impl<T: Data, K: Key, KF: Fn(&T) -> K + Clone + Send + 'static> KeyedStream<T, K
     /// every new aggregate; batch mode one final aggregate per key.
     pub fn reduce(&self, f: impl FnMut(T, T) -> T + Clone + Send + 'static) -> DataStream<T> {
         let key_fn = self.key_fn.clone();
-        self.keyed_node("reduce", move |b, _meta, next, info| {
+        self.keyed_node("reduce", move |b, meta, next, info| {
+            refuse_under_checkpoints(b, meta, "rolling keyed aggregations (reduce, sum, min, max)")?;
             Ok(Box::new(ReduceOp {
                 key_fn,
                 f,
@@ -696,6 +728,22 @@ impl<T: Data, K: Key, KF: Fn(&T) -> K + Clone + Send + 'static> KeyedStream<T, K
     }
 }
 
+/// Operators whose state checkpoints do not cover yet refuse to run in a
+/// checkpointed job rather than restore wrong.
+fn refuse_under_checkpoints(
+    b: &crate::graph::CoreBuilder,
+    meta: &NodeMeta,
+    what: &str,
+) -> Result<(), JobError> {
+    if b.core.checkpoints.is_some() {
+        return Err(JobError::Config(format!(
+            "operator '{}': checkpoints do not cover the state of {what} yet; run this job without checkpoint_dir",
+            meta.name
+        )));
+    }
+    Ok(())
+}
+
 fn key_owner(b: &crate::graph::CoreBuilder) -> KeyOwner {
     KeyOwner { max_parallelism: b.core.config.max_parallelism, cores: b.core.cores(), core: b.core.index() }
 }
@@ -749,7 +797,7 @@ pub struct WindowedStream<T, K, KF> {
     late_tag: Option<String>,
 }
 
-impl<T: Data, K: Key, KF: Fn(&T) -> K + Clone + Send + 'static> WindowedStream<T, K, KF> {
+impl<T: StateData, K: Key, KF: Fn(&T) -> K + Clone + Send + 'static> WindowedStream<T, K, KF> {
     /// Replaces the assigner's default trigger.
     pub fn trigger(mut self, trigger: impl Trigger<T>) -> Self {
         self.trigger = Some(Box::new(trigger));
@@ -857,7 +905,8 @@ impl<T: Data, K: Key, KF: Fn(&T) -> K + Clone + Send + 'static> WindowedStream<T
                 }
                 None => None,
             };
-            let op = WindowOp::new(key_fn, spec, logic, next, late, info, key_owner(b), b.core.clone());
+            let op =
+                WindowOp::new(key_fn, spec, logic, next, late, info, key_owner(b), b.core.clone(), meta.id)?;
             Ok(Box::new(WindowHandle(op)))
         });
         let mut g = stream.graph.borrow_mut();
@@ -937,7 +986,7 @@ pub struct WindowJoin<A, B, K, KA, KB> {
     allowed_lateness: i64,
 }
 
-impl<A: Data, B: Data, K: Key, KA, KB> WindowJoin<A, B, K, KA, KB>
+impl<A: StateData, B: StateData, K: Key, KA, KB> WindowJoin<A, B, K, KA, KB>
 where
     KA: Fn(&A) -> K + Clone + Send + 'static,
     KB: Fn(&B) -> K + Clone + Send + 'static,

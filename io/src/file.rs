@@ -21,6 +21,7 @@ use std::path::{Path, PathBuf};
 use std::rc::Rc;
 use std::sync::Arc;
 
+use brisk_engine::RestoredPosition;
 use brisk_engine::{Counter, Source, SourceContext, SourceError, SourceOutput, SourceReader, SourceStatus};
 use glommio::io::BufferedFile;
 use serde::de::DeserializeOwned;
@@ -197,12 +198,18 @@ pub struct FileSource<P> {
     path: Arc<PathBuf>,
     parser: P,
     policy: MalformedPolicy,
+    rate_per_s: Option<f64>,
 }
 
 impl FileSource<Lines> {
     /// The lines of `path` as `String`s.
     pub fn lines(path: impl AsRef<Path>) -> Self {
-        Self { path: Arc::new(path.as_ref().to_path_buf()), parser: Lines, policy: MalformedPolicy::Fail }
+        Self {
+            path: Arc::new(path.as_ref().to_path_buf()),
+            parser: Lines,
+            policy: MalformedPolicy::Fail,
+            rate_per_s: None,
+        }
     }
 
     /// The CSV rows of `path`, deserialized into `T`:
@@ -212,6 +219,7 @@ impl FileSource<Lines> {
             path: Arc::new(path.as_ref().to_path_buf()),
             parser: Csv::new(),
             policy: MalformedPolicy::Fail,
+            rate_per_s: None,
         }
     }
 }
@@ -242,6 +250,54 @@ impl<P> FileSource<P> {
         self.policy = policy;
         self
     }
+
+    /// Emits at most `events_per_s` records per second in total (shared
+    /// evenly by the splits), paced by the job's clock: replays a file as a
+    /// live stream. Must be positive.
+    pub fn with_rate(mut self, events_per_s: f64) -> Self {
+        self.rate_per_s = Some(events_per_s);
+        self
+    }
+}
+
+/// A part of the file a reader still has to read; a reader's position is
+/// the list of its pieces, in reading order.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+enum Piece {
+    /// Split `split` of `splits`, not started (resolved once the file's size
+    /// is known).
+    Whole { split: u64, splits: u64 },
+    /// Lines starting in `[start, end)`; `start` is the start of a line (or
+    /// of the file).
+    Range { start: u64, end: u64 },
+}
+
+/// The pieces a reader resumes with: its own split's when the split count is
+/// unchanged; otherwise every old split's pieces, dealt round-robin (each
+/// piece begins at a line start, so any reader can take any).
+fn restored_pieces(
+    positions: &[RestoredPosition],
+    split: usize,
+    splits: usize,
+) -> Result<Vec<Piece>, SourceError> {
+    let decode = |p: &RestoredPosition| -> Result<Vec<Piece>, SourceError> {
+        postcard::from_bytes(&p.position).map_err(|e| {
+            SourceError(format!("restored position of split {} is not a file position: {e}", p.split))
+        })
+    };
+    if positions.iter().all(|p| p.splits == splits) {
+        return match positions.iter().find(|p| p.split == split) {
+            Some(p) => decode(p),
+            None => Err(SourceError(format!("the checkpoint has no position for split {split}"))),
+        };
+    }
+    let mut ordered: Vec<&RestoredPosition> = positions.iter().collect();
+    ordered.sort_by_key(|p| p.split);
+    let mut all = Vec::new();
+    for p in ordered {
+        all.extend(decode(p)?);
+    }
+    Ok(all.into_iter().skip(split).step_by(splits).collect())
 }
 
 impl<T: 'static, P: LineParser<T>> Source<T> for FileSource<P> {
@@ -256,12 +312,29 @@ impl<T: 'static, P: LineParser<T>> Source<T> for FileSource<P> {
     }
 
     fn create_reader(&self, ctx: &SourceContext) -> Result<Self::Reader, SourceError> {
+        let pieces = match ctx.restored_positions() {
+            Some(p) => restored_pieces(p, ctx.split(), ctx.splits())
+                .map_err(|e| SourceError(format!("cannot resume '{}': {e}", self.path.display())))?,
+            None => vec![Piece::Whole { split: ctx.split() as u64, splits: ctx.splits() as u64 }],
+        };
+        let rate = match self.rate_per_s {
+            None => None,
+            Some(r) if r > 0.0 && r.is_finite() => Some(r / ctx.splits() as f64),
+            Some(r) => {
+                return Err(SourceError(format!(
+                    "file source rate = {r}: must be a positive number of events per second"
+                )));
+            }
+        };
         Ok(FileReader {
             path: self.path.clone(),
             parser: self.parser.clone(),
             policy: self.policy,
-            split: ctx.split(),
-            splits: ctx.splits(),
+            pieces: pieces.into_iter().rev().collect(),
+            rate,
+            emitted: 0,
+            start_ns: None,
+            clock: ctx.clock(),
             skipped: ctx.counter("malformed_skipped"),
             file: None,
             buf: Vec::new(),
@@ -280,8 +353,13 @@ pub struct FileReader<P> {
     path: Arc<PathBuf>,
     parser: P,
     policy: MalformedPolicy,
-    split: usize,
-    splits: usize,
+    /// Pieces after the current one, last first (popped from the back).
+    pieces: Vec<Piece>,
+    /// Records per second for this split, if paced.
+    rate: Option<f64>,
+    emitted: u64,
+    start_ns: Option<u64>,
+    clock: Arc<dyn brisk_engine::Clock>,
     skipped: Counter,
     file: Option<Rc<BufferedFile>>,
     /// Unconsumed bytes; `buf[0]` is at file offset `buf_offset`.
@@ -381,9 +459,28 @@ impl<P> FileReader<P> {
         let file = BufferedFile::open(self.path.as_ref()).await.map_err(|e| self.io_error("open", e))?;
         self.file_size = file.file_size().await.map_err(|e| self.io_error("stat", e))?;
         self.file = Some(Rc::new(file));
-        let (i, n, size) = (self.split as u64, self.splits as u64, self.file_size);
-        let start = size * i / n;
-        self.end = size * (i + 1) / n;
+        self.next_range().await?;
+        Ok(())
+    }
+
+    /// Moves to the next range to read; `false` when none is left.
+    async fn next_range(&mut self) -> Result<bool, SourceError> {
+        let size = self.file_size;
+        let (start, end) = match self.pieces.pop() {
+            None => {
+                self.done = true;
+                return Ok(false);
+            }
+            Some(Piece::Whole { split, splits }) => {
+                (size * split / splits.max(1), size * (split + 1) / splits.max(1))
+            }
+            Some(Piece::Range { start, end }) => (start, end),
+        };
+        self.buf.clear();
+        self.buf_pos = 0;
+        self.buf_offset = start;
+        self.read_pos = start;
+        self.end = end;
         if start > 0 {
             // Our first line is the first one starting at or after `start`:
             // skip the line that contains byte `start - 1`.
@@ -391,7 +488,12 @@ impl<P> FileReader<P> {
             self.buf_offset = start - 1;
             self.skip_past_newline().await?;
         }
-        Ok(())
+        Ok(true)
+    }
+
+    /// The offset of the next unread line.
+    fn next_offset(&self) -> u64 {
+        self.buf_offset + self.buf_pos as u64
     }
 
     /// 1-based number of the line starting at `offset` (counts newlines before it).
@@ -477,21 +579,30 @@ impl<T: 'static, P: LineParser<T>> SourceReader<T> for FileReader<P> {
             self.open().await?;
             if self.parser.has_header() {
                 self.read_header::<T>().await?;
-                if self.split == 0 {
+                if !self.done && self.next_offset() == 0 {
                     // The header is not a record.
                     self.skip_past_newline().await?;
                 }
             }
         }
-        while out.remaining() > 0 {
+        let mut allowed = out.remaining();
+        if let Some(rate) = self.rate {
+            let now = self.clock.monotonic_ns();
+            let start = *self.start_ns.get_or_insert(now);
+            let (due, wait) = crate::generator::schedule(rate, now - start, self.emitted);
+            allowed = allowed.min(due.saturating_sub(self.emitted) as usize);
+            if allowed == 0 {
+                return Ok(SourceStatus::Wait(wait.max(std::time::Duration::from_micros(10))));
+            }
+        }
+        let room = out.remaining();
+        while !self.done && room - out.remaining() < allowed {
             match self.next_line().await? {
                 Line::Eof => {
-                    self.done = true;
-                    break;
+                    self.next_range().await?;
                 }
                 Line::At { offset, .. } | Line::TooLong { offset } if offset >= self.end => {
-                    self.done = true;
-                    break;
+                    self.next_range().await?;
                 }
                 Line::TooLong { offset } => {
                     self.malformed(offset, format!("line longer than {LINE_BYTES_MAX} bytes"), None).await?;
@@ -514,6 +625,16 @@ impl<T: 'static, P: LineParser<T>> SourceReader<T> for FileReader<P> {
                 }
             }
         }
+        self.emitted += (room - out.remaining()) as u64;
         Ok(if self.done { SourceStatus::Done } else { SourceStatus::More })
+    }
+
+    fn position(&self) -> Option<Vec<u8>> {
+        let mut pieces: Vec<Piece> = Vec::with_capacity(self.pieces.len() + 1);
+        if self.file.is_some() && !self.done {
+            pieces.push(Piece::Range { start: self.next_offset(), end: self.end });
+        }
+        pieces.extend(self.pieces.iter().rev().copied());
+        postcard::to_stdvec(&pieces).ok()
     }
 }

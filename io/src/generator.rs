@@ -67,15 +67,40 @@ impl<T: 'static, F: Fn(u64) -> T + Clone + Send + 'static> Source<T> for Generat
             return Err(SourceError("generator splits = 0: must be at least 1".into()));
         }
         let k = total as u64;
+        // A checkpoint's position: `(splits, split, next index)` of every
+        // split not yet exhausted.
+        let restored: Option<Vec<(u64, u64, u64)>> = match ctx.restored_positions() {
+            None => None,
+            Some(positions) => {
+                let mut all = Vec::new();
+                for p in positions {
+                    let v: Vec<(u64, u64, u64)> = postcard::from_bytes(&p.position)
+                        .map_err(|e| SourceError(format!("generator: restored position is not one: {e}")))?;
+                    if v.iter().any(|&(splits, _, _)| splits != k) {
+                        return Err(SourceError(format!(
+                            "generator: the checkpoint was taken with another number of splits than {k}; \
+                             fix the splits with with_splits to restore at another core count"
+                        )));
+                    }
+                    all.extend(v);
+                }
+                Some(all)
+            }
+        };
         // Splits s ≡ this reader's index (mod readers) belong to this reader.
         let ranges: Vec<SplitRange> = (ctx.split()..total)
             .step_by(readers)
-            .map(|s| {
+            .filter_map(|s| {
                 let s = s as u64;
-                match self.count {
-                    Some(n) => SplitRange { next: n * s / k, end: n * (s + 1) / k, stride: 1 },
-                    None => SplitRange { next: s, end: u64::MAX, stride: k },
+                let mut range = match self.count {
+                    Some(n) => SplitRange { id: s, next: n * s / k, end: n * (s + 1) / k, stride: 1 },
+                    None => SplitRange { id: s, next: s, end: u64::MAX, stride: k },
+                };
+                if let Some(r) = &restored {
+                    // Absent from the checkpoint: the split was exhausted.
+                    range.next = r.iter().find(|p| p.1 == s)?.2;
                 }
+                Some(range)
             })
             .collect();
         let rate = match self.rate_per_s {
@@ -91,6 +116,7 @@ impl<T: 'static, F: Fn(u64) -> T + Clone + Send + 'static> Source<T> for Generat
             f: self.f.clone(),
             ranges,
             current: 0,
+            splits: k,
             rate,
             emitted: 0,
             start_ns: None,
@@ -100,6 +126,7 @@ impl<T: 'static, F: Fn(u64) -> T + Clone + Send + 'static> Source<T> for Generat
 }
 
 struct SplitRange {
+    id: u64,
     next: u64,
     end: u64,
     stride: u64,
@@ -113,6 +140,8 @@ pub struct GeneratorReader<F> {
     f: F,
     ranges: Vec<SplitRange>,
     current: usize,
+    /// Total splits of the source.
+    splits: u64,
     rate: Option<f64>,
     emitted: u64,
     start_ns: Option<u64>,
@@ -173,6 +202,12 @@ impl<T: 'static, F: Fn(u64) -> T + 'static> SourceReader<T> for GeneratorReader<
         }
         self.emitted += produced;
         Ok(if self.ranges.is_empty() { SourceStatus::Done } else { SourceStatus::More })
+    }
+
+    fn position(&self) -> Option<Vec<u8>> {
+        let v: Vec<(u64, u64, u64)> =
+            self.ranges.iter().filter(|r| r.next < r.end).map(|r| (self.splits, r.id, r.next)).collect();
+        postcard::to_stdvec(&v).ok()
     }
 }
 

@@ -4,6 +4,7 @@
 //! | --- | --- |
 //! | [`generator`] | [`GeneratorSource`]: records from an index, split in index ranges, optionally rate-limited |
 //! | [`file`] | [`FileSource`]: lines or CSV rows of a file split in byte ranges, with a [`MalformedPolicy`] |
+//! | [`transactional`] | [`TransactionalFileSink`]: part files committed with checkpoints (two-phase commit), exactly or at least once |
 //! | [`sink`] | [`FileSink`] (lines or CSV, one file or one per core) and [`StdoutSink`] |
 //!
 //! Every connector does its I/O without blocking the core it runs on: files
@@ -24,7 +25,9 @@
 pub mod file;
 pub mod generator;
 pub mod sink;
+pub mod transactional;
 
 pub use file::{FileSource, MalformedPolicy};
 pub use generator::GeneratorSource;
 pub use sink::{FileSink, StdoutSink};
+pub use transactional::{DeliveryGuarantee, TransactionalFileSink};

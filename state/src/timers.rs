@@ -62,6 +62,11 @@ impl<K: Eq + Hash + Clone, N: Eq + Hash + Clone> TimerQueue<K, N> {
         }
     }
 
+    /// Every timer as `(key, key hash, namespace, timestamp)`, in firing order.
+    pub fn iter(&self) -> impl Iterator<Item = (&K, u64, &N, i64)> {
+        self.by_time.iter().map(|((ts, _), (k, h, n))| (k, *h, n, *ts))
+    }
+
     /// The earliest timestamp registered.
     pub fn next_timestamp(&self) -> Option<i64> {
         self.by_time.first_key_value().map(|((ts, _), _)| *ts)

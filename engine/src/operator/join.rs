@@ -22,7 +22,7 @@ use crate::operator::keyed_process::{Collector, Context, KeyedProcessFunction, O
 use brisk_state::MapState;
 
 /// One of two inputs.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum Either<L, R> {
     /// From the left (first) input.
     Left(L),

@@ -420,7 +420,7 @@ where
                 // at the end of input.
                 s.fire_timers(TimeDomain::ProcessingTime, MAX_WATERMARK)?;
             }
-            Control::EndOfInput | Control::Status(_) => {}
+            Control::EndOfInput | Control::Status(_) | Control::Barrier(_) => {}
         }
         s.next.control(control)
     }

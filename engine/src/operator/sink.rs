@@ -12,6 +12,8 @@ use crossbeam::channel::{Receiver, Sender};
 use glommio::sync::Semaphore;
 
 use crate::batch::{Batch, Control, Timestamp};
+use crate::checkpoint::store::Commit;
+use crate::checkpoint::tracker::CoreCheckpoints;
 use crate::error::{JobError, OperatorInfo};
 use crate::metrics::Counter;
 use crate::runtime::core::{Core, LocalFuture, Outlet, Push};
@@ -59,6 +61,23 @@ pub trait SinkWriter<T>: 'static {
     fn on_watermark(&mut self, watermark: Timestamp) {
         let _ = watermark;
     }
+    /// Two-phase commit, phase one, at checkpoint barrier `checkpoint`:
+    /// makes everything written so far durable and returns what to commit
+    /// once that checkpoint is complete (the coordinator renames each file).
+    /// The default hands on buffered data and commits nothing: output is
+    /// then not transactional.
+    fn pre_commit(&mut self, checkpoint: u64) -> impl Future<Output = Result<Vec<Commit>, SinkError>> {
+        let _ = checkpoint;
+        async move {
+            self.flush(false).await?;
+            Ok(Vec::new())
+        }
+    }
+    /// After the final `flush(true)`: what the end of input pre-committed,
+    /// committed when the job's last checkpoint completes.
+    fn final_commits(&mut self) -> Vec<Commit> {
+        Vec::new()
+    }
 }
 
 /// A sink failure.
@@ -79,6 +98,18 @@ impl From<std::io::Error> for SinkError {
     }
 }
 
+/// Which checkpoint completed last, for a sink writer (see
+/// [`SinkContext::checkpoint_progress`]).
+#[derive(Clone)]
+pub struct CheckpointProgress(Option<std::sync::Arc<crate::checkpoint::CheckpointShared>>);
+
+impl CheckpointProgress {
+    /// The id of the newest complete checkpoint (0: none yet).
+    pub fn completed(&self) -> u64 {
+        self.0.as_ref().map_or(0, |s| s.completed.load(std::sync::atomic::Ordering::Acquire))
+    }
+}
+
 /// Where a sink writer runs.
 pub struct SinkContext {
     pub(crate) core: Rc<Core>,
@@ -86,6 +117,24 @@ pub struct SinkContext {
 }
 
 impl SinkContext {
+    /// Whether the job takes checkpoints (a transactional sink then
+    /// pre-commits at barriers; otherwise it writes plainly).
+    pub fn checkpointing(&self) -> bool {
+        self.core.checkpoints.is_some()
+    }
+    /// A handle telling which checkpoint completed last (0: none, or no
+    /// checkpointing), readable from the writer at any time.
+    pub fn checkpoint_progress(&self) -> CheckpointProgress {
+        CheckpointProgress(self.core.checkpoints.as_ref().map(|c| c.shared()))
+    }
+    /// Declares the directory where this sink commits output files named
+    /// `part-<checkpoint>-...` (used on restore to tell whether falling back
+    /// to an older checkpoint could duplicate committed output).
+    pub fn declare_output_dir(&self, dir: std::path::PathBuf) {
+        if let Some(cp) = &self.core.checkpoints {
+            cp.declare_sink_dir(dir);
+        }
+    }
     /// This core's index.
     pub fn core(&self) -> usize {
         self.core.index()
@@ -103,6 +152,9 @@ impl SinkContext {
 struct SinkState<T, W> {
     writer: Option<W>,
     stash: Vec<Batch<T>>,
+    /// Barriers not yet pre-committed, with how many stashed batches came
+    /// before each.
+    barriers: std::collections::VecDeque<(u64, usize)>,
     ended: bool,
     closed: bool,
 }
@@ -114,12 +166,26 @@ pub(crate) struct SinkNode<T, W> {
     io_lock: Semaphore,
     info: OperatorInfo,
     records_in: Counter,
+    checkpoints: Option<Rc<CoreCheckpoints>>,
+    /// No writer on this core (a single-writer sink elsewhere).
+    writerless: bool,
 }
 
 impl<T: 'static, W: SinkWriter<T>> SinkNode<T, W> {
     pub fn new(core: &Core, info: OperatorInfo, writer: Option<W>) -> Rc<Self> {
+        if let Some(cp) = &core.checkpoints {
+            cp.register_sink();
+        }
         Rc::new(Self {
-            state: RefCell::new(SinkState { writer, stash: Vec::new(), ended: false, closed: false }),
+            checkpoints: core.checkpoints.clone(),
+            writerless: writer.is_none(),
+            state: RefCell::new(SinkState {
+                writer,
+                stash: Vec::new(),
+                barriers: Default::default(),
+                ended: false,
+                closed: false,
+            }),
             io_lock: Semaphore::new(1),
             records_in: core.counter(&info.name, "records_in"),
             info,
@@ -139,22 +205,63 @@ impl<T: 'static, W: SinkWriter<T>> Outlet for SinkNode<T, W> {
                 .acquire_permit(1)
                 .await
                 .map_err(|_| JobError::Cancelled { core: self.info.core })?;
-            let (mut writer, ended) = {
+            let Some(mut writer) = ({
                 let mut st = self.state.borrow_mut();
                 if st.closed {
                     return Ok(());
                 }
-                let Some(mut writer) = st.writer.take() else { return Ok(()) };
-                for mut b in std::mem::take(&mut st.stash) {
-                    writer.write(&mut b).map_err(|e| self.fail(e))?;
-                }
-                (writer, st.ended)
+                st.writer.take()
+            }) else {
+                return Ok(());
             };
+            // Stashed batches and barriers, in arrival order; each barrier
+            // pre-commits what came before it.
+            loop {
+                let (batches, barrier) = {
+                    let mut st = self.state.borrow_mut();
+                    match st.barriers.pop_front() {
+                        Some((id, before)) => {
+                            let batches: Vec<Batch<T>> = st.stash.drain(..before).collect();
+                            for b in st.barriers.iter_mut() {
+                                b.1 -= before;
+                            }
+                            (batches, Some(id))
+                        }
+                        None => (std::mem::take(&mut st.stash), None),
+                    }
+                };
+                for mut b in batches {
+                    if let Err(e) = writer.write(&mut b) {
+                        self.state.borrow_mut().writer = Some(writer);
+                        return Err(self.fail(e));
+                    }
+                }
+                let Some(id) = barrier else { break };
+                let result = writer.pre_commit(id).await.map_err(|e| e.0);
+                let failed = result.as_ref().err().cloned();
+                if let Some(cp) = &self.checkpoints {
+                    cp.sink_pre_committed(id, result);
+                }
+                if let Some(e) = failed {
+                    tracing::warn!(
+                        "sink '{}' on core {}: pre-commit of checkpoint {id} failed: {e}",
+                        self.info.name,
+                        self.info.core
+                    );
+                }
+            }
+            let ended = self.state.borrow().ended;
             let result = if ended || writer.wants_flush() || (flush_partial && writer.has_buffered()) {
                 writer.flush(ended).await
             } else {
                 Ok(())
             };
+            if ended
+                && result.is_ok()
+                && let Some(cp) = &self.checkpoints
+            {
+                cp.sink_ended(writer.final_commits());
+            }
             let mut st = self.state.borrow_mut();
             st.writer = Some(writer);
             st.closed = ended;
@@ -164,7 +271,9 @@ impl<T: 'static, W: SinkWriter<T>> Outlet for SinkNode<T, W> {
 
     fn has_unsent(&self) -> bool {
         let st = self.state.borrow();
-        !st.stash.is_empty() || st.writer.as_ref().is_some_and(|w| w.has_buffered())
+        !st.stash.is_empty()
+            || !st.barriers.is_empty()
+            || st.writer.as_ref().is_some_and(|w| w.has_buffered())
     }
 }
 
@@ -211,7 +320,27 @@ impl<T: 'static, W: SinkWriter<T>> Push<T> for SinkHandle<T, W> {
             Control::EndOfInput => {
                 st.ended = true;
                 drop(st);
+                if n.writerless
+                    && let Some(cp) = &n.checkpoints
+                {
+                    cp.sink_ended(Vec::new());
+                }
                 self.core.touch(self.node.clone());
+            }
+            Control::Barrier(id) if n.writerless => {
+                if let Some(cp) = &n.checkpoints {
+                    cp.sink_barrier(id);
+                    cp.sink_pre_committed(id, Ok(Vec::new()));
+                }
+            }
+            Control::Barrier(id) => {
+                if let Some(cp) = &n.checkpoints {
+                    cp.sink_barrier(id);
+                    let before = st.stash.len();
+                    st.barriers.push_back((id, before));
+                    drop(st);
+                    self.core.touch(self.node.clone());
+                }
             }
             Control::Status(_) => {}
         }

@@ -36,6 +36,25 @@ pub trait SourceReader<T>: 'static {
         &mut self,
         out: &mut SourceOutput<'_, T>,
     ) -> impl Future<Output = Result<SourceStatus, SourceError>>;
+
+    /// Where the reader is, for a checkpoint: bytes from which its source
+    /// resumes exactly after the records emitted so far (see
+    /// [`SourceContext::restored_positions`]). `None`: the reader cannot be
+    /// replayed, and a job that takes checkpoints refuses it.
+    fn position(&self) -> Option<Vec<u8>> {
+        None
+    }
+}
+
+/// A split's position recorded by a checkpoint.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct RestoredPosition {
+    /// The split that recorded it.
+    pub split: usize,
+    /// How many splits the source had then.
+    pub splits: usize,
+    /// What the reader's [`SourceReader::position`] returned.
+    pub position: Vec<u8>,
 }
 
 /// What a reader reports after filling a batch.
@@ -67,9 +86,24 @@ pub struct SourceContext {
     pub(crate) name: String,
     pub(crate) split: usize,
     pub(crate) splits: usize,
+    pub(crate) restored: Option<Vec<RestoredPosition>>,
 }
 
 impl SourceContext {
+    /// When the job restores from a checkpoint: the positions every split
+    /// of this source recorded (from all cores of the run that wrote it,
+    /// which may have had another number of splits). `None` on a fresh
+    /// start. A reader resumes from the entry of its split when the split
+    /// count is unchanged; otherwise it is the source's business to
+    /// redistribute the remaining input, or to refuse with an error.
+    pub fn restored_positions(&self) -> Option<&[RestoredPosition]> {
+        self.restored.as_deref()
+    }
+
+    /// Whether the job takes checkpoints.
+    pub fn checkpointing(&self) -> bool {
+        self.core.checkpoints.is_some()
+    }
     /// This reader's split index (0-based).
     pub fn split(&self) -> usize {
         self.split
@@ -165,6 +199,43 @@ impl<T: 'static> SourceOutput<'_, T> {
     }
 }
 
+/// The positions recorded for source node `node` in the restored checkpoint.
+pub(crate) fn restored_positions(
+    core: &Core,
+    node: usize,
+) -> Result<Option<Vec<RestoredPosition>>, JobError> {
+    let Some(restored) = core.checkpoints.as_ref().and_then(|c| c.restored.as_ref()) else { return Ok(None) };
+    let mut out = Vec::new();
+    for payload in restored.payloads(node) {
+        for entry in crate::checkpoint::format::entries(payload) {
+            let decoded = entry.and_then(|e| e.decode::<RestoredPosition>());
+            out.push(decoded.map_err(|e| JobError::Restore(format!("source position of node {node}: {e}")))?);
+        }
+    }
+    Ok(Some(out))
+}
+
+/// Records the reader's position as node `node`'s state.
+fn position_payload<T, R: SourceReader<T>>(reader: &R, split: usize, splits: usize) -> Vec<u8> {
+    let mut w = crate::checkpoint::format::StateWriter::new();
+    let position = reader.position().unwrap_or_default();
+    w.entry(
+        crate::checkpoint::kinds::SOURCE_POSITION,
+        crate::checkpoint::format::NO_KEY_GROUP,
+        &RestoredPosition { split, splits, position },
+    );
+    w.finish()
+}
+
+/// Where a source task's split sits, for its checkpoint state (`None`: a
+/// core without a split, which has no state).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct SplitOf {
+    pub node: usize,
+    pub split: usize,
+    pub splits: usize,
+}
+
 /// Drives one reader until its split ends, the job is cancelled or it fails.
 pub(crate) async fn run_source<T: 'static, R: SourceReader<T>>(
     core: Rc<Core>,
@@ -172,7 +243,10 @@ pub(crate) async fn run_source<T: 'static, R: SourceReader<T>>(
     mut reader: R,
     mut out: Box<dyn Push<T>>,
     mut split_watermarks: Option<SplitWatermarks<T>>,
+    split_of: Option<SplitOf>,
 ) -> Result<(), JobError> {
+    let checkpoints = core.checkpoints.clone();
+    let mut injected = 0;
     let mut owned = Owned::new(core.clone());
     let mut batch = Batch::with_capacity(BATCH_RECORDS_MAX);
     let mut marks = Vec::new();
@@ -182,6 +256,26 @@ pub(crate) async fn run_source<T: 'static, R: SourceReader<T>>(
     loop {
         if core.is_cancelled() {
             return Err(JobError::Cancelled { core: core.index() });
+        }
+        if let Some(cp) = &checkpoints {
+            let triggered = cp.triggered();
+            if triggered > injected {
+                // Barrier `triggered`: the position after every record
+                // emitted so far, then the barrier behind those records.
+                injected = triggered;
+                if let Some(s) = split_of {
+                    cp.write_state(triggered, s.node, position_payload(&reader, s.split, s.splits));
+                }
+                out.control(Control::Barrier(triggered))?;
+                owned.after_push().await?;
+                if cp.stop_after(triggered) {
+                    // Stop with savepoint: no final watermark, nothing after.
+                    out.control(Control::EndOfInput)?;
+                    owned.after_push().await?;
+                    owned.flush_all().await?;
+                    return Ok(());
+                }
+            }
         }
         marks.clear();
         let mut output = SourceOutput {
@@ -238,6 +332,9 @@ pub(crate) async fn run_source<T: 'static, R: SourceReader<T>>(
                 glommio::timer::sleep(d).await;
             }
             SourceStatus::Done => {
+                if let (Some(cp), Some(s)) = (&checkpoints, split_of) {
+                    cp.source_ended(s.node, position_payload(&reader, s.split, s.splits));
+                }
                 if watermark < MAX_WATERMARK {
                     out.control(Control::Watermark(MAX_WATERMARK))?;
                 }
@@ -276,7 +373,11 @@ impl<T: Clone + Send + Sync + 'static> Source<T> for CollectionSource<T> {
     fn create_reader(&self, ctx: &SourceContext) -> Result<Self::Reader, SourceError> {
         let n = self.items.len();
         let (i, s) = (ctx.split(), ctx.splits());
-        Ok(CollectionReader { items: self.items.clone(), next: n * i / s, end: n * (i + 1) / s })
+        let mut next = n * i / s;
+        if let Some(positions) = ctx.restored_positions() {
+            next = resume_index(positions, i, s, "collection")?;
+        }
+        Ok(CollectionReader { items: self.items.clone(), next, end: n * (i + 1) / s })
     }
 }
 
@@ -295,5 +396,35 @@ impl<T: Clone + Send + Sync + 'static> SourceReader<T> for CollectionReader<T> {
         }
         self.next = upto;
         Ok(if self.next == self.end { SourceStatus::Done } else { SourceStatus::More })
+    }
+
+    fn position(&self) -> Option<Vec<u8>> {
+        Some((self.next as u64).to_le_bytes().to_vec())
+    }
+}
+
+/// The index split `split` of `splits` resumes from, for sources whose
+/// position is one `u64` index (collections, generators): the split count
+/// must be unchanged.
+pub fn resume_index(
+    positions: &[RestoredPosition],
+    split: usize,
+    splits: usize,
+    what: &str,
+) -> Result<usize, SourceError> {
+    let mine = positions.iter().find(|p| p.split == split);
+    match mine {
+        Some(p) if p.splits == splits => {
+            let bytes: [u8; 8] = p.position.as_slice().try_into().map_err(|_| {
+                SourceError(format!("{what}: restored position of split {split} is not an index"))
+            })?;
+            Ok(u64::from_le_bytes(bytes) as usize)
+        }
+        Some(p) => Err(SourceError(format!(
+            "{what}: the checkpoint has {} splits, this run {splits}; a {what} source resumes only with \
+             the same number of splits (set its parallelism)",
+            p.splits
+        ))),
+        None => Err(SourceError(format!("{what}: the checkpoint has no position for split {split}"))),
     }
 }

@@ -27,6 +27,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use crate::batch::{Batch, Control};
+use crate::checkpoint::tracker::CoreCheckpoints;
 use crate::config::ResolvedConfig;
 use crate::error::JobError;
 use crate::metrics::{Counter, CounterEntry};
@@ -88,17 +89,28 @@ pub struct Core {
     pub(crate) config: ResolvedConfig,
     pub(crate) shared: Arc<JobShared>,
     touched: RefCell<Vec<Rc<dyn Outlet>>>,
+    /// Channels held for barrier alignment by the current push (see gate.rs).
+    blocks: RefCell<Vec<Rc<glommio::sync::Semaphore>>>,
     counters: RefCell<Vec<CounterEntry>>,
     pub(crate) timers: Rc<ProcessingTimeService>,
+    /// Checkpoint bookkeeping, when checkpointing is on.
+    pub(crate) checkpoints: Option<Rc<CoreCheckpoints>>,
 }
 
 impl Core {
-    pub(crate) fn new(index: usize, config: ResolvedConfig, shared: Arc<JobShared>) -> Rc<Self> {
+    pub(crate) fn new(
+        index: usize,
+        config: ResolvedConfig,
+        shared: Arc<JobShared>,
+        checkpoints: Option<Rc<CoreCheckpoints>>,
+    ) -> Rc<Self> {
         Rc::new(Self {
             index,
             config,
             shared,
             touched: RefCell::new(Vec::new()),
+            blocks: RefCell::new(Vec::new()),
+            checkpoints,
             counters: RefCell::new(Vec::new()),
             timers: Rc::default(),
         })
@@ -155,6 +167,12 @@ impl Core {
         self.touched.borrow_mut().push(outlet);
     }
 
+    /// Called by a gate holding back the channel the current push came
+    /// from: the driving task waits for `release` before its next input.
+    pub(crate) fn block(&self, release: Rc<glommio::sync::Semaphore>) {
+        self.blocks.borrow_mut().push(release);
+    }
+
     fn claim_touched(&self, owned: &mut Vec<Rc<dyn Outlet>>) {
         let mut touched = self.touched.borrow_mut();
         for o in touched.drain(..) {
@@ -184,6 +202,15 @@ impl Owned {
     /// flush deadline passed.
     pub async fn after_push(&mut self) -> Result<(), JobError> {
         self.core.claim_touched(&mut self.outlets);
+        let blocks = std::mem::take(&mut *self.core.blocks.borrow_mut());
+        if !blocks.is_empty() {
+            // Held for barrier alignment: send what the push produced first.
+            self.flush_all().await?;
+            for release in blocks {
+                release.acquire(1).await.map_err(|_| JobError::Cancelled { core: self.core.index })?;
+            }
+            return Ok(());
+        }
         if self.outlets.is_empty() {
             return Ok(());
         }

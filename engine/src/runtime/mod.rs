@@ -34,6 +34,10 @@ use glommio::{LocalExecutorBuilder, Placement, PoolPlacement};
 
 use self::core::{CancelOnUnwind, Core, JobShared, LocalFuture};
 use self::exchange::UnconnectedEnds;
+use crate::checkpoint::coordinator::{self, Settings};
+use crate::checkpoint::store;
+use crate::checkpoint::tracker::CoreCheckpoints;
+use crate::checkpoint::{CheckpointShared, JobControl, RestoreFrom, Restored, ToCoordinator};
 use crate::config::{ExecutionMode, IO_MEMORY_BYTES, JobConfig, ResolvedConfig, SPIN_BEFORE_PARK_US};
 use crate::error::JobError;
 use crate::graph::{CoreBuilder, NodeFactory, NodeMeta, NodeSpec};
@@ -48,12 +52,57 @@ pub struct JobResult {
     pub elapsed: Duration,
     /// Every counter of every operator on every core.
     pub metrics: Metrics,
+    /// How many times the restart strategy restarted the job.
+    pub restarts: u32,
+    /// Checkpoints completed by the last run (the end-of-input one aside).
+    pub checkpoints_completed: u64,
 }
 
 type CoreOutcome = (Result<(), JobError>, Vec<CounterEntry>);
 
-/// Runs `nodes` under `config` (see the module docs).
-pub(crate) fn execute(nodes: Vec<NodeSpec>, config: &JobConfig) -> Result<JobResult, JobError> {
+/// Runs `nodes` under `config` (see the module docs), restarting from the
+/// last checkpoint after a failure as the restart strategy allows.
+pub(crate) fn execute(
+    nodes: Vec<NodeSpec>,
+    config: &JobConfig,
+    control: &JobControl,
+) -> Result<JobResult, JobError> {
+    let mut attempt = 0;
+    let mut restore = config.restore.clone();
+    loop {
+        match execute_once(&nodes, config, restore.clone(), control) {
+            Err(e)
+                if attempt < config.restart_attempts
+                    && config.checkpoint_dir.is_some()
+                    && e.is_restartable() =>
+            {
+                attempt += 1;
+                tracing::warn!(
+                    "job failed ({e}); restart {attempt} of {} from the last checkpoint in {} ms",
+                    config.restart_attempts,
+                    config.restart_delay_ms
+                );
+                // The control thread, not a core: waiting here blocks nothing.
+                #[allow(clippy::disallowed_methods)]
+                std::thread::sleep(Duration::from_millis(config.restart_delay_ms));
+                restore = Some(RestoreFrom::Latest);
+            }
+            other => {
+                return other.map(|mut r| {
+                    r.restarts = attempt;
+                    r
+                });
+            }
+        }
+    }
+}
+
+fn execute_once(
+    nodes: &[NodeSpec],
+    config: &JobConfig,
+    restore: Option<RestoreFrom>,
+    control: &JobControl,
+) -> Result<JobResult, JobError> {
     let mut rc = config.resolve()?;
     let all_bounded = nodes.iter().filter_map(|n| n.meta.bounded).all(|b| b);
     if !nodes.iter().any(|n| n.meta.is_sink) {
@@ -101,16 +150,76 @@ pub(crate) fn execute(nodes: Vec<NodeSpec>, config: &JobConfig) -> Result<JobRes
     }
 
     let shared = JobShared::new();
+    let node_names: Vec<String> = nodes.iter().map(|n| n.meta.name.clone()).collect();
+    let mut checkpointing = None;
+    let mut restored = None;
+    if let Some(root) = &config.checkpoint_dir {
+        let (prepared, first_id) = prepare_restore(root, restore.as_ref(), &node_names, &rc)?;
+        if let Some(p) = prepared {
+            if p.finished {
+                tracing::info!(
+                    "checkpoint {} is of a finished job: its output is committed, nothing to run",
+                    p.id
+                );
+                return Ok(JobResult {
+                    cores,
+                    elapsed: Duration::ZERO,
+                    metrics: Metrics::default(),
+                    restarts: 0,
+                    checkpoints_completed: 0,
+                });
+            }
+            restored = Some(Arc::new(p.restored));
+        }
+        let (tx, rx) = crossbeam::channel::unbounded();
+        let cshared = CheckpointShared::new(root.clone());
+        let settings = Settings {
+            interval: (config.checkpoint_interval_ms > 0)
+                .then(|| Duration::from_millis(config.checkpoint_interval_ms)),
+            timeout: Duration::from_millis(config.checkpoint_timeout_ms),
+            tolerable_failures: config.tolerable_checkpoint_failures,
+            retained: config.checkpoints_retained,
+            cores,
+            max_parallelism: rc.max_parallelism.get(),
+            nodes: node_names.clone(),
+            first_id,
+        };
+        checkpointing = Some((cshared, tx, rx, settings));
+    }
     let mut metas: Vec<NodeMeta> = nodes.iter().map(|n| n.meta.clone()).collect();
     crate::graph::fill_active_cores(&mut metas, cores);
     let metas: Arc<Vec<NodeMeta>> = Arc::new(metas);
     let start = Instant::now();
+    // The coordinator runs beside the cores until they have all ended.
+    let (stop_tx, stop_rx) = crossbeam::channel::bounded::<()>(1);
+    let mut coordinator = None;
+    let mut trackers: Vec<Option<(Arc<CheckpointShared>, crossbeam::channel::Sender<ToCoordinator>)>> =
+        vec![None; cores];
+    if let Some((cshared, tx, rx, settings)) = checkpointing {
+        for t in trackers.iter_mut() {
+            *t = Some((cshared.clone(), tx.clone()));
+        }
+        drop(tx);
+        let (job, requests, cs) = (shared.clone(), control.rx.clone(), cshared.clone());
+        let handle = std::thread::Builder::new()
+            .name("brisk-checkpoints".into())
+            .spawn(move || {
+                let outcome = coordinator::run(settings_clone(&settings), cs, job, rx, requests, stop_rx);
+                (settings, outcome)
+            })
+            .map_err(|e| JobError::Runtime {
+                core: 0,
+                message: format!("cannot start the checkpoint coordinator: {e}"),
+            })?;
+        coordinator = Some((cshared, handle));
+    }
     let mut handles = Vec::with_capacity(cores);
     for (c, ends) in per_core.into_iter().enumerate() {
         let factories: Vec<Box<dyn NodeFactory>> = nodes.iter().map(|n| n.factory.clone_box()).collect();
         let placement =
             if rc.pin_cores { Placement::Fixed(cpus[c % cpus.len()]) } else { Placement::Unbound };
         let (rc, shared_c, metas) = (rc.clone(), shared.clone(), metas.clone());
+        let (tracker, restored) = (trackers[c].take(), restored.clone());
         let spawned = LocalExecutorBuilder::new(placement)
             .name(&format!("brisk-core-{c}"))
             .io_memory(IO_MEMORY_BYTES)
@@ -120,7 +229,8 @@ pub(crate) fn execute(nodes: Vec<NodeSpec>, config: &JobConfig) -> Result<JobRes
             .blocking_thread_pool_placement(PoolPlacement::Unbound(1))
             .spawn(move || async move {
                 let _unwind = CancelOnUnwind(shared_c.clone());
-                let outcome = run_core(c, rc, shared_c.clone(), &metas, factories, ends).await;
+                let checkpoints = tracker.map(|(cs, tx)| CoreCheckpoints::new(c, cs, tx, restored));
+                let outcome = run_core(c, rc, shared_c.clone(), checkpoints, &metas, factories, ends).await;
                 if outcome.0.is_err() {
                     shared_c.cancel();
                 }
@@ -165,22 +275,133 @@ pub(crate) fn execute(nodes: Vec<NodeSpec>, config: &JobConfig) -> Result<JobRes
             }
         }
     }
+    let mut checkpoints_completed = 0;
+    if let Some((cshared, handle)) = coordinator {
+        let _ = stop_tx.send(());
+        let (settings, outcome) = handle.join().map_err(|_| JobError::Runtime {
+            core: 0,
+            message: "the checkpoint coordinator panicked".into(),
+        })?;
+        if let Some(e) = outcome.error {
+            let e = JobError::Checkpoint(e);
+            if first.as_ref().is_none_or(|f| f.is_cancellation()) {
+                first = Some(e);
+            }
+        } else if first.is_none() && !cshared.is_stopping() {
+            // All input processed: commit the end-of-input output.
+            coordinator::finish(&settings, &cshared, &outcome).map_err(JobError::Checkpoint)?;
+        }
+        checkpoints_completed = outcome.completed;
+    }
     match first {
         Some(e) => Err(e),
-        None => Ok(JobResult { cores, elapsed: start.elapsed(), metrics }),
+        None => {
+            Ok(JobResult { cores, elapsed: start.elapsed(), metrics, restarts: 0, checkpoints_completed })
+        }
     }
+}
+
+fn settings_clone(s: &Settings) -> Settings {
+    Settings {
+        interval: s.interval,
+        timeout: s.timeout,
+        tolerable_failures: s.tolerable_failures,
+        retained: s.retained,
+        cores: s.cores,
+        max_parallelism: s.max_parallelism,
+        nodes: s.nodes.clone(),
+        first_id: s.first_id,
+    }
+}
+
+/// A checkpoint chosen for restore, loaded and verified.
+struct Prepared {
+    id: u64,
+    finished: bool,
+    restored: Restored,
+}
+
+/// Resolves `restore`, verifies the checkpoint, checks it fits this job,
+/// commits what it pre-committed, and returns it with the first free
+/// checkpoint id.
+#[allow(clippy::disallowed_methods)] // the control thread
+fn prepare_restore(
+    root: &std::path::Path,
+    restore: Option<&RestoreFrom>,
+    nodes: &[String],
+    rc: &ResolvedConfig,
+) -> Result<(Option<Prepared>, u64), JobError> {
+    std::fs::create_dir_all(root)
+        .map_err(|e| JobError::Config(format!("checkpoint_dir {}: cannot create it: {e}", root.display())))?;
+    let highest = store::highest_id(root)
+        .map_err(|e| JobError::Config(format!("checkpoint_dir {}: cannot list it: {e}", root.display())))?;
+    let loaded = match restore {
+        None => None,
+        Some(RestoreFrom::Latest) => match store::choose_latest(root).map_err(JobError::Restore)? {
+            None => {
+                tracing::info!(
+                    "restore = latest: no complete checkpoint in {}, starting fresh",
+                    root.display()
+                );
+                None
+            }
+            Some(chosen) => {
+                for (id, why) in &chosen.skipped {
+                    tracing::warn!("checkpoint {id} skipped: {why}");
+                }
+                Some(chosen.loaded)
+            }
+        },
+        Some(RestoreFrom::Path(p)) => Some(store::load(p).map_err(|e| JobError::Restore(e.to_string()))?),
+    };
+    let Some(loaded) = loaded else { return Ok((None, highest + 1)) };
+    let m = &loaded.manifest;
+    if m.nodes != nodes {
+        return Err(JobError::Restore(format!(
+            "{} was taken from a different job graph (operators {:?}, this job has {:?})",
+            loaded.dir.display(),
+            m.nodes,
+            nodes
+        )));
+    }
+    if m.max_parallelism != rc.max_parallelism.get() {
+        return Err(JobError::Restore(format!(
+            "{} has max_parallelism = {}, this job {}: key groups cannot be remapped",
+            loaded.dir.display(),
+            m.max_parallelism,
+            rc.max_parallelism
+        )));
+    }
+    // Phase two for what the restored checkpoint pre-committed (idempotent).
+    store::commit(&m.commits).map_err(JobError::Restore)?;
+    let mut by_node: Vec<Vec<Vec<u8>>> = vec![Vec::new(); nodes.len()];
+    for (entry, payload) in loaded.payloads {
+        if let Some(v) = by_node.get_mut(entry.node) {
+            v.push(payload);
+        }
+    }
+    tracing::info!("restoring checkpoint {} from {}", m.id, loaded.dir.display());
+    let prepared = Prepared { id: m.id, finished: m.finished, restored: Restored { by_node } };
+    Ok((Some(prepared), highest.max(m.id) + 1))
 }
 
 async fn run_core(
     index: usize,
     config: ResolvedConfig,
     shared: Arc<JobShared>,
+    checkpoints: Option<Rc<CoreCheckpoints>>,
     metas: &[NodeMeta],
     factories: Vec<Box<dyn NodeFactory>>,
     ends: Vec<Vec<Box<dyn UnconnectedEnds>>>,
 ) -> CoreOutcome {
-    let core = Core::new(index, config, shared);
+    let core = Core::new(index, config, shared, checkpoints);
     let result = build_and_run(&core, metas, factories, ends).await;
+    if result.is_ok()
+        && let Some(cp) = &core.checkpoints
+    {
+        cp.wait_for_writes().await;
+        cp.send(cp.ended());
+    }
     (result, core.take_counters())
 }
 

@@ -9,7 +9,7 @@ use crate::window::assigner::Window;
 /// one accumulator, updated per element.
 pub trait AggregateFunction<IN>: Clone + Send + 'static {
     /// The accumulator.
-    type Acc: 'static;
+    type Acc: serde::Serialize + serde::de::DeserializeOwned + 'static;
     /// The result.
     type Out: 'static;
     /// A fresh accumulator.

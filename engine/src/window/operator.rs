@@ -23,6 +23,8 @@
 //!
 //! Window output carries the window's `max_timestamp` as its timestamp.
 
+use serde::Serialize;
+use serde::de::DeserializeOwned;
 use std::cell::RefCell;
 use std::collections::HashMap;
 use std::hash::Hash;
@@ -34,6 +36,7 @@ use hashbrown::HashTable;
 use rustc_hash::FxBuildHasher;
 
 use crate::batch::{BATCH_RECORDS_MAX, Batch, Control, MAX_WATERMARK, MIN_WATERMARK, Timestamp};
+use crate::checkpoint::format::StateWriter;
 use crate::error::{JobError, OperatorInfo, UserError};
 use crate::metrics::Counter;
 use crate::operator::keyed_process::{Collector, KeyOwner, TimeDomain};
@@ -46,7 +49,7 @@ use crate::window::trigger::{Trigger, TriggerContext, TriggerSlots, TriggerTimer
 
 /// How a window's contents are kept and emitted.
 pub(crate) trait WindowLogic<K, T>: 'static {
-    type Acc: 'static;
+    type Acc: Serialize + DeserializeOwned + 'static;
     type Out: 'static;
     fn add(
         &mut self,
@@ -79,7 +82,7 @@ pub(crate) trait ComputeList<K, T>: 'static {
 
 /// An incremental aggregation feeding a process function.
 pub(crate) trait Incremental<T>: 'static {
-    type Acc: 'static;
+    type Acc: Serialize + DeserializeOwned + 'static;
     type Result: 'static;
     fn add(&mut self, acc: Option<Self::Acc>, value: T) -> Self::Acc;
     fn merge(&mut self, a: Self::Acc, b: Self::Acc) -> Self::Acc;
@@ -90,7 +93,9 @@ pub(crate) trait Incremental<T>: 'static {
 #[derive(Clone)]
 pub(crate) struct ReduceInc<F>(pub F);
 
-impl<T: Clone + 'static, F: FnMut(T, T) -> T + 'static> Incremental<T> for ReduceInc<F> {
+impl<T: Clone + Serialize + DeserializeOwned + 'static, F: FnMut(T, T) -> T + 'static> Incremental<T>
+    for ReduceInc<F>
+{
     type Acc = T;
     type Result = T;
     fn add(&mut self, acc: Option<T>, value: T) -> T {
@@ -201,8 +206,8 @@ impl<P: Clone, O> Clone for ListLogic<P, O> {
     }
 }
 
-impl<K: 'static, T: 'static, O: 'static, P: ProcessWindowFunction<K, T, O>> WindowLogic<K, T>
-    for ListLogic<P, O>
+impl<K: 'static, T: Serialize + DeserializeOwned + 'static, O: 'static, P: ProcessWindowFunction<K, T, O>>
+    WindowLogic<K, T> for ListLogic<P, O>
 {
     type Acc = Vec<T>;
     type Out = O;
@@ -254,7 +259,9 @@ impl<C: Clone, T> Clone for EvictingLogic<C, T> {
     }
 }
 
-impl<K: 'static, T: Clone + 'static, C: ComputeList<K, T>> WindowLogic<K, T> for EvictingLogic<C, T> {
+impl<K: 'static, T: Clone + Serialize + DeserializeOwned + 'static, C: ComputeList<K, T>> WindowLogic<K, T>
+    for EvictingLogic<C, T>
+{
     type Acc = Vec<(T, Option<Timestamp>)>;
     type Out = C::Out;
     fn add(
@@ -307,6 +314,14 @@ fn prefetch<X>(ptr: *const X) {
     }
     #[cfg(not(target_arch = "x86_64"))]
     let _ = ptr;
+}
+
+/// Entry kinds of the window operator's checkpoint state.
+mod state_kind {
+    pub const ROW: u8 = 1;
+    pub const MERGING: u8 = 2;
+    pub const EVENT_TIMER: u8 = 3;
+    pub const PROCESSING_TIMER: u8 = 4;
 }
 
 /// Contents and trigger state of one (key, window).
@@ -447,6 +462,8 @@ pub(crate) struct Inner<K, T, KF, L: WindowLogic<K, T>> {
     planned_counts: Vec<usize>,
     /// Processing time, read once per batch or timer firing (not per element).
     now_ms: i64,
+    /// This operator's node (names its checkpoint files).
+    node: usize,
 }
 
 /// Everything the window operator is built from (cloned per core).
@@ -468,7 +485,7 @@ impl<T> Clone for WindowSpec<T> {
 
 impl<K, T, KF, L> WindowOp<K, T, KF, L>
 where
-    K: Eq + Hash + Clone + 'static,
+    K: Eq + Hash + Clone + Serialize + DeserializeOwned + 'static,
     T: Clone + 'static,
     KF: FnMut(&T) -> K + 'static,
     L: WindowLogic<K, T>,
@@ -483,7 +500,8 @@ where
         info: OperatorInfo,
         owner: KeyOwner,
         core: Rc<Core>,
-    ) -> Rc<Self> {
+        node: usize,
+    ) -> Result<Rc<Self>, JobError> {
         let dropped = core.counter(&info.name, "late_records_dropped");
         let has_late_output = late.is_some();
         let op = Rc::new(Self(RefCell::new(Inner {
@@ -509,19 +527,109 @@ where
             planned: Vec::with_capacity(PREFETCH_CHUNK),
             planned_counts: Vec::with_capacity(PREFETCH_CHUNK),
             now_ms: core.now_ms(),
+            node,
         })));
+        op.0.borrow_mut().restore()?;
         core.timers.register(op.clone());
-        op
+        Ok(op)
     }
 }
 
 impl<K, T, KF, L> Inner<K, T, KF, L>
 where
-    K: Eq + Hash + Clone + 'static,
+    K: Eq + Hash + Clone + Serialize + DeserializeOwned + 'static,
     T: Clone + 'static,
     KF: FnMut(&T) -> K + 'static,
     L: WindowLogic<K, T>,
 {
+    /// Writes every row, merging-window set and timer, tagged with its key
+    /// group, as this operator's state for checkpoint `id`.
+    fn snapshot(&self, id: u64) {
+        let Some(cp) = &self.core.checkpoints else { return };
+        let mp = self.owner.max_parallelism;
+        let kg = |k: &K| mp.key_group(brisk_state::key_hash(k));
+        let mut w = StateWriter::new();
+        for r in &self.entries {
+            let image = (
+                &r.key,
+                r.window.start(),
+                r.window.end(),
+                &r.acc,
+                r.slots.pairs(),
+                r.end_timer,
+                r.cleanup_registered,
+            );
+            w.entry(state_kind::ROW, kg(&r.key), &image);
+        }
+        for (k, windows) in &self.active {
+            let ws: Vec<(i64, i64)> = windows.iter().map(|w| (w.start(), w.end())).collect();
+            w.entry(state_kind::MERGING, kg(k), &(k, ws));
+        }
+        for (kind, queue) in [
+            (state_kind::EVENT_TIMER, &self.timers.event),
+            (state_kind::PROCESSING_TIMER, &self.timers.processing),
+        ] {
+            for (k, hash, win, ts) in queue.iter() {
+                w.entry(kind, mp.key_group(hash), &(k, win.start(), win.end(), ts));
+            }
+        }
+        cp.write_state(id, self.node, w.finish());
+    }
+
+    /// Loads the key groups this core owns from the restored checkpoint.
+    fn restore(&mut self) -> Result<(), JobError> {
+        let Some(restored) = self.core.checkpoints.as_ref().and_then(|c| c.restored.clone()) else {
+            return Ok(());
+        };
+        let range = self.owner.max_parallelism.range_for(self.owner.core, self.owner.cores);
+        let bad = |e: crate::checkpoint::format::CorruptFile| {
+            JobError::Restore(format!("window '{}' state on core {}: {e}", self.info.name, self.info.core))
+        };
+        for payload in restored.payloads(self.node) {
+            for entry in crate::checkpoint::format::entries(payload) {
+                let entry = entry.map_err(bad)?;
+                if !range.contains(entry.key_group) {
+                    continue;
+                }
+                match entry.kind {
+                    state_kind::ROW => {
+                        type Image<K, A> = (K, i64, i64, Option<A>, Vec<(String, i64)>, bool, bool);
+                        let (key, start, end, acc, slots, end_timer, cleanup): Image<K, L::Acc> =
+                            entry.decode().map_err(bad)?;
+                        let window = Window::time(start, end);
+                        let rh = row_hash(brisk_state::key_hash(&key), &window);
+                        let row = row_or_insert(&mut self.entries, &key, rh, window);
+                        row.acc = acc;
+                        row.slots = TriggerSlots::from_pairs(slots);
+                        row.end_timer = end_timer;
+                        row.cleanup_registered = cleanup;
+                    }
+                    state_kind::MERGING => {
+                        let (key, ws): (K, Vec<(i64, i64)>) = entry.decode().map_err(bad)?;
+                        self.active.insert(key, ws.into_iter().map(|(s, e)| Window::time(s, e)).collect());
+                    }
+                    kind @ (state_kind::EVENT_TIMER | state_kind::PROCESSING_TIMER) => {
+                        let (key, start, end, ts): (K, i64, i64, i64) = entry.decode().map_err(bad)?;
+                        let hash = brisk_state::key_hash(&key);
+                        let queue = if kind == state_kind::EVENT_TIMER {
+                            &mut self.timers.event
+                        } else {
+                            &mut self.timers.processing
+                        };
+                        queue.register(&key, hash, &Window::time(start, end), ts);
+                    }
+                    other => {
+                        return Err(bad(crate::checkpoint::format::CorruptFile::Entry {
+                            index: 0,
+                            reason: format!("unknown entry kind {other}"),
+                        }));
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
     fn cleanup_time(&self, w: &Window) -> Timestamp {
         if self.assigner.is_event_time() {
             w.max_timestamp().checked_add(self.lateness).unwrap_or(MAX_WATERMARK)
@@ -943,7 +1051,7 @@ where
 
 impl<K, T, KF, L> Ticker for WindowOp<K, T, KF, L>
 where
-    K: Eq + Hash + Clone + 'static,
+    K: Eq + Hash + Clone + Serialize + DeserializeOwned + 'static,
     T: Clone + 'static,
     KF: FnMut(&T) -> K + 'static,
     L: WindowLogic<K, T>,
@@ -962,7 +1070,7 @@ pub(crate) struct WindowHandle<K, T, KF, L: WindowLogic<K, T>>(pub Rc<WindowOp<K
 
 impl<K, T, KF, L> Push<(u64, T)> for WindowHandle<K, T, KF, L>
 where
-    K: Eq + Hash + Clone + 'static,
+    K: Eq + Hash + Clone + Serialize + DeserializeOwned + 'static,
     T: Clone + 'static,
     KF: FnMut(&T) -> K + 'static,
     L: WindowLogic<K, T>,
@@ -1020,6 +1128,11 @@ where
             }
             Control::EndOfInput if s.core.batch_mode() => {
                 s.fire_timers(TimeDomain::ProcessingTime, MAX_WATERMARK)?
+            }
+            Control::Barrier(id) => {
+                // Pending output first, then the state as of the barrier.
+                s.flush()?;
+                s.snapshot(id);
             }
             Control::EndOfInput | Control::Status(_) => {}
         }

@@ -62,6 +62,35 @@ impl TriggerSlots {
     pub(crate) fn is_empty(&self) -> bool {
         self.0.is_none()
     }
+    /// The slots as `(name, value)` pairs, for a snapshot.
+    pub(crate) fn pairs(&self) -> &[(&'static str, i64)] {
+        self.0.as_ref().map_or(&[], |s| s.0.as_slice())
+    }
+    /// Slots restored from a snapshot.
+    pub(crate) fn from_pairs(pairs: Vec<(String, i64)>) -> Self {
+        if pairs.is_empty() {
+            return Self(None);
+        }
+        Self(Some(Box::new(SlotList(pairs.into_iter().map(|(n, v)| (intern(&n), v)).collect()))))
+    }
+}
+
+thread_local! {
+    static SLOT_NAMES: std::cell::RefCell<Vec<&'static str>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
+/// A `'static` copy of a restored slot name. Triggers use a handful of
+/// names, so each distinct one is leaked once per thread.
+fn intern(name: &str) -> &'static str {
+    SLOT_NAMES.with(|names| {
+        let mut names = names.borrow_mut();
+        if let Some(n) = names.iter().find(|n| **n == name) {
+            return *n;
+        }
+        let leaked: &'static str = Box::leak(name.to_string().into_boxed_str());
+        names.push(leaked);
+        leaked
+    })
 }
 
 /// Timer access for one (key, window), provided by the window operator.

@@ -1,0 +1,419 @@
+//! The checkpoint coordinator (Flink's `CheckpointCoordinator`): a plain
+//! thread beside the cores. It triggers checkpoints every interval (one at a
+//! time), collects the cores' acknowledgements, completes a checkpoint by
+//! writing its manifest atomically, commits the sinks' pre-committed output,
+//! abandons a checkpoint that failed or timed out without touching completed
+//! ones, and fails the job after too many consecutive failures. Savepoints
+//! are checkpoints taken on request and moved to the requested directory.
+#![allow(clippy::disallowed_methods)] // a control thread, not a core: std::fs is fine
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+use crossbeam::channel::{Receiver, Sender, bounded};
+
+use super::store::{self, Commit, FileEntry, Manifest};
+use super::{CheckpointShared, ToCoordinator};
+use crate::runtime::core::JobShared;
+
+/// A request to the coordinator of a running job.
+pub(crate) enum Request {
+    Savepoint { dir: PathBuf, stop: bool, reply: Sender<Result<PathBuf, String>> },
+}
+
+/// A handle to a running job: trigger a savepoint, or stop the job with one.
+/// Take it from [`crate::StreamEnv::control`] before `execute`, and use it
+/// from another thread. Needs checkpointing configured (`checkpoint_dir`).
+#[derive(Clone)]
+pub struct JobControl {
+    pub(crate) tx: Sender<Request>,
+    pub(crate) rx: Receiver<Request>,
+}
+
+impl Default for JobControl {
+    fn default() -> Self {
+        let (tx, rx) = bounded(16);
+        Self { tx, rx }
+    }
+}
+
+impl std::fmt::Debug for JobControl {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("JobControl")
+    }
+}
+
+impl JobControl {
+    /// Takes a savepoint into `dir` (which must not exist yet) and returns
+    /// once it is complete. Blocks the calling thread (never call it on a core).
+    pub fn savepoint(&self, dir: impl AsRef<Path>) -> Result<PathBuf, String> {
+        self.request(dir.as_ref(), false)
+    }
+
+    /// Takes a savepoint into `dir`, then stops the job: sources stop right
+    /// after the savepoint's barrier and nothing after it is committed.
+    pub fn stop_with_savepoint(&self, dir: impl AsRef<Path>) -> Result<PathBuf, String> {
+        self.request(dir.as_ref(), true)
+    }
+
+    fn request(&self, dir: &Path, stop: bool) -> Result<PathBuf, String> {
+        if dir.exists() {
+            return Err(format!("savepoint directory {} already exists", dir.display()));
+        }
+        let (reply, answer) = bounded(1);
+        self.tx
+            .send(Request::Savepoint { dir: dir.to_path_buf(), stop, reply })
+            .map_err(|_| "the job is not running".to_string())?;
+        answer.recv().map_err(|_| "the job ended before the savepoint completed".to_string())?
+    }
+}
+
+/// The coordinator's settings.
+pub(crate) struct Settings {
+    pub interval: Option<Duration>,
+    pub timeout: Duration,
+    pub tolerable_failures: u32,
+    pub retained: usize,
+    pub cores: usize,
+    pub max_parallelism: u32,
+    pub nodes: Vec<String>,
+    pub first_id: u64,
+}
+
+struct InFlight {
+    id: u64,
+    started: Instant,
+    triggered_ms: i64,
+    acks: BTreeMap<usize, Ack>,
+    savepoint: Option<(PathBuf, Sender<Result<PathBuf, String>>)>,
+}
+
+#[derive(Clone, Default)]
+struct Ack {
+    files: Vec<FileEntry>,
+    final_states: Vec<(usize, Vec<u8>)>,
+    commits: Vec<Commit>,
+    sink_dirs: Vec<PathBuf>,
+}
+
+/// What a coordinator run produced.
+pub(crate) struct Outcome {
+    /// Why the job must fail (too many checkpoint failures, commit errors).
+    pub error: Option<String>,
+    /// Completed checkpoints.
+    pub completed: u64,
+    /// The next free id.
+    pub next_id: u64,
+    /// Ended cores' data (for the final checkpoint).
+    ended: BTreeMap<usize, Ack>,
+}
+
+/// Runs until `stop` is signalled (the job's cores have all ended).
+pub(crate) fn run(
+    settings: Settings,
+    shared: Arc<CheckpointShared>,
+    job: Arc<JobShared>,
+    from_cores: Receiver<ToCoordinator>,
+    requests: Receiver<Request>,
+    stop: Receiver<()>,
+) -> Outcome {
+    let mut c = Coordinator {
+        settings,
+        shared,
+        job,
+        in_flight: None,
+        ended: BTreeMap::new(),
+        failures: 0,
+        completed: 0,
+    };
+    let mut next_id = c.settings.first_id;
+    let mut next_trigger = c.settings.interval.map(|i| Instant::now() + i);
+    let mut pending_requests: Vec<Request> = Vec::new();
+    let mut stopping = false;
+    let mut error = None;
+    loop {
+        // Trigger when due and nothing is in flight.
+        if c.in_flight.is_none() && !stopping && !c.shared.is_stopping() && c.ended.len() < c.settings.cores {
+            let savepoint = pending_requests.pop();
+            let due = next_trigger.is_some_and(|t| Instant::now() >= t);
+            if savepoint.is_some() || due {
+                if let Err(e) = c.trigger(next_id, savepoint) {
+                    tracing::warn!("checkpoint {next_id} not triggered: {e}");
+                    if let Some(msg) = c.count_failure(&e) {
+                        error = Some(msg);
+                        break;
+                    }
+                }
+                next_id += 1;
+                next_trigger = c.settings.interval.map(|i| Instant::now() + i);
+            }
+        }
+        if let Some(f) = &c.in_flight
+            && f.started.elapsed() > c.settings.timeout
+        {
+            let reason = format!("timed out after {} ms", c.settings.timeout.as_millis());
+            c.abandon(&reason);
+            if let Some(msg) = c.count_failure(&reason) {
+                error = Some(msg);
+                break;
+            }
+        }
+        if stopping && c.in_flight.is_none() {
+            break;
+        }
+        let wait = next_trigger
+            .map(|t| t.saturating_duration_since(Instant::now()))
+            .unwrap_or(Duration::from_millis(100))
+            .min(Duration::from_millis(100));
+        crossbeam::channel::select! {
+            recv(from_cores) -> msg => match msg {
+                Ok(msg) => if let Err(e) = c.on_message(msg) {
+                    error = Some(e);
+                    break;
+                },
+                Err(_) => stopping = true,
+            },
+            recv(requests) -> req => if let Ok(req) = req {
+                pending_requests.push(req);
+            },
+            recv(stop) -> _ => {
+                stopping = true;
+                // Everything the cores sent before ending is queued: take it.
+                while let Ok(msg) = from_cores.try_recv() {
+                    if let Err(e) = c.on_message(msg) {
+                        error = Some(e);
+                        break;
+                    }
+                }
+                if c.in_flight.is_some() {
+                    c.abandon("the job ended before it completed");
+                }
+            },
+            default(wait) => {}
+        }
+    }
+    if let Some(f) = c.in_flight.take()
+        && let Some((_, reply)) = f.savepoint
+    {
+        let _ = reply.send(Err("the job ended before the savepoint completed".into()));
+    }
+    for Request::Savepoint { reply, .. } in pending_requests.drain(..).chain(requests.try_iter()) {
+        let _ = reply.send(Err("the job ended before the savepoint could be taken".into()));
+    }
+    Outcome { error, completed: c.completed, next_id, ended: c.ended }
+}
+
+struct Coordinator {
+    settings: Settings,
+    shared: Arc<CheckpointShared>,
+    job: Arc<JobShared>,
+    in_flight: Option<InFlight>,
+    ended: BTreeMap<usize, Ack>,
+    failures: u32,
+    completed: u64,
+}
+
+impl Coordinator {
+    fn trigger(&mut self, id: u64, savepoint: Option<Request>) -> Result<(), String> {
+        let dir = self.shared.dir_of(id);
+        let savepoint = savepoint.map(|Request::Savepoint { dir, stop, reply }| {
+            if stop {
+                self.shared.stop_at.store(id, Ordering::Release);
+            }
+            (dir, reply)
+        });
+        if let Err(e) = std::fs::create_dir_all(&dir) {
+            if let Some((_, reply)) = savepoint {
+                let _ = reply.send(Err(format!("cannot create {}: {e}", dir.display())));
+            }
+            return Err(format!("cannot create {}: {e}", dir.display()));
+        }
+        let triggered_ms = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis() as i64);
+        self.in_flight =
+            Some(InFlight { id, started: Instant::now(), triggered_ms, acks: BTreeMap::new(), savepoint });
+        self.shared.triggered.store(id, Ordering::Release);
+        tracing::debug!("checkpoint {id} triggered");
+        Ok(())
+    }
+
+    /// Counts a failed checkpoint; `Some(message)` if the job must fail.
+    fn count_failure(&mut self, reason: &str) -> Option<String> {
+        self.failures += 1;
+        (self.failures > self.settings.tolerable_failures).then(|| {
+            self.job.cancel();
+            format!(
+                "{} consecutive checkpoints failed (tolerable_checkpoint_failures = {}); the last: {reason}",
+                self.failures, self.settings.tolerable_failures
+            )
+        })
+    }
+
+    fn abandon(&mut self, reason: &str) {
+        let Some(f) = self.in_flight.take() else { return };
+        tracing::warn!("checkpoint {} abandoned: {reason}", f.id);
+        let _ = std::fs::remove_dir_all(self.shared.dir_of(f.id));
+        if let Some((_, reply)) = f.savepoint {
+            let _ = reply.send(Err(format!("savepoint {} failed: {reason}", f.id)));
+        }
+    }
+
+    fn on_message(&mut self, msg: ToCoordinator) -> Result<(), String> {
+        match msg {
+            ToCoordinator::Ack { core, id, files, final_states, commits, sink_dirs } => {
+                if let Some(f) = self.in_flight.as_mut().filter(|f| f.id == id) {
+                    f.acks.insert(core, Ack { files, final_states, commits, sink_dirs });
+                }
+            }
+            ToCoordinator::Failed { core, id, reason } => {
+                if self.in_flight.as_ref().is_some_and(|f| f.id == id) {
+                    let reason = format!("core {core}: {reason}");
+                    self.abandon(&reason);
+                    if let Some(msg) = self.count_failure(&reason) {
+                        return Err(msg);
+                    }
+                }
+            }
+            ToCoordinator::CoreEnded { core, final_states, commits, sink_dirs } => {
+                self.ended.insert(core, Ack { files: Vec::new(), final_states, commits, sink_dirs });
+            }
+        }
+        self.maybe_complete()
+    }
+
+    fn maybe_complete(&mut self) -> Result<(), String> {
+        let Some(f) = &self.in_flight else { return Ok(()) };
+        let all = (0..self.settings.cores).all(|c| f.acks.contains_key(&c) || self.ended.contains_key(&c));
+        if !all {
+            return Ok(());
+        }
+        let f = self.in_flight.take().expect("in flight");
+        let id = f.id;
+        let mut parts: Vec<Ack> = Vec::new();
+        for c in 0..self.settings.cores {
+            parts.push(f.acks.get(&c).or_else(|| self.ended.get(&c)).cloned().expect("every core answered"));
+        }
+        let dir = self.shared.dir_of(id);
+        let mut manifest = self.manifest(id, &parts, &dir, false).map_err(|e| e.to_string());
+        if let Ok(m) = manifest.as_mut() {
+            m.savepoint = f.savepoint.is_some();
+            m.triggered_ms = f.triggered_ms;
+            m.duration_ms = f.started.elapsed().as_millis() as u64;
+        }
+        let written = manifest.and_then(|m| store::complete(&dir, &m).map(|()| m).map_err(|e| e.to_string()));
+        let manifest = match written {
+            Ok(m) => m,
+            Err(e) => {
+                self.in_flight = Some(f);
+                let reason = format!("cannot complete: {e}");
+                self.abandon(&reason);
+                return match self.count_failure(&reason) {
+                    Some(msg) => Err(msg),
+                    None => Ok(()),
+                };
+            }
+        };
+        // Complete: from here on the checkpoint is the restore point.
+        self.failures = 0;
+        self.completed += 1;
+        self.shared.completed.store(id, Ordering::Release);
+        tracing::info!(
+            "checkpoint {id} complete: {} files, {} bytes, {} ms",
+            manifest.files.len(),
+            manifest.state_bytes(),
+            manifest.duration_ms
+        );
+        // A commit that fails would lose committed output: fail the job
+        // (restore commits again, idempotently).
+        if let Err(e) = store::commit(&manifest.commits) {
+            self.job.cancel();
+            return Err(format!("checkpoint {id}: {e}"));
+        }
+        if let Some((target, reply)) = f.savepoint {
+            let moved = move_dir(&dir, &target);
+            let _ = reply.send(moved.map(|()| target).map_err(|e| format!("savepoint {id}: {e}")));
+        }
+        if let Err(e) = store::retain(self.shared.root(), self.settings.retained) {
+            tracing::warn!("cannot delete old checkpoints: {e}");
+        }
+        Ok(())
+    }
+
+    /// A manifest of `parts` (one per core), writing ended sources' states.
+    fn manifest(&self, id: u64, parts: &[Ack], dir: &Path, finished: bool) -> std::io::Result<Manifest> {
+        let mut m = Manifest::new(
+            id,
+            self.settings.cores,
+            self.settings.max_parallelism,
+            self.settings.nodes.clone(),
+        );
+        m.finished = finished;
+        for (core, part) in parts.iter().enumerate() {
+            m.files.extend(part.files.iter().cloned());
+            for (i, (node, payload)) in part.final_states.iter().enumerate() {
+                let name = format!("op-{node}-core-{core}-final-{i}.state");
+                let bytes = store::write_state_file(dir, &name, payload)?;
+                m.files.push(FileEntry { name, node: *node, core, bytes });
+            }
+            for c in &part.commits {
+                if !m.commits.iter().any(|x| x.from == c.from) {
+                    m.commits.push(c.clone());
+                }
+            }
+            for d in &part.sink_dirs {
+                if !m.sink_dirs.contains(d) {
+                    m.sink_dirs.push(d.clone());
+                }
+            }
+        }
+        Ok(m)
+    }
+}
+
+fn move_dir(from: &Path, to: &Path) -> std::io::Result<()> {
+    if let Some(parent) = to.parent().filter(|p| !p.as_os_str().is_empty()) {
+        std::fs::create_dir_all(parent)?;
+    }
+    std::fs::rename(from, to)?;
+    if let Some(parent) = to.parent().filter(|p| !p.as_os_str().is_empty()) {
+        store::sync_dir(parent)?;
+    }
+    Ok(())
+}
+
+/// After a job's input has all been processed: a last checkpoint marked
+/// finished, holding every core's end-of-input commits, then those commits.
+pub(crate) fn finish(
+    settings: &Settings,
+    shared: &CheckpointShared,
+    outcome: &Outcome,
+) -> Result<u64, String> {
+    let id = outcome.next_id;
+    let dir = shared.dir_of(id);
+    std::fs::create_dir_all(&dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+    let mut m = Manifest::new(id, settings.cores, settings.max_parallelism, settings.nodes.clone());
+    m.finished = true;
+    for part in outcome.ended.values() {
+        for c in &part.commits {
+            if !m.commits.iter().any(|x| x.from == c.from) {
+                m.commits.push(c.clone());
+            }
+        }
+        for d in &part.sink_dirs {
+            if !m.sink_dirs.contains(d) {
+                m.sink_dirs.push(d.clone());
+            }
+        }
+    }
+    store::complete(&dir, &m).map_err(|e| format!("cannot complete the final checkpoint {id}: {e}"))?;
+    shared.completed.store(id, Ordering::Release);
+    store::commit(&m.commits).map_err(|e| format!("final checkpoint {id}: {e}"))?;
+    if let Err(e) = store::retain(shared.root(), settings.retained) {
+        tracing::warn!("cannot delete old checkpoints: {e}");
+    }
+    Ok(id)
+}

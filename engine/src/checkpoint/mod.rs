@@ -1,0 +1,138 @@
+//! Checkpoints: asynchronous barrier snapshots, their files, the coordinator
+//! that completes them, restore, savepoints and two-phase-commit output.
+//!
+//! | module | what it holds |
+//! | --- | --- |
+//! | [`format`] | the framed, checksummed state file and its key-group-tagged entries |
+//! | [`store`] | checkpoints on disk: manifests, atomic completion, retention, verification, commits |
+//! | `tracker` | one core's side: barriers to inject, snapshot writes (glommio DMA), sink pre-commits, acks |
+//! | `coordinator` | the control thread: triggers, completes, abandons, commits; savepoint requests |
+//!
+//! # How a checkpoint runs
+//!
+//! 1. The coordinator (a plain thread, never a core) creates `chk-n/` and
+//!    publishes `n`. Every source task sees it between two batches, records
+//!    its reader's position, and emits `Control::Barrier(n)` in-band.
+//! 2. An operator with several input channels aligns: a channel that
+//!    delivered barrier `n` is held back (its driving task waits) until every
+//!    other live channel has delivered it too. Then the operator snapshots
+//!    its state into memory, forwards the barrier, and processing resumes;
+//!    the snapshot is written to `chk-n/` by a background task through
+//!    io_uring while records keep flowing.
+//! 3. A two-phase-commit sink, at the barrier, makes what it wrote since the
+//!    last barrier durable under a hidden name (pre-commit).
+//! 4. A core acknowledges `n` when all its sinks have the barrier and its
+//!    writes are durable; when every core has, the coordinator writes the
+//!    manifest atomically (the checkpoint is complete), renames the pending
+//!    sink files into sight (commit) and deletes checkpoints beyond the
+//!    retained number.
+
+pub(crate) mod coordinator;
+pub mod format;
+pub mod store;
+pub(crate) mod tracker;
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+pub use self::coordinator::JobControl;
+use self::store::{Commit, FileEntry};
+
+/// Where a job restores from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RestoreFrom {
+    /// The newest complete checkpoint under `checkpoint_dir` (a fresh start
+    /// if there is none).
+    Latest,
+    /// A checkpoint or savepoint directory.
+    Path(PathBuf),
+}
+
+impl std::str::FromStr for RestoreFrom {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "" => Err("restore: expected 'latest' or a checkpoint directory".into()),
+            "latest" => Ok(RestoreFrom::Latest),
+            p => Ok(RestoreFrom::Path(PathBuf::from(p))),
+        }
+    }
+}
+
+/// What the cores share with the coordinator (opaque outside the engine).
+pub struct CheckpointShared {
+    root: PathBuf,
+    /// The newest triggered checkpoint id (0: none).
+    pub(crate) triggered: AtomicU64,
+    /// The newest completed checkpoint id.
+    pub(crate) completed: AtomicU64,
+    /// Sources stop after injecting this barrier (0: never).
+    pub(crate) stop_at: AtomicU64,
+}
+
+impl CheckpointShared {
+    pub(crate) fn new(root: PathBuf) -> Arc<Self> {
+        Arc::new(Self {
+            root,
+            triggered: AtomicU64::new(0),
+            completed: AtomicU64::new(0),
+            stop_at: AtomicU64::new(0),
+        })
+    }
+    /// The directory of checkpoint `id`.
+    pub(crate) fn dir_of(&self, id: u64) -> PathBuf {
+        store::checkpoint_path(&self.root, id)
+    }
+    pub(crate) fn root(&self) -> &Path {
+        &self.root
+    }
+    pub(crate) fn is_stopping(&self) -> bool {
+        self.stop_at.load(Ordering::Acquire) != 0
+    }
+}
+
+/// Messages from the cores to the coordinator.
+#[derive(Debug)]
+pub(crate) enum ToCoordinator {
+    /// A core finished its part of checkpoint `id`.
+    Ack {
+        core: usize,
+        id: u64,
+        files: Vec<FileEntry>,
+        /// `(node, payload)` of sources that already ended on that core.
+        final_states: Vec<(usize, Vec<u8>)>,
+        commits: Vec<Commit>,
+        sink_dirs: Vec<PathBuf>,
+    },
+    /// A core could not take its part of checkpoint `id`.
+    Failed { core: usize, id: u64, reason: String },
+    /// A core ended (all its tasks finished).
+    CoreEnded {
+        core: usize,
+        final_states: Vec<(usize, Vec<u8>)>,
+        commits: Vec<Commit>,
+        sink_dirs: Vec<PathBuf>,
+    },
+}
+
+/// The restored checkpoint, shared read-only by the cores: every state
+/// file's payload by node.
+#[derive(Debug, Default)]
+pub(crate) struct Restored {
+    /// `[node] -> payloads of every core that wrote state for it`.
+    pub by_node: Vec<Vec<Vec<u8>>>,
+}
+
+impl Restored {
+    /// The payloads of node `node` (empty if it had no state).
+    pub fn payloads(&self, node: usize) -> &[Vec<u8>] {
+        self.by_node.get(node).map_or(&[], |v| v.as_slice())
+    }
+}
+
+/// Entry kinds shared by several operators.
+pub(crate) mod kinds {
+    /// A source reader's position.
+    pub const SOURCE_POSITION: u8 = 0;
+}

@@ -1,0 +1,254 @@
+//! A core's side of a checkpoint: which barriers its sources must inject,
+//! the asynchronous writes of its operators' snapshots (glommio DMA files),
+//! its sinks' pre-commits, and the acknowledgement to the coordinator once
+//! all of that is done.
+//!
+//! A core acknowledges checkpoint `n` when every sink on it has either seen
+//! barrier `n` (and finished pre-committing) or ended, and every state file
+//! it started writing for `n` is durable. Every operator between a source and
+//! a sink snapshots when the barrier passes it, before forwarding it, so by
+//! then every snapshot of `n` on this core has been started.
+
+use std::cell::{Cell, RefCell};
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::rc::Rc;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+
+use crossbeam::channel::Sender;
+use futures_lite::AsyncWriteExt;
+use glommio::io::{DmaFile, DmaStreamWriterBuilder};
+
+use super::format;
+use super::store::{Commit, FileEntry};
+use super::{CheckpointShared, Restored, ToCoordinator};
+
+#[derive(Default)]
+struct Progress {
+    sinks_seen: usize,
+    writes: usize,
+    files: Vec<FileEntry>,
+    commits: Vec<Commit>,
+    failed: Option<String>,
+    done: bool,
+}
+
+/// One core's checkpoint bookkeeping (present only when checkpointing is on).
+pub(crate) struct CoreCheckpoints {
+    core: usize,
+    shared: Arc<CheckpointShared>,
+    to_coordinator: Sender<ToCoordinator>,
+    sinks: Cell<usize>,
+    ended_sinks: Cell<usize>,
+    progress: RefCell<BTreeMap<u64, Progress>>,
+    /// State of sources whose input ended, and sinks' end-of-input commits:
+    /// part of every later checkpoint.
+    final_states: RefCell<Vec<(usize, Vec<u8>)>>,
+    final_commits: RefCell<Vec<Commit>>,
+    sink_dirs: RefCell<Vec<PathBuf>>,
+    pub restored: Option<Arc<Restored>>,
+    /// State files being written, and a wake-up when that drops to zero.
+    writing: Cell<usize>,
+    idle: glommio::sync::Semaphore,
+}
+
+impl CoreCheckpoints {
+    pub fn new(
+        core: usize,
+        shared: Arc<CheckpointShared>,
+        to_coordinator: Sender<ToCoordinator>,
+        restored: Option<Arc<Restored>>,
+    ) -> Rc<Self> {
+        Rc::new(Self {
+            core,
+            shared,
+            to_coordinator,
+            sinks: Cell::new(0),
+            ended_sinks: Cell::new(0),
+            progress: RefCell::default(),
+            final_states: RefCell::default(),
+            final_commits: RefCell::default(),
+            sink_dirs: RefCell::default(),
+            restored,
+            writing: Cell::new(0),
+            idle: glommio::sync::Semaphore::new(0),
+        })
+    }
+
+    /// The newest checkpoint the coordinator triggered (0: none yet).
+    #[inline]
+    pub fn triggered(&self) -> u64 {
+        self.shared.triggered.load(Ordering::Acquire)
+    }
+
+    /// Whether a source that has injected barrier `id` must stop (stop with
+    /// savepoint).
+    pub fn stop_after(&self, id: u64) -> bool {
+        let stop = self.shared.stop_at.load(Ordering::Acquire);
+        stop != 0 && id >= stop
+    }
+
+    /// The shared progress (for sinks that track completion).
+    pub fn shared(&self) -> Arc<CheckpointShared> {
+        self.shared.clone()
+    }
+
+    /// Counts a sink instance on this core (at build time).
+    pub fn register_sink(&self) {
+        self.sinks.set(self.sinks.get() + 1);
+    }
+
+    /// Declares a directory where a transactional sink commits output.
+    pub fn declare_sink_dir(&self, dir: PathBuf) {
+        let mut dirs = self.sink_dirs.borrow_mut();
+        if !dirs.contains(&dir) {
+            dirs.push(dir);
+        }
+    }
+
+    /// Starts writing `payload` as node `node`'s state for checkpoint `id`;
+    /// the write runs in the background.
+    pub fn write_state(self: &Rc<Self>, id: u64, node: usize, payload: Vec<u8>) {
+        let name = format!("op-{node}-core-{}.state", self.core);
+        self.progress.borrow_mut().entry(id).or_default().writes += 1;
+        let dir = self.shared.dir_of(id);
+        let this = self.clone();
+        self.writing.set(self.writing.get() + 1);
+        glommio::spawn_local(async move {
+            let framed = format::frame(&payload);
+            drop(payload);
+            let bytes = framed.len() as u64;
+            let path = dir.join(&name);
+            let result = write_durably(&path, framed).await;
+            let mut progress = this.progress.borrow_mut();
+            let p = progress.entry(id).or_default();
+            p.writes -= 1;
+            match result {
+                Ok(()) => p.files.push(FileEntry { name, node, core: this.core, bytes }),
+                Err(e) => {
+                    p.failed.get_or_insert(format!("cannot write {}: {e}", path.display()));
+                }
+            }
+            drop(progress);
+            this.maybe_ack(id);
+            this.writing.set(this.writing.get() - 1);
+            if this.writing.get() == 0 {
+                this.idle.signal(1);
+            }
+        })
+        .detach();
+    }
+
+    /// Waits until every state file started has been written (and its
+    /// checkpoint acknowledged): a core ends only after that.
+    pub async fn wait_for_writes(&self) {
+        while self.writing.get() > 0 {
+            let _ = self.idle.acquire(1).await;
+        }
+    }
+
+    /// A source's state at the end of its input: carried into every later
+    /// checkpoint (the coordinator writes it).
+    pub fn source_ended(&self, node: usize, payload: Vec<u8>) {
+        self.final_states.borrow_mut().push((node, payload));
+    }
+
+    /// A sink saw barrier `id` and starts pre-committing.
+    pub fn sink_barrier(&self, id: u64) {
+        let mut progress = self.progress.borrow_mut();
+        let p = progress.entry(id).or_default();
+        p.sinks_seen += 1;
+        p.writes += 1;
+    }
+
+    /// A sink finished pre-committing for `id` (or failed to).
+    pub fn sink_pre_committed(&self, id: u64, result: Result<Vec<Commit>, String>) {
+        {
+            let mut progress = self.progress.borrow_mut();
+            let p = progress.entry(id).or_default();
+            p.writes -= 1;
+            match result {
+                Ok(c) => p.commits.extend(c),
+                Err(e) => {
+                    p.failed.get_or_insert(e);
+                }
+            }
+        }
+        self.maybe_ack(id);
+    }
+
+    /// A sink reached the end of its input, having pre-committed `commits`.
+    pub fn sink_ended(&self, commits: Vec<Commit>) {
+        self.final_commits.borrow_mut().extend(commits);
+        self.ended_sinks.set(self.ended_sinks.get() + 1);
+        let ids: Vec<u64> = self.progress.borrow().keys().copied().collect();
+        for id in ids {
+            self.maybe_ack(id);
+        }
+    }
+
+    fn maybe_ack(&self, id: u64) {
+        let mut progress = self.progress.borrow_mut();
+        let Some(p) = progress.get_mut(&id) else { return };
+        if p.done || p.writes > 0 {
+            return;
+        }
+        let msg = if let Some(reason) = p.failed.take() {
+            ToCoordinator::Failed { core: self.core, id, reason }
+        } else if p.sinks_seen + self.ended_sinks.get() >= self.sinks.get() {
+            let mut commits = std::mem::take(&mut p.commits);
+            commits.extend(self.final_commits.borrow().iter().cloned());
+            ToCoordinator::Ack {
+                core: self.core,
+                id,
+                files: std::mem::take(&mut p.files),
+                final_states: self.final_states.borrow().clone(),
+                commits,
+                sink_dirs: self.sink_dirs.borrow().clone(),
+            }
+        } else {
+            return;
+        };
+        p.done = true;
+        // Older checkpoints this core never finished are abandoned.
+        progress.retain(|&k, _| k > id);
+        // Unbounded: a few messages per checkpoint per core.
+        let _ = self.to_coordinator.send(msg);
+    }
+
+    /// What this core leaves behind when it ends: its sources' final states
+    /// and its sinks' end-of-input commits.
+    pub fn ended(&self) -> ToCoordinator {
+        ToCoordinator::CoreEnded {
+            core: self.core,
+            final_states: self.final_states.borrow().clone(),
+            commits: self.final_commits.borrow().clone(),
+            sink_dirs: self.sink_dirs.borrow().clone(),
+        }
+    }
+
+    /// Sends `msg` to the coordinator.
+    pub fn send(&self, msg: ToCoordinator) {
+        let _ = self.to_coordinator.send(msg);
+    }
+}
+
+/// Writes `bytes` to a new file at `path` through io_uring (O_DIRECT) and
+/// makes it durable.
+async fn write_durably(path: &std::path::Path, bytes: Vec<u8>) -> std::io::Result<()> {
+    let file = DmaFile::create(path).await.map_err(io)?;
+    let mut w = DmaStreamWriterBuilder::new(file).with_buffer_size(512 << 10).with_write_behind(4).build();
+    w.write_all(&bytes).await?;
+    w.close().await?;
+    // close() truncates the padded tail after its data sync; sync the final
+    // length too.
+    let file = DmaFile::open(path).await.map_err(io)?;
+    file.fdatasync().await.map_err(io)?;
+    file.close().await.map_err(io)?;
+    Ok(())
+}
+
+fn io(e: glommio::GlommioError<()>) -> std::io::Error {
+    std::io::Error::other(e.to_string())
+}

@@ -1,0 +1,339 @@
+//! Checkpoints proven by killing: shared/RELIABILITY.md R1 (kill -9 at random
+//! moments, restart, same committed output), R3 (savepoint at 2 cores,
+//! restore at 1, and 1 → 2) and R6 (corrupt checkpoint files detected on
+//! restore, fallback only when it cannot duplicate committed output).
+//!
+//! The job is the `window_csv` example run as a user runs it, on seeded
+//! input whose disorder stays within the watermark bound, so the failure-free
+//! result does not depend on timing. A kill is real fault injection: the
+//! test waits (polling the file system) until the running incarnation has
+//! completed a checkpoint of its own, then lets it run a seeded random
+//! 0–150 ms more before SIGKILL. That delay picks the moment of the fault;
+//! nothing waits on it for progress.
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+fn example(name: &str) -> PathBuf {
+    let mut dir = std::env::current_exe().unwrap();
+    dir.pop();
+    if dir.ends_with("deps") {
+        dir.pop();
+    }
+    let bin = dir.join("examples").join(name);
+    assert!(bin.exists(), "{} not built (cargo test builds examples)", bin.display());
+    bin
+}
+
+/// Rows `key,timestamp,value`: 10 ms apart, jittered by < 50 ms, so a
+/// bound of 100 ms makes no element late.
+fn write_input(path: &Path, rows: usize, keys: u64, seed: u64) {
+    let mut rng = fastrand::Rng::with_seed(seed);
+    let mut out = String::new();
+    for i in 0..rows {
+        let ts = i as i64 * 10 + rng.i64(0..50);
+        out.push_str(&format!("k{},{ts},{}.{}\n", rng.u64(0..keys), rng.u32(0..1000), rng.u32(0..10)));
+    }
+    std::fs::write(path, out).unwrap();
+}
+
+/// Watermarks after every event: windows fire continuously, so nearly every
+/// checkpoint commits output (periodic watermarks would fire every 200 ms).
+const WINDOW: [&str; 5] = ["--window", "tumble:1000", "--out-of-orderness", "100", "--watermark-every-event"];
+
+fn reference(dir: &Path, input: &Path) -> Vec<String> {
+    let out = dir.join("reference.csv");
+    let status = Command::new(example("window_csv"))
+        .args(["--input", input.to_str().unwrap(), "--cores", "2", "--output", out.to_str().unwrap()])
+        .args(WINDOW)
+        .stderr(Stdio::null())
+        .status()
+        .unwrap();
+    assert!(status.success());
+    sorted_lines(&std::fs::read_to_string(out).unwrap())
+}
+
+fn sorted_lines(s: &str) -> Vec<String> {
+    let mut v: Vec<String> = s.lines().map(str::to_string).collect();
+    v.sort();
+    v
+}
+
+/// `cat OUT/part-*`, sorted; hidden (uncommitted) files are not read.
+fn committed(out: &Path) -> Vec<String> {
+    let mut all = String::new();
+    let Ok(entries) = std::fs::read_dir(out) else { return Vec::new() };
+    for e in entries {
+        let e = e.unwrap();
+        if e.file_name().to_str().unwrap().starts_with("part-") {
+            all.push_str(&std::fs::read_to_string(e.path()).unwrap());
+        }
+    }
+    sorted_lines(&all)
+}
+
+/// Lost and duplicated rows of `got` against `want` (both sorted).
+fn diff(want: &[String], got: &[String]) -> (usize, usize) {
+    let mut count: BTreeMap<&str, i64> = BTreeMap::new();
+    for w in want {
+        *count.entry(w).or_default() += 1;
+    }
+    for g in got {
+        *count.entry(g).or_default() -= 1;
+    }
+    let lost = count.values().filter(|&&c| c > 0).map(|&c| c as usize).sum();
+    let dup = count.values().filter(|&&c| c < 0).map(|&c| (-c) as usize).sum();
+    (lost, dup)
+}
+
+/// Complete checkpoints (ids with a manifest) under `chk`.
+fn complete_ids(chk: &Path) -> Vec<u64> {
+    let mut ids: Vec<u64> = std::fs::read_dir(chk)
+        .map(|d| {
+            d.filter_map(|e| {
+                let e = e.ok()?;
+                let id = e.file_name().to_str()?.strip_prefix("chk-")?.parse().ok()?;
+                e.path().join("_manifest").exists().then_some(id)
+            })
+            .collect()
+        })
+        .unwrap_or_default();
+    ids.sort();
+    ids
+}
+
+fn start_job(input: &Path, out: &Path, chk: &Path, cores: &str, rate: Option<&str>, extra: &[&str]) -> Child {
+    let mut cmd = Command::new(example("window_csv"));
+    cmd.args(["--input", input.to_str().unwrap(), "--cores", cores, "--output", out.to_str().unwrap()])
+        .args(WINDOW)
+        .args(["--checkpoint-dir", chk.to_str().unwrap(), "--checkpoint-interval-ms", "40"])
+        .args(extra)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped());
+    if let Some(r) = rate {
+        cmd.args(["--rate", r]);
+    }
+    cmd.spawn().unwrap()
+}
+
+/// Waits until `chk` holds a complete checkpoint newer than `after`, or the
+/// job exits. `true` if the checkpoint appeared with the job still running.
+fn wait_for_checkpoint(child: &mut Child, chk: &Path, after: u64) -> bool {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        if child.try_wait().unwrap().is_some() {
+            return false;
+        }
+        if complete_ids(chk).last().is_some_and(|&id| id > after) {
+            return true;
+        }
+        assert!(Instant::now() < deadline, "no checkpoint completed within 60 s");
+        std::thread::sleep(Duration::from_millis(2));
+    }
+}
+
+fn finish(child: Child) -> String {
+    let out = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr).to_string();
+    assert!(out.status.success(), "window_csv failed: {stderr}");
+    stderr
+}
+
+#[test]
+fn r1_kill_9_at_random_moments_then_restore_gives_the_failure_free_output() {
+    let seed = common::seed();
+    let mut rng = fastrand::Rng::with_seed(seed);
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("in.csv");
+    write_input(&input, 60_000, 200, seed);
+    let want = reference(dir.path(), &input);
+    let (out, chk) = (dir.path().join("out"), dir.path().join("chk"));
+    let mut kills = 0;
+    let mut recoveries = Vec::new();
+    let mut incarnation = 0;
+    loop {
+        incarnation += 1;
+        assert!(incarnation < 200, "the job never finished");
+        let cores = if incarnation % 2 == 0 { "2" } else { "1" };
+        let restore: &[&str] = if incarnation > 1 { &["--restore", "latest"] } else { &[] };
+        let started = Instant::now();
+        let before = complete_ids(&chk).last().copied().unwrap_or(0);
+        let mut child = start_job(&input, &out, &chk, cores, Some("10000"), restore);
+        if kills >= 10 {
+            finish(child);
+            break;
+        }
+        if !wait_for_checkpoint(&mut child, &chk, before) {
+            finish(child); // ended before a checkpoint of its own: no kill
+            break;
+        }
+        recoveries.push(started.elapsed());
+        std::thread::sleep(Duration::from_millis(rng.u64(0..150)));
+        if child.try_wait().unwrap().is_none() {
+            child.kill().unwrap(); // SIGKILL
+            child.wait().unwrap();
+            kills += 1;
+        } else {
+            finish(child);
+            break;
+        }
+    }
+    let got = committed(&out);
+    let (lost, dup) = diff(&want, &got);
+    recoveries.sort();
+    println!(
+        "R1: {kills} kills landed over {incarnation} runs (1 and 2 cores alternating); \
+         {} rows committed, {} expected, lost = {lost}, duplicates = {dup}; \
+         restart to first own checkpoint p50 {:?}",
+        got.len(),
+        want.len(),
+        recoveries.get(recoveries.len() / 2)
+    );
+    assert!(kills >= 10, "only {kills} kills landed before the input ran out");
+    assert_eq!((lost, dup), (0, 0));
+    assert_eq!(got, want);
+}
+
+#[test]
+fn r3_stop_with_savepoint_then_restore_at_another_core_count() {
+    let seed = common::seed();
+    for (from, to) in [("2", "1"), ("1", "2")] {
+        let dir = tempfile::tempdir().unwrap();
+        let input = dir.path().join("in.csv");
+        write_input(&input, 20_000, 100, seed);
+        let want = reference(dir.path(), &input);
+        let (out, chk, sp) = (dir.path().join("out"), dir.path().join("chk"), dir.path().join("savepoint"));
+        let mut child = start_job(&input, &out, &chk, from, Some("10000"), &["--control-stdin"]);
+        assert!(wait_for_checkpoint(&mut child, &chk, 0), "the job ended before its first checkpoint");
+        writeln!(child.stdin.as_mut().unwrap(), "stop {}", sp.display()).unwrap();
+        let stderr = finish(child);
+        assert!(sp.join("_manifest").exists(), "no savepoint in {}: {stderr}", sp.display());
+        let partial = committed(&out);
+        assert!(partial.len() < want.len(), "the job finished before the savepoint ({from} cores)");
+        let child = start_job(&input, &out, &chk, to, None, &["--restore", sp.to_str().unwrap()]);
+        finish(child);
+        let got = committed(&out);
+        println!(
+            "R3 {from} → {to} cores: {} rows committed before the savepoint, {} in all, {} expected",
+            partial.len(),
+            got.len(),
+            want.len()
+        );
+        assert_eq!(diff(&want, &got), (0, 0), "{from} → {to} cores");
+    }
+}
+
+/// A killed run with at least three complete checkpoints, and output
+/// committed after the older ones.
+fn killed_run(dir: &Path, input: &Path) -> (PathBuf, PathBuf, Vec<u64>) {
+    let (out, chk) = (dir.join("out"), dir.join("chk"));
+    let mut child = start_job(input, &out, &chk, "2", Some("10000"), &[]);
+    for _ in 0..3 {
+        let last = complete_ids(&chk).last().copied().unwrap_or(0);
+        assert!(wait_for_checkpoint(&mut child, &chk, last), "the job ended too early");
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let ids = complete_ids(&chk);
+    assert!(ids.len() >= 2, "retains at least two checkpoints: {ids:?}");
+    (out, chk, ids)
+}
+
+fn restore_error(input: &Path, out: &Path, chk: &Path) -> String {
+    let child = start_job(input, out, chk, "2", None, &["--restore", "latest"]);
+    let o = child.wait_with_output().unwrap();
+    assert!(!o.status.success(), "restore from a corrupt checkpoint succeeded");
+    String::from_utf8_lossy(&o.stderr).to_string()
+}
+
+fn state_file(chk: &Path, id: u64) -> PathBuf {
+    let dir = chk.join(format!("chk-{id}"));
+    let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "state"))
+        .collect();
+    files.sort();
+    // The window operator's state (the largest file).
+    files.sort_by_key(|p| std::cmp::Reverse(std::fs::metadata(p).unwrap().len()));
+    files.remove(0)
+}
+
+#[test]
+fn r6_corrupt_checkpoints_are_detected_naming_the_file() {
+    let seed = common::seed();
+    let mut rng = fastrand::Rng::with_seed(seed);
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("in.csv");
+    write_input(&input, 60_000, 200, seed);
+    let want = reference(dir.path(), &input);
+    let (mut detected, mut refused) = (0, 0);
+    for damage in ["flip", "truncate", "missing", "manifest"] {
+        let case = dir.path().join(damage);
+        std::fs::create_dir_all(&case).unwrap();
+        let (out, chk, ids) = killed_run(&case, &input);
+        let newest = *ids.last().unwrap();
+        let victim = if damage == "manifest" {
+            chk.join(format!("chk-{newest}")).join("_manifest")
+        } else {
+            state_file(&chk, newest)
+        };
+        let mut bytes = std::fs::read(&victim).unwrap();
+        match damage {
+            "flip" | "manifest" => {
+                let at = rng.usize(0..bytes.len());
+                bytes[at] ^= 1 << rng.u32(0..8);
+                std::fs::write(&victim, &bytes).unwrap();
+            }
+            "truncate" => std::fs::write(&victim, &bytes[..rng.usize(0..bytes.len())]).unwrap(),
+            _ => std::fs::remove_file(&victim).unwrap(),
+        }
+        // If output was committed after the previous checkpoint, falling
+        // back would write it again: the restore must refuse, naming the
+        // file. (A kill between the manifest and the commit leaves none.)
+        let previous = ids[ids.len() - 2];
+        let newer_output = |out: &Path| -> Vec<PathBuf> {
+            std::fs::read_dir(out)
+                .unwrap()
+                .map(|e| e.unwrap().path())
+                .filter(|p| {
+                    let n = p.file_name().unwrap().to_str().unwrap();
+                    n.strip_prefix("part-")
+                        .and_then(|r| r.split('-').next()?.parse::<u64>().ok())
+                        .is_some_and(|id| id > previous)
+                })
+                .collect()
+        };
+        let name = victim.file_name().unwrap().to_str().unwrap().to_string();
+        if !newer_output(&out).is_empty() {
+            let err = restore_error(&input, &out, &chk);
+            assert!(err.contains(&name), "{damage}: the error does not name {name}: {err}");
+            assert!(err.contains("would be written again"), "{damage}: {err}");
+            refused += 1;
+            // With that output moved away, falling back is safe.
+            for p in newer_output(&out) {
+                std::fs::remove_file(p).unwrap();
+            }
+        }
+        // The run completes from the previous checkpoint with the exact
+        // output, saying which checkpoint it skipped and why.
+        let stderr = finish(start_job(&input, &out, &chk, "2", None, &["--restore", "latest"]));
+        assert!(
+            stderr.contains(&format!("checkpoint {newest} skipped")) && stderr.contains(&name),
+            "{damage}: {stderr}"
+        );
+        detected += 1;
+        assert_eq!(diff(&want, &committed(&out)), (0, 0), "{damage}: fallback output");
+    }
+    println!(
+        "R6: {detected} of 4 corruptions detected and named; {refused} refused a fallback that would duplicate output"
+    );
+    assert!(refused >= 2, "the refusal path ran only {refused} times");
+    assert_eq!(detected, 4);
+}
