@@ -49,7 +49,7 @@ pub mod watermark;
 pub mod window;
 
 pub use batch::{BATCH_RECORDS_MAX, Batch, Control, MAX_WATERMARK, MIN_WATERMARK, StreamStatus, Timestamp};
-pub use checkpoint::{JobControl, RestoreFrom};
+pub use checkpoint::{CheckpointStats, JobControl, RestoreFrom};
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use config::{ExecutionMode, JobConfig};
 pub use error::{JobError, UserError};

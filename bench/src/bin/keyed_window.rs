@@ -26,6 +26,12 @@ struct Cli {
     /// Cores (default: all available).
     #[arg(long, value_parser = clap::value_parser!(u16).range(1..=1024))]
     cores: Option<u16>,
+    /// Take checkpoints into this directory.
+    #[arg(long)]
+    checkpoint_dir: Option<std::path::PathBuf>,
+    /// Time between checkpoints, in ms (needs --checkpoint-dir).
+    #[arg(long, value_parser = clap::value_parser!(u64).range(1..), requires = "checkpoint_dir")]
+    checkpoint_interval_ms: Option<u64>,
 }
 
 /// Count and sum of values.
@@ -53,7 +59,12 @@ fn main() -> anyhow::Result<()> {
     brisk::init_logging();
     let cli = Cli::parse();
     let (events, keys) = (cli.events, cli.keys);
-    let env = StreamEnv::new(JobConfig { cores: cli.cores.map(usize::from), ..JobConfig::default() });
+    let env = StreamEnv::new(JobConfig {
+        cores: cli.cores.map(usize::from),
+        checkpoint_dir: cli.checkpoint_dir.clone(),
+        checkpoint_interval_ms: cli.checkpoint_interval_ms.unwrap_or(0),
+        ..JobConfig::default()
+    });
     env.from_source(GeneratorSource::new(events, move |i| {
         let e = kw_event(i, keys);
         (e.key, e.timestamp_ms, e.value)
@@ -72,6 +83,17 @@ fn main() -> anyhow::Result<()> {
     // Every (key, window) fires exactly once.
     let windows = events.div_ceil(10_000_000);
     println!("# results_emitted={} windows={windows}", result.metrics.total("records_in"));
+    if !result.checkpoints.is_empty() {
+        let mut ms: Vec<u64> = result.checkpoints.iter().map(|c| c.duration_ms).collect();
+        ms.sort_unstable();
+        let max_bytes = result.checkpoints.iter().map(|c| c.bytes).max().unwrap_or(0);
+        println!(
+            "# checkpoints={} duration_ms p50={} max={} largest_bytes={max_bytes}",
+            ms.len(),
+            ms[ms.len() / 2],
+            ms[ms.len() - 1]
+        );
+    }
     println!(
         "keyed_window events={events} keys={keys} cores={} secs={secs:.3} events_per_s={:.0}",
         result.cores,

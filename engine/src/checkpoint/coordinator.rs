@@ -105,6 +105,10 @@ pub(crate) struct Outcome {
     pub error: Option<String>,
     /// Completed checkpoints.
     pub completed: u64,
+    /// Each completed checkpoint.
+    pub stats: Vec<super::CheckpointStats>,
+    /// Checkpoints that failed (abandoned).
+    pub failed: u64,
     /// The next free id.
     pub next_id: u64,
     /// Ended cores' data (for the final checkpoint).
@@ -128,6 +132,8 @@ pub(crate) fn run(
         ended: BTreeMap::new(),
         failures: 0,
         completed: 0,
+        stats: Vec::new(),
+        failed_total: 0,
     };
     let mut next_id = c.settings.first_id;
     let mut next_trigger = c.settings.interval.map(|i| Instant::now() + i);
@@ -168,31 +174,41 @@ pub(crate) fn run(
             .map(|t| t.saturating_duration_since(Instant::now()))
             .unwrap_or(Duration::from_millis(100))
             .min(Duration::from_millis(100));
-        crossbeam::channel::select! {
+        // No `break` inside `select!` (it would leave the macro's own loop).
+        let failed = crossbeam::channel::select! {
             recv(from_cores) -> msg => match msg {
-                Ok(msg) => if let Err(e) = c.on_message(msg) {
-                    error = Some(e);
-                    break;
-                },
-                Err(_) => stopping = true,
+                Ok(msg) => c.on_message(msg).err(),
+                Err(_) => {
+                    stopping = true;
+                    None
+                }
             },
-            recv(requests) -> req => if let Ok(req) = req {
-                pending_requests.push(req);
+            recv(requests) -> req => {
+                if let Ok(req) = req {
+                    pending_requests.push(req);
+                }
+                None
             },
             recv(stop) -> _ => {
                 stopping = true;
                 // Everything the cores sent before ending is queued: take it.
+                let mut failed = None;
                 while let Ok(msg) = from_cores.try_recv() {
                     if let Err(e) = c.on_message(msg) {
-                        error = Some(e);
+                        failed = Some(e);
                         break;
                     }
                 }
-                if c.in_flight.is_some() {
+                if failed.is_none() && c.in_flight.is_some() {
                     c.abandon("the job ended before it completed");
                 }
+                failed
             },
-            default(wait) => {}
+            default(wait) => None,
+        };
+        if let Some(e) = failed {
+            error = Some(e);
+            break;
         }
     }
     if let Some(f) = c.in_flight.take()
@@ -203,7 +219,7 @@ pub(crate) fn run(
     for Request::Savepoint { reply, .. } in pending_requests.drain(..).chain(requests.try_iter()) {
         let _ = reply.send(Err("the job ended before the savepoint could be taken".into()));
     }
-    Outcome { error, completed: c.completed, next_id, ended: c.ended }
+    Outcome { error, completed: c.completed, stats: c.stats, failed: c.failed_total, next_id, ended: c.ended }
 }
 
 struct Coordinator {
@@ -214,6 +230,8 @@ struct Coordinator {
     ended: BTreeMap<usize, Ack>,
     failures: u32,
     completed: u64,
+    stats: Vec<super::CheckpointStats>,
+    failed_total: u64,
 }
 
 impl Coordinator {
@@ -244,6 +262,7 @@ impl Coordinator {
     /// Counts a failed checkpoint; `Some(message)` if the job must fail.
     fn count_failure(&mut self, reason: &str) -> Option<String> {
         self.failures += 1;
+        self.failed_total += 1;
         (self.failures > self.settings.tolerable_failures).then(|| {
             self.job.cancel();
             format!(
@@ -320,6 +339,11 @@ impl Coordinator {
         // Complete: from here on the checkpoint is the restore point.
         self.failures = 0;
         self.completed += 1;
+        self.stats.push(super::CheckpointStats {
+            id,
+            duration_ms: manifest.duration_ms,
+            bytes: manifest.state_bytes(),
+        });
         self.shared.completed.store(id, Ordering::Release);
         tracing::info!(
             "checkpoint {id} complete: {} files, {} bytes, {} ms",

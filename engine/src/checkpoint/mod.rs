@@ -39,6 +39,17 @@ use std::sync::atomic::{AtomicU64, Ordering};
 pub use self::coordinator::JobControl;
 use self::store::{Commit, FileEntry};
 
+/// One completed checkpoint, as the job reports it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CheckpointStats {
+    /// Its id.
+    pub id: u64,
+    /// From trigger to manifest durable, in ms.
+    pub duration_ms: u64,
+    /// Bytes of state files.
+    pub bytes: u64,
+}
+
 /// Where a job restores from.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum RestoreFrom {

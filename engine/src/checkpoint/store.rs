@@ -225,6 +225,9 @@ pub fn list(root: &Path) -> std::io::Result<Vec<(u64, PathBuf, bool)>> {
             continue;
         };
         let path = entry.path();
+        if !entry.file_type()?.is_dir() {
+            continue;
+        }
         let has_manifest = path.join(MANIFEST).exists();
         out.push((id, path, has_manifest));
     }

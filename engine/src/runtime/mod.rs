@@ -56,6 +56,10 @@ pub struct JobResult {
     pub restarts: u32,
     /// Checkpoints completed by the last run (the end-of-input one aside).
     pub checkpoints_completed: u64,
+    /// Each of them: id, duration and size.
+    pub checkpoints: Vec<crate::checkpoint::CheckpointStats>,
+    /// Checkpoints that failed and were abandoned.
+    pub checkpoints_failed: u64,
 }
 
 type CoreOutcome = (Result<(), JobError>, Vec<CounterEntry>);
@@ -167,6 +171,8 @@ fn execute_once(
                     metrics: Metrics::default(),
                     restarts: 0,
                     checkpoints_completed: 0,
+                    checkpoints: Vec::new(),
+                    checkpoints_failed: 0,
                 });
             }
             restored = Some(Arc::new(p.restored));
@@ -276,6 +282,8 @@ fn execute_once(
         }
     }
     let mut checkpoints_completed = 0;
+    let mut checkpoint_stats = Vec::new();
+    let mut checkpoints_failed = 0;
     if let Some((cshared, handle)) = coordinator {
         let _ = stop_tx.send(());
         let (settings, outcome) = handle.join().map_err(|_| JobError::Runtime {
@@ -292,12 +300,20 @@ fn execute_once(
             coordinator::finish(&settings, &cshared, &outcome).map_err(JobError::Checkpoint)?;
         }
         checkpoints_completed = outcome.completed;
+        checkpoint_stats = outcome.stats;
+        checkpoints_failed = outcome.failed;
     }
     match first {
         Some(e) => Err(e),
-        None => {
-            Ok(JobResult { cores, elapsed: start.elapsed(), metrics, restarts: 0, checkpoints_completed })
-        }
+        None => Ok(JobResult {
+            cores,
+            elapsed: start.elapsed(),
+            metrics,
+            restarts: 0,
+            checkpoints_completed,
+            checkpoints: checkpoint_stats,
+            checkpoints_failed,
+        }),
     }
 }
 
