@@ -2,21 +2,13 @@
 //! `cargo test` builds the examples before running tests; this file finds
 //! their binaries beside its own.
 
+mod common;
+
 use std::collections::BTreeMap;
 use std::io::Write;
-use std::path::PathBuf;
 use std::process::{Command, Output};
 
-fn example(name: &str) -> PathBuf {
-    let mut dir = std::env::current_exe().unwrap();
-    dir.pop();
-    if dir.ends_with("deps") {
-        dir.pop();
-    }
-    let bin = dir.join("examples").join(name);
-    assert!(bin.exists(), "{} not built (cargo test builds examples)", bin.display());
-    bin
-}
+use common::example;
 
 fn run(name: &str, args: &[&str]) -> Output {
     let out = Command::new(example(name)).args(args).output().unwrap();

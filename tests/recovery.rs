@@ -6,29 +6,21 @@
 //! The job is the `window_csv` example run as a user runs it, on seeded
 //! input whose disorder stays within the watermark bound, so the failure-free
 //! result does not depend on timing. A kill is real fault injection: the
-//! test waits (polling the file system) until the running incarnation has
-//! completed a checkpoint of its own, then lets it run a seeded random
-//! 0–150 ms more before SIGKILL. That delay picks the moment of the fault;
-//! nothing waits on it for progress.
+//! test follows the job's own log until the running incarnation reports a
+//! completed checkpoint, then lets it run a seeded random 0–150 ms more
+//! before SIGKILL. That delay picks the moment of the fault; no step waits
+//! on time for progress.
 
 mod common;
+
+use common::example;
 
 use std::collections::BTreeMap;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
+use std::sync::mpsc::{Receiver, RecvTimeoutError};
 use std::time::{Duration, Instant};
-
-fn example(name: &str) -> PathBuf {
-    let mut dir = std::env::current_exe().unwrap();
-    dir.pop();
-    if dir.ends_with("deps") {
-        dir.pop();
-    }
-    let bin = dir.join("examples").join(name);
-    assert!(bin.exists(), "{} not built (cargo test builds examples)", bin.display());
-    bin
-}
 
 /// Rows `key,timestamp,value`: 10 ms apart, jittered by < 50 ms, so a
 /// bound of 100 ms makes no element late.
@@ -107,42 +99,90 @@ fn complete_ids(chk: &Path) -> Vec<u64> {
     ids
 }
 
-fn start_job(input: &Path, out: &Path, chk: &Path, cores: &str, rate: Option<&str>, extra: &[&str]) -> Child {
+/// A running `window_csv` and the lines of its log, read on a helper
+/// thread (the channel closes when the job exits).
+struct Job {
+    child: Child,
+    log: Receiver<String>,
+    seen: Vec<String>,
+}
+
+fn start_job(input: &Path, out: &Path, chk: &Path, cores: &str, rate: Option<&str>, extra: &[&str]) -> Job {
     let mut cmd = Command::new(example("window_csv"));
     cmd.args(["--input", input.to_str().unwrap(), "--cores", cores, "--output", out.to_str().unwrap()])
         .args(WINDOW)
         .args(["--checkpoint-dir", chk.to_str().unwrap(), "--checkpoint-interval-ms", "40"])
         .args(extra)
+        // The coordinator logs each completed checkpoint at info.
+        .env("RUST_LOG", "warn,brisk_engine::checkpoint=info")
         .stdin(Stdio::piped())
         .stdout(Stdio::null())
         .stderr(Stdio::piped());
     if let Some(r) = rate {
         cmd.args(["--rate", r]);
     }
-    cmd.spawn().unwrap()
+    let mut child = cmd.spawn().unwrap();
+    let stderr = child.stderr.take().unwrap();
+    let (tx, log) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        use std::io::BufRead;
+        for line in std::io::BufReader::new(stderr).lines().map_while(Result::ok) {
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    Job { child, log, seen: Vec::new() }
 }
 
-/// Waits until `chk` holds a complete checkpoint newer than `after`, or the
-/// job exits. `true` if the checkpoint appeared with the job still running.
-fn wait_for_checkpoint(child: &mut Child, chk: &Path, after: u64) -> bool {
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        if child.try_wait().unwrap().is_some() {
+impl Job {
+    /// Follows the log until the job reports completing a checkpoint newer
+    /// than `after`; `false` if the job exited first.
+    fn wait_for_checkpoint(&mut self, after: u64) -> bool {
+        loop {
+            let line = match self.log.recv_timeout(Duration::from_secs(60)) {
+                Ok(line) => line,
+                Err(RecvTimeoutError::Disconnected) => return false,
+                Err(RecvTimeoutError::Timeout) => panic!("no checkpoint completed within 60 s"),
+            };
+            let id = line
+                .split_once("checkpoint ")
+                .and_then(|(_, rest)| rest.split_once(" complete"))
+                .and_then(|(id, _)| id.parse::<u64>().ok());
+            self.seen.push(line);
+            if id.is_some_and(|id| id > after) {
+                return true;
+            }
+        }
+    }
+
+    /// Lets the job run for `d` more, then SIGKILLs it; `false` if it had
+    /// already exited.
+    fn kill_after(mut self, d: Duration) -> bool {
+        let deadline = Instant::now() + d;
+        loop {
+            match self.log.recv_timeout(deadline.saturating_duration_since(Instant::now())) {
+                Ok(_) => continue,
+                Err(RecvTimeoutError::Timeout) => break,
+                Err(RecvTimeoutError::Disconnected) => break,
+            }
+        }
+        if self.child.try_wait().unwrap().is_some() {
             return false;
         }
-        if complete_ids(chk).last().is_some_and(|&id| id > after) {
-            return true;
-        }
-        assert!(Instant::now() < deadline, "no checkpoint completed within 60 s");
-        std::thread::sleep(Duration::from_millis(2));
+        self.child.kill().unwrap(); // SIGKILL
+        self.child.wait().unwrap();
+        true
     }
-}
 
-fn finish(child: Child) -> String {
-    let out = child.wait_with_output().unwrap();
-    let stderr = String::from_utf8_lossy(&out.stderr).to_string();
-    assert!(out.status.success(), "window_csv failed: {stderr}");
-    stderr
+    /// Waits for the job to end; it must succeed. Returns its log.
+    fn finish(mut self) -> String {
+        let status = self.child.wait().unwrap();
+        self.seen.extend(self.log.iter());
+        let log = self.seen.join("\n");
+        assert!(status.success(), "window_csv failed: {log}");
+        log
+    }
 }
 
 #[test]
@@ -164,24 +204,20 @@ fn r1_kill_9_at_random_moments_then_restore_gives_the_failure_free_output() {
         let restore: &[&str] = if incarnation > 1 { &["--restore", "latest"] } else { &[] };
         let started = Instant::now();
         let before = complete_ids(&chk).last().copied().unwrap_or(0);
-        let mut child = start_job(&input, &out, &chk, cores, Some("10000"), restore);
+        let mut job = start_job(&input, &out, &chk, cores, Some("10000"), restore);
         if kills >= 10 {
-            finish(child);
+            job.finish();
             break;
         }
-        if !wait_for_checkpoint(&mut child, &chk, before) {
-            finish(child); // ended before a checkpoint of its own: no kill
+        if !job.wait_for_checkpoint(before) {
+            job.finish(); // ended before a checkpoint of its own: no kill
             break;
         }
         recoveries.push(started.elapsed());
-        std::thread::sleep(Duration::from_millis(rng.u64(0..150)));
-        if child.try_wait().unwrap().is_none() {
-            child.kill().unwrap(); // SIGKILL
-            child.wait().unwrap();
+        if job.kill_after(Duration::from_millis(rng.u64(0..150))) {
             kills += 1;
         } else {
-            finish(child);
-            break;
+            break; // it finished on its own (and succeeded: checked below)
         }
     }
     let got = committed(&out);
@@ -209,15 +245,14 @@ fn r3_stop_with_savepoint_then_restore_at_another_core_count() {
         write_input(&input, 20_000, 100, seed);
         let want = reference(dir.path(), &input);
         let (out, chk, sp) = (dir.path().join("out"), dir.path().join("chk"), dir.path().join("savepoint"));
-        let mut child = start_job(&input, &out, &chk, from, Some("10000"), &["--control-stdin"]);
-        assert!(wait_for_checkpoint(&mut child, &chk, 0), "the job ended before its first checkpoint");
-        writeln!(child.stdin.as_mut().unwrap(), "stop {}", sp.display()).unwrap();
-        let stderr = finish(child);
+        let mut job = start_job(&input, &out, &chk, from, Some("10000"), &["--control-stdin"]);
+        assert!(job.wait_for_checkpoint(0), "the job ended before its first checkpoint");
+        writeln!(job.child.stdin.as_mut().unwrap(), "stop {}", sp.display()).unwrap();
+        let stderr = job.finish();
         assert!(sp.join("_manifest").exists(), "no savepoint in {}: {stderr}", sp.display());
         let partial = committed(&out);
         assert!(partial.len() < want.len(), "the job finished before the savepoint ({from} cores)");
-        let child = start_job(&input, &out, &chk, to, None, &["--restore", sp.to_str().unwrap()]);
-        finish(child);
+        start_job(&input, &out, &chk, to, None, &["--restore", sp.to_str().unwrap()]).finish();
         let got = committed(&out);
         println!(
             "R3 {from} → {to} cores: {} rows committed before the savepoint, {} in all, {} expected",
@@ -233,23 +268,22 @@ fn r3_stop_with_savepoint_then_restore_at_another_core_count() {
 /// committed after the older ones.
 fn killed_run(dir: &Path, input: &Path) -> (PathBuf, PathBuf, Vec<u64>) {
     let (out, chk) = (dir.join("out"), dir.join("chk"));
-    let mut child = start_job(input, &out, &chk, "2", Some("10000"), &[]);
+    let mut job = start_job(input, &out, &chk, "2", Some("10000"), &[]);
     for _ in 0..3 {
         let last = complete_ids(&chk).last().copied().unwrap_or(0);
-        assert!(wait_for_checkpoint(&mut child, &chk, last), "the job ended too early");
+        assert!(job.wait_for_checkpoint(last), "the job ended too early");
     }
-    child.kill().unwrap();
-    child.wait().unwrap();
+    assert!(job.kill_after(Duration::ZERO), "the job ended too early");
     let ids = complete_ids(&chk);
     assert!(ids.len() >= 2, "retains at least two checkpoints: {ids:?}");
     (out, chk, ids)
 }
 
 fn restore_error(input: &Path, out: &Path, chk: &Path) -> String {
-    let child = start_job(input, out, chk, "2", None, &["--restore", "latest"]);
-    let o = child.wait_with_output().unwrap();
-    assert!(!o.status.success(), "restore from a corrupt checkpoint succeeded");
-    String::from_utf8_lossy(&o.stderr).to_string()
+    let mut job = start_job(input, out, chk, "2", None, &["--restore", "latest"]);
+    let status = job.child.wait().unwrap();
+    assert!(!status.success(), "restore from a corrupt checkpoint succeeded");
+    job.log.iter().collect::<Vec<_>>().join("\n")
 }
 
 fn state_file(chk: &Path, id: u64) -> PathBuf {
@@ -323,7 +357,7 @@ fn r6_corrupt_checkpoints_are_detected_naming_the_file() {
         }
         // The run completes from the previous checkpoint with the exact
         // output, saying which checkpoint it skipped and why.
-        let stderr = finish(start_job(&input, &out, &chk, "2", None, &["--restore", "latest"]));
+        let stderr = start_job(&input, &out, &chk, "2", None, &["--restore", "latest"]).finish();
         assert!(
             stderr.contains(&format!("checkpoint {newest} skipped")) && stderr.contains(&name),
             "{damage}: {stderr}"

@@ -1,6 +1,7 @@
 //! Helpers shared by the integration tests (each test crate uses a subset).
 #![allow(dead_code)]
 
+use std::path::PathBuf;
 use std::sync::mpsc;
 use std::time::Duration;
 
@@ -25,4 +26,17 @@ pub fn run_guarded<R: Send + 'static>(secs: u64, job: impl FnOnce() -> R + Send 
     rx.recv_timeout(Duration::from_secs(secs)).unwrap_or_else(|_| {
         panic!("the job did not end within {secs} s (is a step waiting for output that never comes?)")
     })
+}
+
+/// The binary of example `name`: `cargo test` builds the examples, beside
+/// the test binaries.
+pub fn example(name: &str) -> PathBuf {
+    let mut dir = std::env::current_exe().unwrap();
+    dir.pop();
+    if dir.ends_with("deps") {
+        dir.pop();
+    }
+    let bin = dir.join("examples").join(name);
+    assert!(bin.exists(), "{} not built (cargo test builds examples)", bin.display());
+    bin
 }

@@ -72,6 +72,7 @@ impl JobControl {
 }
 
 /// The coordinator's settings.
+#[derive(Clone)]
 pub(crate) struct Settings {
     pub interval: Option<Duration>,
     pub timeout: Duration,

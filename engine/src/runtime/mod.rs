@@ -210,7 +210,7 @@ fn execute_once(
         let handle = std::thread::Builder::new()
             .name("brisk-checkpoints".into())
             .spawn(move || {
-                let outcome = coordinator::run(settings_clone(&settings), cs, job, rx, requests, stop_rx);
+                let outcome = coordinator::run(settings.clone(), cs, job, rx, requests, stop_rx);
                 (settings, outcome)
             })
             .map_err(|e| JobError::Runtime {
@@ -314,19 +314,6 @@ fn execute_once(
             checkpoints: checkpoint_stats,
             checkpoints_failed,
         }),
-    }
-}
-
-fn settings_clone(s: &Settings) -> Settings {
-    Settings {
-        interval: s.interval,
-        timeout: s.timeout,
-        tolerable_failures: s.tolerable_failures,
-        retained: s.retained,
-        cores: s.cores,
-        max_parallelism: s.max_parallelism,
-        nodes: s.nodes.clone(),
-        first_id: s.first_id,
     }
 }
 
