@@ -57,15 +57,7 @@ fn expected() -> Vec<String> {
 }
 
 fn committed(out: &Path) -> Vec<String> {
-    let mut v = Vec::new();
-    for e in std::fs::read_dir(out).unwrap() {
-        let e = e.unwrap();
-        if e.file_name().to_str().unwrap().starts_with("part-") {
-            v.extend(std::fs::read_to_string(e.path()).unwrap().lines().map(str::to_string));
-        }
-    }
-    v.sort();
-    v
+    common::committed_lines(out)
 }
 
 fn config(dir: &Path, cores: usize) -> JobConfig {

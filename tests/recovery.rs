@@ -58,15 +58,7 @@ fn sorted_lines(s: &str) -> Vec<String> {
 
 /// `cat OUT/part-*`, sorted; hidden (uncommitted) files are not read.
 fn committed(out: &Path) -> Vec<String> {
-    let mut all = String::new();
-    let Ok(entries) = std::fs::read_dir(out) else { return Vec::new() };
-    for e in entries {
-        let e = e.unwrap();
-        if e.file_name().to_str().unwrap().starts_with("part-") {
-            all.push_str(&std::fs::read_to_string(e.path()).unwrap());
-        }
-    }
-    sorted_lines(&all)
+    common::committed_lines(out)
 }
 
 /// Lost and duplicated rows of `got` against `want` (both sorted).

@@ -641,19 +641,20 @@ impl<T: Data, K: Key, KF: Fn(&T) -> K + Clone + Send + 'static> KeyedStream<T, K
     pub fn process<O: Data, F: KeyedProcessFunction<K, T, O>>(&self, f: F) -> DataStream<O> {
         let key_fn = self.key_fn.clone();
         self.keyed_node("process", move |b, meta, next, info| {
-            refuse_under_checkpoints(b, meta, "keyed process functions (and interval joins)")?;
-            let op = KeyedProcessOp::new(key_fn, f, next, info, key_owner(b), b.core.clone())?;
+            let op = KeyedProcessOp::new(key_fn, f, next, info, key_owner(b), b.core.clone(), meta.id)?;
             Ok(Box::new(KeyedProcessHandle(op)))
         })
     }
 
     /// Rolling reduce per key: `f(accumulated, new)`. Streaming mode emits
     /// every new aggregate; batch mode one final aggregate per key.
-    pub fn reduce(&self, f: impl FnMut(T, T) -> T + Clone + Send + 'static) -> DataStream<T> {
+    pub fn reduce(&self, f: impl FnMut(T, T) -> T + Clone + Send + 'static) -> DataStream<T>
+    where
+        T: StateData,
+    {
         let key_fn = self.key_fn.clone();
         self.keyed_node("reduce", move |b, meta, next, info| {
-            refuse_under_checkpoints(b, meta, "rolling keyed aggregations (reduce, sum, min, max)")?;
-            Ok(Box::new(ReduceOp {
+            let mut op = ReduceOp {
                 key_fn,
                 f,
                 table: StateTable::default(),
@@ -662,7 +663,11 @@ impl<T: Data, K: Key, KF: Fn(&T) -> K + Clone + Send + 'static> KeyedStream<T, K
                 next,
                 info,
                 owner: key_owner(b),
-            }))
+                core: b.core.clone(),
+                node: meta.id,
+            };
+            op.restore()?;
+            Ok(Box::new(op))
         })
     }
 
@@ -670,6 +675,7 @@ impl<T: Data, K: Key, KF: Fn(&T) -> K + Clone + Send + 'static> KeyedStream<T, K
     /// of the key's first record (Flink's `sum(field)`).
     pub fn sum<V>(&self, field: impl Fn(&mut T) -> &mut V + Clone + Send + 'static) -> DataStream<T>
     where
+        T: StateData,
         V: std::ops::AddAssign + Copy,
     {
         self.reduce(move |mut acc, mut x| {
@@ -684,7 +690,10 @@ impl<T: Data, K: Key, KF: Fn(&T) -> K + Clone + Send + 'static> KeyedStream<T, K
     pub fn min<V: PartialOrd + Copy>(
         &self,
         field: impl Fn(&mut T) -> &mut V + Clone + Send + 'static,
-    ) -> DataStream<T> {
+    ) -> DataStream<T>
+    where
+        T: StateData,
+    {
         self.reduce(move |mut acc, mut x| {
             let v = *field(&mut x);
             if v < *field(&mut acc) {
@@ -699,7 +708,10 @@ impl<T: Data, K: Key, KF: Fn(&T) -> K + Clone + Send + 'static> KeyedStream<T, K
     pub fn max<V: PartialOrd + Copy>(
         &self,
         field: impl Fn(&mut T) -> &mut V + Clone + Send + 'static,
-    ) -> DataStream<T> {
+    ) -> DataStream<T>
+    where
+        T: StateData,
+    {
         self.reduce(move |mut acc, mut x| {
             let v = *field(&mut x);
             if v > *field(&mut acc) {
@@ -714,7 +726,10 @@ impl<T: Data, K: Key, KF: Fn(&T) -> K + Clone + Send + 'static> KeyedStream<T, K
     pub fn min_by<V: PartialOrd + Copy>(
         &self,
         field: impl Fn(&mut T) -> &mut V + Clone + Send + 'static,
-    ) -> DataStream<T> {
+    ) -> DataStream<T>
+    where
+        T: StateData,
+    {
         self.reduce(move |mut acc, mut x| if *field(&mut x) < *field(&mut acc) { x } else { acc })
     }
 
@@ -723,25 +738,12 @@ impl<T: Data, K: Key, KF: Fn(&T) -> K + Clone + Send + 'static> KeyedStream<T, K
     pub fn max_by<V: PartialOrd + Copy>(
         &self,
         field: impl Fn(&mut T) -> &mut V + Clone + Send + 'static,
-    ) -> DataStream<T> {
+    ) -> DataStream<T>
+    where
+        T: StateData,
+    {
         self.reduce(move |mut acc, mut x| if *field(&mut x) > *field(&mut acc) { x } else { acc })
     }
-}
-
-/// Operators whose state checkpoints do not cover yet refuse to run in a
-/// checkpointed job rather than restore wrong.
-fn refuse_under_checkpoints(
-    b: &crate::graph::CoreBuilder,
-    meta: &NodeMeta,
-    what: &str,
-) -> Result<(), JobError> {
-    if b.core.checkpoints.is_some() {
-        return Err(JobError::Config(format!(
-            "operator '{}': checkpoints do not cover the state of {what} yet; run this job without checkpoint_dir",
-            meta.name
-        )));
-    }
-    Ok(())
 }
 
 fn key_owner(b: &crate::graph::CoreBuilder) -> KeyOwner {
@@ -1065,7 +1067,7 @@ pub struct IntervalJoined<A, B, K, KA, KB> {
     upper_exclusive: bool,
 }
 
-impl<A: Data, B: Data, K: Key, KA, KB> IntervalJoined<A, B, K, KA, KB>
+impl<A: StateData, B: StateData, K: Key, KA, KB> IntervalJoined<A, B, K, KA, KB>
 where
     KA: Fn(&A) -> K + Clone + Send + 'static,
     KB: Fn(&B) -> K + Clone + Send + 'static,

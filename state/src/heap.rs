@@ -9,6 +9,11 @@
 //! State handles ([`ValueState`], [`ListState`], [`MapState`]) are small typed
 //! indices: a user function registers them once (`open`) and passes them back
 //! with the current key ([`CurrentKey`]) to get an accessor scoped to that key.
+//!
+//! Every type held in state is a [`StateValue`] (serde), so the backend can
+//! snapshot itself: [`KeyedStateBackend::snapshot_state`] encodes each entry
+//! as `postcard((key, value))` beside the key's hash (the engine tags it with
+//! its key group), and [`KeyedStateBackend::restore_entry`] decodes one back.
 
 use std::any::Any;
 use std::collections::HashMap;
@@ -18,6 +23,13 @@ use std::marker::PhantomData;
 
 use hashbrown::HashTable;
 use rustc_hash::FxBuildHasher;
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+/// A type keyed state can hold: it serializes (serde), so checkpoints can
+/// capture it. Derive `Serialize` and `Deserialize` for your own types.
+pub trait StateValue: Serialize + DeserializeOwned + 'static {}
+impl<T: Serialize + DeserializeOwned + 'static> StateValue for T {}
 
 /// The key a record is processed under, with its stable hash
 /// ([`crate::key_hash`]). Cheap to copy.
@@ -209,15 +221,64 @@ handle_impls!(MapState<UK, UV>);
 /// The map type inside a [`MapState`] entry (deterministic hashing).
 pub type StateMap<UK, UV> = HashMap<UK, UV, FxBuildHasher>;
 
-struct Registered {
+/// Why a snapshot entry could not be restored.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RestoreError(pub String);
+
+impl fmt::Display for RestoreError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for RestoreError {}
+
+/// A [`StateTable`] with its value type erased, able to snapshot and restore
+/// itself.
+trait ErasedTable<K> {
+    fn as_any_mut(&mut self) -> &mut dyn Any;
+    fn snapshot(&self, scratch: &mut Vec<u8>, out: &mut dyn FnMut(u64, &[u8]));
+    fn restore(&mut self, bytes: &[u8]) -> Result<(), RestoreError>;
+}
+
+impl<K, V> ErasedTable<K> for StateTable<K, V>
+where
+    K: Eq + Hash + Clone + Serialize + DeserializeOwned + 'static,
+    V: Serialize + DeserializeOwned + 'static,
+{
+    fn as_any_mut(&mut self) -> &mut dyn Any {
+        self
+    }
+
+    fn snapshot(&self, scratch: &mut Vec<u8>, out: &mut dyn FnMut(u64, &[u8])) {
+        for (key, hash, value) in self.iter() {
+            scratch.clear();
+            // Encoding into a Vec fails only if a Serialize impl itself
+            // fails, which derived and std impls never do.
+            let buf =
+                postcard::to_extend(&(key, value), std::mem::take(scratch)).expect("state values encode");
+            *scratch = buf;
+            out(hash, scratch);
+        }
+    }
+
+    fn restore(&mut self, bytes: &[u8]) -> Result<(), RestoreError> {
+        let (key, value): (K, V) = postcard::from_bytes(bytes).map_err(|e| RestoreError(e.to_string()))?;
+        let hash = crate::key_hash(&key);
+        self.insert(CurrentKey::new(&key, hash), value);
+        Ok(())
+    }
+}
+
+struct Registered<K> {
     name: String,
     kind: String,
-    table: Box<dyn Any>,
+    table: Box<dyn ErasedTable<K>>,
 }
 
 /// All keyed state of one keyed operator on one core.
 pub struct KeyedStateBackend<K> {
-    states: Vec<Registered>,
+    states: Vec<Registered<K>>,
     _key: PhantomData<K>,
 }
 
@@ -227,13 +288,13 @@ impl<K> Default for KeyedStateBackend<K> {
     }
 }
 
-impl<K: Eq + Hash + Clone + 'static> KeyedStateBackend<K> {
+impl<K: Eq + Hash + Clone + Serialize + DeserializeOwned + 'static> KeyedStateBackend<K> {
     /// An empty backend.
     pub fn new() -> Self {
         Self::default()
     }
 
-    fn register<V: 'static>(&mut self, name: &str, kind: String) -> Result<usize, StateError> {
+    fn register<V: StateValue>(&mut self, name: &str, kind: String) -> Result<usize, StateError> {
         if let Some(id) = self.states.iter().position(|s| s.name == name) {
             let existing = &self.states[id];
             if existing.kind != kind {
@@ -254,21 +315,21 @@ impl<K: Eq + Hash + Clone + 'static> KeyedStateBackend<K> {
     }
 
     /// Registers (or looks up, if registered with the same type) a value state.
-    pub fn value_state<T: 'static>(&mut self, name: &str) -> Result<ValueState<T>, StateError> {
+    pub fn value_state<T: StateValue>(&mut self, name: &str) -> Result<ValueState<T>, StateError> {
         let kind = format!("ValueState<{}>", std::any::type_name::<T>());
         let id = self.register::<T>(name, kind)?;
         Ok(ValueState { id, _type: PhantomData })
     }
 
     /// Registers (or looks up) a list state.
-    pub fn list_state<T: 'static>(&mut self, name: &str) -> Result<ListState<T>, StateError> {
+    pub fn list_state<T: StateValue>(&mut self, name: &str) -> Result<ListState<T>, StateError> {
         let kind = format!("ListState<{}>", std::any::type_name::<T>());
         let id = self.register::<Vec<T>>(name, kind)?;
         Ok(ListState { id, _type: PhantomData })
     }
 
     /// Registers (or looks up) a map state.
-    pub fn map_state<UK: Eq + Hash + 'static, UV: 'static>(
+    pub fn map_state<UK: Eq + Hash + StateValue, UV: StateValue>(
         &mut self,
         name: &str,
     ) -> Result<MapState<UK, UV>, StateError> {
@@ -282,7 +343,7 @@ impl<K: Eq + Hash + Clone + 'static> KeyedStateBackend<K> {
             panic!("{what} handle used before it was registered in open()");
         };
         let kind = &state.kind;
-        match state.table.downcast_mut::<StateTable<K, V>>() {
+        match state.table.as_any_mut().downcast_mut::<StateTable<K, V>>() {
             Some(t) => t,
             None => panic!("{what} handle does not belong to this operator's state ({kind})"),
         }
@@ -290,7 +351,7 @@ impl<K: Eq + Hash + Clone + 'static> KeyedStateBackend<K> {
 
     /// The value state `handle` scoped to `at`'s key.
     #[inline]
-    pub fn value<'a, T: 'static>(
+    pub fn value<'a, T: StateValue>(
         &'a mut self,
         handle: &ValueState<T>,
         at: CurrentKey<'a, K>,
@@ -301,7 +362,7 @@ impl<K: Eq + Hash + Clone + 'static> KeyedStateBackend<K> {
 
     /// The list state `handle` scoped to `at`'s key.
     #[inline]
-    pub fn list<'a, T: 'static>(
+    pub fn list<'a, T: StateValue>(
         &'a mut self,
         handle: &ListState<T>,
         at: CurrentKey<'a, K>,
@@ -312,7 +373,7 @@ impl<K: Eq + Hash + Clone + 'static> KeyedStateBackend<K> {
 
     /// The map state `handle` scoped to `at`'s key.
     #[inline]
-    pub fn map<'a, UK: Eq + Hash + 'static, UV: 'static>(
+    pub fn map<'a, UK: Eq + Hash + StateValue, UV: StateValue>(
         &'a mut self,
         handle: &MapState<UK, UV>,
         at: CurrentKey<'a, K>,
@@ -324,6 +385,36 @@ impl<K: Eq + Hash + Clone + 'static> KeyedStateBackend<K> {
     /// Names of the registered states, in registration order.
     pub fn state_names(&self) -> impl Iterator<Item = &str> {
         self.states.iter().map(|s| s.name.as_str())
+    }
+
+    /// `(name, kind)` of every registered state, in registration order; a
+    /// state's position is the `id` the snapshot methods take. The kind
+    /// names the state's shape and types, e.g. `ValueState<f64>`.
+    pub fn descriptors(&self) -> impl Iterator<Item = (&str, &str)> {
+        self.states.iter().map(|s| (s.name.as_str(), s.kind.as_str()))
+    }
+
+    /// The id of the state named `name` and its kind.
+    pub fn find(&self, name: &str) -> Option<(usize, &str)> {
+        self.states.iter().position(|s| s.name == name).map(|id| (id, self.states[id].kind.as_str()))
+    }
+
+    /// Encodes every entry of state `id` as `postcard((key, value))` and
+    /// passes it to `out` with the key's hash. Panics if `id` is not a
+    /// registered state.
+    pub fn snapshot_state(&self, id: usize, out: &mut dyn FnMut(u64, &[u8])) {
+        let mut scratch = Vec::new();
+        self.states[id].table.snapshot(&mut scratch, out);
+    }
+
+    /// Decodes one entry written by [`snapshot_state`](Self::snapshot_state)
+    /// into state `id` (replacing the key's value if it has one).
+    pub fn restore_entry(&mut self, id: usize, bytes: &[u8]) -> Result<(), RestoreError> {
+        let state = &mut self.states[id];
+        state
+            .table
+            .restore(bytes)
+            .map_err(|e| RestoreError(format!("state '{}' ({}): {e}", state.name, state.kind)))
     }
 }
 
@@ -399,10 +490,14 @@ impl<'a, K: Eq + Clone, T> ListAccess<'a, K, T> {
         self.table.get_or_insert_with(at, Vec::new).push(value);
     }
 
-    /// Appends all elements.
+    /// Appends all elements (adding none leaves an unset key unset).
     pub fn add_all(&mut self, values: impl IntoIterator<Item = T>) {
         let at = self.at();
-        self.table.get_or_insert_with(at, Vec::new).extend(values);
+        let list = self.table.get_or_insert_with(at, Vec::new);
+        list.extend(values);
+        if list.is_empty() {
+            self.table.remove(at);
+        }
     }
 
     /// Replaces the key's list; an empty list clears the key.
@@ -544,6 +639,46 @@ mod tests {
         assert_eq!(b.value(&v2, at(&k)).get(), Some(&7));
         let err = b.list_state::<i64>("s").unwrap_err();
         assert!(err.to_string().contains("already registered as ValueState<i64>"), "{err}");
+    }
+
+    #[test]
+    fn snapshot_restores_every_state_into_a_fresh_backend() {
+        let mut b = KeyedStateBackend::<String>::new();
+        let v = b.value_state::<f64>("v").unwrap();
+        let l = b.list_state::<u32>("l").unwrap();
+        let m = b.map_state::<String, i64>("m").unwrap();
+        let keys: Vec<String> = (0..50).map(|i| format!("k{i}")).collect();
+        for (i, k) in keys.iter().enumerate() {
+            b.value(&v, at(k)).set(i as f64 / 2.0);
+            b.list(&l, at(k)).add_all(0..i as u32 % 5);
+            if i % 3 == 0 {
+                b.map(&m, at(k)).put(format!("u{i}"), -(i as i64));
+            }
+        }
+        let mut copy = KeyedStateBackend::<String>::new();
+        let (v2, l2, m2) = (
+            copy.value_state::<f64>("v").unwrap(),
+            copy.list_state::<u32>("l").unwrap(),
+            copy.map_state("m").unwrap(),
+        );
+        let mut entries = 0;
+        for (id, (name, _)) in b.descriptors().enumerate() {
+            let (to, _) = copy.find(name).unwrap();
+            b.snapshot_state(id, &mut |hash, bytes| {
+                let key: String = postcard::take_from_bytes::<String>(bytes).unwrap().0;
+                assert_eq!(hash, key_hash(&key), "the hash passed is the key's");
+                copy.restore_entry(to, bytes).unwrap();
+                entries += 1;
+            });
+        }
+        assert_eq!(entries, 50 + 40 + 17, "every non-empty entry is written once");
+        for (i, k) in keys.iter().enumerate() {
+            assert_eq!(copy.value(&v2, at(k)).get(), Some(&(i as f64 / 2.0)));
+            assert_eq!(copy.list(&l2, at(k)).get(), b.list(&l, at(k)).get());
+            assert_eq!(copy.map(&m2, at(k)).get(&format!("u{i}")), b.map(&m, at(k)).get(&format!("u{i}")));
+        }
+        let err = copy.restore_entry(0, &[0xff, 0xff]).unwrap_err();
+        assert!(err.to_string().contains("state 'v' (ValueState<f64>)"), "{err}");
     }
 
     #[test]

@@ -33,8 +33,8 @@ pub mod timers;
 
 pub use hash::key_hash;
 pub use heap::{
-    CurrentKey, KeyedStateBackend, ListAccess, ListState, MapAccess, MapState, StateError, StateTable,
-    ValueAccess, ValueState,
+    CurrentKey, KeyedStateBackend, ListAccess, ListState, MapAccess, MapState, RestoreError, StateError,
+    StateTable, StateValue, ValueAccess, ValueState,
 };
 pub use key_group::{KeyGroupRange, MaxParallelism};
 pub use timers::{Timer, TimerQueue};

@@ -40,3 +40,18 @@ pub fn example(name: &str) -> PathBuf {
     assert!(bin.exists(), "{} not built (cargo test builds examples)", bin.display());
     bin
 }
+
+/// The committed output of a transactional file sink: the lines of every
+/// `part-*` file in `dir` (none if `dir` does not exist), sorted.
+pub fn committed_lines(dir: &std::path::Path) -> Vec<String> {
+    let mut lines = Vec::new();
+    let Ok(entries) = std::fs::read_dir(dir) else { return lines };
+    for e in entries {
+        let e = e.unwrap();
+        if e.file_name().to_str().unwrap().starts_with("part-") {
+            lines.extend(std::fs::read_to_string(e.path()).unwrap().lines().map(str::to_string));
+        }
+    }
+    lines.sort();
+    lines
+}

@@ -157,6 +157,18 @@ impl StateWriter {
         self.entries += 1;
     }
 
+    /// Appends one entry whose bytes are already encoded, prefixed with a
+    /// 4-byte little-endian `tag` (e.g. which of an operator's states it
+    /// belongs to); [`RawEntry::split_tag`] takes it apart.
+    pub fn tagged_raw(&mut self, kind: u8, key_group: u32, tag: u32, bytes: &[u8]) {
+        self.buf.push(kind);
+        self.buf.extend_from_slice(&key_group.to_le_bytes());
+        self.buf.extend_from_slice(&(bytes.len() as u32 + 4).to_le_bytes());
+        self.buf.extend_from_slice(&tag.to_le_bytes());
+        self.buf.extend_from_slice(bytes);
+        self.entries += 1;
+    }
+
     /// Entries written so far.
     pub fn len(&self) -> usize {
         self.entries
@@ -185,11 +197,25 @@ pub struct RawEntry<'a> {
     index: usize,
 }
 
-impl RawEntry<'_> {
+impl<'a> RawEntry<'a> {
     /// Decodes the value.
     pub fn decode<V: DeserializeOwned>(&self) -> Result<V, CorruptFile> {
         postcard::from_bytes(self.bytes)
             .map_err(|e| CorruptFile::Entry { index: self.index, reason: e.to_string() })
+    }
+
+    /// The tag and bytes of an entry written by [`StateWriter::tagged_raw`].
+    pub fn split_tag(&self) -> Result<(u32, &'a [u8]), CorruptFile> {
+        if self.bytes.len() < 4 {
+            return Err(self.error("shorter than its tag"));
+        }
+        let (tag, rest) = self.bytes.split_at(4);
+        Ok((u32::from_le_bytes(tag.try_into().expect("4 bytes")), rest))
+    }
+
+    /// A decoding error at this entry.
+    pub fn error(&self, reason: impl Into<String>) -> CorruptFile {
+        CorruptFile::Entry { index: self.index, reason: reason.into() }
     }
 }
 
@@ -229,6 +255,7 @@ mod tests {
         let mut w = StateWriter::new();
         w.entry(1, 7, &("key".to_string(), 42u64));
         w.entry(2, NO_KEY_GROUP, &vec![1i64, -2, 3]);
+        w.tagged_raw(3, 9, 5, &postcard::to_allocvec(&7u8).unwrap());
         frame(&w.finish())
     }
 
@@ -240,7 +267,9 @@ mod tests {
         assert_eq!((got[0].kind, got[0].key_group), (1, 7));
         assert_eq!(got[0].decode::<(String, u64)>().unwrap(), ("key".to_string(), 42));
         assert_eq!(got[1].decode::<Vec<i64>>().unwrap(), vec![1, -2, 3]);
-        assert_eq!(got.len(), 2);
+        let (tag, rest) = got[2].split_tag().unwrap();
+        assert_eq!((tag, postcard::from_bytes::<u8>(rest).unwrap()), (5, 7));
+        assert_eq!(got.len(), 3);
     }
 
     #[test]

@@ -4,13 +4,14 @@
 //! all of that is done.
 //!
 //! A core acknowledges checkpoint `n` when every sink on it has either seen
-//! barrier `n` (and finished pre-committing) or ended, and every state file
+//! barrier `n` (and finished pre-committing) or ended (each sink counted
+//! once: a sink that saw `n` and then ended is one sink), and every state file
 //! it started writing for `n` is durable. Every operator between a source and
 //! a sink snapshots when the barrier passes it, before forwarding it, so by
 //! then every snapshot of `n` on this core has been started.
 
 use std::cell::{Cell, RefCell};
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
 use std::rc::Rc;
 use std::sync::Arc;
@@ -26,7 +27,8 @@ use super::{CheckpointShared, Restored, ToCoordinator};
 
 #[derive(Default)]
 struct Progress {
-    sinks_seen: usize,
+    /// Sinks (by index on this core) that saw the barrier.
+    sinks_seen: BTreeSet<usize>,
     writes: usize,
     files: Vec<FileEntry>,
     commits: Vec<Commit>,
@@ -40,7 +42,8 @@ pub(crate) struct CoreCheckpoints {
     shared: Arc<CheckpointShared>,
     to_coordinator: Sender<ToCoordinator>,
     sinks: Cell<usize>,
-    ended_sinks: Cell<usize>,
+    /// Sinks (by index on this core) whose input ended.
+    ended_sinks: RefCell<BTreeSet<usize>>,
     progress: RefCell<BTreeMap<u64, Progress>>,
     /// State of sources whose input ended, and sinks' end-of-input commits:
     /// part of every later checkpoint.
@@ -65,7 +68,7 @@ impl CoreCheckpoints {
             shared,
             to_coordinator,
             sinks: Cell::new(0),
-            ended_sinks: Cell::new(0),
+            ended_sinks: RefCell::default(),
             progress: RefCell::default(),
             final_states: RefCell::default(),
             final_commits: RefCell::default(),
@@ -94,9 +97,13 @@ impl CoreCheckpoints {
         self.shared.clone()
     }
 
-    /// Counts a sink instance on this core (at build time).
-    pub fn register_sink(&self) {
-        self.sinks.set(self.sinks.get() + 1);
+    /// Counts a sink instance on this core (at build time); returns its
+    /// index, which names it in [`sink_barrier`](Self::sink_barrier) and
+    /// [`sink_ended`](Self::sink_ended).
+    pub fn register_sink(&self) -> usize {
+        let index = self.sinks.get();
+        self.sinks.set(index + 1);
+        index
     }
 
     /// Declares a directory where a transactional sink commits output.
@@ -122,12 +129,15 @@ impl CoreCheckpoints {
             let path = dir.join(&name);
             let result = write_durably(&path, framed).await;
             let mut progress = this.progress.borrow_mut();
-            let p = progress.entry(id).or_default();
-            p.writes -= 1;
-            match result {
-                Ok(()) => p.files.push(FileEntry { name, node, core: this.core, bytes }),
-                Err(e) => {
-                    p.failed.get_or_insert(format!("cannot write {}: {e}", path.display()));
+            // Absent: a newer checkpoint was acknowledged first and this one
+            // was abandoned.
+            if let Some(p) = progress.get_mut(&id) {
+                p.writes -= 1;
+                match result {
+                    Ok(()) => p.files.push(FileEntry { name, node, core: this.core, bytes }),
+                    Err(e) => {
+                        p.failed.get_or_insert(format!("cannot write {}: {e}", path.display()));
+                    }
                 }
             }
             drop(progress);
@@ -154,11 +164,11 @@ impl CoreCheckpoints {
         self.final_states.borrow_mut().push((node, payload));
     }
 
-    /// A sink saw barrier `id` and starts pre-committing.
-    pub fn sink_barrier(&self, id: u64) {
+    /// Sink `sink` saw barrier `id` and starts pre-committing.
+    pub fn sink_barrier(&self, sink: usize, id: u64) {
         let mut progress = self.progress.borrow_mut();
         let p = progress.entry(id).or_default();
-        p.sinks_seen += 1;
+        p.sinks_seen.insert(sink);
         p.writes += 1;
     }
 
@@ -166,7 +176,9 @@ impl CoreCheckpoints {
     pub fn sink_pre_committed(&self, id: u64, result: Result<Vec<Commit>, String>) {
         {
             let mut progress = self.progress.borrow_mut();
-            let p = progress.entry(id).or_default();
+            // Absent only if abandoned; the sink carries its pending
+            // commits into its next pre-commit anyway.
+            let Some(p) = progress.get_mut(&id) else { return };
             p.writes -= 1;
             match result {
                 Ok(c) => p.commits.extend(c),
@@ -178,10 +190,11 @@ impl CoreCheckpoints {
         self.maybe_ack(id);
     }
 
-    /// A sink reached the end of its input, having pre-committed `commits`.
-    pub fn sink_ended(&self, commits: Vec<Commit>) {
+    /// Sink `sink` reached the end of its input, having pre-committed
+    /// `commits`.
+    pub fn sink_ended(&self, sink: usize, commits: Vec<Commit>) {
         self.final_commits.borrow_mut().extend(commits);
-        self.ended_sinks.set(self.ended_sinks.get() + 1);
+        self.ended_sinks.borrow_mut().insert(sink);
         let ids: Vec<u64> = self.progress.borrow().keys().copied().collect();
         for id in ids {
             self.maybe_ack(id);
@@ -196,7 +209,7 @@ impl CoreCheckpoints {
         }
         let msg = if let Some(reason) = p.failed.take() {
             ToCoordinator::Failed { core: self.core, id, reason }
-        } else if p.sinks_seen + self.ended_sinks.get() >= self.sinks.get() {
+        } else if p.sinks_seen.union(&self.ended_sinks.borrow()).count() >= self.sinks.get() {
             let mut commits = std::mem::take(&mut p.commits);
             commits.extend(self.final_commits.borrow().iter().cloned());
             ToCoordinator::Ack {
@@ -251,4 +264,45 @@ async fn write_durably(path: &std::path::Path, bytes: Vec<u8>) -> std::io::Resul
 
 fn io(e: glommio::GlommioError<()>) -> std::io::Error {
     std::io::Error::other(e.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crossbeam::channel::unbounded;
+
+    fn commit(id: u64, name: &str) -> Commit {
+        Commit { checkpoint: id, from: PathBuf::from(format!(".{name}")), to: PathBuf::from(name) }
+    }
+
+    /// A sink that saw the barrier and then ended is one sink, not two: the
+    /// core waits for the sink that has not seen the barrier yet, and its
+    /// pre-commit is part of the acknowledgement.
+    #[test]
+    fn a_sink_that_saw_the_barrier_and_ended_is_counted_once() {
+        let (tx, rx) = unbounded();
+        let cp = CoreCheckpoints::new(0, CheckpointShared::new(PathBuf::from("/nowhere")), tx, None);
+        let sinks: Vec<usize> = (0..3).map(|_| cp.register_sink()).collect();
+        for &sink in &sinks[..2] {
+            cp.sink_barrier(sink, 5);
+            cp.sink_pre_committed(5, Ok(vec![commit(5, &format!("s{sink}"))]));
+            cp.sink_ended(sink, Vec::new());
+        }
+        assert!(rx.try_recv().is_err(), "acknowledged before sink 2 saw barrier 5");
+        cp.sink_barrier(sinks[2], 5);
+        assert!(rx.try_recv().is_err(), "acknowledged before sink 2 pre-committed");
+        cp.sink_pre_committed(5, Ok(vec![commit(5, "s2")]));
+        match rx.try_recv() {
+            Ok(ToCoordinator::Ack { id: 5, commits, .. }) => {
+                let mut names: Vec<_> = commits.iter().map(|c| c.to.display().to_string()).collect();
+                names.sort();
+                assert_eq!(names, ["s0", "s1", "s2"]);
+            }
+            other => panic!("expected the ack of 5, got {other:?}"),
+        }
+        assert!(rx.try_recv().is_err(), "one ack per checkpoint");
+        // A late completion of an abandoned checkpoint is ignored.
+        cp.sink_pre_committed(4, Ok(Vec::new()));
+        assert!(rx.try_recv().is_err());
+    }
 }

@@ -98,9 +98,9 @@ impl<A, B, O, F: Clone> Clone for IntervalJoinFn<A, B, O, F> {
 
 impl<K, A, B, O, F> KeyedProcessFunction<K, Either<A, B>, O> for IntervalJoinFn<A, B, O, F>
 where
-    K: Eq + std::hash::Hash + Clone + 'static,
-    A: Clone + Send + 'static,
-    B: Clone + Send + 'static,
+    K: Eq + std::hash::Hash + Clone + serde::Serialize + serde::de::DeserializeOwned + 'static,
+    A: Clone + Send + brisk_state::StateValue,
+    B: Clone + Send + brisk_state::StateValue,
     O: 'static,
     F: ProcessJoinFunction<A, B, O>,
 {

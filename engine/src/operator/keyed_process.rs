@@ -12,6 +12,13 @@
 //! timers are dropped in streaming mode (Flink quiesces its processing-time
 //! service) and fired in batch mode (Flink's batch timer service fires them at
 //! the end of input).
+//!
+//! At a checkpoint barrier the operator snapshots every registered state and
+//! both timer queues, each entry tagged with its key group; on restore each
+//! core keeps the key groups it owns. A checkpoint restores only into a
+//! function that registers the same states with the same types (a state the
+//! checkpoint holds but the function no longer registers is an error, as in
+//! Flink without `--allowNonRestoredState`).
 
 use std::cell::RefCell;
 use std::hash::Hash;
@@ -19,11 +26,14 @@ use std::marker::PhantomData;
 use std::rc::Rc;
 
 use brisk_state::{
-    CurrentKey, KeyedStateBackend, ListAccess, ListState, MapAccess, MapState, TimerQueue, ValueAccess,
-    ValueState,
+    CurrentKey, KeyedStateBackend, ListAccess, ListState, MapAccess, MapState, StateValue, TimerQueue,
+    ValueAccess, ValueState,
 };
+use serde::Serialize;
+use serde::de::DeserializeOwned;
 
 use crate::batch::{BATCH_RECORDS_MAX, Batch, Control, MAX_WATERMARK, MIN_WATERMARK, Timestamp};
+use crate::checkpoint::format::{CorruptFile, NO_KEY_GROUP, StateWriter, entries};
 use crate::error::{JobError, OperatorInfo, UserError};
 use crate::runtime::core::{Core, Push};
 use crate::runtime::timers::Ticker;
@@ -114,17 +124,17 @@ pub struct OpenContext<'a, K> {
     cores: usize,
 }
 
-impl<K: Eq + Hash + Clone + 'static> OpenContext<'_, K> {
+impl<K: Eq + Hash + Clone + Serialize + DeserializeOwned + 'static> OpenContext<'_, K> {
     /// Registers (or looks up) a value state named `name`.
-    pub fn value_state<T: 'static>(&mut self, name: &str) -> Result<ValueState<T>, UserError> {
+    pub fn value_state<T: StateValue>(&mut self, name: &str) -> Result<ValueState<T>, UserError> {
         Ok(self.backend.value_state(name)?)
     }
     /// Registers (or looks up) a list state named `name`.
-    pub fn list_state<T: 'static>(&mut self, name: &str) -> Result<ListState<T>, UserError> {
+    pub fn list_state<T: StateValue>(&mut self, name: &str) -> Result<ListState<T>, UserError> {
         Ok(self.backend.list_state(name)?)
     }
     /// Registers (or looks up) a map state named `name`.
-    pub fn map_state<UK: Eq + Hash + 'static, UV: 'static>(
+    pub fn map_state<UK: Eq + Hash + StateValue, UV: StateValue>(
         &mut self,
         name: &str,
     ) -> Result<MapState<UK, UV>, UserError> {
@@ -153,7 +163,7 @@ pub struct Context<'a, K> {
     domain: Option<TimeDomain>,
 }
 
-impl<K: Eq + Hash + Clone + 'static> Context<'_, K> {
+impl<K: Eq + Hash + Clone + Serialize + DeserializeOwned + 'static> Context<'_, K> {
     /// The key of the record being processed.
     pub fn current_key(&self) -> &K {
         self.key.key()
@@ -193,15 +203,15 @@ impl<K: Eq + Hash + Clone + 'static> Context<'_, K> {
         self.watermark
     }
     /// The value state `handle` for the current key.
-    pub fn value<T: 'static>(&mut self, handle: &ValueState<T>) -> ValueAccess<'_, K, T> {
+    pub fn value<T: StateValue>(&mut self, handle: &ValueState<T>) -> ValueAccess<'_, K, T> {
         self.backend.value(handle, self.key)
     }
     /// The list state `handle` for the current key.
-    pub fn list<T: 'static>(&mut self, handle: &ListState<T>) -> ListAccess<'_, K, T> {
+    pub fn list<T: StateValue>(&mut self, handle: &ListState<T>) -> ListAccess<'_, K, T> {
         self.backend.list(handle, self.key)
     }
     /// The map state `handle` for the current key.
-    pub fn map<UK: Eq + Hash + 'static, UV: 'static>(
+    pub fn map<UK: Eq + Hash + StateValue, UV: StateValue>(
         &mut self,
         handle: &MapState<UK, UV>,
     ) -> MapAccess<'_, K, UK, UV> {
@@ -258,7 +268,21 @@ pub(crate) struct ProcessInner<K, I, O, KF, F> {
     watermark: Timestamp,
     owner: KeyOwner,
     core: Rc<Core>,
+    /// The operator's node id: names its state in checkpoints.
+    node: usize,
     _input: PhantomData<fn(I)>,
+}
+
+/// Entry kinds of a keyed process operator's snapshot.
+mod state_kind {
+    /// `Vec<(name, kind)>` of the registered states; first in every file.
+    pub const DIRECTORY: u8 = 1;
+    /// One key's value of one state: tag = the state's directory index.
+    pub const STATE: u8 = 2;
+    /// `(key, timestamp)` of an event-time timer.
+    pub const EVENT_TIMER: u8 = 3;
+    /// `(key, timestamp)` of a processing-time timer.
+    pub const PROCESSING_TIMER: u8 = 4;
 }
 
 /// Which core owns a key hash: the invariant every keyed operator asserts on
@@ -284,7 +308,7 @@ impl KeyOwner {
 
 impl<K, I, O, KF, F> KeyedProcessOp<K, I, O, KF, F>
 where
-    K: Eq + Hash + Clone + 'static,
+    K: Eq + Hash + Clone + Serialize + DeserializeOwned + 'static,
     I: 'static,
     O: 'static,
     KF: FnMut(&I) -> K + 'static,
@@ -297,6 +321,7 @@ where
         info: OperatorInfo,
         owner: KeyOwner,
         core: Rc<Core>,
+        node: usize,
     ) -> Result<Rc<Self>, JobError> {
         let mut backend = KeyedStateBackend::new();
         let mut ctx = OpenContext { backend: &mut backend, core: info.core, cores: owner.cores };
@@ -312,8 +337,10 @@ where
             watermark: MIN_WATERMARK,
             owner,
             core: core.clone(),
+            node,
             _input: PhantomData,
         })));
+        op.0.borrow_mut().restore()?;
         core.timers.register(op.clone());
         Ok(op)
     }
@@ -321,9 +348,101 @@ where
 
 impl<K, I, O, KF, F> ProcessInner<K, I, O, KF, F>
 where
-    K: Eq + Hash + Clone + 'static,
+    K: Eq + Hash + Clone + Serialize + DeserializeOwned + 'static,
     F: KeyedProcessFunction<K, I, O>,
 {
+    /// Writes the state directory, every state entry and every timer, tagged
+    /// by key group, as this operator's state for checkpoint `id`.
+    fn snapshot(&self, id: u64) {
+        let Some(cp) = &self.core.checkpoints else { return };
+        let mp = self.owner.max_parallelism;
+        let mut w = StateWriter::new();
+        let directory: Vec<(&str, &str)> = self.backend.descriptors().collect();
+        w.entry(state_kind::DIRECTORY, NO_KEY_GROUP, &directory);
+        for index in 0..directory.len() {
+            self.backend.snapshot_state(index, &mut |hash, bytes| {
+                w.tagged_raw(state_kind::STATE, mp.key_group(hash), index as u32, bytes);
+            });
+        }
+        for (kind, queue) in [
+            (state_kind::EVENT_TIMER, &self.timers.event),
+            (state_kind::PROCESSING_TIMER, &self.timers.processing),
+        ] {
+            for (k, hash, (), ts) in queue.iter() {
+                w.entry(kind, mp.key_group(hash), &(k, ts));
+            }
+        }
+        cp.write_state(id, self.node, w.finish());
+    }
+
+    /// Loads the key groups this core owns from the restored checkpoint.
+    fn restore(&mut self) -> Result<(), JobError> {
+        let Some(restored) = self.core.checkpoints.as_ref().and_then(|c| c.restored.clone()) else {
+            return Ok(());
+        };
+        let range = self.owner.max_parallelism.range_for(self.owner.core, self.owner.cores);
+        let (name, core) = (self.info.name.clone(), self.info.core);
+        let bad = |e: String| JobError::Restore(format!("process '{name}' state on core {core}: {e}"));
+        for payload in restored.payloads(self.node) {
+            // Snapshot index -> this backend's state id.
+            let mut ids: Option<Vec<usize>> = None;
+            for entry in entries(payload) {
+                let entry = entry.map_err(|e| bad(e.to_string()))?;
+                if entry.kind == state_kind::DIRECTORY {
+                    let directory: Vec<(String, String)> = entry.decode().map_err(|e| bad(e.to_string()))?;
+                    ids = Some(self.map_directory(&directory).map_err(&bad)?);
+                    continue;
+                }
+                if !range.contains(entry.key_group) {
+                    continue;
+                }
+                match entry.kind {
+                    state_kind::STATE => {
+                        let (index, bytes) = entry.split_tag().map_err(|e| bad(e.to_string()))?;
+                        let Some(&id) = ids.as_ref().and_then(|ids| ids.get(index as usize)) else {
+                            return Err(bad(entry
+                                .error(format!("state index {index} not in the directory"))
+                                .to_string()));
+                        };
+                        self.backend.restore_entry(id, bytes).map_err(|e| bad(e.to_string()))?;
+                    }
+                    kind @ (state_kind::EVENT_TIMER | state_kind::PROCESSING_TIMER) => {
+                        let (key, ts): (K, i64) = entry.decode().map_err(|e| bad(e.to_string()))?;
+                        let hash = brisk_state::key_hash(&key);
+                        let queue = if kind == state_kind::EVENT_TIMER {
+                            &mut self.timers.event
+                        } else {
+                            &mut self.timers.processing
+                        };
+                        queue.register(&key, hash, &(), ts);
+                    }
+                    other => {
+                        let e: CorruptFile = entry.error(format!("unknown entry kind {other}"));
+                        return Err(bad(e.to_string()));
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Matches a checkpoint's state directory with the states `open`
+    /// registered: same names, same kinds.
+    fn map_directory(&self, directory: &[(String, String)]) -> Result<Vec<usize>, String> {
+        directory
+            .iter()
+            .map(|(name, kind)| match self.backend.find(name) {
+                Some((id, registered)) if registered == kind => Ok(id),
+                Some((_, registered)) => Err(format!(
+                    "state '{name}' is {kind} in the checkpoint but the function registers it as {registered}"
+                )),
+                None => Err(format!(
+                    "the checkpoint holds state '{name}' ({kind}) that the function no longer registers in open()"
+                )),
+            })
+            .collect()
+    }
+
     fn flush(&mut self) -> Result<(), JobError> {
         if self.out.is_empty() { Ok(()) } else { self.next.push(&mut self.out) }
     }
@@ -361,7 +480,7 @@ where
 
 impl<K, I, O, KF, F> Ticker for KeyedProcessOp<K, I, O, KF, F>
 where
-    K: Eq + Hash + Clone + 'static,
+    K: Eq + Hash + Clone + Serialize + DeserializeOwned + 'static,
     F: KeyedProcessFunction<K, I, O>,
 {
     fn next_due_ms(&self) -> Option<i64> {
@@ -378,7 +497,7 @@ pub(crate) struct KeyedProcessHandle<K, I, O, KF, F>(pub Rc<KeyedProcessOp<K, I,
 
 impl<K, I, O, KF, F> Push<(u64, I)> for KeyedProcessHandle<K, I, O, KF, F>
 where
-    K: Eq + Hash + Clone + 'static,
+    K: Eq + Hash + Clone + Serialize + DeserializeOwned + 'static,
     KF: FnMut(&I) -> K,
     F: KeyedProcessFunction<K, I, O>,
 {
@@ -420,7 +539,12 @@ where
                 // at the end of input.
                 s.fire_timers(TimeDomain::ProcessingTime, MAX_WATERMARK)?;
             }
-            Control::EndOfInput | Control::Status(_) | Control::Barrier(_) => {}
+            Control::Barrier(id) => {
+                // Output up to the barrier is already pushed (every push
+                // flushes); the state is as of the barrier.
+                s.snapshot(id);
+            }
+            Control::EndOfInput | Control::Status(_) => {}
         }
         s.next.control(control)
     }

@@ -4,15 +4,25 @@
 //! `KeyedStream.reduce` does. Batch mode emits one final aggregate per key when
 //! the input is complete (the final watermark), as Flink's batch execution
 //! does.
+//!
+//! At a checkpoint barrier every key's aggregate is snapshotted, tagged by
+//! key group; on restore each core keeps the key groups it owns.
 
 use std::hash::Hash;
+use std::rc::Rc;
 
 use brisk_state::{CurrentKey, StateTable};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
 
 use crate::batch::{BATCH_RECORDS_MAX, Batch, Control, MAX_WATERMARK};
+use crate::checkpoint::format::{StateWriter, entries};
 use crate::error::{JobError, OperatorInfo};
 use crate::operator::keyed_process::KeyOwner;
-use crate::runtime::core::Push;
+use crate::runtime::core::{Core, Push};
+
+/// The snapshot's one entry kind: `(key, aggregate)`.
+const AGGREGATE: u8 = 1;
 
 pub(crate) struct ReduceOp<K, T, KF, F> {
     pub key_fn: KF,
@@ -23,12 +33,60 @@ pub(crate) struct ReduceOp<K, T, KF, F> {
     pub next: Box<dyn Push<T>>,
     pub info: OperatorInfo,
     pub owner: KeyOwner,
+    pub core: Rc<Core>,
+    /// The operator's node id: names its state in checkpoints.
+    pub node: usize,
+}
+
+impl<K, T, KF, F> ReduceOp<K, T, KF, F>
+where
+    K: Eq + Hash + Clone + Serialize + DeserializeOwned,
+    T: Serialize + DeserializeOwned,
+{
+    /// Writes every key's aggregate as this operator's state for checkpoint `id`.
+    fn snapshot(&self, id: u64) {
+        let Some(cp) = &self.core.checkpoints else { return };
+        let mp = self.owner.max_parallelism;
+        let mut w = StateWriter::new();
+        for (key, hash, acc) in self.table.iter() {
+            if let Some(acc) = acc {
+                w.entry(AGGREGATE, mp.key_group(hash), &(key, acc));
+            }
+        }
+        cp.write_state(id, self.node, w.finish());
+    }
+
+    /// Loads the key groups this core owns from the restored checkpoint.
+    pub fn restore(&mut self) -> Result<(), JobError> {
+        let Some(restored) = self.core.checkpoints.as_ref().and_then(|c| c.restored.clone()) else {
+            return Ok(());
+        };
+        let range = self.owner.max_parallelism.range_for(self.owner.core, self.owner.cores);
+        let bad = |e: crate::checkpoint::format::CorruptFile| {
+            JobError::Restore(format!("reduce '{}' state on core {}: {e}", self.info.name, self.info.core))
+        };
+        for payload in restored.payloads(self.node) {
+            for entry in entries(payload) {
+                let entry = entry.map_err(bad)?;
+                if entry.kind != AGGREGATE {
+                    return Err(bad(entry.error(format!("unknown entry kind {}", entry.kind))));
+                }
+                if !range.contains(entry.key_group) {
+                    continue;
+                }
+                let (key, acc): (K, T) = entry.decode().map_err(bad)?;
+                let hash = brisk_state::key_hash(&key);
+                self.table.insert(CurrentKey::new(&key, hash), Some(acc));
+            }
+        }
+        Ok(())
+    }
 }
 
 impl<K, T, KF, F> Push<(u64, T)> for ReduceOp<K, T, KF, F>
 where
-    K: Eq + Hash + Clone,
-    T: Clone,
+    K: Eq + Hash + Clone + Serialize + DeserializeOwned,
+    T: Clone + Serialize + DeserializeOwned,
     KF: FnMut(&T) -> K,
     F: FnMut(T, T) -> T,
 {
@@ -57,6 +115,10 @@ where
     }
 
     fn control(&mut self, control: Control) -> Result<(), JobError> {
+        if let Control::Barrier(id) = control {
+            // Every push flushes: the aggregates are as of the barrier.
+            self.snapshot(id);
+        }
         if self.batch_mode && control == Control::Watermark(MAX_WATERMARK) {
             // Input complete: one final result per key, in bounded batches.
             for (_, _, acc) in self.table.drain() {

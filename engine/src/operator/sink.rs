@@ -169,14 +169,15 @@ pub(crate) struct SinkNode<T, W> {
     checkpoints: Option<Rc<CoreCheckpoints>>,
     /// No writer on this core (a single-writer sink elsewhere).
     writerless: bool,
+    /// This sink's index among the core's sinks (for checkpoint tracking).
+    index: usize,
 }
 
 impl<T: 'static, W: SinkWriter<T>> SinkNode<T, W> {
     pub fn new(core: &Core, info: OperatorInfo, writer: Option<W>) -> Rc<Self> {
-        if let Some(cp) = &core.checkpoints {
-            cp.register_sink();
-        }
+        let index = core.checkpoints.as_ref().map_or(0, |cp| cp.register_sink());
         Rc::new(Self {
+            index,
             checkpoints: core.checkpoints.clone(),
             writerless: writer.is_none(),
             state: RefCell::new(SinkState {
@@ -260,7 +261,7 @@ impl<T: 'static, W: SinkWriter<T>> Outlet for SinkNode<T, W> {
                 && result.is_ok()
                 && let Some(cp) = &self.checkpoints
             {
-                cp.sink_ended(writer.final_commits());
+                cp.sink_ended(self.index, writer.final_commits());
             }
             let mut st = self.state.borrow_mut();
             st.writer = Some(writer);
@@ -291,7 +292,12 @@ impl<T: 'static, W: SinkWriter<T>> Push<T> for SinkHandle<T, W> {
             let mut st = n.state.borrow_mut();
             let st = &mut *st;
             match st.writer.as_mut() {
-                Some(w) if st.stash.is_empty() => w.write(batch).map_err(|e| n.fail(e))?,
+                // Straight into the writer only if nothing waits before this
+                // batch: after an unprocessed barrier, a batch belongs to the
+                // next checkpoint and must not be pre-committed with it.
+                Some(w) if st.stash.is_empty() && st.barriers.is_empty() => {
+                    w.write(batch).map_err(|e| n.fail(e))?
+                }
                 Some(_) => st.stash.push(batch.take_all()),
                 None if st.ended || st.closed => {
                     return Err(JobError::Runtime {
@@ -323,19 +329,19 @@ impl<T: 'static, W: SinkWriter<T>> Push<T> for SinkHandle<T, W> {
                 if n.writerless
                     && let Some(cp) = &n.checkpoints
                 {
-                    cp.sink_ended(Vec::new());
+                    cp.sink_ended(n.index, Vec::new());
                 }
                 self.core.touch(self.node.clone());
             }
             Control::Barrier(id) if n.writerless => {
                 if let Some(cp) = &n.checkpoints {
-                    cp.sink_barrier(id);
+                    cp.sink_barrier(n.index, id);
                     cp.sink_pre_committed(id, Ok(Vec::new()));
                 }
             }
             Control::Barrier(id) => {
                 if let Some(cp) = &n.checkpoints {
-                    cp.sink_barrier(id);
+                    cp.sink_barrier(n.index, id);
                     let before = st.stash.len();
                     st.barriers.push_back((id, before));
                     drop(st);

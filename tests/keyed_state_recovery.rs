@@ -1,0 +1,348 @@
+//! Keyed process state, timers, rolling reduces and interval-join buffers
+//! survive failures and rescaling: a job using all of them restarts after a
+//! user failure, and stops with a savepoint at one core count and resumes at
+//! another, and its committed output equals a naive model of the
+//! failure-free run, line for line.
+//!
+//! The source runs on one split so that every key's records keep their order
+//! (per-element outputs such as running sums depend on it); state, timers and
+//! output are spread over the cores by key.
+
+mod common;
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc::{SyncSender, sync_channel};
+
+use brisk::prelude::*;
+use brisk::{JobControl, JobResult};
+
+const EVENTS: u64 = 12_000;
+const KEYS: u64 = 23;
+/// Interval-join bounds (ms): each event joins its key's events up to 200 ms
+/// before and after it.
+const JOIN: i64 = 200;
+
+/// `(key, index, timestamp)`.
+type Ev = (u64, u64, i64);
+
+fn event(i: u64) -> Ev {
+    (i % KEYS, i, i as i64 * 5)
+}
+
+/// Value, list and map state plus event-time timers: per element, the key's
+/// running sum of indices and its last three indices; per 100 ms window of
+/// event time, a timer that reports the key's count in the window.
+#[derive(Clone, Default)]
+struct Stateful {
+    sum: ValueState<u64>,
+    recent: ListState<u64>,
+    per_window: MapState<i64, u64>,
+}
+
+impl KeyedProcessFunction<u64, Ev, String> for Stateful {
+    fn open(&mut self, ctx: &mut OpenContext<'_, u64>) -> Result<(), UserError> {
+        self.sum = ctx.value_state("sum")?;
+        self.recent = ctx.list_state("recent")?;
+        self.per_window = ctx.map_state("per-window")?;
+        Ok(())
+    }
+
+    fn process_element(
+        &mut self,
+        (key, i, ts): Ev,
+        ctx: &mut Context<'_, u64>,
+        out: &mut Collector<'_, String>,
+    ) -> Result<(), UserError> {
+        let sum = {
+            let mut s = ctx.value(&self.sum);
+            let sum = s.get().copied().unwrap_or(0) + i;
+            s.set(sum);
+            sum
+        };
+        let recent = {
+            let mut r = ctx.list(&self.recent);
+            let mut v = r.get().to_vec();
+            v.push(i);
+            if v.len() > 3 {
+                v.remove(0);
+            }
+            r.update(v.clone());
+            v
+        };
+        let window = ts / 100 * 100;
+        let mut windows = ctx.map(&self.per_window);
+        let count = windows.get(&window).copied().unwrap_or(0) + 1;
+        windows.put(window, count);
+        ctx.register_event_time_timer(window + 99);
+        out.collect(format!("e,{key},{i},{sum},{recent:?}"));
+        Ok(())
+    }
+
+    fn on_timer(
+        &mut self,
+        timestamp: i64,
+        ctx: &mut Context<'_, u64>,
+        out: &mut Collector<'_, String>,
+    ) -> Result<(), UserError> {
+        let window = timestamp - 99;
+        let count = ctx.map(&self.per_window).remove(&window).unwrap_or(0);
+        out.collect(format!("t,{},{window},{count}", ctx.current_key()));
+        Ok(())
+    }
+}
+
+/// What the job must commit, by a naive model: `(process, reduce, join)`
+/// lines, each sorted.
+fn expected() -> [Vec<String>; 3] {
+    let mut process = Vec::new();
+    let mut reduce = Vec::new();
+    let mut sums: HashMap<u64, u64> = HashMap::new();
+    let mut recent: HashMap<u64, Vec<u64>> = HashMap::new();
+    let mut windows: BTreeMap<(u64, i64), u64> = BTreeMap::new();
+    for i in 0..EVENTS {
+        let (key, i, ts) = event(i);
+        let sum = sums.entry(key).or_default();
+        *sum += i;
+        let r = recent.entry(key).or_default();
+        r.push(i);
+        if r.len() > 3 {
+            r.remove(0);
+        }
+        process.push(format!("e,{key},{i},{sum},{r:?}"));
+        reduce.push(format!("r,{key},{sum}"));
+        *windows.entry((key, ts / 100 * 100)).or_default() += 1;
+    }
+    for ((key, window), count) in windows {
+        process.push(format!("t,{key},{window},{count}"));
+    }
+    let mut join = Vec::new();
+    for a in 0..EVENTS {
+        for b in a.saturating_sub(JOIN as u64)..(a + JOIN as u64 + 1).min(EVENTS) {
+            let ((ka, _, ta), (kb, _, tb)) = (event(a), event(b));
+            if ka == kb && ta - JOIN <= tb && tb <= ta + JOIN {
+                join.push(format!("j,{a},{b}"));
+            }
+        }
+    }
+    for v in [&mut process, &mut reduce, &mut join] {
+        v.sort();
+    }
+    [process, reduce, join]
+}
+
+/// Injected behaviour at one event: panic once, or tell the test.
+#[derive(Clone)]
+enum Hook {
+    None,
+    Panic(u64, Arc<AtomicBool>),
+    Signal(u64, SyncSender<()>),
+}
+
+fn job(env: &StreamEnv, out: &Path, hook: Hook) {
+    job_with(env, out, hook, Stateful::default());
+}
+
+/// The job, with `f` as its process function.
+fn job_with<F: KeyedProcessFunction<u64, Ev, String>>(env: &StreamEnv, out: &Path, hook: Hook, f: F) {
+    let events = env
+        .from_source(GeneratorSource::new(EVENTS, event).with_rate(15_000.0))
+        .set_parallelism(1)
+        .map(move |e: Ev| {
+            match &hook {
+                Hook::Panic(at, armed) if e.1 == *at && armed.swap(false, Ordering::SeqCst) => {
+                    panic!("injected failure at event {at}")
+                }
+                Hook::Signal(at, tx) if e.1 == *at => {
+                    let _ = tx.try_send(());
+                }
+                _ => {}
+            }
+            e
+        })
+        .assign_timestamps_and_watermarks(
+            WatermarkStrategy::for_monotonous_timestamps().with_timestamp_assigner(|e: &Ev, _| e.2),
+        );
+    let keyed = events.key_by(|e: &Ev| e.0);
+    keyed.process(f).sink_to(TransactionalFileSink::lines(out.join("process")));
+    keyed
+        .reduce(|a: Ev, b: Ev| (a.0, a.1 + b.1, b.2))
+        .map(|(key, sum, _): Ev| format!("r,{key},{sum}"))
+        .sink_to(TransactionalFileSink::lines(out.join("reduce")));
+    keyed
+        .interval_join(&events.key_by(|e: &Ev| e.0))
+        .between(-JOIN, JOIN)
+        .process(|a: &Ev, b: &Ev, _: &JoinContext, out: &mut Collector<'_, String>| {
+            out.collect(format!("j,{},{}", a.1, b.1));
+            Ok::<(), UserError>(())
+        })
+        .sink_to(TransactionalFileSink::lines(out.join("join")));
+}
+
+fn committed(out: &Path) -> [Vec<String>; 3] {
+    ["process", "reduce", "join"].map(|sink| common::committed_lines(&out.join(sink)))
+}
+
+fn config(dir: &Path, cores: usize) -> JobConfig {
+    JobConfig {
+        checkpoint_dir: Some(dir.join("chk")),
+        checkpoint_interval_ms: 20,
+        pin_cores: false,
+        ..JobConfig::with_cores(cores)
+    }
+}
+
+fn check(got: [Vec<String>; 3], want: &[Vec<String>; 3], what: &str) {
+    for (i, sink) in ["process", "reduce", "join"].iter().enumerate() {
+        let (g, w) = (&got[i], &want[i]);
+        if g != w {
+            let missing = w.iter().filter(|l| g.binary_search(l).is_err()).count();
+            let extra = g.iter().filter(|l| w.binary_search(l).is_err()).count();
+            panic!(
+                "{what}: sink '{sink}' committed {} lines, expected {} ({missing} missing, {extra} unexpected, \
+                 first difference {:?})",
+                g.len(),
+                w.len(),
+                g.iter().zip(w).find(|(a, b)| a != b)
+            );
+        }
+    }
+}
+
+fn run(config: JobConfig, out: PathBuf, hook: Hook) -> JobResult {
+    common::run_guarded(120, move || {
+        let env = StreamEnv::new(config);
+        job(&env, &out, hook);
+        env.execute()
+    })
+    .unwrap()
+}
+
+/// Starts the job on its own thread; returns it and its control handle.
+fn start(
+    config: JobConfig,
+    out: PathBuf,
+    hook: Hook,
+) -> (std::thread::JoinHandle<Result<JobResult, JobError>>, JobControl) {
+    let (send_control, control) = sync_channel(1);
+    let job = std::thread::spawn(move || {
+        let env = StreamEnv::new(config);
+        job(&env, &out, hook);
+        send_control.send(env.control()).unwrap();
+        env.execute()
+    });
+    (job, control.recv().unwrap())
+}
+
+#[test]
+fn keyed_state_timers_reduce_and_join_buffers_survive_a_restart() {
+    let want = expected();
+    for cores in [1, 2] {
+        let dir = tempfile::tempdir().unwrap();
+        let config = JobConfig { restart_attempts: 2, restart_delay_ms: 10, ..config(dir.path(), cores) };
+        let armed = Arc::new(AtomicBool::new(true));
+        let result = run(config, dir.path().join("out"), Hook::Panic(EVENTS * 3 / 4, armed.clone()));
+        assert!(!armed.load(Ordering::SeqCst), "the failure was injected");
+        assert_eq!(result.restarts, 1);
+        let restored_from = result.checkpoints.first().map(|c| c.id);
+        println!("{cores} cores: restarted once; the last run's first checkpoint {restored_from:?}");
+        check(committed(&dir.path().join("out")), &want, &format!("restart at {cores} cores"));
+    }
+}
+
+#[test]
+fn keyed_state_rescales_through_a_savepoint() {
+    let want = expected();
+    for (from, to) in [(2, 1), (1, 2)] {
+        let dir = tempfile::tempdir().unwrap();
+        let out = dir.path().join("out");
+        let savepoint = dir.path().join("savepoint");
+        let (tx, at_half) = sync_channel(1);
+        let (first, control) = start(config(dir.path(), from), out.clone(), Hook::Signal(EVENTS / 2, tx));
+        at_half.recv().expect("the job reaches half of its input");
+        control.stop_with_savepoint(&savepoint).unwrap();
+        first.join().unwrap().unwrap();
+        let before = committed(&out).iter().map(Vec::len).sum::<usize>();
+        assert!(before > 0, "output was committed before the savepoint");
+
+        let config = JobConfig { restore: Some(RestoreFrom::Path(savepoint)), ..config(dir.path(), to) };
+        run(config, out.clone(), Hook::None);
+        let total: usize = committed(&out).iter().map(Vec::len).sum();
+        println!("{from} -> {to} cores: {before} lines committed before the savepoint, {total} in all");
+        check(committed(&out), &want, &format!("savepoint at {from} cores, restored at {to}"));
+    }
+}
+
+#[test]
+fn a_checkpoint_restores_only_into_the_same_state_layout() {
+    // Functions that changed the state `Stateful` registered.
+    #[derive(Clone, Default)]
+    struct Renamed(ValueState<u64>);
+    impl KeyedProcessFunction<u64, Ev, String> for Renamed {
+        fn open(&mut self, ctx: &mut OpenContext<'_, u64>) -> Result<(), UserError> {
+            self.0 = ctx.value_state("total")?;
+            Ok(())
+        }
+        fn process_element(
+            &mut self,
+            _: Ev,
+            _: &mut Context<'_, u64>,
+            _: &mut Collector<'_, String>,
+        ) -> Result<(), UserError> {
+            Ok(())
+        }
+    }
+    #[derive(Clone, Default)]
+    struct Retyped(ValueState<String>, ListState<u64>, MapState<i64, u64>);
+    impl KeyedProcessFunction<u64, Ev, String> for Retyped {
+        fn open(&mut self, ctx: &mut OpenContext<'_, u64>) -> Result<(), UserError> {
+            self.0 = ctx.value_state("sum")?;
+            self.1 = ctx.list_state("recent")?;
+            self.2 = ctx.map_state("per-window")?;
+            Ok(())
+        }
+        fn process_element(
+            &mut self,
+            _: Ev,
+            _: &mut Context<'_, u64>,
+            _: &mut Collector<'_, String>,
+        ) -> Result<(), UserError> {
+            Ok(())
+        }
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("out");
+    let savepoint = dir.path().join("savepoint");
+    let (tx, started) = sync_channel(1);
+    let (first, control) = start(config(dir.path(), 1), out.clone(), Hook::Signal(EVENTS / 4, tx));
+    started.recv().expect("the job runs");
+    control.stop_with_savepoint(&savepoint).unwrap();
+    first.join().unwrap().unwrap();
+
+    let restore = |f: fn(&StreamEnv, &Path)| {
+        let config =
+            JobConfig { restore: Some(RestoreFrom::Path(savepoint.clone())), ..config(dir.path(), 1) };
+        let out = out.clone();
+        common::run_guarded(60, move || {
+            let env = StreamEnv::new(config);
+            f(&env, &out);
+            env.execute()
+        })
+        .map(|_| ())
+        .map_err(|e| e.to_string())
+    };
+    let renamed = restore(|env, out| job_with(env, out, Hook::None, Renamed::default())).unwrap_err();
+    println!("renamed: {renamed}");
+    assert!(
+        renamed.contains("holds state 'sum' (ValueState<u64>) that the function no longer registers"),
+        "{renamed}"
+    );
+    let retyped = restore(|env, out| job_with(env, out, Hook::None, Retyped::default())).unwrap_err();
+    println!("retyped: {retyped}");
+    assert!(retyped.contains("state 'sum' is ValueState<u64> in the checkpoint"), "{retyped}");
+    assert!(retyped.contains("registers it as ValueState<alloc::string::String>"), "{retyped}");
+    // The unchanged function restores.
+    restore(|env, out| job(env, out, Hook::None)).unwrap();
+}
