@@ -145,3 +145,67 @@ fn a_user_failure_restarts_from_the_last_checkpoint() {
             .to_string();
     assert!(err.contains("injected failure at event 100"), "{err}");
 }
+
+/// Flink's stop without `--drain`: stopping with a savepoint ends the inputs
+/// without the final watermark, so no window fires that the input did not
+/// complete; the restored job then fires each window once, complete.
+#[test]
+fn stop_with_savepoint_fires_no_incomplete_window() {
+    const N: u64 = 20_000;
+    // Event time stays inside the first 10 s window.
+    let build = |env: &StreamEnv, signal: Option<std::sync::mpsc::SyncSender<()>>| {
+        env.from_source(
+            GeneratorSource::new(N, |i| (i % 37, i as i64 / 4)).with_splits(2).with_rate(20_000.0),
+        )
+        .map(move |e: (u64, i64)| {
+            if let Some(tx) = &signal
+                    // Event N / 4: halfway through the first of two splits.
+                    && e.1 == (N / 4 / 4) as i64
+            {
+                let _ = tx.try_send(());
+            }
+            e
+        })
+        .assign_timestamps_and_watermarks(
+            WatermarkStrategy::for_monotonous_timestamps().with_timestamp_assigner(|e: &(u64, i64), _| e.1),
+        )
+        .key_by(|e: &(u64, i64)| e.0)
+        .window(WindowAssigner::tumbling(10_000))
+        .process(
+            |key: &u64, _: &WindowContext, items: &[(u64, i64)], out: &mut Collector<'_, (u64, usize)>| {
+                out.collect((*key, items.len()));
+                Ok::<(), UserError>(())
+            },
+        )
+        .collect()
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let savepoint = dir.path().join("savepoint");
+    let (tx, half) = std::sync::mpsc::sync_channel(1);
+    let (send_control, control) = std::sync::mpsc::sync_channel(1);
+    let first = std::thread::spawn({
+        let config = config(dir.path(), 2);
+        move || {
+            let env = StreamEnv::new(config);
+            let out = build(&env, Some(tx));
+            send_control.send(env.control()).unwrap();
+            env.execute().map(|_| out.take())
+        }
+    });
+    let control: brisk::JobControl = control.recv().unwrap();
+    half.recv().expect("the job reaches event N / 4");
+    control.stop_with_savepoint(&savepoint).unwrap();
+    let emitted = first.join().unwrap().unwrap();
+    assert_eq!(emitted, Vec::new(), "a stop fired windows the input had not completed");
+
+    let config = JobConfig { restore: Some(RestoreFrom::Path(savepoint)), ..config(dir.path(), 1) };
+    let mut got = common::run_guarded(60, move || {
+        let env = StreamEnv::new(config);
+        let out = build(&env, None);
+        env.execute().map(|_| out.take())
+    })
+    .unwrap();
+    got.sort();
+    let want: Vec<(u64, usize)> = (0..37).map(|k| (k, (0..N).filter(|i| i % 37 == k).count())).collect();
+    assert_eq!(got, want, "each window fires once, complete, after the restore");
+}

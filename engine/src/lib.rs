@@ -68,7 +68,7 @@ pub use operator::source::{
 pub use operator::watermarks::{
     BoundedOutOfOrderness, WatermarkGenerator, WatermarkOutput, WatermarkStrategy,
 };
-pub use runtime::JobResult;
+pub use runtime::{JobResult, RestoreStats};
 pub use stream::{
     Data, DataStream, IntervalJoin, IntervalJoined, JoinEqual, JoinWhere, JoinedStreams, Key, KeyedStream,
     OutputTag, StateData, StreamEnv, WindowJoin, WindowedStream,

@@ -8,6 +8,18 @@
 //! cargo run --release -p brisk-bench --bin keyed_window -- --events 20000000 --keys 10000 --cores 2
 //! shared/flink/keyed_window.sh 20000000 2 10000      # Flink, same workload
 //! ```
+//!
+//! Checkpoint measurements: `--checkpoint-dir DIR --checkpoint-interval-ms MS`
+//! prints each checkpoint's duration, synchronous pause and size;
+//! `--timeline-ms MS` samples the event rate every MS to show the dip while
+//! checkpoints run; `--savepoint-at N --savepoint-dir DIR` stops the job with
+//! a savepoint once event N is generated, and `--restore DIR` resumes from it
+//! and prints how long restoring took.
+
+use std::cell::Cell;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
 
 use brisk::prelude::*;
 use brisk::window::AggregateFunction;
@@ -32,6 +44,30 @@ struct Cli {
     /// Time between checkpoints, in ms (needs --checkpoint-dir).
     #[arg(long, value_parser = clap::value_parser!(u64).range(1..), requires = "checkpoint_dir")]
     checkpoint_interval_ms: Option<u64>,
+    /// Resume from this checkpoint or savepoint (`latest`: the newest in
+    /// --checkpoint-dir).
+    #[arg(long, requires = "checkpoint_dir")]
+    restore: Option<RestoreFrom>,
+    /// Stop with a savepoint once this event index has been generated.
+    #[arg(long, requires_all = ["savepoint_dir", "checkpoint_dir"])]
+    savepoint_at: Option<u64>,
+    /// Where --savepoint-at writes the savepoint (must not exist).
+    #[arg(long, requires = "savepoint_at")]
+    savepoint_dir: Option<std::path::PathBuf>,
+    /// Generator splits (default: one per core); fix it to restore a
+    /// savepoint at another core count.
+    #[arg(long, value_parser = clap::value_parser!(u64).range(1..=1024))]
+    splits: Option<u64>,
+    /// Print the event rate sampled every this many ms.
+    #[arg(long, value_parser = clap::value_parser!(u64).range(10..))]
+    timeline_ms: Option<u64>,
+}
+
+/// Events generated, summed over cores (updated every [`COUNT_BATCH`]).
+static GENERATED: AtomicU64 = AtomicU64::new(0);
+const COUNT_BATCH: u64 = 4096;
+thread_local! {
+    static LOCAL_COUNT: Cell<u64> = const { Cell::new(0) };
 }
 
 /// Count and sum of values.
@@ -63,35 +99,106 @@ fn main() -> anyhow::Result<()> {
         cores: cli.cores.map(usize::from),
         checkpoint_dir: cli.checkpoint_dir.clone(),
         checkpoint_interval_ms: cli.checkpoint_interval_ms.unwrap_or(0),
+        restore: cli.restore.clone(),
         ..JobConfig::default()
     });
-    env.from_source(GeneratorSource::new(events, move |i| {
+    let counting = cli.timeline_ms.is_some();
+    let (reached, reached_rx) = std::sync::mpsc::sync_channel::<()>(1);
+    let savepoint_at = cli.savepoint_at;
+    let generator = GeneratorSource::new(events, move |i| {
+        if counting {
+            LOCAL_COUNT.with(|c| {
+                c.set(c.get() + 1);
+                if c.get() == COUNT_BATCH {
+                    GENERATED.fetch_add(COUNT_BATCH, Ordering::Relaxed);
+                    c.set(0);
+                }
+            });
+        }
+        if savepoint_at == Some(i) {
+            let _ = reached.try_send(());
+        }
         let e = kw_event(i, keys);
         (e.key, e.timestamp_ms, e.value)
-    }))
-    .assign_timestamps_and_watermarks(
-        WatermarkStrategy::for_bounded_out_of_orderness(100)
-            .with_timestamp_assigner(|e: &(u64, i64, u64), _| e.1),
-    )
-    .key_by(|e: &(u64, i64, u64)| e.0)
-    .window(WindowAssigner::tumbling(10_000))
-    .aggregate(CountSum)
-    .name("window count and sum")
-    .sink_to(brisk::DiscardSink);
+    });
+    let generator = match cli.splits {
+        Some(n) => generator.with_splits(n as usize),
+        None => generator,
+    };
+    env.from_source(generator)
+        .assign_timestamps_and_watermarks(
+            WatermarkStrategy::for_bounded_out_of_orderness(100)
+                .with_timestamp_assigner(|e: &(u64, i64, u64), _| e.1),
+        )
+        .key_by(|e: &(u64, i64, u64)| e.0)
+        .window(WindowAssigner::tumbling(10_000))
+        .aggregate(CountSum)
+        .name("window count and sum")
+        .sink_to(brisk::DiscardSink);
+    // The savepoint trigger and the rate sampler are plain threads.
+    if let Some(dir) = cli.savepoint_dir.clone() {
+        let control = env.control();
+        std::thread::spawn(move || {
+            if reached_rx.recv().is_ok() {
+                match control.stop_with_savepoint(&dir) {
+                    Ok(p) => println!("# savepoint={}", p.display()),
+                    Err(e) => eprintln!("savepoint failed: {e}"),
+                }
+            }
+        });
+    }
+    let sampling = Arc::new(AtomicBool::new(true));
+    let sampler = cli.timeline_ms.map(|ms| {
+        let sampling = sampling.clone();
+        std::thread::spawn(move || {
+            let mut samples = Vec::new();
+            let start = Instant::now();
+            let epoch_start = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_millis() as i64);
+            let mut last = 0;
+            while sampling.load(Ordering::Relaxed) {
+                std::thread::sleep(Duration::from_millis(ms));
+                let now = GENERATED.load(Ordering::Relaxed);
+                samples.push((start.elapsed().as_millis() as i64, now - last));
+                last = now;
+            }
+            (epoch_start, samples)
+        })
+    });
     let result = env.execute()?;
+    sampling.store(false, Ordering::Relaxed);
     let secs = result.elapsed.as_secs_f64();
+    if let Some(r) = &result.restored {
+        println!(
+            "# restored checkpoint={} bytes={} read_ms={} rebuild_ms={} restore_ms={}",
+            r.checkpoint,
+            r.bytes,
+            r.read_ms,
+            r.rebuild_ms,
+            r.read_ms + r.rebuild_ms
+        );
+    }
+    if let (Some(sampler), Some(ms)) = (sampler, cli.timeline_ms) {
+        let (epoch_start, samples) = sampler.join().expect("sampler");
+        print_timeline(epoch_start, ms, &samples, &result.checkpoints);
+    }
     // Every (key, window) fires exactly once.
     let windows = events.div_ceil(10_000_000);
     println!("# results_emitted={} windows={windows}", result.metrics.total("records_in"));
     if !result.checkpoints.is_empty() {
         let mut ms: Vec<u64> = result.checkpoints.iter().map(|c| c.duration_ms).collect();
         ms.sort_unstable();
+        let mut sync: Vec<u64> = result.checkpoints.iter().map(|c| c.sync_us).collect();
+        sync.sort_unstable();
         let max_bytes = result.checkpoints.iter().map(|c| c.bytes).max().unwrap_or(0);
         println!(
-            "# checkpoints={} duration_ms p50={} max={} largest_bytes={max_bytes}",
+            "# checkpoints={} duration_ms p50={} max={} sync_pause_ms p50={:.1} max={:.1} largest_bytes={max_bytes}",
             ms.len(),
             ms[ms.len() / 2],
-            ms[ms.len() - 1]
+            ms[ms.len() - 1],
+            sync[sync.len() / 2] as f64 / 1000.0,
+            sync[sync.len() - 1] as f64 / 1000.0,
         );
     }
     println!(
@@ -100,4 +207,38 @@ fn main() -> anyhow::Result<()> {
         events as f64 / secs
     );
     Ok(())
+}
+
+/// Prints the sampled rate per interval, marking intervals that overlap a
+/// running checkpoint, and the median rate with and without one running.
+fn print_timeline(epoch_start: i64, ms: u64, samples: &[(i64, u64)], checkpoints: &[brisk::CheckpointStats]) {
+    let running: Vec<(i64, i64)> = checkpoints
+        .iter()
+        .map(|c| (c.triggered_ms - epoch_start, c.triggered_ms - epoch_start + c.duration_ms as i64))
+        .collect();
+    let (mut during, mut outside) = (Vec::new(), Vec::new());
+    let mut line = String::new();
+    for &(end, n) in samples {
+        let rate = n as f64 * 1000.0 / ms as f64;
+        let start = end - ms as i64;
+        let busy = running.iter().any(|&(a, b)| a < end && b > start);
+        if n > 0 {
+            if busy { during.push(rate) } else { outside.push(rate) }
+        }
+        line.push_str(&format!(" {:.2}{}", rate / 1e6, if busy { "*" } else { "" }));
+    }
+    println!("# timeline M events/s every {ms} ms (* = a checkpoint running):{line}");
+    let median = |v: &mut Vec<f64>| {
+        v.sort_by(f64::total_cmp);
+        v.get(v.len() / 2).copied().unwrap_or(0.0)
+    };
+    let (d, o) = (median(&mut during), median(&mut outside));
+    println!(
+        "# rate median: {:.2} M/s with a checkpoint running ({} samples), {:.2} M/s without ({} samples): dip {:.1}%",
+        d / 1e6,
+        during.len(),
+        o / 1e6,
+        outside.len(),
+        if o > 0.0 { (1.0 - d / o) * 100.0 } else { 0.0 }
+    );
 }

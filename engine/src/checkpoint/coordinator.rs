@@ -94,6 +94,7 @@ struct InFlight {
 
 #[derive(Clone, Default)]
 struct Ack {
+    sync_us: u64,
     files: Vec<FileEntry>,
     final_states: Vec<(usize, Vec<u8>)>,
     commits: Vec<Commit>,
@@ -284,9 +285,9 @@ impl Coordinator {
 
     fn on_message(&mut self, msg: ToCoordinator) -> Result<(), String> {
         match msg {
-            ToCoordinator::Ack { core, id, files, final_states, commits, sink_dirs } => {
+            ToCoordinator::Ack { core, id, files, final_states, commits, sink_dirs, sync_us } => {
                 if let Some(f) = self.in_flight.as_mut().filter(|f| f.id == id) {
-                    f.acks.insert(core, Ack { files, final_states, commits, sink_dirs });
+                    f.acks.insert(core, Ack { sync_us, files, final_states, commits, sink_dirs });
                 }
             }
             ToCoordinator::Failed { core, id, reason } => {
@@ -299,7 +300,8 @@ impl Coordinator {
                 }
             }
             ToCoordinator::CoreEnded { core, final_states, commits, sink_dirs } => {
-                self.ended.insert(core, Ack { files: Vec::new(), final_states, commits, sink_dirs });
+                self.ended
+                    .insert(core, Ack { sync_us: 0, files: Vec::new(), final_states, commits, sink_dirs });
             }
         }
         self.maybe_complete()
@@ -344,6 +346,8 @@ impl Coordinator {
             id,
             duration_ms: manifest.duration_ms,
             bytes: manifest.state_bytes(),
+            triggered_ms: manifest.triggered_ms,
+            sync_us: parts.iter().map(|p| p.sync_us).max().unwrap_or(0),
         });
         self.shared.completed.store(id, Ordering::Release);
         tracing::info!(

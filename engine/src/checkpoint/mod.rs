@@ -48,6 +48,12 @@ pub struct CheckpointStats {
     pub duration_ms: u64,
     /// Bytes of state files.
     pub bytes: u64,
+    /// When it was triggered (epoch ms of the job's clock).
+    pub triggered_ms: i64,
+    /// The longest synchronous part on any core, in µs: the time operators
+    /// spent serializing their state while the barrier passed (records on
+    /// that core wait meanwhile; writing the files is asynchronous).
+    pub sync_us: u64,
 }
 
 /// Where a job restores from.
@@ -115,6 +121,8 @@ pub(crate) enum ToCoordinator {
         final_states: Vec<(usize, Vec<u8>)>,
         commits: Vec<Commit>,
         sink_dirs: Vec<PathBuf>,
+        /// Time this core's operators spent serializing their snapshots.
+        sync_us: u64,
     },
     /// A core could not take its part of checkpoint `id`.
     Failed { core: usize, id: u64, reason: String },

@@ -16,6 +16,7 @@ use std::path::PathBuf;
 use std::rc::Rc;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
+use std::time::Instant;
 
 use crossbeam::channel::Sender;
 use futures_lite::AsyncWriteExt;
@@ -34,6 +35,8 @@ struct Progress {
     commits: Vec<Commit>,
     failed: Option<String>,
     done: bool,
+    /// Time spent serializing snapshots on this core (µs).
+    sync_us: u64,
 }
 
 /// One core's checkpoint bookkeeping (present only when checkpointing is on).
@@ -92,6 +95,11 @@ impl CoreCheckpoints {
         stop != 0 && id >= stop
     }
 
+    /// Whether sources stop at a savepoint's barrier.
+    pub fn is_stopping(&self) -> bool {
+        self.shared.is_stopping()
+    }
+
     /// The shared progress (for sinks that track completion).
     pub fn shared(&self) -> Arc<CheckpointShared> {
         self.shared.clone()
@@ -115,10 +123,17 @@ impl CoreCheckpoints {
     }
 
     /// Starts writing `payload` as node `node`'s state for checkpoint `id`;
-    /// the write runs in the background.
-    pub fn write_state(self: &Rc<Self>, id: u64, node: usize, payload: Vec<u8>) {
+    /// the write runs in the background. `serializing_since` is when the
+    /// operator started serializing it: the synchronous part of the
+    /// snapshot, reported with the checkpoint.
+    pub fn write_state(self: &Rc<Self>, id: u64, node: usize, payload: Vec<u8>, serializing_since: Instant) {
         let name = format!("op-{node}-core-{}.state", self.core);
-        self.progress.borrow_mut().entry(id).or_default().writes += 1;
+        {
+            let mut progress = self.progress.borrow_mut();
+            let p = progress.entry(id).or_default();
+            p.writes += 1;
+            p.sync_us += serializing_since.elapsed().as_micros() as u64;
+        }
         let dir = self.shared.dir_of(id);
         let this = self.clone();
         self.writing.set(self.writing.get() + 1);
@@ -219,6 +234,7 @@ impl CoreCheckpoints {
                 final_states: self.final_states.borrow().clone(),
                 commits,
                 sink_dirs: self.sink_dirs.borrow().clone(),
+                sync_us: p.sync_us,
             }
         } else {
             return;

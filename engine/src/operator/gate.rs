@@ -128,6 +128,11 @@ impl<T> Push<T> for GatePort<T> {
         if control == Control::EndOfInput {
             node.ended[self.channel] = true;
             node.try_complete()?;
+            if self.core.is_stopping() {
+                // Stop with savepoint: inputs end without the final
+                // watermark an ended channel would otherwise stand for.
+                return if node.ended.iter().all(|&e| e) { node.next.control(control) } else { Ok(()) };
+            }
         }
         node.valve.on_control(self.channel, control, &mut node.emitted);
         for c in node.emitted.drain(..) {

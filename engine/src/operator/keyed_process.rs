@@ -355,6 +355,7 @@ where
     /// by key group, as this operator's state for checkpoint `id`.
     fn snapshot(&self, id: u64) {
         let Some(cp) = &self.core.checkpoints else { return };
+        let started = std::time::Instant::now();
         let mp = self.owner.max_parallelism;
         let mut w = StateWriter::new();
         let directory: Vec<(&str, &str)> = self.backend.descriptors().collect();
@@ -372,7 +373,7 @@ where
                 w.entry(kind, mp.key_group(hash), &(k, ts));
             }
         }
-        cp.write_state(id, self.node, w.finish());
+        cp.write_state(id, self.node, w.finish(), started);
     }
 
     /// Loads the key groups this core owns from the restored checkpoint.
@@ -534,7 +535,7 @@ where
                 s.watermark = w;
                 s.fire_timers(TimeDomain::EventTime, w)?;
             }
-            Control::EndOfInput if s.core.batch_mode() => {
+            Control::EndOfInput if s.core.batch_mode() && !s.core.is_stopping() => {
                 // Flink's batch execution fires pending processing-time timers
                 // at the end of input.
                 s.fire_timers(TimeDomain::ProcessingTime, MAX_WATERMARK)?;

@@ -46,6 +46,7 @@ where
     /// Writes every key's aggregate as this operator's state for checkpoint `id`.
     fn snapshot(&self, id: u64) {
         let Some(cp) = &self.core.checkpoints else { return };
+        let started = std::time::Instant::now();
         let mp = self.owner.max_parallelism;
         let mut w = StateWriter::new();
         for (key, hash, acc) in self.table.iter() {
@@ -53,7 +54,7 @@ where
                 w.entry(AGGREGATE, mp.key_group(hash), &(key, acc));
             }
         }
-        cp.write_state(id, self.node, w.finish());
+        cp.write_state(id, self.node, w.finish(), started);
     }
 
     /// Loads the key groups this core owns from the restored checkpoint.

@@ -264,7 +264,8 @@ pub(crate) async fn run_source<T: 'static, R: SourceReader<T>>(
                 // emitted so far, then the barrier behind those records.
                 injected = triggered;
                 if let Some(s) = split_of {
-                    cp.write_state(triggered, s.node, position_payload(&reader, s.split, s.splits));
+                    let started = std::time::Instant::now();
+                    cp.write_state(triggered, s.node, position_payload(&reader, s.split, s.splits), started);
                 }
                 out.control(Control::Barrier(triggered))?;
                 owned.after_push().await?;

@@ -68,11 +68,22 @@ pub(crate) trait Outlet {
 /// State shared by all cores of one job run (read-mostly).
 pub(crate) struct JobShared {
     cancelled: AtomicBool,
+    /// The longest time a core took to build its operators (µs), which
+    /// includes loading restored state.
+    build_us_max: std::sync::atomic::AtomicU64,
 }
 
 impl JobShared {
     pub fn new() -> Arc<Self> {
-        Arc::new(Self { cancelled: AtomicBool::new(false) })
+        Arc::new(Self { cancelled: AtomicBool::new(false), build_us_max: Default::default() })
+    }
+    /// Records that a core built its operators in `took`.
+    pub fn built(&self, took: std::time::Duration) {
+        self.build_us_max.fetch_max(took.as_micros() as u64, Ordering::Relaxed);
+    }
+    /// The longest build time of a core so far.
+    pub fn build_time_max(&self) -> std::time::Duration {
+        std::time::Duration::from_micros(self.build_us_max.load(Ordering::Relaxed))
     }
     pub fn cancel(&self) {
         self.cancelled.store(true, Ordering::Release);
@@ -129,6 +140,13 @@ impl Core {
     /// Whether the job runs in batch execution mode.
     pub fn batch_mode(&self) -> bool {
         self.config.batch_mode
+    }
+
+    /// Whether the job is stopping with a savepoint: its inputs end without
+    /// the end-of-input watermark, so nothing fires that the input did not
+    /// complete (Flink's stop without `--drain`).
+    pub fn is_stopping(&self) -> bool {
+        self.checkpoints.as_ref().is_some_and(|c| c.is_stopping())
     }
 
     /// Monotonic processing time from the job's clock.

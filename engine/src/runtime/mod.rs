@@ -60,6 +60,22 @@ pub struct JobResult {
     pub checkpoints: Vec<crate::checkpoint::CheckpointStats>,
     /// Checkpoints that failed and were abandoned.
     pub checkpoints_failed: u64,
+    /// What the last run restored from, and how long that took.
+    pub restored: Option<RestoreStats>,
+}
+
+/// How a run restored its state.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RestoreStats {
+    /// The checkpoint (or savepoint) id restored.
+    pub checkpoint: u64,
+    /// Bytes of state files read.
+    pub bytes: u64,
+    /// Reading and verifying every state file (control thread), in ms.
+    pub read_ms: u64,
+    /// The slowest core's time to build its operators, which decode and
+    /// install the key groups it owns, in ms.
+    pub rebuild_ms: u64,
 }
 
 type CoreOutcome = (Result<(), JobError>, Vec<CounterEntry>);
@@ -157,7 +173,9 @@ fn execute_once(
     let node_names: Vec<String> = nodes.iter().map(|n| n.meta.name.clone()).collect();
     let mut checkpointing = None;
     let mut restored = None;
+    let mut restore_stats = None;
     if let Some(root) = &config.checkpoint_dir {
+        let read_started = Instant::now();
         let (prepared, first_id) = prepare_restore(root, restore.as_ref(), &node_names, &rc)?;
         if let Some(p) = prepared {
             if p.finished {
@@ -173,8 +191,15 @@ fn execute_once(
                     checkpoints_completed: 0,
                     checkpoints: Vec::new(),
                     checkpoints_failed: 0,
+                    restored: None,
                 });
             }
+            restore_stats = Some(RestoreStats {
+                checkpoint: p.id,
+                bytes: p.restored.by_node.iter().flatten().map(|b| b.len() as u64).sum(),
+                read_ms: read_started.elapsed().as_millis() as u64,
+                rebuild_ms: 0,
+            });
             restored = Some(Arc::new(p.restored));
         }
         let (tx, rx) = crossbeam::channel::unbounded();
@@ -313,6 +338,8 @@ fn execute_once(
             checkpoints_completed,
             checkpoints: checkpoint_stats,
             checkpoints_failed,
+            restored: restore_stats
+                .map(|r| RestoreStats { rebuild_ms: shared.build_time_max().as_millis() as u64, ..r }),
         }),
     }
 }
@@ -426,9 +453,11 @@ async fn build_and_run(
     }
 
     let mut builder = CoreBuilder::new(core.clone(), metas.len());
+    let build_started = Instant::now();
     for ((factory, meta), ends) in factories.into_iter().zip(metas).zip(connected).rev() {
         factory.instantiate(&mut builder, meta, ends)?;
     }
+    core.shared.built(build_started.elapsed());
 
     // Run every task; the first failure wakes this future, which then drops
     // (cancels) the rest.

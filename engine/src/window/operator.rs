@@ -546,6 +546,7 @@ where
     /// group, as this operator's state for checkpoint `id`.
     fn snapshot(&self, id: u64) {
         let Some(cp) = &self.core.checkpoints else { return };
+        let started = std::time::Instant::now();
         let mp = self.owner.max_parallelism;
         let kg = |k: &K| mp.key_group(brisk_state::key_hash(k));
         let mut w = StateWriter::new();
@@ -573,7 +574,7 @@ where
                 w.entry(kind, mp.key_group(hash), &(k, win.start(), win.end(), ts));
             }
         }
-        cp.write_state(id, self.node, w.finish());
+        cp.write_state(id, self.node, w.finish(), started);
     }
 
     /// Loads the key groups this core owns from the restored checkpoint.
@@ -1126,7 +1127,7 @@ where
                 s.watermark = w;
                 s.fire_timers(TimeDomain::EventTime, w)?;
             }
-            Control::EndOfInput if s.core.batch_mode() => {
+            Control::EndOfInput if s.core.batch_mode() && !s.core.is_stopping() => {
                 s.fire_timers(TimeDomain::ProcessingTime, MAX_WATERMARK)?
             }
             Control::Barrier(id) => {
