@@ -464,6 +464,8 @@ pub(crate) struct Inner<K, T, KF, L: WindowLogic<K, T>> {
     now_ms: i64,
     /// This operator's node (names its checkpoint files).
     node: usize,
+    /// Bytes of the last snapshot: the next one reserves that much at once.
+    last_snapshot_bytes: std::cell::Cell<usize>,
 }
 
 /// Everything the window operator is built from (cloned per core).
@@ -528,6 +530,7 @@ where
             planned_counts: Vec::with_capacity(PREFETCH_CHUNK),
             now_ms: core.now_ms(),
             node,
+            last_snapshot_bytes: std::cell::Cell::new(0),
         })));
         op.0.borrow_mut().restore()?;
         core.timers.register(op.clone());
@@ -549,7 +552,9 @@ where
         let started = std::time::Instant::now();
         let mp = self.owner.max_parallelism;
         let kg = |k: &K| mp.key_group(brisk_state::key_hash(k));
-        let mut w = StateWriter::new();
+        // Room for the last snapshot's size and a quarter more.
+        let last = self.last_snapshot_bytes.get();
+        let mut w = StateWriter::with_capacity(last + last / 4);
         for r in &self.entries {
             let image = (
                 &r.key,
@@ -574,7 +579,9 @@ where
                 w.entry(kind, mp.key_group(hash), &(k, win.start(), win.end(), ts));
             }
         }
-        cp.write_state(id, self.node, w.finish(), started);
+        let payload = w.finish();
+        self.last_snapshot_bytes.set(payload.len());
+        cp.write_state(id, self.node, payload, started);
     }
 
     /// Loads the key groups this core owns from the restored checkpoint.
