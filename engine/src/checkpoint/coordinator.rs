@@ -126,6 +126,7 @@ pub(crate) fn run(
     requests: Receiver<Request>,
     stop: Receiver<()>,
 ) -> Outcome {
+    let cores = settings.cores;
     let mut c = Coordinator {
         settings,
         shared,
@@ -136,6 +137,9 @@ pub(crate) fn run(
         completed: 0,
         stats: Vec::new(),
         failed_total: 0,
+        doomed: Default::default(),
+        acked_upto: vec![0; cores],
+        writing_from: vec![0; cores],
     };
     let mut next_id = c.settings.first_id;
     let mut next_trigger = c.settings.interval.map(|i| Instant::now() + i);
@@ -221,6 +225,10 @@ pub(crate) fn run(
     for Request::Savepoint { reply, .. } in pending_requests.drain(..).chain(requests.try_iter()) {
         let _ = reply.send(Err("the job ended before the savepoint could be taken".into()));
     }
+    // Stopping: every core has ended, so nothing writes into an abandoned
+    // checkpoint any more. After an error the cores may still run: what is
+    // left is cleaned up after the next completed checkpoint.
+    c.sweep(stopping);
     Outcome { error, completed: c.completed, stats: c.stats, failed: c.failed_total, next_id, ended: c.ended }
 }
 
@@ -234,9 +242,33 @@ struct Coordinator {
     completed: u64,
     stats: Vec<super::CheckpointStats>,
     failed_total: u64,
+    /// Abandoned checkpoints whose directories wait to be deleted: a core
+    /// may still be writing into one (deleting it under an open state file
+    /// makes glommio panic), so it goes once every core has acknowledged a
+    /// newer checkpoint (no write for it can start any more) and reported
+    /// no write in flight for it.
+    doomed: std::collections::BTreeSet<u64>,
+    /// Per core: the newest checkpoint it acknowledged.
+    acked_upto: Vec<u64>,
+    /// Per core: the oldest checkpoint it still writes a file for.
+    writing_from: Vec<u64>,
 }
 
 impl Coordinator {
+    /// Deletes the abandoned checkpoints no core can write into any more
+    /// (all of them once `cores_gone`: every core has ended).
+    fn sweep(&mut self, cores_gone: bool) {
+        let (acked, writing) = (&self.acked_upto, &self.writing_from);
+        let root = self.shared.clone();
+        self.doomed.retain(|&id| {
+            let safe = cores_gone || acked.iter().zip(writing).all(|(&a, &w)| a > id && w > id);
+            if safe {
+                let _ = std::fs::remove_dir_all(root.dir_of(id));
+            }
+            !safe
+        });
+    }
+
     fn trigger(&mut self, id: u64, savepoint: Option<Request>) -> Result<(), String> {
         let dir = self.shared.dir_of(id);
         let savepoint = savepoint.map(|Request::Savepoint { dir, stop, reply }| {
@@ -277,7 +309,8 @@ impl Coordinator {
     fn abandon(&mut self, reason: &str) {
         let Some(f) = self.in_flight.take() else { return };
         tracing::warn!("checkpoint {} abandoned: {reason}", f.id);
-        let _ = std::fs::remove_dir_all(self.shared.dir_of(f.id));
+        self.doomed.insert(f.id);
+        self.sweep(false);
         if let Some((_, reply)) = f.savepoint {
             let _ = reply.send(Err(format!("savepoint {} failed: {reason}", f.id)));
         }
@@ -285,12 +318,25 @@ impl Coordinator {
 
     fn on_message(&mut self, msg: ToCoordinator) -> Result<(), String> {
         match msg {
-            ToCoordinator::Ack { core, id, files, final_states, commits, sink_dirs, sync_us } => {
+            ToCoordinator::Ack {
+                core,
+                id,
+                files,
+                final_states,
+                commits,
+                sink_dirs,
+                sync_us,
+                writing_from,
+            } => {
+                self.acked_upto[core] = self.acked_upto[core].max(id);
+                self.writing_from[core] = writing_from;
+                self.sweep(false);
                 if let Some(f) = self.in_flight.as_mut().filter(|f| f.id == id) {
                     f.acks.insert(core, Ack { sync_us, files, final_states, commits, sink_dirs });
                 }
             }
-            ToCoordinator::Failed { core, id, reason } => {
+            ToCoordinator::Failed { core, id, reason, writing_from } => {
+                self.writing_from[core] = writing_from;
                 if self.in_flight.as_ref().is_some_and(|f| f.id == id) {
                     let reason = format!("core {core}: {reason}");
                     self.abandon(&reason);
@@ -300,6 +346,10 @@ impl Coordinator {
                 }
             }
             ToCoordinator::CoreEnded { core, final_states, commits, sink_dirs } => {
+                // Its writes are all done, and it starts no more.
+                self.acked_upto[core] = u64::MAX;
+                self.writing_from[core] = u64::MAX;
+                self.sweep(false);
                 self.ended
                     .insert(core, Ack { sync_us: 0, files: Vec::new(), final_states, commits, sink_dirs });
             }
@@ -366,7 +416,7 @@ impl Coordinator {
             let moved = move_dir(&dir, &target);
             let _ = reply.send(moved.map(|()| target).map_err(|e| format!("savepoint {id}: {e}")));
         }
-        if let Err(e) = store::retain(self.shared.root(), self.settings.retained) {
+        if let Err(e) = store::retain(self.shared.root(), self.settings.retained, self.settings.first_id) {
             tracing::warn!("cannot delete old checkpoints: {e}");
         }
         Ok(())
@@ -441,7 +491,9 @@ pub(crate) fn finish(
     store::complete(&dir, &m).map_err(|e| format!("cannot complete the final checkpoint {id}: {e}"))?;
     shared.completed.store(id, Ordering::Release);
     store::commit(&m.commits).map_err(|e| format!("final checkpoint {id}: {e}"))?;
-    if let Err(e) = store::retain(shared.root(), settings.retained) {
+    // Every core has ended: incomplete checkpoints of this run are safe to
+    // delete too.
+    if let Err(e) = store::retain(shared.root(), settings.retained, u64::MAX) {
         tracing::warn!("cannot delete old checkpoints: {e}");
     }
     Ok(id)

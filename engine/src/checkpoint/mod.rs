@@ -123,9 +123,12 @@ pub(crate) enum ToCoordinator {
         sink_dirs: Vec<PathBuf>,
         /// Time this core's operators spent serializing their snapshots.
         sync_us: u64,
+        /// The oldest checkpoint this core still writes a state file for
+        /// (`u64::MAX`: none).
+        writing_from: u64,
     },
     /// A core could not take its part of checkpoint `id`.
-    Failed { core: usize, id: u64, reason: String },
+    Failed { core: usize, id: u64, reason: String, writing_from: u64 },
     /// A core ended (all its tasks finished).
     CoreEnded {
         core: usize,

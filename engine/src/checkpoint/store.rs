@@ -339,8 +339,10 @@ pub fn commit(commits: &[Commit]) -> Result<(), String> {
 }
 
 /// Deletes all but the newest `retain` complete checkpoints, and incomplete
-/// ones older than the newest complete one.
-pub fn retain(root: &Path, retain: usize) -> std::io::Result<()> {
+/// ones older than the newest complete one and than `keep_incomplete_from`
+/// (the running job's first id: its own incomplete checkpoints may still be
+/// written into).
+pub fn retain(root: &Path, retain: usize, keep_incomplete_from: u64) -> std::io::Result<()> {
     let all = list(root)?;
     let newest_complete = all.iter().find(|c| c.2).map(|c| c.0);
     let mut kept = 0;
@@ -349,7 +351,9 @@ pub fn retain(root: &Path, retain: usize) -> std::io::Result<()> {
             kept += 1;
             kept > retain
         } else {
-            newest_complete.is_some_and(|n| id < n)
+            // An incomplete checkpoint of the running job may still be
+            // written into: the coordinator deletes those itself.
+            id < keep_incomplete_from && newest_complete.is_some_and(|n| id < n)
         };
         if drop {
             fs::remove_dir_all(&dir)?;

@@ -54,6 +54,9 @@ pub(crate) struct CoreCheckpoints {
     final_commits: RefCell<Vec<Commit>>,
     sink_dirs: RefCell<Vec<PathBuf>>,
     pub restored: Option<Arc<Restored>>,
+    /// State files being written, by checkpoint: the coordinator deletes an
+    /// abandoned checkpoint's directory only once no core writes into it.
+    writing_ids: RefCell<BTreeMap<u64, usize>>,
     /// State files being written, and a wake-up when that drops to zero.
     writing: Cell<usize>,
     idle: glommio::sync::Semaphore,
@@ -77,6 +80,7 @@ impl CoreCheckpoints {
             final_commits: RefCell::default(),
             sink_dirs: RefCell::default(),
             restored,
+            writing_ids: RefCell::default(),
             writing: Cell::new(0),
             idle: glommio::sync::Semaphore::new(0),
         })
@@ -134,6 +138,7 @@ impl CoreCheckpoints {
             p.writes += 1;
             p.sync_us += serializing_since.elapsed().as_micros() as u64;
         }
+        *self.writing_ids.borrow_mut().entry(id).or_default() += 1;
         let dir = self.shared.dir_of(id);
         let this = self.clone();
         self.writing.set(self.writing.get() + 1);
@@ -155,6 +160,15 @@ impl CoreCheckpoints {
                 }
             }
             drop(progress);
+            {
+                let mut ids = this.writing_ids.borrow_mut();
+                if let Some(n) = ids.get_mut(&id) {
+                    *n -= 1;
+                    if *n == 0 {
+                        ids.remove(&id);
+                    }
+                }
+            }
             this.maybe_ack(id);
             this.writing.set(this.writing.get() - 1);
             if this.writing.get() == 0 {
@@ -221,8 +235,9 @@ impl CoreCheckpoints {
         if p.done || p.writes > 0 {
             return;
         }
+        let writing_from = self.writing_ids.borrow().keys().next().copied().unwrap_or(u64::MAX);
         let msg = if let Some(reason) = p.failed.take() {
-            ToCoordinator::Failed { core: self.core, id, reason }
+            ToCoordinator::Failed { core: self.core, id, reason, writing_from }
         } else if p.sinks_seen.union(&self.ended_sinks.borrow()).count() >= self.sinks.get() {
             let mut commits = std::mem::take(&mut p.commits);
             commits.extend(self.final_commits.borrow().iter().cloned());
@@ -234,6 +249,7 @@ impl CoreCheckpoints {
                 commits,
                 sink_dirs: self.sink_dirs.borrow().clone(),
                 sync_us: p.sync_us,
+                writing_from,
             }
         } else {
             return;
