@@ -161,3 +161,67 @@ fn a_state_registration_conflict_in_open_is_reported() {
         "{msg}"
     );
 }
+
+/// A sink whose asynchronous flush panics (user code that runs in a task of
+/// its own, outside the operators' panic guards).
+#[derive(Clone)]
+struct PanickingFlush;
+
+struct PanickingWriter {
+    core: usize,
+}
+
+impl brisk::Sink<u64> for PanickingFlush {
+    type Writer = PanickingWriter;
+    fn name(&self) -> String {
+        "panicking-flush".into()
+    }
+    fn create_writer(&self, ctx: &brisk::SinkContext) -> Result<PanickingWriter, brisk::SinkError> {
+        Ok(PanickingWriter { core: ctx.core() })
+    }
+}
+
+impl brisk::SinkWriter<u64> for PanickingWriter {
+    fn write(&mut self, batch: &mut brisk::Batch<u64>) -> Result<(), brisk::SinkError> {
+        batch.clear();
+        Ok(())
+    }
+    async fn flush(&mut self, end: bool) -> Result<(), brisk::SinkError> {
+        // The last core only: the others must not wait for it forever.
+        if end && self.core == 0 {
+            panic!("flush exploded on core {}", self.core);
+        }
+        Ok(())
+    }
+}
+
+#[test]
+fn a_panic_in_a_sinks_flush_fails_the_job() {
+    for cores in [2, 1] {
+        let err = within(LIMIT, move || {
+            let env = StreamEnv::new(JobConfig::with_cores(cores));
+            env.from_source(GeneratorSource::new(100_000, |i| i).with_splits(1))
+                .key_by(|i: &u64| *i)
+                .reduce(|a: u64, b: u64| a.max(b))
+                .sink_to(PanickingFlush);
+            env.execute().unwrap_err()
+        });
+        println!("{cores} cores: {err}");
+        let err = err.to_string();
+        assert!(err.contains("flush exploded on core 0") && err.contains("panicking-flush"), "{err}");
+    }
+}
+
+#[test]
+fn a_panic_in_a_source_reader_names_the_source() {
+    let err = within(LIMIT, || {
+        let env = StreamEnv::new(JobConfig::with_cores(2));
+        let _ = env
+            .from_source(GeneratorSource::new(10_000, |i| {
+                if i == 5_000 { panic!("generator broke at {i}") } else { i }
+            }))
+            .collect();
+        env.execute().unwrap_err().to_string()
+    });
+    assert!(err.contains("generator broke at 5000") && err.contains("operator 'generator'"), "{err}");
+}

@@ -110,6 +110,20 @@ impl OperatorInfo {
             .map_err(|p| self.user_error(panic_message(p.as_ref())))
     }
 
+    /// Awaits `f` (user code running as a task of its own: a sink's I/O, a
+    /// source's reader) and turns a panic in it into an error naming this
+    /// operator, as [`guard`](Self::guard) does for synchronous calls.
+    pub(crate) async fn guard_async<R>(
+        &self,
+        f: impl std::future::Future<Output = R>,
+    ) -> Result<R, JobError> {
+        use futures_lite::FutureExt;
+        std::panic::AssertUnwindSafe(f)
+            .catch_unwind()
+            .await
+            .map_err(|p| self.user_error(panic_message(p.as_ref())))
+    }
+
     /// A [`JobError::UserFunction`] for this operator.
     pub(crate) fn user_error(&self, message: impl fmt::Display) -> JobError {
         JobError::UserFunction {

@@ -200,6 +200,21 @@ impl<T: 'static, W: SinkWriter<T>> SinkNode<T, W> {
 
 impl<T: 'static, W: SinkWriter<T>> Outlet for SinkNode<T, W> {
     fn drain(self: Rc<Self>, flush_partial: bool) -> LocalFuture<'static, Result<(), JobError>> {
+        let info = self.info.clone();
+        Box::pin(async move { info.guard_async(self.drain_guarded(flush_partial)).await? })
+    }
+
+    fn has_unsent(&self) -> bool {
+        let st = self.state.borrow();
+        !st.stash.is_empty()
+            || !st.barriers.is_empty()
+            || st.writer.as_ref().is_some_and(|w| w.has_buffered())
+    }
+}
+
+impl<T: 'static, W: SinkWriter<T>> SinkNode<T, W> {
+    /// [`Outlet::drain`], inside a panic guard (the writer is user code).
+    fn drain_guarded(self: Rc<Self>, flush_partial: bool) -> LocalFuture<'static, Result<(), JobError>> {
         Box::pin(async move {
             let _permit = self
                 .io_lock
@@ -268,13 +283,6 @@ impl<T: 'static, W: SinkWriter<T>> Outlet for SinkNode<T, W> {
             st.closed = ended;
             result.map_err(|e| self.fail(e))
         })
-    }
-
-    fn has_unsent(&self) -> bool {
-        let st = self.state.borrow();
-        !st.stash.is_empty()
-            || !st.barriers.is_empty()
-            || st.writer.as_ref().is_some_and(|w| w.has_buffered())
     }
 }
 

@@ -287,7 +287,7 @@ pub(crate) async fn run_source<T: 'static, R: SourceReader<T>>(
             marks: &mut marks,
             error: None,
         };
-        let status = reader.next_batch(&mut output).await.map_err(fail)?;
+        let status = info.guard_async(reader.next_batch(&mut output)).await?.map_err(fail)?;
         let (mut wm, mut st, error) = (output.watermark, output.status, output.error);
         if let Some(e) = error {
             return Err(info.user_error(format!("timestamp assignment failed: {e}")));
