@@ -17,8 +17,8 @@
 //! and prints how long restoring took.
 
 use std::cell::Cell;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::mpsc::RecvTimeoutError;
 use std::time::{Duration, Instant};
 
 use brisk::prelude::*;
@@ -147,9 +147,10 @@ fn main() -> anyhow::Result<()> {
             }
         });
     }
-    let sampling = Arc::new(AtomicBool::new(true));
+    // The sampler takes a sample every interval until the job's end is
+    // signalled (dropping `job_done`).
+    let (job_done, done) = std::sync::mpsc::channel::<()>();
     let sampler = cli.timeline_ms.map(|ms| {
-        let sampling = sampling.clone();
         std::thread::spawn(move || {
             let mut samples = Vec::new();
             let start = Instant::now();
@@ -157,8 +158,7 @@ fn main() -> anyhow::Result<()> {
                 .duration_since(std::time::UNIX_EPOCH)
                 .map_or(0, |d| d.as_millis() as i64);
             let mut last = 0;
-            while sampling.load(Ordering::Relaxed) {
-                std::thread::sleep(Duration::from_millis(ms));
+            while done.recv_timeout(Duration::from_millis(ms)) == Err(RecvTimeoutError::Timeout) {
                 let now = GENERATED.load(Ordering::Relaxed);
                 samples.push((start.elapsed().as_millis() as i64, now - last));
                 last = now;
@@ -167,7 +167,7 @@ fn main() -> anyhow::Result<()> {
         })
     });
     let result = env.execute()?;
-    sampling.store(false, Ordering::Relaxed);
+    drop(job_done);
     let secs = result.elapsed.as_secs_f64();
     if let Some(r) = &result.restored {
         println!(
@@ -233,12 +233,16 @@ fn print_timeline(epoch_start: i64, ms: u64, samples: &[(i64, u64)], checkpoints
         v.get(v.len() / 2).copied().unwrap_or(0.0)
     };
     let (d, o) = (median(&mut during), median(&mut outside));
+    let dip = if during.is_empty() || o == 0.0 {
+        "n/a".to_string()
+    } else {
+        format!("{:.1}%", (1.0 - d / o) * 100.0)
+    };
     println!(
-        "# rate median: {:.2} M/s with a checkpoint running ({} samples), {:.2} M/s without ({} samples): dip {:.1}%",
+        "# rate median: {:.2} M/s with a checkpoint running ({} samples), {:.2} M/s without ({} samples): dip {dip}",
         d / 1e6,
         during.len(),
         o / 1e6,
         outside.len(),
-        if o > 0.0 { (1.0 - d / o) * 100.0 } else { 0.0 }
     );
 }

@@ -153,6 +153,39 @@ impl Restored {
     }
 }
 
+/// Why a restored entry was not taken (decoding, or a mismatch with the
+/// running operator); the caller says which operator it was.
+pub(crate) type EntryError = Box<dyn std::error::Error>;
+
+/// Hands `take` every entry of node `node`'s restored state that this core
+/// keeps: operator-wide entries ([`format::NO_KEY_GROUP`]) and the entries
+/// of the key groups it owns, file by file in entry order. Does nothing if
+/// the job did not restore. An error names the operator and the core.
+pub(crate) fn restore_owned(
+    core: &crate::runtime::core::Core,
+    node: usize,
+    info: &crate::error::OperatorInfo,
+    owner: &crate::operator::keyed_process::KeyOwner,
+    mut take: impl FnMut(format::RawEntry<'_>) -> Result<(), EntryError>,
+) -> Result<(), crate::error::JobError> {
+    let Some(restored) = core.checkpoints.as_ref().and_then(|c| c.restored.clone()) else {
+        return Ok(());
+    };
+    let range = owner.max_parallelism.range_for(owner.core, owner.cores);
+    let bad = |e: EntryError| {
+        crate::error::JobError::Restore(format!("operator '{}' state on core {}: {e}", info.name, info.core))
+    };
+    for payload in restored.payloads(node) {
+        for entry in format::entries(payload) {
+            let entry = entry.map_err(|e| bad(e.into()))?;
+            if entry.key_group == format::NO_KEY_GROUP || range.contains(entry.key_group) {
+                take(entry).map_err(bad)?;
+            }
+        }
+    }
+    Ok(())
+}
+
 /// Entry kinds shared by several operators.
 pub(crate) mod kinds {
     /// A source reader's position.

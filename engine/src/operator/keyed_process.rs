@@ -33,7 +33,8 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use crate::batch::{BATCH_RECORDS_MAX, Batch, Control, MAX_WATERMARK, MIN_WATERMARK, Timestamp};
-use crate::checkpoint::format::{CorruptFile, NO_KEY_GROUP, StateWriter, entries};
+use crate::checkpoint::format::{NO_KEY_GROUP, StateWriter};
+use crate::checkpoint::restore_owned;
 use crate::error::{JobError, OperatorInfo, UserError};
 use crate::runtime::core::{Core, Push};
 use crate::runtime::timers::Ticker;
@@ -378,53 +379,37 @@ where
 
     /// Loads the key groups this core owns from the restored checkpoint.
     fn restore(&mut self) -> Result<(), JobError> {
-        let Some(restored) = self.core.checkpoints.as_ref().and_then(|c| c.restored.clone()) else {
-            return Ok(());
-        };
-        let range = self.owner.max_parallelism.range_for(self.owner.core, self.owner.cores);
-        let (name, core) = (self.info.name.clone(), self.info.core);
-        let bad = |e: String| JobError::Restore(format!("process '{name}' state on core {core}: {e}"));
-        for payload in restored.payloads(self.node) {
-            // Snapshot index -> this backend's state id.
-            let mut ids: Option<Vec<usize>> = None;
-            for entry in entries(payload) {
-                let entry = entry.map_err(|e| bad(e.to_string()))?;
-                if entry.kind == state_kind::DIRECTORY {
-                    let directory: Vec<(String, String)> = entry.decode().map_err(|e| bad(e.to_string()))?;
-                    ids = Some(self.map_directory(&directory).map_err(&bad)?);
-                    continue;
+        let (core, info, owner) = (self.core.clone(), self.info.clone(), self.owner);
+        // Snapshot index -> this backend's state id; every file starts with
+        // its directory.
+        let mut ids: Vec<usize> = Vec::new();
+        restore_owned(&core, self.node, &info, &owner, |entry| {
+            match entry.kind {
+                state_kind::DIRECTORY => {
+                    let directory: Vec<(String, String)> = entry.decode()?;
+                    ids = self.map_directory(&directory)?;
                 }
-                if !range.contains(entry.key_group) {
-                    continue;
+                state_kind::STATE => {
+                    let (index, bytes) = entry.split_tag()?;
+                    let Some(&id) = ids.get(index as usize) else {
+                        return Err(entry.error(format!("state index {index} not in the directory")).into());
+                    };
+                    self.backend.restore_entry(id, bytes)?;
                 }
-                match entry.kind {
-                    state_kind::STATE => {
-                        let (index, bytes) = entry.split_tag().map_err(|e| bad(e.to_string()))?;
-                        let Some(&id) = ids.as_ref().and_then(|ids| ids.get(index as usize)) else {
-                            return Err(bad(entry
-                                .error(format!("state index {index} not in the directory"))
-                                .to_string()));
-                        };
-                        self.backend.restore_entry(id, bytes).map_err(|e| bad(e.to_string()))?;
-                    }
-                    kind @ (state_kind::EVENT_TIMER | state_kind::PROCESSING_TIMER) => {
-                        let (key, ts): (K, i64) = entry.decode().map_err(|e| bad(e.to_string()))?;
-                        let hash = brisk_state::key_hash(&key);
-                        let queue = if kind == state_kind::EVENT_TIMER {
-                            &mut self.timers.event
-                        } else {
-                            &mut self.timers.processing
-                        };
-                        queue.register(&key, hash, &(), ts);
-                    }
-                    other => {
-                        let e: CorruptFile = entry.error(format!("unknown entry kind {other}"));
-                        return Err(bad(e.to_string()));
-                    }
+                kind @ (state_kind::EVENT_TIMER | state_kind::PROCESSING_TIMER) => {
+                    let (key, ts): (K, i64) = entry.decode()?;
+                    let hash = brisk_state::key_hash(&key);
+                    let queue = if kind == state_kind::EVENT_TIMER {
+                        &mut self.timers.event
+                    } else {
+                        &mut self.timers.processing
+                    };
+                    queue.register(&key, hash, &(), ts);
                 }
+                other => return Err(entry.error(format!("unknown entry kind {other}")).into()),
             }
-        }
-        Ok(())
+            Ok(())
+        })
     }
 
     /// Matches a checkpoint's state directory with the states `open`

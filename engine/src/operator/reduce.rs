@@ -16,7 +16,8 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use crate::batch::{BATCH_RECORDS_MAX, Batch, Control, MAX_WATERMARK};
-use crate::checkpoint::format::{StateWriter, entries};
+use crate::checkpoint::format::StateWriter;
+use crate::checkpoint::restore_owned;
 use crate::error::{JobError, OperatorInfo};
 use crate::operator::keyed_process::KeyOwner;
 use crate::runtime::core::{Core, Push};
@@ -59,28 +60,16 @@ where
 
     /// Loads the key groups this core owns from the restored checkpoint.
     pub fn restore(&mut self) -> Result<(), JobError> {
-        let Some(restored) = self.core.checkpoints.as_ref().and_then(|c| c.restored.clone()) else {
-            return Ok(());
-        };
-        let range = self.owner.max_parallelism.range_for(self.owner.core, self.owner.cores);
-        let bad = |e: crate::checkpoint::format::CorruptFile| {
-            JobError::Restore(format!("reduce '{}' state on core {}: {e}", self.info.name, self.info.core))
-        };
-        for payload in restored.payloads(self.node) {
-            for entry in entries(payload) {
-                let entry = entry.map_err(bad)?;
-                if entry.kind != AGGREGATE {
-                    return Err(bad(entry.error(format!("unknown entry kind {}", entry.kind))));
-                }
-                if !range.contains(entry.key_group) {
-                    continue;
-                }
-                let (key, acc): (K, T) = entry.decode().map_err(bad)?;
-                let hash = brisk_state::key_hash(&key);
-                self.table.insert(CurrentKey::new(&key, hash), Some(acc));
+        let (core, info, owner) = (self.core.clone(), self.info.clone(), self.owner);
+        restore_owned(&core, self.node, &info, &owner, |entry| {
+            if entry.kind != AGGREGATE {
+                return Err(entry.error(format!("unknown entry kind {}", entry.kind)).into());
             }
-        }
-        Ok(())
+            let (key, acc): (K, T) = entry.decode()?;
+            let hash = brisk_state::key_hash(&key);
+            self.table.insert(CurrentKey::new(&key, hash), Some(acc));
+            Ok(())
+        })
     }
 }
 

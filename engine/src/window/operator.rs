@@ -586,56 +586,39 @@ where
 
     /// Loads the key groups this core owns from the restored checkpoint.
     fn restore(&mut self) -> Result<(), JobError> {
-        let Some(restored) = self.core.checkpoints.as_ref().and_then(|c| c.restored.clone()) else {
-            return Ok(());
-        };
-        let range = self.owner.max_parallelism.range_for(self.owner.core, self.owner.cores);
-        let bad = |e: crate::checkpoint::format::CorruptFile| {
-            JobError::Restore(format!("window '{}' state on core {}: {e}", self.info.name, self.info.core))
-        };
-        for payload in restored.payloads(self.node) {
-            for entry in crate::checkpoint::format::entries(payload) {
-                let entry = entry.map_err(bad)?;
-                if !range.contains(entry.key_group) {
-                    continue;
+        let (core, info, owner) = (self.core.clone(), self.info.clone(), self.owner);
+        crate::checkpoint::restore_owned(&core, self.node, &info, &owner, |entry| {
+            match entry.kind {
+                state_kind::ROW => {
+                    type Image<K, A> = (K, i64, i64, Option<A>, Vec<(String, i64)>, bool, bool);
+                    let (key, start, end, acc, slots, end_timer, cleanup): Image<K, L::Acc> =
+                        entry.decode()?;
+                    let window = Window::time(start, end);
+                    let rh = row_hash(brisk_state::key_hash(&key), &window);
+                    let row = row_or_insert(&mut self.entries, &key, rh, window);
+                    row.acc = acc;
+                    row.slots = TriggerSlots::from_pairs(slots);
+                    row.end_timer = end_timer;
+                    row.cleanup_registered = cleanup;
                 }
-                match entry.kind {
-                    state_kind::ROW => {
-                        type Image<K, A> = (K, i64, i64, Option<A>, Vec<(String, i64)>, bool, bool);
-                        let (key, start, end, acc, slots, end_timer, cleanup): Image<K, L::Acc> =
-                            entry.decode().map_err(bad)?;
-                        let window = Window::time(start, end);
-                        let rh = row_hash(brisk_state::key_hash(&key), &window);
-                        let row = row_or_insert(&mut self.entries, &key, rh, window);
-                        row.acc = acc;
-                        row.slots = TriggerSlots::from_pairs(slots);
-                        row.end_timer = end_timer;
-                        row.cleanup_registered = cleanup;
-                    }
-                    state_kind::MERGING => {
-                        let (key, ws): (K, Vec<(i64, i64)>) = entry.decode().map_err(bad)?;
-                        self.active.insert(key, ws.into_iter().map(|(s, e)| Window::time(s, e)).collect());
-                    }
-                    kind @ (state_kind::EVENT_TIMER | state_kind::PROCESSING_TIMER) => {
-                        let (key, start, end, ts): (K, i64, i64, i64) = entry.decode().map_err(bad)?;
-                        let hash = brisk_state::key_hash(&key);
-                        let queue = if kind == state_kind::EVENT_TIMER {
-                            &mut self.timers.event
-                        } else {
-                            &mut self.timers.processing
-                        };
-                        queue.register(&key, hash, &Window::time(start, end), ts);
-                    }
-                    other => {
-                        return Err(bad(crate::checkpoint::format::CorruptFile::Entry {
-                            index: 0,
-                            reason: format!("unknown entry kind {other}"),
-                        }));
-                    }
+                state_kind::MERGING => {
+                    let (key, ws): (K, Vec<(i64, i64)>) = entry.decode()?;
+                    self.active.insert(key, ws.into_iter().map(|(s, e)| Window::time(s, e)).collect());
                 }
+                kind @ (state_kind::EVENT_TIMER | state_kind::PROCESSING_TIMER) => {
+                    let (key, start, end, ts): (K, i64, i64, i64) = entry.decode()?;
+                    let hash = brisk_state::key_hash(&key);
+                    let queue = if kind == state_kind::EVENT_TIMER {
+                        &mut self.timers.event
+                    } else {
+                        &mut self.timers.processing
+                    };
+                    queue.register(&key, hash, &Window::time(start, end), ts);
+                }
+                other => return Err(entry.error(format!("unknown entry kind {other}")).into()),
             }
-        }
-        Ok(())
+            Ok(())
+        })
     }
 
     fn cleanup_time(&self, w: &Window) -> Timestamp {
