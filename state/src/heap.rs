@@ -16,15 +16,20 @@
 //! its key group), and [`KeyedStateBackend::restore_entry`] decodes one back.
 
 use std::any::Any;
+use std::cell::RefCell;
 use std::collections::HashMap;
 use std::fmt;
 use std::hash::Hash;
 use std::marker::PhantomData;
+use std::rc::Rc;
 
 use hashbrown::HashTable;
 use rustc_hash::FxBuildHasher;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
+
+use crate::log::spill::{DIRTY, HotEntry, REFERENCED, Spill};
+use crate::log::{Loc, LogStore, MemoryBudget, Record, RecordKind, SpillStats};
 
 /// A type keyed state can hold: it serializes (serde), so checkpoints can
 /// capture it. Derive `Serialize` and `Deserialize` for your own types.
@@ -93,24 +98,134 @@ impl fmt::Display for StateError {
 
 impl std::error::Error for StateError {}
 
-struct Entry<K, V> {
+pub(crate) struct Entry<K, V> {
     hash: u64,
     key: K,
     value: V,
+    /// [`DIRTY`] and [`REFERENCED`] (used only under the log backend).
+    flags: u8,
+}
+
+impl<K, V> HotEntry<K, V> for Entry<K, V> {
+    fn hash(&self) -> u64 {
+        self.hash
+    }
+    fn key(&self) -> &K {
+        &self.key
+    }
+    fn value(&self) -> &V {
+        &self.value
+    }
+    fn flags(&mut self) -> &mut u8 {
+        &mut self.flags
+    }
+}
+
+/// The log tier's operations with the serde bounds erased, so that the
+/// table's own methods (which have none) can reach it.
+trait Tier<K, V> {
+    fn fault_in(&mut self, hash: u64, key: &K) -> Option<V>;
+    fn forget(&mut self, hash: u64, key: &K);
+    fn maintain(&mut self, hot: &mut HashTable<Entry<K, V>>);
+    fn flush(&mut self, hot: &mut HashTable<Entry<K, V>>);
+    fn for_each_cold(&self, hot: &HashTable<Entry<K, V>>, out: &mut dyn FnMut(u64, &[u8]));
+    fn is_live(&self, hash: u64, loc: Loc) -> bool;
+    fn tombstone_still_needed(&self, hot: &HashTable<Entry<K, V>>, rec: &Record<'_>) -> bool;
+    fn relocate(&mut self, hash: u64, old: Loc, new: Loc);
+    fn replay(&mut self, log: &mut LogStore, loc: Loc, rec: &Record<'_>) -> Result<(), String>;
+    fn stats(&self) -> SpillStats;
+    fn cold_len(&self) -> usize;
+}
+
+impl<K, V> Tier<K, V> for Spill<K, V>
+where
+    K: Eq + Serialize + DeserializeOwned,
+    V: Serialize + DeserializeOwned,
+{
+    fn fault_in(&mut self, hash: u64, key: &K) -> Option<V> {
+        Spill::fault_in(self, hash, key)
+    }
+    fn forget(&mut self, hash: u64, key: &K) {
+        Spill::forget(self, hash, key)
+    }
+    fn maintain(&mut self, hot: &mut HashTable<Entry<K, V>>) {
+        Spill::maintain(self, hot)
+    }
+    fn flush(&mut self, hot: &mut HashTable<Entry<K, V>>) {
+        Spill::flush(self, hot)
+    }
+    fn for_each_cold(&self, hot: &HashTable<Entry<K, V>>, out: &mut dyn FnMut(u64, &[u8])) {
+        Spill::for_each_cold(self, |h, k| hot.find(h, |e| e.key == *k).is_some(), out)
+    }
+    fn is_live(&self, hash: u64, loc: Loc) -> bool {
+        Spill::is_live(self, hash, loc)
+    }
+    fn tombstone_still_needed(&self, hot: &HashTable<Entry<K, V>>, rec: &Record<'_>) -> bool {
+        Spill::tombstone_still_needed(self, rec, |h, k| hot.find(h, |e| e.key == *k).is_some())
+    }
+    fn relocate(&mut self, hash: u64, old: Loc, new: Loc) {
+        Spill::relocate(self, hash, old, new)
+    }
+    fn replay(&mut self, log: &mut LogStore, loc: Loc, rec: &Record<'_>) -> Result<(), String> {
+        Spill::replay(self, log, loc, rec)
+    }
+    fn stats(&self) -> SpillStats {
+        self.stats
+    }
+    fn cold_len(&self) -> usize {
+        Spill::cold_len(self)
+    }
 }
 
 /// A hash table from key to `V` that keeps each key's stable hash.
+///
+/// Under the log backend the table also has a log tier: entries it evicted
+/// are in the log, and an access must [`touch`](Self::touch) its key first
+/// to bring it back; the accessors of [`KeyedStateBackend`] do.
 pub struct StateTable<K, V> {
     table: HashTable<Entry<K, V>>,
+    spill: Option<Box<dyn Tier<K, V>>>,
 }
 
 impl<K, V> Default for StateTable<K, V> {
     fn default() -> Self {
-        Self { table: HashTable::new() }
+        Self { table: HashTable::new(), spill: None }
+    }
+}
+
+impl<K, V> StateTable<K, V>
+where
+    K: Eq + Clone + Serialize + DeserializeOwned + 'static,
+    V: Serialize + DeserializeOwned + 'static,
+{
+    /// A table whose entries beyond the core's `budget` go to `log` as
+    /// records of state `state`.
+    pub fn with_log(log: Rc<RefCell<LogStore>>, state: u32, budget: Rc<MemoryBudget>) -> Self {
+        let spill = Spill::<K, V>::new(log, state, budget, std::mem::size_of::<Entry<K, V>>());
+        Self { table: HashTable::new(), spill: Some(Box::new(spill)) }
     }
 }
 
 impl<K: Eq + Clone, V> StateTable<K, V> {
+    /// Makes `at`'s key ready for access under the log backend: charges the
+    /// table to the budget (evicting if the core is over it), then reads the
+    /// key back from the log if it was evicted. Does nothing on the heap
+    /// backend.
+    #[inline]
+    pub fn touch(&mut self, at: CurrentKey<'_, K>) {
+        let Some(spill) = &mut self.spill else { return };
+        spill.maintain(&mut self.table);
+        if let Some(e) = self.table.find_mut(at.hash, |e| e.key == *at.key) {
+            e.flags |= REFERENCED;
+        } else if let Some(value) = spill.fault_in(at.hash, at.key) {
+            self.table.insert_unique(
+                at.hash,
+                Entry { hash: at.hash, key: at.key.clone(), value, flags: REFERENCED },
+                |e| e.hash,
+            );
+        }
+    }
+
     /// The value stored for `at`'s key.
     #[inline]
     pub fn get(&self, at: CurrentKey<'_, K>) -> Option<&V> {
@@ -120,7 +235,10 @@ impl<K: Eq + Clone, V> StateTable<K, V> {
     /// The value stored for `at`'s key, mutably.
     #[inline]
     pub fn get_mut(&mut self, at: CurrentKey<'_, K>) -> Option<&mut V> {
-        self.table.find_mut(at.hash, |e| e.key == *at.key).map(|e| &mut e.value)
+        self.table.find_mut(at.hash, |e| e.key == *at.key).map(|e| {
+            e.flags |= DIRTY;
+            &mut e.value
+        })
     }
 
     /// The value for `at`'s key, inserting `init()` first if absent.
@@ -130,8 +248,11 @@ impl<K: Eq + Clone, V> StateTable<K, V> {
             hash: at.hash,
             key: at.key.clone(),
             value: init(),
+            flags: 0,
         });
-        &mut entry.into_mut().value
+        let entry = entry.into_mut();
+        entry.flags |= DIRTY;
+        &mut entry.value
     }
 
     /// Stores `value` for `at`'s key, returning the previous value.
@@ -139,10 +260,11 @@ impl<K: Eq + Clone, V> StateTable<K, V> {
     pub fn insert(&mut self, at: CurrentKey<'_, K>, value: V) -> Option<V> {
         match self.table.entry(at.hash, |e| e.key == *at.key, |e| e.hash) {
             hashbrown::hash_table::Entry::Occupied(mut o) => {
+                o.get_mut().flags |= DIRTY;
                 Some(std::mem::replace(&mut o.get_mut().value, value))
             }
             hashbrown::hash_table::Entry::Vacant(v) => {
-                v.insert(Entry { hash: at.hash, key: at.key.clone(), value });
+                v.insert(Entry { hash: at.hash, key: at.key.clone(), value, flags: DIRTY });
                 None
             }
         }
@@ -151,23 +273,38 @@ impl<K: Eq + Clone, V> StateTable<K, V> {
     /// Removes `at`'s key, returning its value.
     #[inline]
     pub fn remove(&mut self, at: CurrentKey<'_, K>) -> Option<V> {
+        if let Some(spill) = &mut self.spill {
+            spill.forget(at.hash, at.key);
+        }
         match self.table.find_entry(at.hash, |e| e.key == *at.key) {
             Ok(o) => Some(o.remove().0.value),
             Err(_) => None,
         }
     }
 
-    /// Number of keys with a value.
+    /// Number of keys with a value in memory (under the log backend, evicted
+    /// keys are not counted: see [`cold_len`](Self::cold_len)).
     pub fn len(&self) -> usize {
         self.table.len()
     }
 
-    /// Whether no key has a value.
+    /// Whether no key has a value in memory.
     pub fn is_empty(&self) -> bool {
         self.table.is_empty()
     }
 
-    /// Every `(key, key hash, value)`, in no particular order.
+    /// Keys with a record in the log (0 on the heap backend).
+    pub fn cold_len(&self) -> usize {
+        self.spill.as_ref().map_or(0, |s| s.cold_len())
+    }
+
+    /// Counters of the log tier (zero on the heap backend).
+    pub fn spill_stats(&self) -> SpillStats {
+        self.spill.as_ref().map(|s| s.stats()).unwrap_or_default()
+    }
+
+    /// Every `(key, key hash, value)` held in memory, in no particular order
+    /// (on the heap backend: every entry).
     pub fn iter(&self) -> impl Iterator<Item = (&K, u64, &V)> {
         self.table.iter().map(|e| (&e.key, e.hash, &e.value))
     }
@@ -239,6 +376,17 @@ trait ErasedTable<K> {
     fn as_any_mut(&mut self) -> &mut dyn Any;
     fn snapshot(&self, scratch: &mut Vec<u8>, out: &mut dyn FnMut(u64, &[u8]));
     fn restore(&mut self, bytes: &[u8]) -> Result<(), RestoreError>;
+    /// Log tier: whether the record at `loc` is the newest of its key.
+    fn is_live(&self, hash: u64, loc: Loc) -> bool;
+    /// Log tier: whether a tombstone must survive compaction.
+    fn tombstone_still_needed(&self, rec: &Record<'_>) -> bool;
+    /// Log tier: the record at `old` was copied to `new`.
+    fn relocate(&mut self, hash: u64, old: Loc, new: Loc);
+    /// Log tier: writes every dirty entry.
+    fn flush(&mut self);
+    /// Log tier: applies one record of a restored log.
+    fn replay(&mut self, log: &mut LogStore, loc: Loc, rec: &Record<'_>) -> Result<(), String>;
+    fn stats(&self) -> (usize, usize, SpillStats);
 }
 
 impl<K, V> ErasedTable<K> for StateTable<K, V>
@@ -251,6 +399,9 @@ where
     }
 
     fn snapshot(&self, scratch: &mut Vec<u8>, out: &mut dyn FnMut(u64, &[u8])) {
+        if let Some(spill) = &self.spill {
+            spill.for_each_cold(&self.table, out);
+        }
         for (key, hash, value) in self.iter() {
             scratch.clear();
             // Encoding into a Vec fails only if a Serialize impl itself
@@ -265,8 +416,41 @@ where
     fn restore(&mut self, bytes: &[u8]) -> Result<(), RestoreError> {
         let (key, value): (K, V) = postcard::from_bytes(bytes).map_err(|e| RestoreError(e.to_string()))?;
         let hash = crate::key_hash(&key);
-        self.insert(CurrentKey::new(&key, hash), value);
+        let at = CurrentKey::new(&key, hash);
+        self.touch(at);
+        self.insert(at, value);
         Ok(())
+    }
+
+    fn is_live(&self, hash: u64, loc: Loc) -> bool {
+        self.spill.as_ref().is_some_and(|s| s.is_live(hash, loc))
+    }
+
+    fn tombstone_still_needed(&self, rec: &Record<'_>) -> bool {
+        self.spill.as_ref().is_some_and(|s| s.tombstone_still_needed(&self.table, rec))
+    }
+
+    fn relocate(&mut self, hash: u64, old: Loc, new: Loc) {
+        if let Some(s) = &mut self.spill {
+            s.relocate(hash, old, new);
+        }
+    }
+
+    fn flush(&mut self) {
+        if let Some(s) = &mut self.spill {
+            s.flush(&mut self.table);
+        }
+    }
+
+    fn replay(&mut self, log: &mut LogStore, loc: Loc, rec: &Record<'_>) -> Result<(), String> {
+        match &mut self.spill {
+            Some(s) => s.replay(log, loc, rec),
+            None => Err("the heap backend has no log to replay".into()),
+        }
+    }
+
+    fn stats(&self) -> (usize, usize, SpillStats) {
+        (self.len(), self.cold_len(), self.spill_stats())
     }
 }
 
@@ -276,15 +460,46 @@ struct Registered<K> {
     table: Box<dyn ErasedTable<K>>,
 }
 
+/// The log behind a [`KeyedStateBackend`] under the log backend.
+struct LogTier {
+    log: Rc<RefCell<LogStore>>,
+    budget: Rc<MemoryBudget>,
+    /// Accesses since the log was last maintained.
+    accesses: u32,
+}
+
+/// Accesses between two looks at the log (finished writes, compaction).
+const LOG_MAINTAIN_EVERY: u32 = 1024;
+/// A segment with at least this fraction of dead bytes is compacted.
+const COMPACT_DEAD_FRACTION: f64 = 0.5;
+
+/// Counters of a backend's log tier.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct LogBackendStats {
+    /// Entries in memory, over all states.
+    pub hot: usize,
+    /// Keys with a record in the log, over all states.
+    pub cold: usize,
+    /// Per-table counters, summed.
+    pub spill: SpillStats,
+    /// The log's counters.
+    pub log: crate::log::LogStats,
+    /// Bytes of the log (live and dead).
+    pub log_bytes: usize,
+    /// Bytes of superseded records in it.
+    pub dead_bytes: usize,
+}
+
 /// All keyed state of one keyed operator on one core.
 pub struct KeyedStateBackend<K> {
     states: Vec<Registered<K>>,
+    tier: Option<LogTier>,
     _key: PhantomData<K>,
 }
 
 impl<K> Default for KeyedStateBackend<K> {
     fn default() -> Self {
-        Self { states: Vec::new(), _key: PhantomData }
+        Self { states: Vec::new(), tier: None, _key: PhantomData }
     }
 }
 
@@ -292,6 +507,129 @@ impl<K: Eq + Hash + Clone + Serialize + DeserializeOwned + 'static> KeyedStateBa
     /// An empty backend.
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// An empty log backend: every state keeps what fits in `budget` (shared
+    /// by the core's operators) in memory and the rest in `log`.
+    pub fn with_log(log: LogStore, budget: Rc<MemoryBudget>) -> Self {
+        Self {
+            states: Vec::new(),
+            tier: Some(LogTier { log: Rc::new(RefCell::new(log)), budget, accesses: 0 }),
+            _key: PhantomData,
+        }
+    }
+
+    /// Whether this is a log backend.
+    pub fn is_log(&self) -> bool {
+        self.tier.is_some()
+    }
+
+    /// Counters of the log tier (`None` on the heap backend).
+    pub fn log_stats(&self) -> Option<LogBackendStats> {
+        let tier = self.tier.as_ref()?;
+        let mut out = LogBackendStats::default();
+        for s in &self.states {
+            let (hot, cold, sp) = s.table.stats();
+            out.hot += hot;
+            out.cold += cold;
+            out.spill.evicted += sp.evicted;
+            out.spill.written += sp.written;
+            out.spill.faulted_in += sp.faulted_in;
+            out.spill.tombstones += sp.tombstones;
+        }
+        let log = tier.log.borrow();
+        out.log = log.stats().clone();
+        out.log_bytes = log.total_bytes();
+        out.dead_bytes = log.dead_bytes();
+        Some(out)
+    }
+
+    /// Takes in finished segment writes and compacts at most one segment
+    /// whose dead fraction passed the threshold. Runs on its own every
+    /// [`LOG_MAINTAIN_EVERY`] accesses; the engine may call it when idle.
+    pub fn maintain_log(&mut self) {
+        let Some(tier) = &mut self.tier else { return };
+        tier.accesses = 0;
+        let log = tier.log.clone();
+        log.borrow_mut().poll();
+        let Some(seg) = log.borrow().compaction_candidate(COMPACT_DEAD_FRACTION) else { return };
+        let oldest = log.borrow().is_oldest(seg);
+        // Copy the segment's records out: copying forward appends to the
+        // same log.
+        let records = log.borrow().copy_records(seg);
+        let mut copied = 0;
+        for (loc, state, kind, hash, payload) in records {
+            let Some(reg) = self.states.get_mut(state as usize) else { continue };
+            let rec = Record { state, kind, hash, payload: &payload };
+            let keep = match kind {
+                RecordKind::Put => reg.table.is_live(hash, loc),
+                // Tombstones hide older records; none is older than the oldest segment.
+                RecordKind::Delete => !oldest && reg.table.tombstone_still_needed(&rec),
+            };
+            if !keep {
+                continue;
+            }
+            let mut log = log.borrow_mut();
+            let new = log.append(state, kind, hash, |o| o.extend_from_slice(&payload));
+            copied += crate::log::format::RECORD_HEADER_BYTES + payload.len();
+            if kind == RecordKind::Delete {
+                log.kill(new);
+            } else {
+                drop(log);
+                reg.table.relocate(hash, loc, new);
+            }
+        }
+        let mut log = log.borrow_mut();
+        log.note_compacted(copied);
+        log.drop_segment(seg);
+    }
+
+    /// Writes every dirty entry of every state to the log, seals it and
+    /// returns its segments: they alone hold this backend's state now, and
+    /// none of their files is deleted by this backend any more (the
+    /// checkpoint owns them). `None` on the heap backend.
+    pub fn flush_log(&mut self) -> Option<Vec<crate::log::SegmentRef>> {
+        let tier = self.tier.as_ref()?;
+        let log = tier.log.clone();
+        for s in &mut self.states {
+            s.table.flush();
+        }
+        let mut log = log.borrow_mut();
+        log.seal();
+        Some(log.publish())
+    }
+
+    /// The log (`None` on the heap backend).
+    pub fn log(&self) -> Option<&Rc<RefCell<LogStore>>> {
+        self.tier.as_ref().map(|t| &t.log)
+    }
+
+    /// Rebuilds the index of the log's cold keys from segment `seg` of the
+    /// log (adopted from storage by the caller), keeping the records whose
+    /// key hash `owned` accepts. Records must be replayed in log order.
+    pub fn replay_segment(&mut self, seg: u32, owned: impl Fn(u64) -> bool) -> Result<usize, RestoreError> {
+        let Some(tier) = &self.tier else { return Err(RestoreError("not a log backend".into())) };
+        let log = tier.log.clone();
+        let records = log.borrow().copy_records(seg);
+        let mut n = 0;
+        for (loc, state, kind, hash, payload) in records {
+            let mut log = log.borrow_mut();
+            if !owned(hash) {
+                log.kill(loc);
+                continue;
+            }
+            let Some(reg) = self.states.get_mut(state as usize) else {
+                return Err(RestoreError(format!(
+                    "the log holds records of state {state}, which is not registered"
+                )));
+            };
+            let rec = Record { state, kind, hash, payload: &payload };
+            reg.table
+                .replay(&mut log, loc, &rec)
+                .map_err(|e| RestoreError(format!("state '{}' ({}): {e}", reg.name, reg.kind)))?;
+            n += 1;
+        }
+        Ok(n)
     }
 
     fn register<V: StateValue>(&mut self, name: &str, kind: String) -> Result<usize, StateError> {
@@ -306,11 +644,13 @@ impl<K: Eq + Hash + Clone + Serialize + DeserializeOwned + 'static> KeyedStateBa
             }
             return Ok(id);
         }
-        self.states.push(Registered {
-            name: name.to_string(),
-            kind,
-            table: Box::new(StateTable::<K, V>::default()),
-        });
+        let table = match &self.tier {
+            Some(t) => {
+                StateTable::<K, V>::with_log(t.log.clone(), self.states.len() as u32, t.budget.clone())
+            }
+            None => StateTable::<K, V>::default(),
+        };
+        self.states.push(Registered { name: name.to_string(), kind, table: Box::new(table) });
         Ok(self.states.len() - 1)
     }
 
@@ -338,15 +678,23 @@ impl<K: Eq + Hash + Clone + Serialize + DeserializeOwned + 'static> KeyedStateBa
         Ok(MapState { id, _type: PhantomData })
     }
 
-    fn table<V: 'static>(&mut self, id: usize, what: &str) -> &mut StateTable<K, V> {
+    fn table<V: 'static>(&mut self, id: usize, what: &str, at: CurrentKey<'_, K>) -> &mut StateTable<K, V> {
+        if let Some(tier) = &mut self.tier {
+            tier.accesses += 1;
+            if tier.accesses >= LOG_MAINTAIN_EVERY {
+                self.maintain_log();
+            }
+        }
         let Some(state) = self.states.get_mut(id) else {
             panic!("{what} handle used before it was registered in open()");
         };
         let kind = &state.kind;
-        match state.table.as_any_mut().downcast_mut::<StateTable<K, V>>() {
+        let table = match state.table.as_any_mut().downcast_mut::<StateTable<K, V>>() {
             Some(t) => t,
             None => panic!("{what} handle does not belong to this operator's state ({kind})"),
-        }
+        };
+        table.touch(at);
+        table
     }
 
     /// The value state `handle` scoped to `at`'s key.
@@ -356,7 +704,7 @@ impl<K: Eq + Hash + Clone + Serialize + DeserializeOwned + 'static> KeyedStateBa
         handle: &ValueState<T>,
         at: CurrentKey<'a, K>,
     ) -> ValueAccess<'a, K, T> {
-        let table = self.table::<T>(handle.id, "ValueState");
+        let table = self.table::<T>(handle.id, "ValueState", at);
         ValueAccess { table, at_key: at.key, at_hash: at.hash }
     }
 
@@ -367,7 +715,7 @@ impl<K: Eq + Hash + Clone + Serialize + DeserializeOwned + 'static> KeyedStateBa
         handle: &ListState<T>,
         at: CurrentKey<'a, K>,
     ) -> ListAccess<'a, K, T> {
-        let table = self.table::<Vec<T>>(handle.id, "ListState");
+        let table = self.table::<Vec<T>>(handle.id, "ListState", at);
         ListAccess { table, at_key: at.key, at_hash: at.hash }
     }
 
@@ -378,7 +726,7 @@ impl<K: Eq + Hash + Clone + Serialize + DeserializeOwned + 'static> KeyedStateBa
         handle: &MapState<UK, UV>,
         at: CurrentKey<'a, K>,
     ) -> MapAccess<'a, K, UK, UV> {
-        let table = self.table::<StateMap<UK, UV>>(handle.id, "MapState");
+        let table = self.table::<StateMap<UK, UV>>(handle.id, "MapState", at);
         MapAccess { table, at_key: at.key, at_hash: at.hash }
     }
 

@@ -29,6 +29,7 @@
 pub mod hash;
 pub mod heap;
 pub mod key_group;
+pub mod log;
 pub mod timers;
 
 pub use hash::key_hash;

@@ -1,0 +1,30 @@
+//! The log-structured state tier: keyed state larger than memory.
+//!
+//! Under the log backend every [`StateTable`](crate::StateTable) keeps its
+//! recently used entries in memory and the rest in an append-only log of
+//! checksummed records, per keyed operator per core, within a per-core
+//! memory budget ([`MemoryBudget`]).
+//!
+//! | module | what it holds |
+//! | --- | --- |
+//! | [`format`] | segment and record framing, CRC-32C per record, torn-tail scan |
+//! | [`io`] | [`SegmentIo`]: non-blocking segment writes and mapped reads; [`SimDisk`], the seeded storage twin |
+//! | [`store`] | [`LogStore`]: the open segment, sealed segments in flight or on disk, dead-byte accounting |
+//! | [`spill`] | the per-table index of cold keys, eviction, read-back, tombstones, replay |
+//!
+//! Compaction is driven by the owner of a log
+//! ([`KeyedStateBackend`](crate::KeyedStateBackend)), because only the
+//! tables know which records are still the newest of their key.
+
+pub mod format;
+pub mod io;
+pub mod spill;
+pub mod store;
+
+pub use format::{Record, RecordKind};
+pub use io::{Faults, SegmentBytes, SegmentIo, SimDisk, SimIo};
+pub use spill::{MemoryBudget, SpillStats};
+pub use store::{Loc, LogStats, LogStore, SegmentRef};
+
+#[cfg(test)]
+mod tests;

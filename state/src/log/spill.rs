@@ -1,0 +1,346 @@
+//! The log tier of a [`StateTable`](crate::StateTable) under the log
+//! backend: a compact index from key hash to the newest record of each key
+//! written to the log, and the rules that move entries between memory and
+//! the log.
+//!
+//! - **Hot** entries live in the table's hash table, flagged `DIRTY` when
+//!   changed since they were last written and `REFERENCED` when used since
+//!   the last eviction sweep.
+//! - **Cold** entries have only an index slot here (hash and location,
+//!   16 bytes); key and value are in the log.
+//! - An access first *touches* its key: a cold key is read back (checksum
+//!   verified) and becomes hot and clean; its index slot stays, so evicting
+//!   it again unchanged writes nothing.
+//! - Over the memory budget, a sweep evicts entries not referenced since
+//!   the previous sweep (a clock without a hand: hashbrown's bucket order is
+//!   effectively random), writing the dirty ones.
+//! - Removing a key that has a record writes a tombstone, so that replaying
+//!   the log (a restore) does not bring it back.
+
+use std::cell::{Cell, RefCell};
+use std::rc::Rc;
+
+use hashbrown::HashTable;
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+use super::format::{Record, RecordKind};
+use super::store::{Loc, LogStore};
+
+/// Set on a hot entry changed since it was last written to the log.
+pub(crate) const DIRTY: u8 = 1;
+/// Set on a hot entry used since the last eviction sweep.
+pub(crate) const REFERENCED: u8 = 2;
+
+/// Memory one index slot costs (hash, location, control byte, load factor).
+pub const INDEX_SLOT_BYTES: usize = 19;
+
+/// A core's budget for state held in memory (managed memory): every
+/// spilling table charges its estimated bytes to it and evicts when the
+/// core is over it.
+#[derive(Debug)]
+pub struct MemoryBudget {
+    limit: usize,
+    used: Cell<usize>,
+}
+
+impl MemoryBudget {
+    /// A budget of `limit` bytes.
+    pub fn new(limit: usize) -> Rc<Self> {
+        Rc::new(Self { limit, used: Cell::new(0) })
+    }
+    /// The limit in bytes.
+    pub fn limit(&self) -> usize {
+        self.limit
+    }
+    /// Bytes charged now.
+    pub fn used(&self) -> usize {
+        self.used.get()
+    }
+    fn recharge(&self, old: usize, new: usize) {
+        self.used.set(self.used.get() - old + new);
+    }
+    fn over(&self) -> usize {
+        self.used.get().saturating_sub(self.limit)
+    }
+}
+
+/// Counters of one spilling table.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct SpillStats {
+    /// Entries evicted from memory.
+    pub evicted: u64,
+    /// Of those, entries that had to be written (dirty).
+    pub written: u64,
+    /// Cold entries read back.
+    pub faulted_in: u64,
+    /// Tombstones written.
+    pub tombstones: u64,
+}
+
+/// A hot entry as the spill tier sees it.
+pub(crate) trait HotEntry<K, V> {
+    fn hash(&self) -> u64;
+    fn key(&self) -> &K;
+    fn value(&self) -> &V;
+    fn flags(&mut self) -> &mut u8;
+}
+
+/// The log tier of one table.
+pub(crate) struct Spill<K, V> {
+    log: Rc<RefCell<LogStore>>,
+    state: u32,
+    /// `(key hash, record location)` of every key with a record in the log.
+    cold: HashTable<(u64, u64)>,
+    budget: Rc<MemoryBudget>,
+    charged: usize,
+    /// Estimated bytes of a hot entry (its size plus its encoded size, as a
+    /// stand-in for what it owns on the heap).
+    entry_bytes: usize,
+    encoded_total: u64,
+    encoded_count: u64,
+    scratch: Vec<u8>,
+    pub stats: SpillStats,
+    _types: std::marker::PhantomData<fn() -> (K, V)>,
+}
+
+/// Panics for a record that no longer verifies: local state files are
+/// damaged, the operator fails and the job restarts from its checkpoint.
+fn corrupt(what: &str, loc: Loc) -> ! {
+    panic!(
+        "state log corrupt: {what} at segment {} offset {} (checksum or decoding failed); the job restarts from its last checkpoint",
+        loc.segment(),
+        loc.offset()
+    )
+}
+
+fn key_of<K: DeserializeOwned>(rec: &Record<'_>) -> Option<K> {
+    postcard::take_from_bytes::<K>(rec.payload).ok().map(|(k, _)| k)
+}
+
+impl<K, V> Spill<K, V>
+where
+    K: Eq + Serialize + DeserializeOwned,
+    V: Serialize + DeserializeOwned,
+{
+    pub fn new(
+        log: Rc<RefCell<LogStore>>,
+        state: u32,
+        budget: Rc<MemoryBudget>,
+        hot_entry_size: usize,
+    ) -> Self {
+        Self {
+            log,
+            state,
+            cold: HashTable::new(),
+            budget,
+            charged: 0,
+            entry_bytes: hot_entry_size + 1,
+            encoded_total: 0,
+            encoded_count: 0,
+            scratch: Vec::new(),
+            stats: SpillStats::default(),
+            _types: std::marker::PhantomData,
+        }
+    }
+
+    /// Keys with a record in the log.
+    pub fn cold_len(&self) -> usize {
+        self.cold.len()
+    }
+
+    fn find_cold(&self, log: &LogStore, hash: u64, key: &K) -> Option<Loc> {
+        self.cold
+            .find(hash, |&(h, l)| {
+                h == hash && {
+                    let loc = Loc::from_bits(l);
+                    let rec = log.get(loc).unwrap_or_else(|| corrupt("indexed record", loc));
+                    key_of::<K>(&rec).unwrap_or_else(|| corrupt("key", loc)) == *key
+                }
+            })
+            .map(|&(_, l)| Loc::from_bits(l))
+    }
+
+    fn drop_cold(&mut self, hash: u64, loc: Loc) {
+        if let Ok(e) = self.cold.find_entry(hash, |&(h, l)| h == hash && l == loc.to_bits()) {
+            e.remove();
+        }
+    }
+
+    /// The cold value of `key`, read back, if the log has one.
+    pub fn fault_in(&mut self, hash: u64, key: &K) -> Option<V> {
+        if self.cold.is_empty() {
+            return None;
+        }
+        let log = self.log.borrow();
+        let loc = self.find_cold(&log, hash, key)?;
+        let rec = log.get(loc).unwrap_or_else(|| corrupt("indexed record", loc));
+        let (_, v): (K, V) = postcard::from_bytes(rec.payload).unwrap_or_else(|_| corrupt("value", loc));
+        drop(log);
+        self.stats.faulted_in += 1;
+        Some(v)
+    }
+
+    /// Writes `(key, value)` as the key's newest record and points the index
+    /// at it.
+    fn write(&mut self, log: &mut LogStore, hash: u64, key: &K, value: &V) {
+        let old = self.find_cold(log, hash, key);
+        self.scratch.clear();
+        let buf = postcard::to_extend(&(key, value), std::mem::take(&mut self.scratch))
+            .expect("state values encode");
+        self.encoded_total += buf.len() as u64;
+        self.encoded_count += 1;
+        let loc = log.append(self.state, RecordKind::Put, hash, |o| o.extend_from_slice(&buf));
+        self.scratch = buf;
+        if let Some(old) = old {
+            log.kill(old);
+            self.drop_cold(hash, old);
+        }
+        self.cold.insert_unique(hash, (hash, loc.to_bits()), |e| e.0);
+    }
+
+    /// The key was removed: forgets its record and writes a tombstone.
+    pub fn forget(&mut self, hash: u64, key: &K) {
+        if self.cold.is_empty() {
+            return;
+        }
+        let log = self.log.clone();
+        let mut log = log.borrow_mut();
+        let Some(old) = self.find_cold(&log, hash, key) else { return };
+        log.kill(old);
+        self.drop_cold(hash, old);
+        let loc = log.append(self.state, RecordKind::Delete, hash, |o| {
+            postcard::to_io(key, o).expect("keys encode");
+        });
+        // A tombstone is dead as soon as it is written: only a replay needs it.
+        log.kill(loc);
+        self.stats.tombstones += 1;
+    }
+
+    /// Charges the table's current size to the budget and, if the core is
+    /// over it, evicts entries of this table.
+    pub fn maintain<E: HotEntry<K, V>>(&mut self, hot: &mut HashTable<E>) {
+        if let Some(avg) = self.encoded_total.checked_div(self.encoded_count) {
+            self.entry_bytes = std::mem::size_of::<E>() + 1 + avg as usize;
+        }
+        let now = hot.len() * self.entry_bytes + self.cold.len() * INDEX_SLOT_BYTES;
+        self.budget.recharge(self.charged, now);
+        self.charged = now;
+        let over = self.budget.over();
+        if over == 0 || hot.is_empty() {
+            return;
+        }
+        let want = (over / self.entry_bytes + 1).max(hot.len() / 8).min(hot.len());
+        self.evict(hot, want);
+        let now = hot.len() * self.entry_bytes + self.cold.len() * INDEX_SLOT_BYTES;
+        self.budget.recharge(self.charged, now);
+        self.charged = now;
+    }
+
+    fn evict<E: HotEntry<K, V>>(&mut self, hot: &mut HashTable<E>, want: usize) {
+        let log = self.log.clone();
+        let mut log = log.borrow_mut();
+        let mut left = want;
+        for pass in 0..2 {
+            hot.retain(|e| {
+                if left == 0 {
+                    return true;
+                }
+                let flags = *e.flags();
+                if pass == 0 && flags & REFERENCED != 0 {
+                    *e.flags() &= !REFERENCED;
+                    return true;
+                }
+                if flags & DIRTY != 0 {
+                    self.write(&mut log, e.hash(), e.key(), e.value());
+                    self.stats.written += 1;
+                }
+                self.stats.evicted += 1;
+                left -= 1;
+                false
+            });
+            if left == 0 {
+                break;
+            }
+        }
+    }
+
+    /// Writes every dirty hot entry (they stay hot, now clean): after this,
+    /// the log alone holds the table's whole state.
+    pub fn flush<E: HotEntry<K, V>>(&mut self, hot: &mut HashTable<E>) {
+        let log = self.log.clone();
+        let mut log = log.borrow_mut();
+        for e in hot.iter_mut() {
+            if *e.flags() & DIRTY != 0 {
+                self.write(&mut log, e.hash(), e.key(), e.value());
+                *e.flags() &= !DIRTY;
+            }
+        }
+    }
+
+    /// Calls `out` with the encoded `(key, value)` of every cold entry whose
+    /// key is not hot (`is_hot`), straight from the log.
+    pub fn for_each_cold(&self, is_hot: impl Fn(u64, &K) -> bool, out: &mut dyn FnMut(u64, &[u8])) {
+        let log = self.log.borrow();
+        for &(hash, l) in &self.cold {
+            let loc = Loc::from_bits(l);
+            let rec = log.get(loc).unwrap_or_else(|| corrupt("indexed record", loc));
+            let key = key_of::<K>(&rec).unwrap_or_else(|| corrupt("key", loc));
+            if !is_hot(hash, &key) {
+                out(hash, rec.payload);
+            }
+        }
+    }
+
+    /// Whether the record at `loc` is the newest of its key (compaction must
+    /// keep it).
+    pub fn is_live(&self, hash: u64, loc: Loc) -> bool {
+        self.cold.find(hash, |&(h, l)| h == hash && l == loc.to_bits()).is_some()
+    }
+
+    /// The key of a tombstone, and whether that key has no value now.
+    pub fn tombstone_still_needed(&self, rec: &Record<'_>, is_hot: impl Fn(u64, &K) -> bool) -> bool {
+        let Ok(key) = postcard::from_bytes::<K>(rec.payload) else { return false };
+        if is_hot(rec.hash, &key) {
+            return false;
+        }
+        let log = self.log.borrow();
+        self.find_cold(&log, rec.hash, &key).is_none()
+    }
+
+    /// Points the index at `new`, the copy of the record at `old`.
+    pub fn relocate(&mut self, hash: u64, old: Loc, new: Loc) {
+        if let Some(slot) = self.cold.find_mut(hash, |&(h, l)| h == hash && l == old.to_bits()) {
+            slot.1 = new.to_bits();
+        }
+    }
+
+    /// Replays one record of a restored log: a put becomes the key's cold
+    /// entry, a tombstone removes it. `owned` filters key groups.
+    pub fn replay(&mut self, log: &mut LogStore, loc: Loc, rec: &Record<'_>) -> Result<(), String> {
+        let key: K = match rec.kind {
+            RecordKind::Put => key_of::<K>(rec),
+            RecordKind::Delete => postcard::from_bytes::<K>(rec.payload).ok(),
+        }
+        .ok_or_else(|| {
+            format!("a record of state {} does not decode as this state's key type", self.state)
+        })?;
+        if let Some(old) = self.find_cold(log, rec.hash, &key) {
+            log.kill(old);
+            self.drop_cold(rec.hash, old);
+        }
+        match rec.kind {
+            RecordKind::Put => {
+                self.cold.insert_unique(rec.hash, (rec.hash, loc.to_bits()), |e| e.0);
+            }
+            RecordKind::Delete => log.kill(loc),
+        }
+        Ok(())
+    }
+}
+
+impl<K, V> Drop for Spill<K, V> {
+    fn drop(&mut self) {
+        self.budget.recharge(self.charged, 0);
+    }
+}

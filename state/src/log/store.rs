@@ -1,0 +1,387 @@
+//! [`LogStore`]: one operator's append-only log on one core.
+//!
+//! Records are appended to an open in-memory segment. A full segment is
+//! sealed: handed to [`SegmentIo`] to be written, and served from memory
+//! until the write is durable, then from the written file (a memory map).
+//! A location ([`Loc`]) names a record by segment and offset and never
+//! changes; superseded records are counted dead, and a segment that is
+//! mostly dead is a compaction candidate: its owner copies the live records
+//! forward and drops it.
+
+use std::collections::BTreeMap;
+use std::io;
+use std::rc::Rc;
+
+use super::format::{self, Record, RecordKind};
+use super::io::{SegmentBytes, SegmentIo};
+
+/// Where a record lives: segment number (local to the store) and offset.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Loc(u64);
+
+impl Loc {
+    fn new(seg: u32, offset: usize) -> Self {
+        Self((u64::from(seg) << 32) | offset as u64)
+    }
+    /// The segment number.
+    pub fn segment(self) -> u32 {
+        (self.0 >> 32) as u32
+    }
+    /// The byte offset in the segment.
+    pub fn offset(self) -> usize {
+        (self.0 & 0xFFFF_FFFF) as usize
+    }
+    /// The packed form (for compact indexes).
+    pub fn to_bits(self) -> u64 {
+        self.0
+    }
+    /// From [`to_bits`](Self::to_bits).
+    pub fn from_bits(bits: u64) -> Self {
+        Self(bits)
+    }
+}
+
+enum Data {
+    /// Sealed, being written: reads come from here.
+    Writing(Rc<Vec<u8>>),
+    /// The write failed; kept in memory and written again at the next seal.
+    Failed(Rc<Vec<u8>>),
+    /// Durable on storage.
+    OnDisk(SegmentBytes),
+}
+
+struct Segment {
+    id: u64,
+    data: Data,
+    len: usize,
+    dead: usize,
+    /// Referenced by a checkpoint: the checkpoint's owner deletes it, not us.
+    published: bool,
+}
+
+impl Segment {
+    fn bytes(&self) -> &[u8] {
+        match &self.data {
+            Data::Writing(b) | Data::Failed(b) => b,
+            Data::OnDisk(b) => (**b).as_ref(),
+        }
+    }
+}
+
+/// Counters of a log.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct LogStats {
+    /// Records appended.
+    pub appended: u64,
+    /// Bytes appended (headers included).
+    pub appended_bytes: u64,
+    /// Segments sealed.
+    pub sealed: u64,
+    /// Segment writes that failed (each is retried).
+    pub write_failures: u64,
+    /// Segments dropped after compaction.
+    pub compacted: u64,
+    /// Bytes copied forward by compaction.
+    pub compacted_bytes: u64,
+}
+
+/// A segment a checkpoint refers to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SegmentRef {
+    /// Its id (names its file).
+    pub id: u64,
+    /// Its valid length: a restore reads this many bytes and no more.
+    pub len: u64,
+}
+
+/// One operator's log on one core.
+pub struct LogStore {
+    io: Box<dyn SegmentIo>,
+    id_base: u64,
+    next_id: u64,
+    sealed: BTreeMap<u32, Segment>,
+    open: Vec<u8>,
+    open_no: u32,
+    open_id: u64,
+    open_dead: usize,
+    next_no: u32,
+    segment_target: usize,
+    done: Vec<(u64, io::Result<()>)>,
+    last_error: Option<String>,
+    stats: LogStats,
+}
+
+impl LogStore {
+    /// An empty log writing segments of about `segment_target` bytes through
+    /// `io`, with ids `id_base`, `id_base + 1`, … (unique per log).
+    pub fn new(io: Box<dyn SegmentIo>, id_base: u64, segment_target: usize) -> Self {
+        let mut s = Self {
+            io,
+            id_base,
+            next_id: 0,
+            sealed: BTreeMap::new(),
+            open: Vec::new(),
+            open_no: 0,
+            open_id: 0,
+            open_dead: 0,
+            next_no: 0,
+            segment_target: segment_target.max(4096),
+            done: Vec::new(),
+            last_error: None,
+            stats: LogStats::default(),
+        };
+        s.start_segment();
+        s
+    }
+
+    fn start_segment(&mut self) {
+        self.open_no = self.next_no;
+        self.next_no += 1;
+        self.open_id = self.id_base + self.next_id;
+        self.next_id += 1;
+        self.open = Vec::with_capacity(self.segment_target + self.segment_target / 8);
+        self.open_dead = 0;
+        format::write_segment_header(&mut self.open, self.open_id);
+    }
+
+    /// Appends a record; `encode` appends its payload.
+    pub fn append(
+        &mut self,
+        state: u32,
+        kind: RecordKind,
+        hash: u64,
+        encode: impl FnOnce(&mut Vec<u8>),
+    ) -> Loc {
+        if self.open.len() >= self.segment_target {
+            self.seal();
+        }
+        let before = self.open.len();
+        let at = format::append_record(&mut self.open, state, kind, hash, encode);
+        self.stats.appended += 1;
+        self.stats.appended_bytes += (self.open.len() - before) as u64;
+        Loc::new(self.open_no, at)
+    }
+
+    fn bytes(&self, seg: u32) -> Option<&[u8]> {
+        if seg == self.open_no { Some(&self.open) } else { self.sealed.get(&seg).map(Segment::bytes) }
+    }
+
+    /// The record at `loc`, verified against its checksum; `None` if `loc`
+    /// names no valid record (a dropped segment, or corruption).
+    pub fn get(&self, loc: Loc) -> Option<Record<'_>> {
+        format::read_record(self.bytes(loc.segment())?, loc.offset())
+    }
+
+    /// Counts the record at `loc` as superseded.
+    pub fn kill(&mut self, loc: Loc) {
+        let Some(len) = self.get(loc).map(|r| format::record_len(&r)) else { return };
+        if loc.segment() == self.open_no {
+            self.open_dead += len;
+        } else if let Some(s) = self.sealed.get_mut(&loc.segment()) {
+            s.dead += len;
+        }
+    }
+
+    /// Seals the open segment (if it holds a record) and starts writing it;
+    /// also retries segments whose write failed.
+    pub fn seal(&mut self) {
+        self.retry_failed();
+        if self.open.len() == format::SEGMENT_HEADER_BYTES {
+            return;
+        }
+        let bytes = Rc::new(std::mem::take(&mut self.open));
+        let len = bytes.len();
+        self.io.write(self.open_id, bytes.clone());
+        self.sealed.insert(
+            self.open_no,
+            Segment {
+                id: self.open_id,
+                data: Data::Writing(bytes),
+                len,
+                dead: self.open_dead,
+                published: false,
+            },
+        );
+        self.stats.sealed += 1;
+        self.start_segment();
+    }
+
+    fn retry_failed(&mut self) {
+        for s in self.sealed.values_mut() {
+            if let Data::Failed(b) = &s.data {
+                let b = b.clone();
+                self.io.write(s.id, b.clone());
+                s.data = Data::Writing(b);
+            }
+        }
+    }
+
+    /// Takes in finished writes: a durable segment is read from storage from
+    /// now on and its memory freed; a failed one is kept for a retry.
+    pub fn poll(&mut self) {
+        self.io.poll(&mut self.done);
+        for (id, result) in std::mem::take(&mut self.done) {
+            let Some(seg) = self.sealed.values_mut().find(|s| s.id == id) else {
+                // Dropped while its write was in flight.
+                if result.is_ok() {
+                    self.io.delete(id);
+                }
+                continue;
+            };
+            let Data::Writing(bytes) = &seg.data else { continue };
+            match result.and_then(|()| self.io.open(id)) {
+                Ok(mapped) if (*mapped).as_ref().len() >= seg.len => seg.data = Data::OnDisk(mapped),
+                Ok(mapped) => {
+                    self.stats.write_failures += 1;
+                    self.last_error = Some(format!(
+                        "segment {id:016x}: {} bytes readable after writing {}",
+                        (*mapped).as_ref().len(),
+                        seg.len
+                    ));
+                    seg.data = Data::Failed(bytes.clone());
+                }
+                Err(e) => {
+                    self.stats.write_failures += 1;
+                    self.last_error = Some(format!("segment {id:016x}: {e}"));
+                    seg.data = Data::Failed(bytes.clone());
+                }
+            }
+        }
+    }
+
+    /// Whether every sealed segment is durable.
+    pub fn is_durable(&self) -> bool {
+        self.sealed.values().all(|s| matches!(s.data, Data::OnDisk(_)))
+    }
+
+    /// Whether a sealed segment's write failed and awaits a retry.
+    pub fn has_failed_writes(&self) -> bool {
+        self.sealed.values().any(|s| matches!(s.data, Data::Failed(_)))
+    }
+
+    /// The last write error, if any.
+    pub fn last_error(&self) -> Option<&str> {
+        self.last_error.as_deref()
+    }
+
+    /// Writes still in flight.
+    pub fn writes_in_flight(&self) -> usize {
+        self.io.in_flight()
+    }
+
+    /// Every sealed segment with its valid length, marked as published (its
+    /// file's deletion is now the checkpoint owner's). Call right after
+    /// [`seal`](Self::seal): the list is the log's whole content then. The
+    /// checkpoint may be acknowledged once [`all_durable`](Self::all_durable)
+    /// says so for the list.
+    pub fn publish(&mut self) -> Vec<SegmentRef> {
+        self.sealed
+            .values_mut()
+            .map(|s| {
+                s.published = true;
+                SegmentRef { id: s.id, len: s.len as u64 }
+            })
+            .collect()
+    }
+
+    /// Whether every segment of `list` is durable. A segment no longer in
+    /// the log was compacted away, which happens only to durable ones.
+    pub fn all_durable(&self, list: &[SegmentRef]) -> bool {
+        self.sealed
+            .values()
+            .filter(|s| list.iter().any(|r| r.id == s.id))
+            .all(|s| matches!(s.data, Data::OnDisk(_)))
+    }
+
+    /// Makes an existing, verified segment (from a checkpoint) part of this
+    /// log, read-only, and returns its number. It counts as published.
+    pub fn adopt(&mut self, id: u64, bytes: SegmentBytes, len: usize) -> u32 {
+        let no = self.next_no;
+        self.next_no += 1;
+        self.sealed.insert(no, Segment { id, data: Data::OnDisk(bytes), len, dead: 0, published: true });
+        no
+    }
+
+    /// Every valid record of sealed segment `seg`, with its location.
+    pub fn records(&self, seg: u32) -> Vec<(Loc, Record<'_>)> {
+        let Some(s) = self.sealed.get(&seg) else { return Vec::new() };
+        let bytes = &s.bytes()[..s.len];
+        let mut out = Vec::new();
+        format::scan(bytes, |at, r| out.push((Loc::new(seg, at), r)));
+        out
+    }
+
+    /// Every valid record of sealed segment `seg` as `(location, state,
+    /// kind, hash, payload)`, copied out (for a caller that appends to this
+    /// log while it goes through them).
+    pub fn copy_records(&self, seg: u32) -> Vec<(Loc, u32, RecordKind, u64, Vec<u8>)> {
+        self.records(seg)
+            .into_iter()
+            .map(|(loc, r)| (loc, r.state, r.kind, r.hash, r.payload.to_vec()))
+            .collect()
+    }
+
+    /// The numbers of the sealed segments, oldest first.
+    pub fn segments(&self) -> Vec<u32> {
+        self.sealed.keys().copied().collect()
+    }
+
+    /// The durable segment with the largest dead fraction above `min_dead`
+    /// (0..1), if any.
+    pub fn compaction_candidate(&self, min_dead: f64) -> Option<u32> {
+        self.sealed
+            .iter()
+            .filter(|(_, s)| matches!(s.data, Data::OnDisk(_)))
+            .map(|(no, s)| (*no, s.dead as f64 / s.len.max(1) as f64))
+            .filter(|&(_, f)| f >= min_dead)
+            .max_by(|a, b| a.1.total_cmp(&b.1))
+            .map(|(no, _)| no)
+    }
+
+    /// Whether `seg` is older than every other sealed segment.
+    pub fn is_oldest(&self, seg: u32) -> bool {
+        self.sealed.keys().next() == Some(&seg)
+    }
+
+    /// Forgets sealed segment `seg` (its live records must have been copied
+    /// forward). Deletes its file unless a checkpoint refers to it.
+    pub fn drop_segment(&mut self, seg: u32) {
+        if let Some(s) = self.sealed.remove(&seg) {
+            self.stats.compacted += 1;
+            if !s.published && matches!(s.data, Data::OnDisk(_)) {
+                self.io.delete(s.id);
+            }
+        }
+    }
+
+    /// Counts `bytes` copied forward by compaction.
+    pub fn note_compacted(&mut self, bytes: usize) {
+        self.stats.compacted_bytes += bytes as u64;
+    }
+
+    /// Bytes held in memory: the open segment and sealed ones not yet durable.
+    pub fn resident_bytes(&self) -> usize {
+        self.open.capacity()
+            + self
+                .sealed
+                .values()
+                .filter(|s| !matches!(s.data, Data::OnDisk(_)))
+                .map(|s| s.len)
+                .sum::<usize>()
+    }
+
+    /// Bytes of all segments (live and dead), open one included.
+    pub fn total_bytes(&self) -> usize {
+        self.open.len() + self.sealed.values().map(|s| s.len).sum::<usize>()
+    }
+
+    /// Bytes of superseded records.
+    pub fn dead_bytes(&self) -> usize {
+        self.open_dead + self.sealed.values().map(|s| s.dead).sum::<usize>()
+    }
+
+    /// The counters.
+    pub fn stats(&self) -> &LogStats {
+        &self.stats
+    }
+}
