@@ -17,7 +17,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{SyncSender, sync_channel};
 
 use brisk::prelude::*;
-use brisk::{JobControl, JobResult};
+use brisk::{JobControl, JobResult, StateBackendKind};
 
 const EVENTS: u64 = 12_000;
 const KEYS: u64 = 23;
@@ -345,4 +345,46 @@ fn a_checkpoint_restores_only_into_the_same_state_layout() {
     assert!(retyped.contains("registers it as ValueState<alloc::string::String>"), "{retyped}");
     // The unchanged function restores.
     restore(|env, out| job(env, out, Hook::None)).unwrap();
+}
+
+/// The same job on the log backend with a 4 KiB budget per core: process
+/// state, timers' state and join buffers are evicted and read back all the
+/// time, and still survive a restart and a rescale exactly.
+#[test]
+fn on_the_log_backend_spilled_state_survives_a_restart_and_a_rescale() {
+    let want = expected();
+    let log = |dir: &Path, cores| JobConfig {
+        state_backend: StateBackendKind::Log,
+        state_memory_budget_bytes: 4096,
+        state_dir: Some(dir.join("state")),
+        ..config(dir, cores)
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let config = JobConfig { restart_attempts: 2, restart_delay_ms: 10, ..log(dir.path(), 2) };
+    let armed = Arc::new(AtomicBool::new(true));
+    let result = run(config, dir.path().join("out"), Hook::Panic(EVENTS * 3 / 4, armed.clone()));
+    assert!(!armed.load(Ordering::SeqCst), "the failure was injected");
+    assert_eq!(result.restarts, 1);
+    let (evicted, read_back) =
+        (result.metrics.total("state_evicted"), result.metrics.total("state_read_back"));
+    println!("restart: {evicted} entries evicted, {read_back} read back in the last run");
+    assert!(
+        evicted > 1000 && read_back > 1000,
+        "the budget forced spilling: {evicted} evicted, {read_back} read back"
+    );
+    check(committed(&dir.path().join("out")), &want, "log backend, restart at 2 cores");
+    let left: Vec<_> = std::fs::read_dir(dir.path().join("state")).unwrap().collect();
+    assert!(left.is_empty(), "each run removes its state directory: {left:?}");
+
+    let dir = tempfile::tempdir().unwrap();
+    let (out, savepoint) = (dir.path().join("out"), dir.path().join("savepoint"));
+    let (tx, at_half) = sync_channel(1);
+    let (first, control) = start(log(dir.path(), 2), out.clone(), Hook::Signal(EVENTS / 2, tx));
+    at_half.recv().expect("the job reaches half of its input");
+    control.stop_with_savepoint(&savepoint).unwrap();
+    first.join().unwrap().unwrap();
+    let config = JobConfig { restore: Some(RestoreFrom::Path(savepoint)), ..log(dir.path(), 1) };
+    let result = run(config, out.clone(), Hook::None);
+    assert!(result.metrics.total("state_read_back") > 0);
+    check(committed(&out), &want, "log backend, savepoint at 2 cores, restored at 1");
 }

@@ -31,6 +31,36 @@ pub const TOLERABLE_CHECKPOINT_FAILURES_DEFAULT: u32 = 3;
 /// Fewest completed checkpoints kept (and the default).
 pub const CHECKPOINTS_RETAINED_MIN: usize = 2;
 
+/// Default for `state_memory_budget_bytes`: 1 GiB per core.
+pub const STATE_MEMORY_BUDGET_DEFAULT: usize = 1 << 30;
+/// Smallest allowed `state_memory_budget_bytes`.
+pub const STATE_MEMORY_BUDGET_MIN: usize = 4 << 10;
+/// Size at which a state log segment is sealed and written.
+pub const STATE_SEGMENT_BYTES: usize = 4 << 20;
+
+/// Where keyed state lives (Flink's `state.backend.type`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum StateBackendKind {
+    /// All keyed state in memory (Flink's `hashmap`).
+    #[default]
+    Memory,
+    /// Keyed state of process functions in memory up to the per-core budget
+    /// (`state_memory_budget_bytes`), the rest in per-core append-only log
+    /// segments under `state_dir` (the role of Flink's `rocksdb`).
+    Log,
+}
+
+impl std::str::FromStr for StateBackendKind {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "memory" | "hashmap" => Ok(Self::Memory),
+            "log" => Ok(Self::Log),
+            other => Err(format!("state backend '{other}': expected 'memory' or 'log'")),
+        }
+    }
+}
+
 /// Flink's `RuntimeExecutionMode`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum ExecutionMode {
@@ -83,6 +113,15 @@ pub struct JobConfig {
     pub restart_attempts: u32,
     /// Restart strategy: the delay before each restart, in milliseconds.
     pub restart_delay_ms: u64,
+    /// Where keyed state lives.
+    pub state_backend: StateBackendKind,
+    /// Log backend: bytes of keyed state each core keeps in memory (managed
+    /// memory); beyond it, entries are evicted to the log.
+    pub state_memory_budget_bytes: usize,
+    /// Log backend: the directory for state segments (a fresh subdirectory
+    /// per run, removed when the run ends); `None` = the system's temporary
+    /// directory.
+    pub state_dir: Option<PathBuf>,
 }
 
 impl std::fmt::Debug for JobConfig {
@@ -99,6 +138,8 @@ impl std::fmt::Debug for JobConfig {
             .field("checkpoint_interval_ms", &self.checkpoint_interval_ms)
             .field("restore", &self.restore)
             .field("restart_attempts", &self.restart_attempts)
+            .field("state_backend", &self.state_backend)
+            .field("state_memory_budget_bytes", &self.state_memory_budget_bytes)
             .finish_non_exhaustive()
     }
 }
@@ -122,6 +163,9 @@ impl Default for JobConfig {
             restore: None,
             restart_attempts: 0,
             restart_delay_ms: 1000,
+            state_backend: StateBackendKind::Memory,
+            state_memory_budget_bytes: STATE_MEMORY_BUDGET_DEFAULT,
+            state_dir: None,
         }
     }
 }
@@ -187,6 +231,12 @@ impl JobConfig {
                 self.checkpoints_retained
             )));
         }
+        if self.state_memory_budget_bytes < STATE_MEMORY_BUDGET_MIN {
+            return Err(JobError::Config(format!(
+                "state_memory_budget_bytes = {}: must be at least {STATE_MEMORY_BUDGET_MIN}",
+                self.state_memory_budget_bytes
+            )));
+        }
         if self.checkpoint_timeout_ms == 0 {
             return Err(JobError::Config("checkpoint_timeout_ms = 0: must be positive".into()));
         }
@@ -199,6 +249,9 @@ impl JobConfig {
             auto_watermark_interval_ms: self.auto_watermark_interval_ms,
             pin_cores: self.pin_cores,
             clock: self.clock.clone(),
+            state_backend: self.state_backend,
+            state_memory_budget_bytes: self.state_memory_budget_bytes,
+            state_dir: None,
         })
     }
 }
@@ -215,6 +268,10 @@ pub(crate) struct ResolvedConfig {
     pub auto_watermark_interval_ms: i64,
     pub pin_cores: bool,
     pub clock: Arc<dyn Clock>,
+    pub state_backend: StateBackendKind,
+    pub state_memory_budget_bytes: usize,
+    /// The run's own state directory (log backend), made by `execute_once`.
+    pub state_dir: Option<PathBuf>,
 }
 
 #[cfg(test)]
@@ -231,6 +288,10 @@ mod tests {
         assert!(c.resolve().err().unwrap().to_string().contains("below cores = 4"));
         let c = JobConfig { exchange_queue_batches: 0, ..JobConfig::with_cores(1) };
         assert!(c.resolve().err().unwrap().to_string().contains("exchange_queue_batches = 0"));
+        let c = JobConfig { state_memory_budget_bytes: 100, ..JobConfig::with_cores(1) };
+        assert!(c.resolve().err().unwrap().to_string().contains("state_memory_budget_bytes = 100"));
+        assert_eq!("log".parse::<StateBackendKind>(), Ok(StateBackendKind::Log));
+        assert!("rocks".parse::<StateBackendKind>().unwrap_err().contains("'rocks'"));
         assert_eq!(JobConfig::with_cores(3).resolve().unwrap().cores, 3);
     }
 }

@@ -51,7 +51,7 @@ pub mod window;
 pub use batch::{BATCH_RECORDS_MAX, Batch, Control, MAX_WATERMARK, MIN_WATERMARK, StreamStatus, Timestamp};
 pub use checkpoint::{CheckpointStats, JobControl, RestoreFrom};
 pub use clock::{Clock, ManualClock, SystemClock};
-pub use config::{ExecutionMode, JobConfig};
+pub use config::{ExecutionMode, JobConfig, StateBackendKind};
 pub use error::{JobError, UserError};
 pub use graph::Partitioning;
 pub use metrics::{Counter, Metrics};

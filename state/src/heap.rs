@@ -125,6 +125,7 @@ impl<K, V> HotEntry<K, V> for Entry<K, V> {
 /// table's own methods (which have none) can reach it.
 trait Tier<K, V> {
     fn fault_in(&mut self, hash: u64, key: &K) -> Option<V>;
+    fn observe(&mut self, key: &K, value: &V);
     fn forget(&mut self, hash: u64, key: &K);
     fn maintain(&mut self, hot: &mut HashTable<Entry<K, V>>);
     fn flush(&mut self, hot: &mut HashTable<Entry<K, V>>);
@@ -147,6 +148,9 @@ where
     }
     fn forget(&mut self, hash: u64, key: &K) {
         Spill::forget(self, hash, key)
+    }
+    fn observe(&mut self, key: &K, value: &V) {
+        Spill::observe(self, key, value)
     }
     fn maintain(&mut self, hot: &mut HashTable<Entry<K, V>>) {
         Spill::maintain(self, hot)
@@ -217,6 +221,7 @@ impl<K: Eq + Clone, V> StateTable<K, V> {
         spill.maintain(&mut self.table);
         if let Some(e) = self.table.find_mut(at.hash, |e| e.key == *at.key) {
             e.flags |= REFERENCED;
+            spill.observe(&e.key, &e.value);
         } else if let Some(value) = spill.fault_in(at.hash, at.key) {
             self.table.insert_unique(
                 at.hash,

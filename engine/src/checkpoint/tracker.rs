@@ -146,7 +146,8 @@ impl CoreCheckpoints {
             let header = format::header(&payload);
             let bytes = (header.len() + payload.len()) as u64;
             let path = dir.join(&name);
-            let result = write_durably(&path, &header, payload).await;
+            let result = write_durably(&path, &header, &payload).await;
+            drop(payload);
             let mut progress = this.progress.borrow_mut();
             // Absent: a newer checkpoint was acknowledged first and this one
             // was abandoned.
@@ -280,12 +281,15 @@ impl CoreCheckpoints {
 
 /// Writes `bytes` to a new file at `path` through io_uring (O_DIRECT) and
 /// makes it durable.
-async fn write_durably(path: &std::path::Path, header: &[u8], payload: Vec<u8>) -> std::io::Result<()> {
+pub(crate) async fn write_durably(
+    path: &std::path::Path,
+    header: &[u8],
+    payload: &[u8],
+) -> std::io::Result<()> {
     let file = DmaFile::create(path).await.map_err(io)?;
     let mut w = DmaStreamWriterBuilder::new(file).with_buffer_size(512 << 10).with_write_behind(4).build();
     w.write_all(header).await?;
-    w.write_all(&payload).await?;
-    drop(payload);
+    w.write_all(payload).await?;
     w.close().await?;
     // close() truncates the padded tail after its data sync; sync the final
     // length too.

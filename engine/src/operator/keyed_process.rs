@@ -271,7 +271,35 @@ pub(crate) struct ProcessInner<K, I, O, KF, F> {
     core: Rc<Core>,
     /// The operator's node id: names its state in checkpoints.
     node: usize,
+    /// Log backend counters, published after every batch.
+    log_counters: Option<LogCounters>,
     _input: PhantomData<fn(I)>,
+}
+
+/// The log tier's counters of one operator on one core, as metrics:
+/// `state_evicted`, `state_written`, `state_read_back`, `state_segments_compacted`.
+struct LogCounters {
+    counters: [crate::metrics::Counter; 4],
+    last: [u64; 4],
+}
+
+impl LogCounters {
+    fn new(core: &Core, operator: &str) -> Self {
+        let names = ["state_evicted", "state_written", "state_read_back", "state_segments_compacted"];
+        Self { counters: names.map(|n| core.counter(operator, n)), last: [0; 4] }
+    }
+
+    fn update<K>(&mut self, backend: &KeyedStateBackend<K>)
+    where
+        K: Eq + Hash + Clone + Serialize + DeserializeOwned + 'static,
+    {
+        let Some(st) = backend.log_stats() else { return };
+        let now = [st.spill.evicted, st.spill.written, st.spill.faulted_in, st.log.compacted];
+        for ((c, now), last) in self.counters.iter().zip(now).zip(self.last) {
+            c.add(now - last);
+        }
+        self.last = now;
+    }
 }
 
 /// Entry kinds of a keyed process operator's snapshot.
@@ -324,9 +352,10 @@ where
         core: Rc<Core>,
         node: usize,
     ) -> Result<Rc<Self>, JobError> {
-        let mut backend = KeyedStateBackend::new();
+        let mut backend = core.keyed_state_backend(node);
         let mut ctx = OpenContext { backend: &mut backend, core: info.core, cores: owner.cores };
         info.guard(|| f.open(&mut ctx))?.map_err(|e| info.user_error(format!("open failed: {e}")))?;
+        let log_counters = backend.is_log().then(|| LogCounters::new(&core, &info.name));
         let op = Rc::new(Self(RefCell::new(ProcessInner {
             key_fn,
             f,
@@ -339,6 +368,7 @@ where
             owner,
             core: core.clone(),
             node,
+            log_counters,
             _input: PhantomData,
         })));
         op.0.borrow_mut().restore()?;
@@ -510,6 +540,9 @@ where
             Ok(())
         })?
         .map_err(|e| info.user_error(e))?;
+        if let Some(c) = &mut s.log_counters {
+            c.update(&s.backend);
+        }
         s.flush()
     }
 

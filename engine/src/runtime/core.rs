@@ -106,6 +106,8 @@ pub struct Core {
     pub(crate) timers: Rc<ProcessingTimeService>,
     /// Checkpoint bookkeeping, when checkpointing is on.
     pub(crate) checkpoints: Option<Rc<CoreCheckpoints>>,
+    /// The core's managed memory for keyed state (log backend).
+    memory_budget: Rc<brisk_state::log::MemoryBudget>,
 }
 
 impl Core {
@@ -117,14 +119,38 @@ impl Core {
     ) -> Rc<Self> {
         Rc::new(Self {
             index,
-            config,
             shared,
             touched: RefCell::new(Vec::new()),
             blocks: RefCell::new(Vec::new()),
             checkpoints,
             counters: RefCell::new(Vec::new()),
             timers: Rc::default(),
+            memory_budget: brisk_state::log::MemoryBudget::new(config.state_memory_budget_bytes),
+            config,
         })
+    }
+
+    /// A new keyed state backend for operator `node` on this core: the log
+    /// backend (segments in the run's state directory, sharing the core's
+    /// memory budget) or the heap backend, as configured.
+    pub(crate) fn keyed_state_backend<K>(&self, node: usize) -> brisk_state::KeyedStateBackend<K>
+    where
+        K: Eq + std::hash::Hash + Clone + serde::Serialize + serde::de::DeserializeOwned + 'static,
+    {
+        match (&self.config.state_backend, &self.config.state_dir) {
+            (crate::config::StateBackendKind::Log, Some(dir)) => {
+                let io = super::segment_io::GlommioSegmentIo::new(dir.clone());
+                // Unique per (operator, core) within the run's directory.
+                let id_base = ((node as u64) << 40) | ((self.index as u64) << 32);
+                let log = brisk_state::log::LogStore::new(
+                    Box::new(io),
+                    id_base,
+                    crate::config::STATE_SEGMENT_BYTES,
+                );
+                brisk_state::KeyedStateBackend::with_log(log, self.memory_budget.clone())
+            }
+            _ => brisk_state::KeyedStateBackend::new(),
+        }
     }
 
     /// This core's index (the subtask index of every operator on it).

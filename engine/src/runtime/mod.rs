@@ -21,6 +21,7 @@
 
 pub(crate) mod core;
 pub(crate) mod exchange;
+pub(crate) mod segment_io;
 pub(crate) mod timers;
 
 use std::any::Any;
@@ -80,6 +81,36 @@ pub struct RestoreStats {
 
 type CoreOutcome = (Result<(), JobError>, Vec<CounterEntry>);
 
+/// A run's own directory for state log segments, deleted when dropped.
+struct StateRunDir(std::path::PathBuf);
+
+// Runs on the control thread (`execute`'s caller), never on a core.
+#[allow(clippy::disallowed_methods)]
+impl StateRunDir {
+    fn create(parent: Option<&std::path::Path>) -> Result<Self, JobError> {
+        let parent = parent.map_or_else(std::env::temp_dir, std::path::Path::to_path_buf);
+        let nanos =
+            std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos());
+        let dir = parent.join(format!("brisk-state-{}-{nanos:x}", std::process::id()));
+        std::fs::create_dir_all(&dir).map_err(|e| {
+            JobError::Config(format!(
+                "state_dir = {}: cannot create {}: {e}",
+                parent.display(),
+                dir.display()
+            ))
+        })?;
+        Ok(Self(dir))
+    }
+}
+
+impl Drop for StateRunDir {
+    fn drop(&mut self) {
+        if let Err(e) = std::fs::remove_dir_all(&self.0) {
+            tracing::warn!("cannot remove the state directory {}: {e}", self.0.display());
+        }
+    }
+}
+
 /// Runs `nodes` under `config` (see the module docs), restarting from the
 /// last checkpoint after a failure as the restart strategy allows.
 pub(crate) fn execute(
@@ -124,6 +155,13 @@ fn execute_once(
     control: &JobControl,
 ) -> Result<JobResult, JobError> {
     let mut rc = config.resolve()?;
+    // The log backend's segments of this run; removed when the run ends (its
+    // checkpoints are full snapshots and never refer to them).
+    let state_run_dir = match rc.state_backend {
+        crate::config::StateBackendKind::Log => Some(StateRunDir::create(config.state_dir.as_deref())?),
+        crate::config::StateBackendKind::Memory => None,
+    };
+    rc.state_dir = state_run_dir.as_ref().map(|d| d.0.clone());
     let all_bounded = nodes.iter().filter_map(|n| n.meta.bounded).all(|b| b);
     if !nodes.iter().any(|n| n.meta.is_sink) {
         return Err(JobError::Config("the job has no sink: add one with sink_to or collect".into()));

@@ -32,6 +32,9 @@ pub(crate) const DIRTY: u8 = 1;
 /// Set on a hot entry used since the last eviction sweep.
 pub(crate) const REFERENCED: u8 = 2;
 
+/// Touches between two samples of an entry's encoded size.
+pub const SIZE_SAMPLE_EVERY: u32 = 64;
+
 /// Memory one index slot costs (hash, location, control byte, load factor).
 pub const INDEX_SLOT_BYTES: usize = 19;
 
@@ -100,6 +103,8 @@ pub(crate) struct Spill<K, V> {
     encoded_total: u64,
     encoded_count: u64,
     scratch: Vec<u8>,
+    /// Touches since the last size sample.
+    since_sample: u32,
     pub stats: SpillStats,
     _types: std::marker::PhantomData<fn() -> (K, V)>,
 }
@@ -139,9 +144,28 @@ where
             encoded_total: 0,
             encoded_count: 0,
             scratch: Vec::new(),
+            since_sample: 0,
             stats: SpillStats::default(),
             _types: std::marker::PhantomData,
         }
+    }
+
+    /// Every [`SIZE_SAMPLE_EVERY`]th call encodes `(key, value)` to learn
+    /// what entries own on the heap (a list or a map may own far more than
+    /// its inline size), so the budget is charged realistically before the
+    /// first eviction.
+    pub fn observe(&mut self, key: &K, value: &V) {
+        self.since_sample += 1;
+        if self.since_sample < SIZE_SAMPLE_EVERY {
+            return;
+        }
+        self.since_sample = 0;
+        self.scratch.clear();
+        let buf = postcard::to_extend(&(key, value), std::mem::take(&mut self.scratch))
+            .expect("state values encode");
+        self.encoded_total += buf.len() as u64;
+        self.encoded_count += 1;
+        self.scratch = buf;
     }
 
     /// Keys with a record in the log.
