@@ -1,5 +1,6 @@
-//! Keyed state for brisk: key groups, stable key hashing and the in-memory
-//! (heap) keyed state backend.
+//! Keyed state for brisk: key groups, stable key hashing, and the keyed
+//! state backend, in memory (heap) or spilling to a log-structured store
+//! within a memory budget (log).
 //!
 //! This crate never depends on the engine. The engine owns one
 //! [`KeyedStateBackend`] per keyed operator per core and hands user functions
@@ -10,6 +11,7 @@
 //! | [`key_group`] | Flink's key-group formula: key hash → key group → owning core |
 //! | [`hash`] | the stable 64-bit key hash ([`key_hash`]) that picks the key group and is reused by state lookups |
 //! | [`heap`] | [`KeyedStateBackend`]: value, list and map state in per-state hash tables |
+//! | [`log`] | the log tier: checksummed append-only segments, eviction and read-back within a [`log::MemoryBudget`], compaction, the storage twin |
 //! | [`timers`] | [`TimerQueue`]: timers per key and namespace, deduplicated, in timestamp order |
 //!
 //! # Example
