@@ -364,7 +364,7 @@ impl<T: Data> DataStream<T> {
     }
 
     /// Assigns event timestamps and generates watermarks on every core (see
-    /// [`WatermarkStrategy`](crate::operator::watermarks::WatermarkStrategy)).
+    /// [`crate::operator::watermarks::WatermarkStrategy`]).
     pub fn assign_timestamps_and_watermarks(&self, strategy: WatermarkStrategy<T>) -> DataStream<T> {
         self.chain("timestamps_watermarks", move |core, next, info| {
             let op = TimestampsAndWatermarks::new(core, &strategy, next, info);

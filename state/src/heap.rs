@@ -551,7 +551,7 @@ impl<K: Eq + Hash + Clone + Serialize + DeserializeOwned + 'static> KeyedStateBa
 
     /// Takes in finished segment writes and compacts at most one segment
     /// whose dead fraction passed the threshold. Runs on its own every
-    /// [`LOG_MAINTAIN_EVERY`] accesses; the engine may call it when idle.
+    /// 1024 accesses; the engine may call it when idle.
     pub fn maintain_log(&mut self) {
         let Some(tier) = &mut self.tier else { return };
         tier.accesses = 0;

@@ -3,7 +3,7 @@
 //!
 //! | module | what it holds |
 //! | --- | --- |
-//! | [`format`] | the framed, checksummed state file and its key-group-tagged entries |
+//! | [`format`](mod@format) | the framed, checksummed state file and its key-group-tagged entries |
 //! | [`store`] | checkpoints on disk: manifests, atomic completion, retention, verification, commits |
 //! | `tracker` | one core's side: barriers to inject, snapshot writes (glommio DMA), sink pre-commits, acks |
 //! | `coordinator` | the control thread: triggers, completes, abandons, commits; savepoint requests |

@@ -1,4 +1,4 @@
-//! Operator implementations. Each is a [`Push`](crate::runtime::core::Push)
+//! Operator implementations. Each is a `Push`
 //! that owns its downstream: chaining is a plain call per batch.
 
 pub(crate) mod basic;

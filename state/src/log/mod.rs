@@ -7,7 +7,7 @@
 //!
 //! | module | what it holds |
 //! | --- | --- |
-//! | [`format`] | segment and record framing, CRC-32C per record, torn-tail scan |
+//! | [`format`](mod@format) | segment and record framing, CRC-32C per record, torn-tail scan |
 //! | [`io`] | [`SegmentIo`]: non-blocking segment writes and mapped reads; [`SimDisk`], the seeded storage twin |
 //! | [`store`] | [`LogStore`]: the open segment, sealed segments in flight or on disk, dead-byte accounting |
 //! | [`spill`] | the per-table index of cold keys, eviction, read-back, tombstones, replay |
