@@ -119,6 +119,16 @@ fn corrupt(what: &str, loc: Loc) -> ! {
     )
 }
 
+/// Appends `postcard((key, value))` (a record's payload) to `out`; returns
+/// its length.
+fn encode_entry<K: Serialize, V: Serialize>(key: &K, value: &V, out: &mut Vec<u8>) -> usize {
+    let start = out.len();
+    // Writing into a Vec fails only if a Serialize impl itself fails, which
+    // derived and std impls never do.
+    postcard::to_io(&(key, value), &mut *out).expect("state values encode");
+    out.len() - start
+}
+
 fn key_of<K: DeserializeOwned>(rec: &Record<'_>) -> Option<K> {
     postcard::take_from_bytes::<K>(rec.payload).ok().map(|(k, _)| k)
 }
@@ -160,12 +170,16 @@ where
             return;
         }
         self.since_sample = 0;
-        self.scratch.clear();
-        let buf = postcard::to_extend(&(key, value), std::mem::take(&mut self.scratch))
-            .expect("state values encode");
-        self.encoded_total += buf.len() as u64;
+        let mut scratch = std::mem::take(&mut self.scratch);
+        scratch.clear();
+        let n = encode_entry(key, value, &mut scratch);
+        self.scratch = scratch;
+        self.count_encoded(n);
+    }
+
+    fn count_encoded(&mut self, bytes: usize) {
+        self.encoded_total += bytes as u64;
         self.encoded_count += 1;
-        self.scratch = buf;
     }
 
     /// Keys with a record in the log.
@@ -209,13 +223,9 @@ where
     /// at it.
     fn write(&mut self, log: &mut LogStore, hash: u64, key: &K, value: &V) {
         let old = self.find_cold(log, hash, key);
-        self.scratch.clear();
-        let buf = postcard::to_extend(&(key, value), std::mem::take(&mut self.scratch))
-            .expect("state values encode");
-        self.encoded_total += buf.len() as u64;
-        self.encoded_count += 1;
-        let loc = log.append(self.state, RecordKind::Put, hash, |o| o.extend_from_slice(&buf));
-        self.scratch = buf;
+        let mut n = 0;
+        let loc = log.append(self.state, RecordKind::Put, hash, |o| n = encode_entry(key, value, o));
+        self.count_encoded(n);
         if let Some(old) = old {
             log.kill(old);
             self.drop_cold(hash, old);
