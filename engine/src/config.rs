@@ -252,6 +252,7 @@ impl JobConfig {
             state_backend: self.state_backend,
             state_memory_budget_bytes: self.state_memory_budget_bytes,
             state_dir: None,
+            state_deletions: None,
         })
     }
 }
@@ -272,6 +273,8 @@ pub(crate) struct ResolvedConfig {
     pub state_memory_budget_bytes: usize,
     /// The run's own state directory (log backend), made by `execute_once`.
     pub state_dir: Option<PathBuf>,
+    /// Where cores queue compacted segment files for deletion.
+    pub state_deletions: Option<crossbeam::channel::Sender<PathBuf>>,
 }
 
 #[cfg(test)]

@@ -139,7 +139,10 @@ impl Core {
     {
         match (&self.config.state_backend, &self.config.state_dir) {
             (crate::config::StateBackendKind::Log, Some(dir)) => {
-                let io = super::segment_io::GlommioSegmentIo::new(dir.clone());
+                let io = super::segment_io::GlommioSegmentIo::new(
+                    dir.clone(),
+                    self.config.state_deletions.clone(),
+                );
                 // Unique per (operator, core) within the run's directory.
                 let id_base = ((node as u64) << 40) | ((self.index as u64) << 32);
                 let log = brisk_state::log::LogStore::new(

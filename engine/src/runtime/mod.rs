@@ -81,8 +81,17 @@ pub struct RestoreStats {
 
 type CoreOutcome = (Result<(), JobError>, Vec<CounterEntry>);
 
-/// A run's own directory for state log segments, deleted when dropped.
-struct StateRunDir(std::path::PathBuf);
+/// A run's own directory for state log segments, deleted when dropped, and
+/// the thread that deletes compacted segments for the cores (file deletion
+/// may block; a core only queues the path).
+struct StateRunDir {
+    dir: std::path::PathBuf,
+    deletions: Option<crossbeam::channel::Sender<std::path::PathBuf>>,
+}
+
+/// Segment deletions queued and not yet done; beyond this a compacted
+/// segment stays until its run's directory is removed.
+const STATE_DELETIONS_QUEUED_MAX: usize = 1024;
 
 // Runs on the control thread (`execute`'s caller), never on a core.
 #[allow(clippy::disallowed_methods)]
@@ -99,14 +108,34 @@ impl StateRunDir {
                 dir.display()
             ))
         })?;
-        Ok(Self(dir))
+        let (tx, rx) = crossbeam::channel::bounded::<std::path::PathBuf>(STATE_DELETIONS_QUEUED_MAX);
+        // Ends when the last sender (the cores' copies of the config) is
+        // gone; files it finds removed with the directory are not an error.
+        std::thread::Builder::new()
+            .name("brisk-state-deleter".into())
+            .spawn(move || {
+                for path in rx {
+                    match std::fs::remove_file(&path) {
+                        Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                            tracing::warn!(
+                                "cannot delete the compacted state segment {}: {e}",
+                                path.display()
+                            );
+                        }
+                        _ => {}
+                    }
+                }
+            })
+            .map_err(|e| JobError::Config(format!("cannot start the state segment deleter: {e}")))?;
+        Ok(Self { dir, deletions: Some(tx) })
     }
 }
 
 impl Drop for StateRunDir {
     fn drop(&mut self) {
-        if let Err(e) = std::fs::remove_dir_all(&self.0) {
-            tracing::warn!("cannot remove the state directory {}: {e}", self.0.display());
+        self.deletions.take();
+        if let Err(e) = std::fs::remove_dir_all(&self.dir) {
+            tracing::warn!("cannot remove the state directory {}: {e}", self.dir.display());
         }
     }
 }
@@ -161,7 +190,8 @@ fn execute_once(
         crate::config::StateBackendKind::Log => Some(StateRunDir::create(config.state_dir.as_deref())?),
         crate::config::StateBackendKind::Memory => None,
     };
-    rc.state_dir = state_run_dir.as_ref().map(|d| d.0.clone());
+    rc.state_dir = state_run_dir.as_ref().map(|d| d.dir.clone());
+    rc.state_deletions = state_run_dir.as_ref().and_then(|d| d.deletions.clone());
     let all_bounded = nodes.iter().filter_map(|n| n.meta.bounded).all(|b| b);
     if !nodes.iter().any(|n| n.meta.is_sink) {
         return Err(JobError::Config("the job has no sink: add one with sink_to or collect".into()));

@@ -21,13 +21,16 @@ type Done = Rc<RefCell<Vec<(u64, io::Result<()>)>>>;
 /// [`SegmentIo`] over files named `<id as 16 hex digits>.seg` in one directory.
 pub(crate) struct GlommioSegmentIo {
     dir: PathBuf,
+    /// The run's deleter thread (`None`: compacted files stay until the
+    /// run's directory is removed).
+    deletions: Option<crossbeam::channel::Sender<PathBuf>>,
     done: Done,
     in_flight: Rc<Cell<usize>>,
 }
 
 impl GlommioSegmentIo {
-    pub fn new(dir: PathBuf) -> Self {
-        Self { dir, done: Rc::default(), in_flight: Rc::default() }
+    pub fn new(dir: PathBuf, deletions: Option<crossbeam::channel::Sender<PathBuf>>) -> Self {
+        Self { dir, deletions, done: Rc::default(), in_flight: Rc::default() }
     }
 
     fn path(dir: &Path, id: u64) -> PathBuf {
@@ -76,16 +79,14 @@ impl SegmentIo for GlommioSegmentIo {
     }
 
     fn delete(&mut self, id: u64) {
-        let path = Self::path(&self.dir, id);
-        glommio::spawn_local(async move {
-            // On glommio's blocking-thread pool, not on the core.
-            #[allow(clippy::disallowed_methods)]
-            let r = glommio::executor().spawn_blocking(move || std::fs::remove_file(&path)).await;
-            if let Err(e) = r {
-                tracing::warn!("cannot delete a compacted state segment: {e}");
-            }
-        })
-        .detach();
+        // Queued for the run's deleter thread, never done on the core (and
+        // never left in flight on an executor that may end first). With the
+        // queue full the file stays until the run's directory is removed.
+        if let Some(tx) = &self.deletions
+            && tx.try_send(Self::path(&self.dir, id)).is_err()
+        {
+            tracing::debug!("state segment deletion queue full; segment {id:016x} stays until the run ends");
+        }
     }
 
     fn in_flight(&self) -> usize {
