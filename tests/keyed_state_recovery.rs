@@ -375,6 +375,62 @@ fn on_the_log_backend_spilled_state_survives_a_restart_and_a_rescale() {
     check(committed(&dir.path().join("out")), &want, "log backend, restart at 2 cores");
     let left: Vec<_> = std::fs::read_dir(dir.path().join("state")).unwrap().collect();
     assert!(left.is_empty(), "each run removes its state directory: {left:?}");
+    // Checkpoints were incremental: a later one refers to segments an
+    // earlier one wrote, and adds less than it refers to.
+    let shared_some = result.checkpoints.iter().any(|c| c.full_bytes > c.bytes);
+    println!(
+        "checkpoints (added / whole state, bytes): {:?}",
+        result.checkpoints.iter().map(|c| (c.bytes, c.full_bytes)).collect::<Vec<_>>()
+    );
+    assert!(shared_some, "some checkpoint refers to segments of an earlier one");
+    shared_segments_are_exactly_the_referenced_ones(&dir.path().join("chk"));
+
+    // An incremental checkpoint restores at another core count: a run on
+    // 2 cores fails for good, and the job resumes from its latest
+    // checkpoint on 3 cores.
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("out");
+    let armed = Arc::new(AtomicBool::new(true));
+    let (config, out2, hook) = (log(dir.path(), 2), out.clone(), Hook::Panic(EVENTS * 2 / 3, armed.clone()));
+    let failed = common::run_guarded(120, move || {
+        let env = StreamEnv::new(config);
+        job(&env, &out2, hook);
+        env.execute()
+    });
+    assert!(
+        failed.is_err() && !armed.load(Ordering::SeqCst),
+        "the first run failed: {:?}",
+        failed.map(|_| ())
+    );
+    let chk = dir.path().join("chk");
+    let latest = brisk::checkpoint::store::choose_latest(&chk).unwrap().expect("a checkpoint completed");
+    let segments = &latest.loaded.manifest.segments;
+    assert!(!segments.is_empty(), "the latest checkpoint refers to segments");
+    // A damaged segment is detected by its records' checksums, naming the file.
+    let victim = chk.join(&segments.iter().max_by_key(|s| s.len).unwrap().path);
+    let good = std::fs::read(&victim).unwrap();
+    let mut bad = good.clone();
+    bad[good.len() / 2] ^= 0x10;
+    std::fs::write(&victim, &bad).unwrap();
+    let (config, out2) =
+        (JobConfig { restore: Some(RestoreFrom::Latest), ..log(dir.path(), 3) }, out.clone());
+    let refused = common::run_guarded(60, move || {
+        let env = StreamEnv::new(config);
+        job(&env, &out2, Hook::None);
+        env.execute()
+    })
+    .map(|_| ())
+    .unwrap_err()
+    .to_string();
+    println!("damaged segment: {refused}");
+    assert!(refused.contains(&victim.display().to_string()) && refused.contains("checksum"), "{refused}");
+    std::fs::write(&victim, &good).unwrap();
+    let config = JobConfig { restore: Some(RestoreFrom::Latest), ..log(dir.path(), 3) };
+    let result = run(config, out.clone(), Hook::None);
+    let restored = result.restored.expect("restored");
+    println!("restored checkpoint {} ({} bytes) at 3 cores", restored.checkpoint, restored.bytes);
+    check(committed(&out), &want, "log backend, incremental checkpoint at 2 cores, restored at 3");
+    shared_segments_are_exactly_the_referenced_ones(&chk);
 
     let dir = tempfile::tempdir().unwrap();
     let (out, savepoint) = (dir.path().join("out"), dir.path().join("savepoint"));
@@ -393,4 +449,21 @@ fn on_the_log_backend_spilled_state_survives_a_restart_and_a_rescale() {
         assert!(read_back > 0, "{written} records written without reading spilled state back");
     }
     check(committed(&out), &want, "log backend, savepoint at 2 cores, restored at 1");
+}
+
+/// The segment files in `<chk>/shared` are exactly those the complete
+/// checkpoints left in `chk` refer to: none missing, none leaked.
+fn shared_segments_are_exactly_the_referenced_ones(chk: &Path) {
+    let mut referenced = std::collections::BTreeSet::new();
+    for (_, dir, complete) in brisk::checkpoint::store::list(chk).unwrap() {
+        if complete {
+            let m = brisk::checkpoint::store::read_manifest(&dir).unwrap();
+            referenced.extend(m.segments.iter().map(|s| s.path.clone()));
+        }
+    }
+    let present: std::collections::BTreeSet<String> = std::fs::read_dir(chk.join("shared"))
+        .unwrap()
+        .map(|e| format!("shared/{}", e.unwrap().file_name().to_string_lossy()))
+        .collect();
+    assert_eq!(present, referenced, "segment files in {}/shared", chk.display());
 }

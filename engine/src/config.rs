@@ -122,6 +122,11 @@ pub struct JobConfig {
     /// per run, removed when the run ends); `None` = the system's temporary
     /// directory.
     pub state_dir: Option<PathBuf>,
+    /// Log backend with `checkpoint_dir`: checkpoints refer to the state
+    /// log's immutable segments (kept in `<checkpoint_dir>/shared/`) and
+    /// write only what changed since the previous one, instead of a full
+    /// copy of the state. Savepoints are always full. Default on.
+    pub incremental_checkpoints: bool,
 }
 
 impl std::fmt::Debug for JobConfig {
@@ -140,6 +145,7 @@ impl std::fmt::Debug for JobConfig {
             .field("restart_attempts", &self.restart_attempts)
             .field("state_backend", &self.state_backend)
             .field("state_memory_budget_bytes", &self.state_memory_budget_bytes)
+            .field("incremental_checkpoints", &self.incremental_checkpoints)
             .finish_non_exhaustive()
     }
 }
@@ -166,6 +172,7 @@ impl Default for JobConfig {
             state_backend: StateBackendKind::Memory,
             state_memory_budget_bytes: STATE_MEMORY_BUDGET_DEFAULT,
             state_dir: None,
+            incremental_checkpoints: true,
         }
     }
 }
@@ -253,6 +260,10 @@ impl JobConfig {
             state_memory_budget_bytes: self.state_memory_budget_bytes,
             state_dir: None,
             state_deletions: None,
+            incremental_checkpoints: self.incremental_checkpoints
+                && self.state_backend == StateBackendKind::Log
+                && self.checkpoint_dir.is_some(),
+            state_epoch: 0,
         })
     }
 }
@@ -275,6 +286,11 @@ pub(crate) struct ResolvedConfig {
     pub state_dir: Option<PathBuf>,
     /// Where cores queue compacted segment files for deletion.
     pub state_deletions: Option<crossbeam::channel::Sender<PathBuf>>,
+    /// Checkpoints of the log backend refer to shared segments (then
+    /// `state_dir` is `<checkpoint_dir>/shared`).
+    pub incremental_checkpoints: bool,
+    /// This run's epoch in segment ids (see checkpoint/segments.rs).
+    pub state_epoch: u64,
 }
 
 #[cfg(test)]

@@ -611,8 +611,16 @@ impl<K: Eq + Hash + Clone + Serialize + DeserializeOwned + 'static> KeyedStateBa
 
     /// Rebuilds the index of the log's cold keys from segment `seg` of the
     /// log (adopted from storage by the caller), keeping the records whose
-    /// key hash `owned` accepts. Records must be replayed in log order.
-    pub fn replay_segment(&mut self, seg: u32, owned: impl Fn(u64) -> bool) -> Result<usize, RestoreError> {
+    /// key hash `owned` accepts. `state_of` maps the state number a record
+    /// was written under to this backend's state (the registration order may
+    /// differ between runs; a record whose state moved is copied into the
+    /// log under its new number). Segments must be replayed in log order.
+    pub fn replay_segment(
+        &mut self,
+        seg: u32,
+        owned: impl Fn(u64) -> bool,
+        state_of: impl Fn(u32) -> Option<usize>,
+    ) -> Result<usize, RestoreError> {
         let Some(tier) = &self.tier else { return Err(RestoreError("not a log backend".into())) };
         let log = tier.log.clone();
         let records = log.borrow().copy_records(seg);
@@ -623,12 +631,21 @@ impl<K: Eq + Hash + Clone + Serialize + DeserializeOwned + 'static> KeyedStateBa
                 log.kill(loc);
                 continue;
             }
-            let Some(reg) = self.states.get_mut(state as usize) else {
+            let Some(id) = state_of(state) else {
                 return Err(RestoreError(format!(
-                    "the log holds records of state {state}, which is not registered"
+                    "the log holds records of state {state}, which the checkpoint's directory does not name"
                 )));
             };
-            let rec = Record { state, kind, hash, payload: &payload };
+            let Some(reg) = self.states.get_mut(id) else {
+                return Err(RestoreError(format!("state {id} is not registered")));
+            };
+            let loc = if id as u32 == state {
+                loc
+            } else {
+                log.kill(loc);
+                log.append(id as u32, kind, hash, |o| o.extend_from_slice(&payload))
+            };
+            let rec = Record { state: id as u32, kind, hash, payload: &payload };
             reg.table
                 .replay(&mut log, loc, &rec)
                 .map_err(|e| RestoreError(format!("state '{}' ({}): {e}", reg.name, reg.kind)))?;

@@ -15,6 +15,7 @@ use std::time::{Duration, Instant};
 
 use crossbeam::channel::{Receiver, Sender, bounded};
 
+use super::segments::{SegmentFile, SharedSegments};
 use super::store::{self, Commit, FileEntry, Manifest};
 use super::{CheckpointShared, ToCoordinator};
 use crate::runtime::core::JobShared;
@@ -82,6 +83,10 @@ pub(crate) struct Settings {
     pub max_parallelism: u32,
     pub nodes: Vec<String>,
     pub first_id: u64,
+    /// Segment paths of the checkpoint this run restored, if it is in this
+    /// root (not new data for the first checkpoint; deleted once no
+    /// retained checkpoint refers to them).
+    pub restored_segments: Vec<String>,
 }
 
 struct InFlight {
@@ -96,6 +101,7 @@ struct InFlight {
 struct Ack {
     sync_us: u64,
     files: Vec<FileEntry>,
+    segments: Vec<SegmentFile>,
     final_states: Vec<(usize, Vec<u8>)>,
     commits: Vec<Commit>,
     sink_dirs: Vec<PathBuf>,
@@ -140,7 +146,12 @@ pub(crate) fn run(
         doomed: Default::default(),
         acked_upto: vec![0; cores],
         writing_from: vec![0; cores],
+        shared_segments: SharedSegments::default(),
+        last_segments: Default::default(),
     };
+    c.last_segments = c.settings.restored_segments.iter().cloned().collect();
+    let restored: Vec<String> = c.settings.restored_segments.clone();
+    c.shared_segments.saw_paths(restored);
     let mut next_id = c.settings.first_id;
     let mut next_trigger = c.settings.interval.map(|i| Instant::now() + i);
     let mut pending_requests: Vec<Request> = Vec::new();
@@ -252,6 +263,12 @@ struct Coordinator {
     acked_upto: Vec<u64>,
     /// Per core: the oldest checkpoint it still writes a file for.
     writing_from: Vec<u64>,
+    /// Log segments acknowledged to it, deleted once no retained
+    /// checkpoint refers to them.
+    shared_segments: SharedSegments,
+    /// The segments of the newest completed checkpoint (to tell what a
+    /// checkpoint added).
+    last_segments: std::collections::BTreeSet<String>,
 }
 
 impl Coordinator {
@@ -275,6 +292,7 @@ impl Coordinator {
             if stop {
                 self.shared.stop_at.store(id, Ordering::Release);
             }
+            self.shared.savepoint.store(id, Ordering::Release);
             (dir, reply)
         });
         if let Err(e) = std::fs::create_dir_all(&dir) {
@@ -322,6 +340,7 @@ impl Coordinator {
                 core,
                 id,
                 files,
+                segments,
                 final_states,
                 commits,
                 sink_dirs,
@@ -331,8 +350,9 @@ impl Coordinator {
                 self.acked_upto[core] = self.acked_upto[core].max(id);
                 self.writing_from[core] = writing_from;
                 self.sweep(false);
+                self.shared_segments.saw(&segments);
                 if let Some(f) = self.in_flight.as_mut().filter(|f| f.id == id) {
-                    f.acks.insert(core, Ack { sync_us, files, final_states, commits, sink_dirs });
+                    f.acks.insert(core, Ack { sync_us, files, segments, final_states, commits, sink_dirs });
                 }
             }
             ToCoordinator::Failed { core, id, reason, writing_from } => {
@@ -350,8 +370,17 @@ impl Coordinator {
                 self.acked_upto[core] = u64::MAX;
                 self.writing_from[core] = u64::MAX;
                 self.sweep(false);
-                self.ended
-                    .insert(core, Ack { sync_us: 0, files: Vec::new(), final_states, commits, sink_dirs });
+                self.ended.insert(
+                    core,
+                    Ack {
+                        sync_us: 0,
+                        files: Vec::new(),
+                        segments: Vec::new(),
+                        final_states,
+                        commits,
+                        sink_dirs,
+                    },
+                );
             }
         }
         self.maybe_complete()
@@ -392,18 +421,31 @@ impl Coordinator {
         // Complete: from here on the checkpoint is the restore point.
         self.failures = 0;
         self.completed += 1;
+        let segments: std::collections::BTreeSet<String> =
+            manifest.segments.iter().map(|s| s.path.clone()).collect();
+        let mut seen = std::collections::BTreeSet::new();
+        let new_segment_bytes: u64 = manifest
+            .segments
+            .iter()
+            .filter(|s| !self.last_segments.contains(&s.path) && seen.insert(&s.path))
+            .map(|s| s.len)
+            .sum();
+        self.last_segments = segments;
         self.stats.push(super::CheckpointStats {
             id,
             duration_ms: manifest.duration_ms,
-            bytes: manifest.state_bytes(),
+            bytes: manifest.state_bytes() + new_segment_bytes,
+            full_bytes: manifest.state_bytes() + manifest.segment_bytes(),
             triggered_ms: manifest.triggered_ms,
             sync_us: parts.iter().map(|p| p.sync_us).max().unwrap_or(0),
         });
         self.shared.completed.store(id, Ordering::Release);
         tracing::info!(
-            "checkpoint {id} complete: {} files, {} bytes, {} ms",
+            "checkpoint {id} complete: {} files, {} bytes, {} segments of {} bytes, {} ms",
             manifest.files.len(),
             manifest.state_bytes(),
+            manifest.segments.len(),
+            manifest.segment_bytes(),
             manifest.duration_ms
         );
         // A commit that fails would lose committed output: fail the job
@@ -419,6 +461,7 @@ impl Coordinator {
         if let Err(e) = store::retain(self.shared.root(), self.settings.retained, self.settings.first_id) {
             tracing::warn!("cannot delete old checkpoints: {e}");
         }
+        self.shared_segments.collect(self.shared.root());
         Ok(())
     }
 
@@ -433,6 +476,7 @@ impl Coordinator {
         m.finished = finished;
         for (core, part) in parts.iter().enumerate() {
             m.files.extend(part.files.iter().cloned());
+            m.segments.extend(part.segments.iter().cloned());
             for (i, (node, payload)) in part.final_states.iter().enumerate() {
                 let name = format!("op-{node}-core-{core}-final-{i}.state");
                 let bytes = store::write_state_file(dir, &name, payload)?;

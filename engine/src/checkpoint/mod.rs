@@ -5,6 +5,7 @@
 //! | --- | --- |
 //! | [`format`](mod@format) | the framed, checksummed state file and its key-group-tagged entries |
 //! | [`store`] | checkpoints on disk: manifests, atomic completion, retention, verification, commits |
+//! | [`segments`] | incremental checkpoints of the log backend: shared segments, their names and deletion |
 //! | `tracker` | one core's side: barriers to inject, snapshot writes (glommio DMA), sink pre-commits, acks |
 //! | `coordinator` | the control thread: triggers, completes, abandons, commits; savepoint requests |
 //!
@@ -29,6 +30,7 @@
 
 pub(crate) mod coordinator;
 pub mod format;
+pub mod segments;
 pub mod store;
 pub(crate) mod tracker;
 
@@ -46,8 +48,12 @@ pub struct CheckpointStats {
     pub id: u64,
     /// From trigger to manifest durable, in ms.
     pub duration_ms: u64,
-    /// Bytes of state files.
+    /// Bytes this checkpoint added: its state files, plus the log segments
+    /// no earlier checkpoint of the run referred to (incremental).
     pub bytes: u64,
+    /// Bytes of the whole state it restores: state files plus every segment
+    /// it refers to (equals `bytes` for a full checkpoint).
+    pub full_bytes: u64,
     /// When it was triggered (epoch ms of the job's clock).
     pub triggered_ms: i64,
     /// The longest synchronous part on any core, in µs: the time operators
@@ -86,6 +92,9 @@ pub struct CheckpointShared {
     pub(crate) completed: AtomicU64,
     /// Sources stop after injecting this barrier (0: never).
     pub(crate) stop_at: AtomicU64,
+    /// The newest checkpoint taken as a savepoint: self-contained, so
+    /// operators snapshot in full rather than refer to shared segments.
+    pub(crate) savepoint: AtomicU64,
 }
 
 impl CheckpointShared {
@@ -95,6 +104,7 @@ impl CheckpointShared {
             triggered: AtomicU64::new(0),
             completed: AtomicU64::new(0),
             stop_at: AtomicU64::new(0),
+            savepoint: AtomicU64::new(0),
         })
     }
     /// The directory of checkpoint `id`.
@@ -117,6 +127,8 @@ pub(crate) enum ToCoordinator {
         core: usize,
         id: u64,
         files: Vec<FileEntry>,
+        /// Log segments its state files refer to.
+        segments: Vec<segments::SegmentFile>,
         /// `(node, payload)` of sources that already ended on that core.
         final_states: Vec<(usize, Vec<u8>)>,
         commits: Vec<Commit>,
@@ -144,6 +156,12 @@ pub(crate) enum ToCoordinator {
 pub(crate) struct Restored {
     /// `[node] -> payloads of every core that wrote state for it`.
     pub by_node: Vec<Vec<Vec<u8>>>,
+    /// The root of the checkpoint directory it came from: segment paths
+    /// are relative to it.
+    pub segment_root: PathBuf,
+    /// Whether that root is this job's own `checkpoint_dir` (its segments
+    /// are then this job's to delete).
+    pub own_root: bool,
 }
 
 impl Restored {

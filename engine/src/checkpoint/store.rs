@@ -25,6 +25,7 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 
 use super::format::{self, CorruptFile};
+use super::segments::{self, SegmentFile};
 
 /// The name of the file that completes a checkpoint.
 pub const MANIFEST: &str = "_manifest";
@@ -74,6 +75,10 @@ pub struct Manifest {
     pub nodes: Vec<String>,
     /// State files.
     pub files: Vec<FileEntry>,
+    /// State log segments it refers to (incremental checkpoints of the log
+    /// backend; see `segments.rs`).
+    #[serde(default)]
+    pub segments: Vec<SegmentFile>,
     /// Sink output to commit once this checkpoint is complete.
     pub commits: Vec<Commit>,
     /// Directories where transactional sinks commit output (for the
@@ -97,6 +102,7 @@ impl Manifest {
             max_parallelism,
             nodes,
             files: Vec::new(),
+            segments: Vec::new(),
             commits: Vec::new(),
             sink_dirs: Vec::new(),
             triggered_ms: 0,
@@ -107,6 +113,12 @@ impl Manifest {
     /// Total bytes of state files.
     pub fn state_bytes(&self) -> u64 {
         self.files.iter().map(|f| f.bytes).sum()
+    }
+
+    /// Total bytes of the distinct state log segments it refers to.
+    pub fn segment_bytes(&self) -> u64 {
+        let mut seen = std::collections::BTreeSet::new();
+        self.segments.iter().filter(|s| seen.insert(&s.path)).map(|s| s.len).sum()
     }
 }
 
@@ -207,7 +219,33 @@ pub fn load(dir: &Path) -> Result<Loaded, StoreError> {
         let payload = format::unframe(&bytes).map_err(|e| file_error(&path, e))?.to_vec();
         payloads.push((f.clone(), payload));
     }
+    // Segments are checked here for presence, length and identity; their
+    // records' checksums are verified as the operators replay them.
+    let root = dir.parent().unwrap_or(Path::new("."));
+    for s in &manifest.segments {
+        check_segment(&segments::resolve(root, &s.path), s)?;
+    }
     Ok(Loaded { dir: dir.to_path_buf(), manifest, payloads })
+}
+
+/// Checks that a segment file exists, is as long as the manifest says and
+/// names the segment in its (checksummed) header.
+fn check_segment(path: &Path, s: &SegmentFile) -> Result<(), StoreError> {
+    use std::io::Read;
+    let mut f = fs::File::open(path).map_err(|e| file_error(path, e))?;
+    let len = f.metadata().map_err(|e| file_error(path, e))?.len();
+    if len < s.len {
+        return Err(file_error(path, format!("{len} bytes, the manifest records {}", s.len)));
+    }
+    let mut header = [0u8; brisk_state::log::format::SEGMENT_HEADER_BYTES];
+    f.read_exact(&mut header).map_err(|e| file_error(path, e))?;
+    match brisk_state::log::format::read_segment_header(&header) {
+        Ok(id) if id == s.id => Ok(()),
+        Ok(id) => {
+            Err(file_error(path, format!("holds segment {id:016x}, the manifest expects {:016x}", s.id)))
+        }
+        Err(e) => Err(file_error(path, e)),
+    }
 }
 
 /// Checkpoint directories under `root` as `(id, path, has_manifest)`, newest first.

@@ -23,8 +23,10 @@ use futures_lite::AsyncWriteExt;
 use glommio::io::{DmaFile, DmaStreamWriterBuilder};
 
 use super::format;
+use super::segments::SegmentFile;
 use super::store::{Commit, FileEntry};
 use super::{CheckpointShared, Restored, ToCoordinator};
+use crate::runtime::core::LocalFuture;
 
 #[derive(Default)]
 struct Progress {
@@ -32,6 +34,7 @@ struct Progress {
     sinks_seen: BTreeSet<usize>,
     writes: usize,
     files: Vec<FileEntry>,
+    segments: Vec<SegmentFile>,
     commits: Vec<Commit>,
     failed: Option<String>,
     done: bool,
@@ -99,6 +102,11 @@ impl CoreCheckpoints {
         stop != 0 && id >= stop
     }
 
+    /// Whether checkpoint `id` is a savepoint (operators snapshot in full).
+    pub fn is_savepoint(&self, id: u64) -> bool {
+        self.shared.savepoint.load(Ordering::Acquire) == id
+    }
+
     /// Whether sources stop at a savepoint's barrier.
     pub fn is_stopping(&self) -> bool {
         self.shared.is_stopping()
@@ -131,6 +139,22 @@ impl CoreCheckpoints {
     /// operator started serializing it: the synchronous part of the
     /// snapshot, reported with the checkpoint.
     pub fn write_state(self: &Rc<Self>, id: u64, node: usize, payload: Vec<u8>, serializing_since: Instant) {
+        self.write_state_after(id, node, payload, serializing_since, Vec::new(), None);
+    }
+
+    /// Like [`write_state`](Self::write_state), for a state file that refers
+    /// to log `segments`: the file is written once `durable` says they are
+    /// on storage (or the checkpoint fails with its error), and the
+    /// acknowledgement lists them.
+    pub fn write_state_after(
+        self: &Rc<Self>,
+        id: u64,
+        node: usize,
+        payload: Vec<u8>,
+        serializing_since: Instant,
+        segments: Vec<SegmentFile>,
+        durable: Option<LocalFuture<'static, Result<(), String>>>,
+    ) {
         let name = format!("op-{node}-core-{}.state", self.core);
         {
             let mut progress = self.progress.borrow_mut();
@@ -146,7 +170,16 @@ impl CoreCheckpoints {
             let header = format::header(&payload);
             let bytes = (header.len() + payload.len()) as u64;
             let path = dir.join(&name);
-            let result = write_durably(&path, &header, &payload).await;
+            let result = match durable {
+                Some(durable) => durable.await.map_err(|e| format!("state log segments: {e}")),
+                None => Ok(()),
+            };
+            let result = match result {
+                Ok(()) => write_durably(&path, &header, &payload)
+                    .await
+                    .map_err(|e| format!("cannot write {}: {e}", path.display())),
+                Err(e) => Err(e),
+            };
             drop(payload);
             let mut progress = this.progress.borrow_mut();
             // Absent: a newer checkpoint was acknowledged first and this one
@@ -154,9 +187,12 @@ impl CoreCheckpoints {
             if let Some(p) = progress.get_mut(&id) {
                 p.writes -= 1;
                 match result {
-                    Ok(()) => p.files.push(FileEntry { name, node, core: this.core, bytes }),
+                    Ok(()) => {
+                        p.files.push(FileEntry { name, node, core: this.core, bytes });
+                        p.segments.extend(segments);
+                    }
                     Err(e) => {
-                        p.failed.get_or_insert(format!("cannot write {}: {e}", path.display()));
+                        p.failed.get_or_insert(e);
                     }
                 }
             }
@@ -246,6 +282,7 @@ impl CoreCheckpoints {
                 core: self.core,
                 id,
                 files: std::mem::take(&mut p.files),
+                segments: std::mem::take(&mut p.segments),
                 final_states: self.final_states.borrow().clone(),
                 commits,
                 sink_dirs: self.sink_dirs.borrow().clone(),

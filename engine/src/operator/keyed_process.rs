@@ -19,12 +19,20 @@
 //! function that registers the same states with the same types (a state the
 //! checkpoint holds but the function no longer registers is an error, as in
 //! Flink without `--allowNonRestoredState`).
+//!
+//! Under the log backend with incremental checkpoints, the snapshot holds
+//! the state directory, the timers and the list of log segments instead of
+//! the entries: the barrier writes the dirty entries into the log and seals
+//! it, and the checkpoint refers to its segments (see
+//! `checkpoint/segments.rs`). A restore adopts those segments and replays
+//! the records of the key groups the core owns.
 
 use std::cell::RefCell;
 use std::hash::Hash;
 use std::marker::PhantomData;
 use std::rc::Rc;
 
+use brisk_state::log::Durability;
 use brisk_state::{
     CurrentKey, KeyedStateBackend, ListAccess, ListState, MapAccess, MapState, StateValue, TimerQueue,
     ValueAccess, ValueState,
@@ -35,6 +43,7 @@ use serde::de::DeserializeOwned;
 use crate::batch::{BATCH_RECORDS_MAX, Batch, Control, MAX_WATERMARK, MIN_WATERMARK, Timestamp};
 use crate::checkpoint::format::{NO_KEY_GROUP, StateWriter};
 use crate::checkpoint::restore_owned;
+use crate::checkpoint::segments::SegmentFile;
 use crate::error::{JobError, OperatorInfo, UserError};
 use crate::runtime::core::{Core, Push};
 use crate::runtime::timers::Ticker;
@@ -273,6 +282,9 @@ pub(crate) struct ProcessInner<K, I, O, KF, F> {
     node: usize,
     /// Log backend counters, published after every batch.
     log_counters: Option<LogCounters>,
+    /// Manifest paths of segments adopted from a restored checkpoint (the
+    /// log's own segments are named by id).
+    adopted_paths: std::collections::HashMap<u64, String>,
     _input: PhantomData<fn(I)>,
 }
 
@@ -312,6 +324,9 @@ mod state_kind {
     pub const EVENT_TIMER: u8 = 3;
     /// `(key, timestamp)` of a processing-time timer.
     pub const PROCESSING_TIMER: u8 = 4;
+    /// `Vec<(path, id, len)>`: the log segments that hold this core's state
+    /// entries, in log order (incremental checkpoints; instead of `STATE`).
+    pub const LOG_SEGMENTS: u8 = 5;
 }
 
 /// Which core owns a key hash: the invariant every keyed operator asserts on
@@ -369,6 +384,7 @@ where
             core: core.clone(),
             node,
             log_counters,
+            adopted_paths: Default::default(),
             _input: PhantomData,
         })));
         op.0.borrow_mut().restore()?;
@@ -382,19 +398,48 @@ where
     K: Eq + Hash + Clone + Serialize + DeserializeOwned + 'static,
     F: KeyedProcessFunction<K, I, O>,
 {
-    /// Writes the state directory, every state entry and every timer, tagged
-    /// by key group, as this operator's state for checkpoint `id`.
-    fn snapshot(&self, id: u64) {
-        let Some(cp) = &self.core.checkpoints else { return };
+    /// Writes the state directory, every state entry (or, incremental, the
+    /// log's segments) and every timer, tagged by key group, as this
+    /// operator's state for checkpoint `id`.
+    fn snapshot(&mut self, id: u64) {
+        let Some(cp) = self.core.checkpoints.clone() else { return };
         let started = std::time::Instant::now();
         let mp = self.owner.max_parallelism;
+        let incremental = self.core.config.incremental_checkpoints && !cp.is_savepoint(id);
+        // Every dirty entry into the log, which is sealed: its segments are
+        // the state now.
+        let segments = if incremental { self.backend.flush_log() } else { None };
         let mut w = StateWriter::new();
         let directory: Vec<(&str, &str)> = self.backend.descriptors().collect();
         w.entry(state_kind::DIRECTORY, NO_KEY_GROUP, &directory);
-        for index in 0..directory.len() {
-            self.backend.snapshot_state(index, &mut |hash, bytes| {
-                w.tagged_raw(state_kind::STATE, mp.key_group(hash), index as u32, bytes);
-            });
+        let files: Option<Vec<SegmentFile>> = segments.as_ref().map(|list| {
+            list.iter()
+                .map(|r| SegmentFile {
+                    path: self
+                        .adopted_paths
+                        .get(&r.id)
+                        .cloned()
+                        .unwrap_or_else(|| crate::checkpoint::segments::own_path(r.id)),
+                    node: self.node,
+                    core: self.info.core,
+                    id: r.id,
+                    len: r.len,
+                })
+                .collect()
+        });
+        match &files {
+            Some(files) => {
+                let refs: Vec<(&str, u64, u64)> =
+                    files.iter().map(|f| (f.path.as_str(), f.id, f.len)).collect();
+                w.entry(state_kind::LOG_SEGMENTS, NO_KEY_GROUP, &refs);
+            }
+            None => {
+                for index in 0..directory.len() {
+                    self.backend.snapshot_state(index, &mut |hash, bytes| {
+                        w.tagged_raw(state_kind::STATE, mp.key_group(hash), index as u32, bytes);
+                    });
+                }
+            }
         }
         for (kind, queue) in [
             (state_kind::EVENT_TIMER, &self.timers.event),
@@ -404,12 +449,36 @@ where
                 w.entry(kind, mp.key_group(hash), &(k, ts));
             }
         }
-        cp.write_state(id, self.node, w.finish(), started);
+        match (segments, files, self.backend.log()) {
+            (Some(list), Some(files), Some(log)) => {
+                // The checkpoint holds once the segments are on storage.
+                let (log, signal) = (log.clone(), self.core.segment_writes.clone());
+                let durable = Box::pin(async move {
+                    loop {
+                        let seen = signal.generation();
+                        let now = {
+                            let mut log = log.borrow_mut();
+                            log.poll();
+                            log.durability(&list)
+                        };
+                        match now {
+                            Durability::Durable => return Ok(()),
+                            Durability::Failed(e) => return Err(e),
+                            Durability::Pending => signal.changed_since(seen).await,
+                        }
+                    }
+                });
+                cp.write_state_after(id, self.node, w.finish(), started, files, Some(durable));
+            }
+            _ => cp.write_state(id, self.node, w.finish(), started),
+        }
     }
 
     /// Loads the key groups this core owns from the restored checkpoint.
     fn restore(&mut self) -> Result<(), JobError> {
         let (core, info, owner) = (self.core.clone(), self.info.clone(), self.owner);
+        let restored = core.checkpoints.as_ref().and_then(|c| c.restored.clone());
+        let range = owner.max_parallelism.range_for(owner.core, owner.cores);
         // Snapshot index -> this backend's state id; every file starts with
         // its directory.
         let mut ids: Vec<usize> = Vec::new();
@@ -425,6 +494,37 @@ where
                         return Err(entry.error(format!("state index {index} not in the directory")).into());
                     };
                     self.backend.restore_entry(id, bytes)?;
+                }
+                state_kind::LOG_SEGMENTS => {
+                    let refs: Vec<(String, u64, u64)> = entry.decode()?;
+                    let Some(restored) = &restored else { return Ok(()) };
+                    let Some(log) = self.backend.log().cloned() else {
+                        return Err("the checkpoint refers to state log segments (state_backend = log); \
+                                    restore it with state_backend = log, or switch backends through a savepoint"
+                            .into());
+                    };
+                    for (path, id, len) in refs {
+                        let file = crate::checkpoint::segments::resolve(&restored.segment_root, &path);
+                        let bad = |e: String| format!("state log segment {}: {e}", file.display());
+                        let bytes =
+                            crate::runtime::segment_io::map_file(&file).map_err(|e| bad(e.to_string()))?;
+                        let no = log.borrow_mut().adopt_verified(id, bytes, len as usize).map_err(bad)?;
+                        self.backend
+                            .replay_segment(
+                                no,
+                                |hash| range.contains(owner.max_parallelism.key_group(hash)),
+                                |old| ids.get(old as usize).copied(),
+                            )
+                            .map_err(|e| bad(e.to_string()))?;
+                        // Later checkpoints name it as this one did, or by
+                        // its absolute path if it lives in another root.
+                        let keep = if restored.own_root && !std::path::Path::new(&path).is_absolute() {
+                            path
+                        } else {
+                            file.display().to_string()
+                        };
+                        self.adopted_paths.insert(id, keep);
+                    }
                 }
                 kind @ (state_kind::EVENT_TIMER | state_kind::PROCESSING_TIMER) => {
                     let (key, ts): (K, i64) = entry.decode()?;
@@ -547,7 +647,8 @@ where
     }
 
     fn control(&mut self, control: Control) -> Result<(), JobError> {
-        let mut s = self.0.0.borrow_mut();
+        let mut guard = self.0.0.borrow_mut();
+        let s = &mut *guard;
         match control {
             Control::Watermark(w) => {
                 s.watermark = w;

@@ -108,6 +108,8 @@ pub struct Core {
     pub(crate) checkpoints: Option<Rc<CoreCheckpoints>>,
     /// The core's managed memory for keyed state (log backend).
     memory_budget: Rc<brisk_state::log::MemoryBudget>,
+    /// The core's state log segment writes in flight (log backend).
+    pub(crate) segment_writes: Rc<super::segment_io::WriteSignal>,
 }
 
 impl Core {
@@ -126,13 +128,15 @@ impl Core {
             counters: RefCell::new(Vec::new()),
             timers: Rc::default(),
             memory_budget: brisk_state::log::MemoryBudget::new(config.state_memory_budget_bytes),
+            segment_writes: Rc::default(),
             config,
         })
     }
 
     /// A new keyed state backend for operator `node` on this core: the log
-    /// backend (segments in the run's state directory, sharing the core's
-    /// memory budget) or the heap backend, as configured.
+    /// backend (segments in the run's state directory, or the checkpoint
+    /// directory's `shared/` with incremental checkpoints, sharing the
+    /// core's memory budget) or the heap backend, as configured.
     pub(crate) fn keyed_state_backend<K>(&self, node: usize) -> brisk_state::KeyedStateBackend<K>
     where
         K: Eq + std::hash::Hash + Clone + serde::Serialize + serde::de::DeserializeOwned + 'static,
@@ -142,9 +146,10 @@ impl Core {
                 let io = super::segment_io::GlommioSegmentIo::new(
                     dir.clone(),
                     self.config.state_deletions.clone(),
+                    self.segment_writes.clone(),
                 );
-                // Unique per (operator, core) within the run's directory.
-                let id_base = ((node as u64) << 40) | ((self.index as u64) << 32);
+                // Unique per (run, operator, core) within the directory.
+                let id_base = crate::checkpoint::segments::id_base(self.config.state_epoch, node, self.index);
                 let log = brisk_state::log::LogStore::new(
                     Box::new(io),
                     id_base,

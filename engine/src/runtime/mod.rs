@@ -36,9 +36,9 @@ use glommio::{LocalExecutorBuilder, Placement, PoolPlacement};
 use self::core::{CancelOnUnwind, Core, JobShared, LocalFuture};
 use self::exchange::UnconnectedEnds;
 use crate::checkpoint::coordinator::{self, Settings};
-use crate::checkpoint::store;
 use crate::checkpoint::tracker::CoreCheckpoints;
 use crate::checkpoint::{CheckpointShared, JobControl, RestoreFrom, Restored, ToCoordinator};
+use crate::checkpoint::{segments, store};
 use crate::config::{ExecutionMode, IO_MEMORY_BYTES, JobConfig, ResolvedConfig, SPIN_BEFORE_PARK_US};
 use crate::error::JobError;
 use crate::graph::{CoreBuilder, NodeFactory, NodeMeta, NodeSpec};
@@ -184,10 +184,20 @@ fn execute_once(
     control: &JobControl,
 ) -> Result<JobResult, JobError> {
     let mut rc = config.resolve()?;
-    // The log backend's segments of this run; removed when the run ends (its
-    // checkpoints are full snapshots and never refer to them).
+    // The log backend's scratch directory of this run (its segments unless
+    // checkpoints are incremental), removed when the run ends, and the
+    // thread that deletes compacted segments.
     let state_run_dir = match rc.state_backend {
-        crate::config::StateBackendKind::Log => Some(StateRunDir::create(config.state_dir.as_deref())?),
+        crate::config::StateBackendKind::Log => {
+            if nodes.len() > segments::NODES_MAX {
+                return Err(JobError::Config(format!(
+                    "state_backend = log supports at most {} operators, the job has {}",
+                    segments::NODES_MAX,
+                    nodes.len()
+                )));
+            }
+            Some(StateRunDir::create(config.state_dir.as_deref())?)
+        }
         crate::config::StateBackendKind::Memory => None,
     };
     rc.state_dir = state_run_dir.as_ref().map(|d| d.dir.clone());
@@ -245,6 +255,14 @@ fn execute_once(
     if let Some(root) = &config.checkpoint_dir {
         let read_started = Instant::now();
         let (prepared, first_id) = prepare_restore(root, restore.as_ref(), &node_names, &rc)?;
+        let prepared_segments = prepared.as_ref().map(|p| p.segments.clone());
+        // Paths of the restored checkpoint's segments, if they are this
+        // root's own (foreign ones are never this job's to delete).
+        let own_restored_segments: Vec<String> = prepared
+            .as_ref()
+            .filter(|p| p.restored.own_root)
+            .map(|p| p.segments.iter().map(|s| s.path.clone()).collect())
+            .unwrap_or_default();
         if let Some(p) = prepared {
             if p.finished {
                 tracing::info!(
@@ -264,11 +282,18 @@ fn execute_once(
             }
             restore_stats = Some(RestoreStats {
                 checkpoint: p.id,
-                bytes: p.restored.by_node.iter().flatten().map(|b| b.len() as u64).sum(),
+                bytes: p.restored.by_node.iter().flatten().map(|b| b.len() as u64).sum::<u64>()
+                    + p.segment_bytes,
                 read_ms: read_started.elapsed().as_millis() as u64,
                 rebuild_ms: 0,
             });
             restored = Some(Arc::new(p.restored));
+        }
+        if rc.incremental_checkpoints {
+            // Segments go where checkpoints can refer to them.
+            let restored_segments = prepared_segments.as_deref().unwrap_or(&[]);
+            rc.state_epoch = segments::prepare(root, restored_segments).map_err(JobError::Config)?;
+            rc.state_dir = Some(root.join(segments::SHARED_DIR));
         }
         let (tx, rx) = crossbeam::channel::unbounded();
         let cshared = CheckpointShared::new(root.clone());
@@ -282,6 +307,7 @@ fn execute_once(
             max_parallelism: rc.max_parallelism.get(),
             nodes: node_names.clone(),
             first_id,
+            restored_segments: own_restored_segments,
         };
         checkpointing = Some((cshared, tx, rx, settings));
     }
@@ -395,6 +421,14 @@ fn execute_once(
         checkpoints_completed = outcome.completed;
         checkpoint_stats = outcome.stats;
         checkpoints_failed = outcome.failed;
+        if rc.incremental_checkpoints {
+            // Every core has ended: a segment no complete checkpoint refers
+            // to (spill never published, or compacted away) is garbage now.
+            match segments::referenced(cshared.root()) {
+                Ok((refs, _)) => segments::sweep_unreferenced(cshared.root(), &refs),
+                Err(e) => tracing::warn!("cannot list checkpoints to delete unused segments: {e}"),
+            }
+        }
     }
     match first {
         Some(e) => Err(e),
@@ -417,6 +451,9 @@ struct Prepared {
     id: u64,
     finished: bool,
     restored: Restored,
+    /// The log segments it refers to, and their bytes.
+    segments: Vec<segments::SegmentFile>,
+    segment_bytes: u64,
 }
 
 /// Resolves `restore`, verifies the checkpoint, checks it fits this job,
@@ -479,7 +516,18 @@ fn prepare_restore(
         }
     }
     tracing::info!("restoring checkpoint {} from {}", m.id, loaded.dir.display());
-    let prepared = Prepared { id: m.id, finished: m.finished, restored: Restored { by_node } };
+    let segment_root = loaded.dir.parent().unwrap_or(std::path::Path::new(".")).to_path_buf();
+    let own_root = match (segment_root.canonicalize(), root.canonicalize()) {
+        (Ok(a), Ok(b)) => a == b,
+        _ => false,
+    };
+    let prepared = Prepared {
+        id: m.id,
+        finished: m.finished,
+        restored: Restored { by_node, segment_root, own_root },
+        segments: m.segments.clone(),
+        segment_bytes: m.segment_bytes(),
+    };
     Ok((Some(prepared), highest.max(m.id) + 1))
 }
 
@@ -500,6 +548,9 @@ async fn run_core(
         cp.wait_for_writes().await;
         cp.send(cp.ended());
     }
+    // State segment writes always finish (with an error at worst): let them,
+    // before the executor goes.
+    core.segment_writes.idle().await;
     (result, core.take_counters())
 }
 

@@ -12,8 +12,62 @@ use std::cell::{Cell, RefCell};
 use std::io;
 use std::path::{Path, PathBuf};
 use std::rc::Rc;
+use std::task::{Poll, Waker};
 
 use brisk_state::log::{SegmentBytes, SegmentIo};
+
+/// A core's segment writes in flight, and a wake-up whenever one finishes:
+/// checkpoints wait on it for their segments to be durable, and a core
+/// waits for it to drain before its executor ends (a write task dropped
+/// with its executor leaves glommio's blocking thread nowhere to answer).
+#[derive(Default)]
+pub(crate) struct WriteSignal {
+    in_flight: Cell<usize>,
+    generation: Cell<u64>,
+    wakers: RefCell<Vec<Waker>>,
+}
+
+impl WriteSignal {
+    fn started(&self) {
+        self.in_flight.set(self.in_flight.get() + 1);
+    }
+
+    fn finished(&self) {
+        self.in_flight.set(self.in_flight.get() - 1);
+        self.generation.set(self.generation.get() + 1);
+        for w in self.wakers.borrow_mut().drain(..) {
+            w.wake();
+        }
+    }
+
+    /// Counts finished writes; compare with [`changed_since`](Self::changed_since).
+    pub fn generation(&self) -> u64 {
+        self.generation.get()
+    }
+
+    /// Resolves once a write has finished after [`generation`](Self::generation)
+    /// returned `seen`.
+    pub fn changed_since(&self, seen: u64) -> impl std::future::Future<Output = ()> + '_ {
+        std::future::poll_fn(move |cx| {
+            if self.generation.get() != seen {
+                return Poll::Ready(());
+            }
+            let mut wakers = self.wakers.borrow_mut();
+            if !wakers.iter().any(|w| w.will_wake(cx.waker())) {
+                wakers.push(cx.waker().clone());
+            }
+            Poll::Pending
+        })
+    }
+
+    /// Resolves when no write is in flight.
+    pub async fn idle(&self) {
+        while self.in_flight.get() > 0 {
+            let seen = self.generation();
+            self.changed_since(seen).await;
+        }
+    }
+}
 
 /// Finished writes and their outcomes.
 type Done = Rc<RefCell<Vec<(u64, io::Result<()>)>>>;
@@ -26,16 +80,35 @@ pub(crate) struct GlommioSegmentIo {
     deletions: Option<crossbeam::channel::Sender<PathBuf>>,
     done: Done,
     in_flight: Rc<Cell<usize>>,
+    /// The core's count of segment writes.
+    signal: Rc<WriteSignal>,
 }
 
 impl GlommioSegmentIo {
-    pub fn new(dir: PathBuf, deletions: Option<crossbeam::channel::Sender<PathBuf>>) -> Self {
-        Self { dir, deletions, done: Rc::default(), in_flight: Rc::default() }
+    pub fn new(
+        dir: PathBuf,
+        deletions: Option<crossbeam::channel::Sender<PathBuf>>,
+        signal: Rc<WriteSignal>,
+    ) -> Self {
+        Self { dir, deletions, done: Rc::default(), in_flight: Rc::default(), signal }
     }
 
     fn path(dir: &Path, id: u64) -> PathBuf {
-        dir.join(format!("{id:016x}.seg"))
+        dir.join(crate::checkpoint::segments::file_name(id))
     }
+}
+
+/// Maps the segment file at `path` (a restored checkpoint's).
+pub(crate) fn map_file(path: &Path) -> io::Result<SegmentBytes> {
+    // Opening and mapping are metadata calls; the data is read through the
+    // map as the log replays it.
+    #[allow(clippy::disallowed_methods)]
+    let file = std::fs::File::open(path)?;
+    // SAFETY: a checkpoint's segment files are immutable: written once,
+    // before the checkpoint completed, and never modified (only deleted once
+    // no checkpoint refers to them).
+    let map = unsafe { memmap2::Mmap::map(&file)? };
+    Ok(Rc::new(Mapped(map)))
 }
 
 /// A memory-mapped segment file.
@@ -52,11 +125,14 @@ impl SegmentIo for GlommioSegmentIo {
         let path = Self::path(&self.dir, id);
         let done = self.done.clone();
         let in_flight = self.in_flight.clone();
+        let signal = self.signal.clone();
         in_flight.set(in_flight.get() + 1);
+        signal.started();
         glommio::spawn_local(async move {
             let r = crate::checkpoint::tracker::write_durably(&path, &[], &bytes).await;
             in_flight.set(in_flight.get() - 1);
             done.borrow_mut().push((id, r));
+            signal.finished();
         })
         .detach();
     }
@@ -66,16 +142,10 @@ impl SegmentIo for GlommioSegmentIo {
     }
 
     fn open(&mut self, id: u64) -> io::Result<SegmentBytes> {
-        let path = Self::path(&self.dir, id);
-        // Opening and mapping are metadata calls (no data is read); the
-        // design reads state through the map.
-        #[allow(clippy::disallowed_methods)]
-        let file = std::fs::File::open(&path)?;
-        // SAFETY: segment files are written once, before this map, and never
-        // modified afterwards (the log is append-only and a sealed segment is
-        // immutable); only this process writes into the run's directory.
-        let map = unsafe { memmap2::Mmap::map(&file)? };
-        Ok(Rc::new(Mapped(map)))
+        // Segment files are written once, before this map, and never
+        // modified afterwards (the log is append-only and a sealed segment
+        // is immutable).
+        map_file(&Self::path(&self.dir, id))
     }
 
     fn delete(&mut self, id: u64) {

@@ -94,6 +94,17 @@ pub struct SegmentRef {
     pub len: u64,
 }
 
+/// Where a checkpoint's segments stand ([`LogStore::durability`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Durability {
+    /// Every segment is on storage.
+    Durable,
+    /// Some are still being written.
+    Pending,
+    /// A write failed (retried at the next seal); the checkpoint fails.
+    Failed(String),
+}
+
 /// One operator's log on one core.
 pub struct LogStore {
     io: Box<dyn SegmentIo>,
@@ -291,6 +302,47 @@ impl LogStore {
             .values()
             .filter(|s| list.iter().any(|r| r.id == s.id))
             .all(|s| matches!(s.data, Data::OnDisk(_)))
+    }
+
+    /// Where the segments of `list` stand: all durable (or compacted away,
+    /// which happens only to durable ones), one failed (with the error), or
+    /// still being written.
+    pub fn durability(&self, list: &[SegmentRef]) -> Durability {
+        let mut pending = false;
+        for s in self.sealed.values().filter(|s| list.iter().any(|r| r.id == s.id)) {
+            match s.data {
+                Data::OnDisk(_) => {}
+                Data::Writing(_) => pending = true,
+                Data::Failed(_) => {
+                    return Durability::Failed(
+                        self.last_error.clone().unwrap_or_else(|| format!("segment {:016x} failed", s.id)),
+                    );
+                }
+            }
+        }
+        if pending { Durability::Pending } else { Durability::Durable }
+    }
+
+    /// Checks a segment read from a checkpoint and [`adopt`](Self::adopt)s
+    /// it: its header must name `id`, and its records must verify up to
+    /// exactly `len` bytes (a checkpoint's segment was durable when the
+    /// checkpoint completed, so anything short of that is damage, not a
+    /// torn tail).
+    pub fn adopt_verified(&mut self, id: u64, bytes: SegmentBytes, len: usize) -> Result<u32, String> {
+        let data = (*bytes).as_ref();
+        if data.len() < len {
+            return Err(format!("{} bytes, the checkpoint recorded {len}", data.len()));
+        }
+        match format::read_segment_header(data) {
+            Ok(found) if found == id => {}
+            Ok(found) => return Err(format!("holds segment {found:016x}, expected {id:016x}")),
+            Err(e) => return Err(e.to_string()),
+        }
+        let valid = format::scan(&data[..len], |_, _| {});
+        if valid != len {
+            return Err(format!("record at offset {valid} fails its checksum (segment length {len})"));
+        }
+        Ok(self.adopt(id, bytes, len))
     }
 
     /// Makes an existing, verified segment (from a checkpoint) part of this
