@@ -101,6 +101,13 @@ struct Cli {
     /// Replay the input at this many records per second (per input file).
     #[arg(long, value_parser = parse_rate)]
     rate: Option<f64>,
+    /// Where window state lives: `memory` (the heap) or `log` (memory up to
+    /// --state-memory-budget per core, the rest in checksummed segment files).
+    #[arg(long, default_value = "memory")]
+    state_backend: brisk::StateBackendKind,
+    /// Log backend: bytes of state each core keeps in memory.
+    #[arg(long, value_parser = clap::value_parser!(u64).range(4096..))]
+    state_memory_budget: Option<u64>,
 }
 
 fn parse_rate(s: &str) -> Result<f64, String> {
@@ -249,6 +256,10 @@ fn main() -> anyhow::Result<()> {
         checkpoint_dir: cli.checkpoint_dir.clone(),
         checkpoint_interval_ms: cli.checkpoint_interval_ms.unwrap_or(0),
         restore: cli.restore.clone(),
+        state_backend: cli.state_backend,
+        state_memory_budget_bytes: cli
+            .state_memory_budget
+            .map_or(JobConfig::default().state_memory_budget_bytes, |b| b as usize),
         ..JobConfig::default()
     });
     let is_count = matches!(cli.window, Spec::Count { .. });
@@ -370,5 +381,13 @@ fn main() -> anyhow::Result<()> {
         result.metrics.total("records_written"),
         result.checkpoints_completed
     )?;
+    if cli.state_backend == brisk::StateBackendKind::Log {
+        writeln!(
+            err,
+            "window_csv: log backend: {} window rows evicted, {} read back",
+            result.metrics.total("state_evicted"),
+            result.metrics.total("state_read_back")
+        )?;
+    }
     Ok(())
 }

@@ -59,10 +59,12 @@ fn window_results_equal_flinks_on_every_case() {
         let name = case.file_name().unwrap().to_string_lossy().to_string();
         let args = std::fs::read_to_string(case.join("args")).unwrap();
         let a: Vec<&str> = args.split_whitespace().collect();
-        for cores in ["1", "2"] {
+        // The log backend with the smallest budget: rows are evicted and
+        // read back all the time, and the output must not change.
+        for (cores, backend) in [("1", "memory"), ("2", "memory"), ("2", "log")] {
             let (out, late) = (
-                out_dir.path().join(format!("{name}-{cores}.csv")),
-                out_dir.path().join(format!("{name}-{cores}-late.csv")),
+                out_dir.path().join(format!("{name}-{cores}-{backend}.csv")),
+                out_dir.path().join(format!("{name}-{cores}-{backend}-late.csv")),
             );
             let mut cmd = Command::new(example("window_csv"));
             cmd.arg("--input").arg(case.join("input.csv"));
@@ -75,6 +77,10 @@ fn window_results_equal_flinks_on_every_case() {
                 a[2],
                 "--cores",
                 cores,
+                "--state-backend",
+                backend,
+                "--state-memory-budget",
+                "4096",
             ]);
             if a[3] == "1" {
                 cmd.arg("--watermark-every-event");
@@ -91,15 +97,18 @@ fn window_results_equal_flinks_on_every_case() {
             let status = cmd.output().unwrap();
             assert!(status.status.success(), "{name}: {}", String::from_utf8_lossy(&status.stderr));
             if let Err(e) = same(&rows(&out), &rows(&case.join("expected.csv"))) {
-                failures.push(format!("{name} at {cores} cores: {e}"));
+                failures.push(format!("{name} at {cores} cores, {backend} backend: {e}"));
             }
             if let Err(e) = same(&rows(&late), &rows(&case.join("expected_late.csv"))) {
-                failures.push(format!("{name} late output at {cores} cores: {e}"));
+                failures.push(format!("{name} late output at {cores} cores, {backend} backend: {e}"));
             }
         }
     }
     assert!(failures.is_empty(), "differences from Flink:\n{}", failures.join("\n"));
-    println!("{} cases × 2 core counts equal Flink's output", cases.len());
+    println!(
+        "{} cases × 3 configurations (1 and 2 cores; 2 cores on the log backend) equal Flink's output",
+        cases.len()
+    );
 }
 
 #[test]

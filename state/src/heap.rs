@@ -29,7 +29,7 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use crate::log::spill::{DIRTY, HotEntry, REFERENCED, Spill};
-use crate::log::{Loc, LogStore, MemoryBudget, Record, RecordKind, SpillStats};
+use crate::log::{Loc, LogStore, MemoryBudget, Record, SpillStats};
 
 /// A type keyed state can hold: it serializes (serde), so checkpoints can
 /// capture it. Derive `Serialize` and `Deserialize` for your own types.
@@ -106,15 +106,15 @@ pub(crate) struct Entry<K, V> {
     flags: u8,
 }
 
-impl<K, V> HotEntry<K, V> for Entry<K, V> {
+impl<K: Clone + Serialize, V: Serialize> HotEntry<K, V> for Entry<K, V> {
     fn hash(&self) -> u64 {
         self.hash
     }
-    fn key(&self) -> &K {
-        &self.key
+    fn key(&self) -> std::borrow::Cow<'_, K> {
+        std::borrow::Cow::Borrowed(&self.key)
     }
-    fn value(&self) -> &V {
-        &self.value
+    fn encode(&self, out: &mut Vec<u8>) -> usize {
+        crate::log::spill::encode_entry(&self.key, &self.value, out)
     }
     fn flags(&mut self) -> &mut u8 {
         &mut self.flags
@@ -140,7 +140,7 @@ trait Tier<K, V> {
 
 impl<K, V> Tier<K, V> for Spill<K, V>
 where
-    K: Eq + Serialize + DeserializeOwned,
+    K: Eq + Clone + Serialize + DeserializeOwned,
     V: Serialize + DeserializeOwned,
 {
     fn fault_in(&mut self, hash: u64, key: &K) -> Option<V> {
@@ -459,6 +459,23 @@ where
     }
 }
 
+/// The registered states as compaction sees them.
+struct Tables<'a, K>(&'a mut Vec<Registered<K>>);
+
+impl<K> crate::log::compact::CompactTarget for Tables<'_, K> {
+    fn is_live(&self, state: u32, hash: u64, loc: Loc) -> bool {
+        self.0.get(state as usize).is_some_and(|r| r.table.is_live(hash, loc))
+    }
+    fn tombstone_still_needed(&self, state: u32, rec: &Record<'_>) -> bool {
+        self.0.get(state as usize).is_some_and(|r| r.table.tombstone_still_needed(rec))
+    }
+    fn relocate(&mut self, state: u32, hash: u64, old: Loc, new: Loc) {
+        if let Some(r) = self.0.get_mut(state as usize) {
+            r.table.relocate(hash, old, new);
+        }
+    }
+}
+
 struct Registered<K> {
     name: String,
     kind: String,
@@ -475,8 +492,6 @@ struct LogTier {
 
 /// Accesses between two looks at the log (finished writes, compaction).
 const LOG_MAINTAIN_EVERY: u32 = 1024;
-/// A segment with at least this fraction of dead bytes is compacted.
-const COMPACT_DEAD_FRACTION: f64 = 0.5;
 
 /// Counters of a backend's log tier.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -556,37 +571,7 @@ impl<K: Eq + Hash + Clone + Serialize + DeserializeOwned + 'static> KeyedStateBa
         let Some(tier) = &mut self.tier else { return };
         tier.accesses = 0;
         let log = tier.log.clone();
-        log.borrow_mut().poll();
-        let Some(seg) = log.borrow().compaction_candidate(COMPACT_DEAD_FRACTION) else { return };
-        let oldest = log.borrow().is_oldest(seg);
-        // Copy the segment's records out: copying forward appends to the
-        // same log.
-        let records = log.borrow().copy_records(seg);
-        let mut copied = 0;
-        for (loc, state, kind, hash, payload) in records {
-            let Some(reg) = self.states.get_mut(state as usize) else { continue };
-            let rec = Record { state, kind, hash, payload: &payload };
-            let keep = match kind {
-                RecordKind::Put => reg.table.is_live(hash, loc),
-                // Tombstones hide older records; none is older than the oldest segment.
-                RecordKind::Delete => !oldest && reg.table.tombstone_still_needed(&rec),
-            };
-            if !keep {
-                continue;
-            }
-            let mut log = log.borrow_mut();
-            let new = log.append(state, kind, hash, |o| o.extend_from_slice(&payload));
-            copied += crate::log::format::RECORD_HEADER_BYTES + payload.len();
-            if kind == RecordKind::Delete {
-                log.kill(new);
-            } else {
-                drop(log);
-                reg.table.relocate(hash, loc, new);
-            }
-        }
-        let mut log = log.borrow_mut();
-        log.note_compacted(copied);
-        log.drop_segment(seg);
+        crate::log::compact::compact_once(&log, &mut Tables(&mut self.states));
     }
 
     /// Writes every dirty entry of every state to the log, seals it and

@@ -6,6 +6,7 @@
 //! | [`format`](mod@format) | the framed, checksummed state file and its key-group-tagged entries |
 //! | [`store`] | checkpoints on disk: manifests, atomic completion, retention, verification, commits |
 //! | [`segments`] | incremental checkpoints of the log backend: shared segments, their names and deletion |
+//! | `incremental` | a core's side of them: state files that wait for their segments, restore by adoption |
 //! | `tracker` | one core's side: barriers to inject, snapshot writes (glommio DMA), sink pre-commits, acks |
 //! | `coordinator` | the control thread: triggers, completes, abandons, commits; savepoint requests |
 //!
@@ -30,6 +31,7 @@
 
 pub(crate) mod coordinator;
 pub mod format;
+pub(crate) mod incremental;
 pub mod segments;
 pub mod store;
 pub(crate) mod tracker;

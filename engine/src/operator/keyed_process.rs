@@ -32,7 +32,6 @@ use std::hash::Hash;
 use std::marker::PhantomData;
 use std::rc::Rc;
 
-use brisk_state::log::Durability;
 use brisk_state::{
     CurrentKey, KeyedStateBackend, ListAccess, ListState, MapAccess, MapState, StateValue, TimerQueue,
     ValueAccess, ValueState,
@@ -43,7 +42,6 @@ use serde::de::DeserializeOwned;
 use crate::batch::{BATCH_RECORDS_MAX, Batch, Control, MAX_WATERMARK, MIN_WATERMARK, Timestamp};
 use crate::checkpoint::format::{NO_KEY_GROUP, StateWriter};
 use crate::checkpoint::restore_owned;
-use crate::checkpoint::segments::SegmentFile;
 use crate::error::{JobError, OperatorInfo, UserError};
 use crate::runtime::core::{Core, Push};
 use crate::runtime::timers::Ticker;
@@ -290,13 +288,13 @@ pub(crate) struct ProcessInner<K, I, O, KF, F> {
 
 /// The log tier's counters of one operator on one core, as metrics:
 /// `state_evicted`, `state_written`, `state_read_back`, `state_segments_compacted`.
-struct LogCounters {
+pub(crate) struct LogCounters {
     counters: [crate::metrics::Counter; 4],
     last: [u64; 4],
 }
 
 impl LogCounters {
-    fn new(core: &Core, operator: &str) -> Self {
+    pub fn new(core: &Core, operator: &str) -> Self {
         let names = ["state_evicted", "state_written", "state_read_back", "state_segments_compacted"];
         Self { counters: names.map(|n| core.counter(operator, n)), last: [0; 4] }
     }
@@ -306,7 +304,12 @@ impl LogCounters {
         K: Eq + Hash + Clone + Serialize + DeserializeOwned + 'static,
     {
         let Some(st) = backend.log_stats() else { return };
-        let now = [st.spill.evicted, st.spill.written, st.spill.faulted_in, st.log.compacted];
+        self.record(st.spill, &st.log);
+    }
+
+    /// Publishes the counters of a log tier (totals since the start).
+    pub fn record(&mut self, spill: brisk_state::log::SpillStats, log: &brisk_state::log::LogStats) {
+        let now = [spill.evicted, spill.written, spill.faulted_in, log.compacted];
         for ((c, now), last) in self.counters.iter().zip(now).zip(self.last) {
             c.add(now - last);
         }
@@ -412,33 +415,19 @@ where
         let mut w = StateWriter::new();
         let directory: Vec<(&str, &str)> = self.backend.descriptors().collect();
         w.entry(state_kind::DIRECTORY, NO_KEY_GROUP, &directory);
-        let files: Option<Vec<SegmentFile>> = segments.as_ref().map(|list| {
-            list.iter()
-                .map(|r| SegmentFile {
-                    path: self
-                        .adopted_paths
-                        .get(&r.id)
-                        .cloned()
-                        .unwrap_or_else(|| crate::checkpoint::segments::own_path(r.id)),
-                    node: self.node,
-                    core: self.info.core,
-                    id: r.id,
-                    len: r.len,
-                })
-                .collect()
-        });
-        match &files {
-            Some(files) => {
-                let refs: Vec<(&str, u64, u64)> =
-                    files.iter().map(|f| (f.path.as_str(), f.id, f.len)).collect();
-                w.entry(state_kind::LOG_SEGMENTS, NO_KEY_GROUP, &refs);
-            }
-            None => {
-                for index in 0..directory.len() {
-                    self.backend.snapshot_state(index, &mut |hash, bytes| {
-                        w.tagged_raw(state_kind::STATE, mp.key_group(hash), index as u32, bytes);
-                    });
-                }
+        let files = crate::checkpoint::incremental::name_segments(
+            &mut w,
+            state_kind::LOG_SEGMENTS,
+            segments.as_ref(),
+            &self.adopted_paths,
+            self.node,
+            self.info.core,
+        );
+        if files.is_none() {
+            for index in 0..directory.len() {
+                self.backend.snapshot_state(index, &mut |hash, bytes| {
+                    w.tagged_raw(state_kind::STATE, mp.key_group(hash), index as u32, bytes);
+                });
             }
         }
         for (kind, queue) in [
@@ -450,26 +439,16 @@ where
             }
         }
         match (segments, files, self.backend.log()) {
-            (Some(list), Some(files), Some(log)) => {
-                // The checkpoint holds once the segments are on storage.
-                let (log, signal) = (log.clone(), self.core.segment_writes.clone());
-                let durable = Box::pin(async move {
-                    loop {
-                        let seen = signal.generation();
-                        let now = {
-                            let mut log = log.borrow_mut();
-                            log.poll();
-                            log.durability(&list)
-                        };
-                        match now {
-                            Durability::Durable => return Ok(()),
-                            Durability::Failed(e) => return Err(e),
-                            Durability::Pending => signal.changed_since(seen).await,
-                        }
-                    }
-                });
-                cp.write_state_after(id, self.node, w.finish(), started, files, Some(durable));
-            }
+            (Some(list), Some(files), Some(log)) => crate::checkpoint::incremental::write_after_segments(
+                &self.core,
+                id,
+                self.node,
+                w.finish(),
+                started,
+                list,
+                files,
+                log.clone(),
+            ),
             _ => cp.write_state(id, self.node, w.finish(), started),
         }
     }
@@ -499,32 +478,25 @@ where
                     let refs: Vec<(String, u64, u64)> = entry.decode()?;
                     let Some(restored) = &restored else { return Ok(()) };
                     let Some(log) = self.backend.log().cloned() else {
-                        return Err("the checkpoint refers to state log segments (state_backend = log); \
-                                    restore it with state_backend = log, or switch backends through a savepoint"
-                            .into());
+                        return Err(crate::checkpoint::incremental::NOT_A_LOG_BACKEND.into());
                     };
-                    for (path, id, len) in refs {
-                        let file = crate::checkpoint::segments::resolve(&restored.segment_root, &path);
-                        let bad = |e: String| format!("state log segment {}: {e}", file.display());
-                        let bytes =
-                            crate::runtime::segment_io::map_file(&file).map_err(|e| bad(e.to_string()))?;
-                        let no = log.borrow_mut().adopt_verified(id, bytes, len as usize).map_err(bad)?;
-                        self.backend
-                            .replay_segment(
-                                no,
-                                |hash| range.contains(owner.max_parallelism.key_group(hash)),
-                                |old| ids.get(old as usize).copied(),
-                            )
-                            .map_err(|e| bad(e.to_string()))?;
-                        // Later checkpoints name it as this one did, or by
-                        // its absolute path if it lives in another root.
-                        let keep = if restored.own_root && !std::path::Path::new(&path).is_absolute() {
-                            path
-                        } else {
-                            file.display().to_string()
-                        };
-                        self.adopted_paths.insert(id, keep);
-                    }
+                    let (backend, ids) = (&mut self.backend, &ids);
+                    crate::checkpoint::incremental::adopt_segments(
+                        restored,
+                        refs,
+                        &log,
+                        &mut self.adopted_paths,
+                        |no| {
+                            backend
+                                .replay_segment(
+                                    no,
+                                    |hash| range.contains(owner.max_parallelism.key_group(hash)),
+                                    |old| ids.get(old as usize).copied(),
+                                )
+                                .map(|_| ())
+                                .map_err(|e| e.to_string())
+                        },
+                    )?;
                 }
                 kind @ (state_kind::EVENT_TIMER | state_kind::PROCESSING_TIMER) => {
                     let (key, ts): (K, i64) = entry.decode()?;

@@ -134,13 +134,26 @@ impl Core {
     }
 
     /// A new keyed state backend for operator `node` on this core: the log
-    /// backend (segments in the run's state directory, or the checkpoint
-    /// directory's `shared/` with incremental checkpoints, sharing the
-    /// core's memory budget) or the heap backend, as configured.
+    /// backend ([`state_log`](Self::state_log)) or the heap backend, as
+    /// configured.
     pub(crate) fn keyed_state_backend<K>(&self, node: usize) -> brisk_state::KeyedStateBackend<K>
     where
         K: Eq + std::hash::Hash + Clone + serde::Serialize + serde::de::DeserializeOwned + 'static,
     {
+        match self.state_log(node) {
+            Some((log, budget)) => brisk_state::KeyedStateBackend::with_log(log, budget),
+            None => brisk_state::KeyedStateBackend::new(),
+        }
+    }
+
+    /// Under the log backend, a new log for operator `node` on this core
+    /// (segments in the run's state directory, or the checkpoint
+    /// directory's `shared/` with incremental checkpoints) and the core's
+    /// memory budget, which every operator's state shares.
+    pub(crate) fn state_log(
+        &self,
+        node: usize,
+    ) -> Option<(brisk_state::log::LogStore, Rc<brisk_state::log::MemoryBudget>)> {
         match (&self.config.state_backend, &self.config.state_dir) {
             (crate::config::StateBackendKind::Log, Some(dir)) => {
                 let io = super::segment_io::GlommioSegmentIo::new(
@@ -155,9 +168,9 @@ impl Core {
                     id_base,
                     crate::config::STATE_SEGMENT_BYTES,
                 );
-                brisk_state::KeyedStateBackend::with_log(log, self.memory_budget.clone())
+                Some((log, self.memory_budget.clone()))
             }
-            _ => brisk_state::KeyedStateBackend::new(),
+            _ => None,
         }
     }
 

@@ -12,7 +12,7 @@ use crate::batch::Timestamp;
 /// A window: a time interval `[start, end)`, or the single global window.
 ///
 /// 16 bytes; the global window is the sentinel `[i64::MIN, i64::MAX)`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize)]
 pub struct Window {
     start: Timestamp,
     end: Timestamp,

@@ -12,6 +12,7 @@ pub mod assigner;
 pub mod evictor;
 pub mod function;
 pub(crate) mod operator;
+pub(crate) mod rows;
 pub mod trigger;
 
 pub use assigner::{Window, WindowAssigner};

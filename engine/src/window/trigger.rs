@@ -75,6 +75,18 @@ impl TriggerSlots {
     }
 }
 
+impl serde::Serialize for TriggerSlots {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        self.pairs().serialize(s)
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for TriggerSlots {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        Ok(Self::from_pairs(Vec::<(String, i64)>::deserialize(d)?))
+    }
+}
+
 thread_local! {
     static SLOT_NAMES: std::cell::RefCell<Vec<&'static str>> = const { std::cell::RefCell::new(Vec::new()) };
 }

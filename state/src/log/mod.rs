@@ -11,11 +11,14 @@
 //! | [`io`] | [`SegmentIo`]: non-blocking segment writes and mapped reads; [`SimDisk`], the seeded storage twin |
 //! | [`store`] | [`LogStore`]: the open segment, sealed segments in flight or on disk, dead-byte accounting |
 //! | [`spill`] | the per-table index of cold keys, eviction, read-back, tombstones, replay |
+//! | [`compact`] | one compaction step, for any owner of tables ([`compact::CompactTarget`]) |
 //!
 //! Compaction is driven by the owner of a log
-//! ([`KeyedStateBackend`](crate::KeyedStateBackend)), because only the
-//! tables know which records are still the newest of their key.
+//! ([`KeyedStateBackend`](crate::KeyedStateBackend), or the engine's window
+//! operator), because only the tables know which records are still the
+//! newest of their key.
 
+pub mod compact;
 pub mod format;
 pub mod io;
 pub mod spill;

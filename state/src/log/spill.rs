@@ -28,9 +28,9 @@ use super::format::{Record, RecordKind};
 use super::store::{Loc, LogStore};
 
 /// Set on a hot entry changed since it was last written to the log.
-pub(crate) const DIRTY: u8 = 1;
+pub const DIRTY: u8 = 1;
 /// Set on a hot entry used since the last eviction sweep.
-pub(crate) const REFERENCED: u8 = 2;
+pub const REFERENCED: u8 = 2;
 
 /// Touches between two samples of an entry's encoded size.
 pub const SIZE_SAMPLE_EVERY: u32 = 64;
@@ -81,16 +81,21 @@ pub struct SpillStats {
     pub tombstones: u64,
 }
 
-/// A hot entry as the spill tier sees it.
-pub(crate) trait HotEntry<K, V> {
+/// A hot entry as the spill tier sees it: an entry of some hash table whose
+/// record payload is `postcard((K, V))`.
+pub trait HotEntry<K: Clone, V> {
+    /// The hash the table and the cold index file it under.
     fn hash(&self) -> u64;
-    fn key(&self) -> &K;
-    fn value(&self) -> &V;
+    /// Its key (built on demand if the entry stores it in parts).
+    fn key(&self) -> std::borrow::Cow<'_, K>;
+    /// Appends `postcard((key, value))` to `out`; returns the bytes added.
+    fn encode(&self, out: &mut Vec<u8>) -> usize;
+    /// Its [`DIRTY`] and [`REFERENCED`] flags.
     fn flags(&mut self) -> &mut u8;
 }
 
 /// The log tier of one table.
-pub(crate) struct Spill<K, V> {
+pub struct Spill<K, V> {
     log: Rc<RefCell<LogStore>>,
     state: u32,
     /// `(key hash, record location)` of every key with a record in the log.
@@ -105,6 +110,7 @@ pub(crate) struct Spill<K, V> {
     scratch: Vec<u8>,
     /// Touches since the last size sample.
     since_sample: u32,
+    /// Counters.
     pub stats: SpillStats,
     _types: std::marker::PhantomData<fn() -> (K, V)>,
 }
@@ -121,7 +127,7 @@ fn corrupt(what: &str, loc: Loc) -> ! {
 
 /// Appends `postcard((key, value))` (a record's payload) to `out`; returns
 /// its length.
-fn encode_entry<K: Serialize, V: Serialize>(key: &K, value: &V, out: &mut Vec<u8>) -> usize {
+pub fn encode_entry<K: Serialize, V: Serialize>(key: &K, value: &V, out: &mut Vec<u8>) -> usize {
     let start = out.len();
     // Writing into a Vec fails only if a Serialize impl itself fails, which
     // derived and std impls never do.
@@ -135,9 +141,11 @@ fn key_of<K: DeserializeOwned>(rec: &Record<'_>) -> Option<K> {
 
 impl<K, V> Spill<K, V>
 where
-    K: Eq + Serialize + DeserializeOwned,
+    K: Eq + Clone + Serialize + DeserializeOwned,
     V: Serialize + DeserializeOwned,
 {
+    /// The tier of a table whose records are of state `state` in `log`,
+    /// charging `budget`; `hot_entry_size` is the inline size of a hot entry.
     pub fn new(
         log: Rc<RefCell<LogStore>>,
         state: u32,
@@ -165,6 +173,11 @@ where
     /// its inline size), so the budget is charged realistically before the
     /// first eviction.
     pub fn observe(&mut self, key: &K, value: &V) {
+        self.observe_with(|out| encode_entry(key, value, out));
+    }
+
+    /// [`observe`](Self::observe) with the entry's own encoder.
+    pub fn observe_with(&mut self, encode: impl FnOnce(&mut Vec<u8>) -> usize) {
         self.since_sample += 1;
         if self.since_sample < SIZE_SAMPLE_EVERY {
             return;
@@ -172,7 +185,7 @@ where
         self.since_sample = 0;
         let mut scratch = std::mem::take(&mut self.scratch);
         scratch.clear();
-        let n = encode_entry(key, value, &mut scratch);
+        let n = encode(&mut scratch);
         self.scratch = scratch;
         self.count_encoded(n);
     }
@@ -221,10 +234,10 @@ where
 
     /// Writes `(key, value)` as the key's newest record and points the index
     /// at it.
-    fn write(&mut self, log: &mut LogStore, hash: u64, key: &K, value: &V) {
+    fn write(&mut self, log: &mut LogStore, hash: u64, key: &K, encode: impl FnOnce(&mut Vec<u8>) -> usize) {
         let old = self.find_cold(log, hash, key);
         let mut n = 0;
-        let loc = log.append(self.state, RecordKind::Put, hash, |o| n = encode_entry(key, value, o));
+        let loc = log.append(self.state, RecordKind::Put, hash, |o| n = encode(o));
         self.count_encoded(n);
         if let Some(old) = old {
             log.kill(old);
@@ -286,7 +299,7 @@ where
                     return true;
                 }
                 if flags & DIRTY != 0 {
-                    self.write(&mut log, e.hash(), e.key(), e.value());
+                    self.write(&mut log, e.hash(), &e.key(), |o| e.encode(o));
                     self.stats.written += 1;
                 }
                 self.stats.evicted += 1;
@@ -306,7 +319,7 @@ where
         let mut log = log.borrow_mut();
         for e in hot.iter_mut() {
             if *e.flags() & DIRTY != 0 {
-                self.write(&mut log, e.hash(), e.key(), e.value());
+                self.write(&mut log, e.hash(), &e.key(), |o| e.encode(o));
                 *e.flags() &= !DIRTY;
             }
         }

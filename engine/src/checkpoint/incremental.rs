@@ -1,0 +1,118 @@
+//! A core's side of incremental checkpoints (see `segments.rs`): writing an
+//! operator's state file that refers to its log's segments, and restoring a
+//! log from the segments a checkpoint names. Shared by every operator whose
+//! state lives in a log (keyed process functions, windows).
+
+use std::cell::RefCell;
+use std::collections::HashMap;
+use std::rc::Rc;
+use std::time::Instant;
+
+use brisk_state::log::{Durability, LogStore, SegmentRef};
+
+use super::Restored;
+use super::format::{NO_KEY_GROUP, StateWriter};
+use super::segments::{self, SegmentFile};
+use crate::runtime::core::Core;
+
+/// The manifest entries of `list`, a log's segments: named by id, or as
+/// they were adopted (`adopted`: id → path).
+fn segment_files(
+    list: &[SegmentRef],
+    adopted: &HashMap<u64, String>,
+    node: usize,
+    core: usize,
+) -> Vec<SegmentFile> {
+    list.iter()
+        .map(|r| SegmentFile {
+            path: adopted.get(&r.id).cloned().unwrap_or_else(|| segments::own_path(r.id)),
+            node,
+            core,
+            id: r.id,
+            len: r.len,
+        })
+        .collect()
+}
+
+/// For a log's segments (`segments`, `None` for a full snapshot): writes
+/// the state file's entry of kind `kind` that names them, `(path, id, len)`
+/// each, operator-wide, and returns their manifest entries.
+pub(crate) fn name_segments(
+    w: &mut StateWriter,
+    kind: u8,
+    segments: Option<&Vec<SegmentRef>>,
+    adopted: &HashMap<u64, String>,
+    node: usize,
+    core: usize,
+) -> Option<Vec<SegmentFile>> {
+    let files = segment_files(segments?, adopted, node, core);
+    let entry: Vec<(&str, u64, u64)> = files.iter().map(|f| (f.path.as_str(), f.id, f.len)).collect();
+    w.entry(kind, NO_KEY_GROUP, &entry);
+    Some(files)
+}
+
+/// Writes `payload` as node `node`'s state for checkpoint `id`, once the
+/// segments of `list` in `log` are durable (a failed write fails the
+/// checkpoint), listing `files` in the acknowledgement.
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn write_after_segments(
+    core: &Core,
+    id: u64,
+    node: usize,
+    payload: Vec<u8>,
+    started: Instant,
+    list: Vec<SegmentRef>,
+    files: Vec<SegmentFile>,
+    log: Rc<RefCell<LogStore>>,
+) {
+    let Some(cp) = &core.checkpoints else { return };
+    let signal = core.segment_writes.clone();
+    let durable = Box::pin(async move {
+        loop {
+            let seen = signal.generation();
+            let now = {
+                let mut log = log.borrow_mut();
+                log.poll();
+                log.durability(&list)
+            };
+            match now {
+                Durability::Durable => return Ok(()),
+                Durability::Failed(e) => return Err(e),
+                Durability::Pending => signal.changed_since(seen).await,
+            }
+        }
+    });
+    cp.write_state_after(id, node, payload, started, files, Some(durable));
+}
+
+/// Maps, verifies and adopts into `log` every segment of `refs` (a state
+/// file's entry) in order, calling `replay` with each one's number, and
+/// notes under which path later checkpoints name it (`adopted`).
+pub(crate) fn adopt_segments(
+    restored: &Restored,
+    refs: Vec<(String, u64, u64)>,
+    log: &Rc<RefCell<LogStore>>,
+    adopted: &mut HashMap<u64, String>,
+    mut replay: impl FnMut(u32) -> Result<(), String>,
+) -> Result<(), String> {
+    for (path, id, len) in refs {
+        let file = segments::resolve(&restored.segment_root, &path);
+        let bad = |e: String| format!("state log segment {}: {e}", file.display());
+        let bytes = crate::runtime::segment_io::map_file(&file).map_err(|e| bad(e.to_string()))?;
+        let no = log.borrow_mut().adopt_verified(id, bytes, len as usize).map_err(bad)?;
+        replay(no).map_err(bad)?;
+        // Later checkpoints name it as this one did, or by its absolute path
+        // if it lives in another root.
+        let keep = if restored.own_root && !std::path::Path::new(&path).is_absolute() {
+            path
+        } else {
+            file.display().to_string()
+        };
+        adopted.insert(id, keep);
+    }
+    Ok(())
+}
+
+/// The error for a checkpoint with segments restored into the heap backend.
+pub(crate) const NOT_A_LOG_BACKEND: &str = "the checkpoint refers to state log segments (state_backend = log); \
+     restore it with state_backend = log, or switch backends through a savepoint";

@@ -1,0 +1,306 @@
+//! The window operator's rows, one per (key, window): a hash table in
+//! memory, and under the log backend a log tier behind it.
+//!
+//! Under `state_backend = log` the rows beyond the core's memory budget are
+//! evicted to the operator's log as records `postcard(((key, window),
+//! (acc, trigger slots, end timer, cleanup timer)))` filed under the row's
+//! hash, exactly as keyed process state is (`brisk_state::log`): every row
+//! access first *touches* the row, which charges the budget (evicting
+//! unreferenced rows, writing the dirty ones) and reads an evicted row back.
+//! Timers and the merging-window sets stay in memory.
+
+use std::borrow::Cow;
+use std::cell::RefCell;
+use std::hash::Hash;
+use std::rc::Rc;
+
+use brisk_state::log::compact::{CompactTarget, compact_once};
+use brisk_state::log::spill::{DIRTY, HotEntry, REFERENCED, Spill};
+use brisk_state::log::{Loc, LogStore, MemoryBudget, Record, SegmentRef, SpillStats};
+use hashbrown::HashTable;
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+use super::assigner::Window;
+use super::trigger::TriggerSlots;
+
+/// Contents and trigger state of one (key, window).
+pub(crate) struct Row<K, A> {
+    pub key: K,
+    pub window: Window,
+    pub acc: Option<A>,
+    pub slots: TriggerSlots,
+    /// Whether an event-time timer at the window's max timestamp is known to
+    /// be queued: lets a trigger that re-registers it on every element (the
+    /// event-time trigger) skip the queue's index. Cleared when that timer is
+    /// deleted or fires. A flag rather than a timestamp keeps a row of a
+    /// small key and accumulator within one 64-byte cache line.
+    pub end_timer: bool,
+    /// Whether this window's cleanup timer is queued (Flink re-registers it,
+    /// idempotently, on every element; once is the same).
+    pub cleanup_registered: bool,
+    /// Log backend: dirty and referenced flags.
+    flags: u8,
+}
+
+/// The hash of a (key, window) row, from the key's stable hash.
+#[inline]
+pub(crate) fn row_hash(key_hash: u64, window: &Window) -> u64 {
+    brisk_state::hash::fmix64(
+        key_hash ^ brisk_state::hash::fmix64(window.start() as u64 ^ (window.end() as u64).rotate_left(32)),
+    )
+}
+
+/// A row's value as its log record holds it.
+pub(crate) type RowValue<A> = (Option<A>, TriggerSlots, bool, bool);
+
+impl<K: Clone + Hash + Serialize, A: Serialize> HotEntry<(K, Window), RowValue<A>> for Row<K, A> {
+    fn hash(&self) -> u64 {
+        row_hash(brisk_state::key_hash(&self.key), &self.window)
+    }
+    fn key(&self) -> Cow<'_, (K, Window)> {
+        Cow::Owned((self.key.clone(), self.window))
+    }
+    fn encode(&self, out: &mut Vec<u8>) -> usize {
+        let start = out.len();
+        let image =
+            ((&self.key, &self.window), (&self.acc, &self.slots, self.end_timer, self.cleanup_registered));
+        // Writing into a Vec fails only if a Serialize impl itself fails.
+        postcard::to_io(&image, &mut *out).expect("window rows encode");
+        out.len() - start
+    }
+    fn flags(&mut self) -> &mut u8 {
+        &mut self.flags
+    }
+}
+
+/// The log behind the rows (log backend).
+struct RowTier<K, A> {
+    log: Rc<RefCell<LogStore>>,
+    spill: Spill<(K, Window), RowValue<A>>,
+    accesses: u32,
+}
+
+/// Accesses between two looks at the log (finished writes, compaction).
+const LOG_MAINTAIN_EVERY: u32 = 1024;
+
+/// Every row of one window operator on one core.
+pub(crate) struct Rows<K, A> {
+    table: HashTable<Row<K, A>>,
+    tier: Option<Box<RowTier<K, A>>>,
+}
+
+/// The rows as compaction sees them (state 0 of the log).
+struct Target<'a, K, A> {
+    spill: &'a mut Spill<(K, Window), RowValue<A>>,
+    table: &'a HashTable<Row<K, A>>,
+}
+
+impl<K, A> CompactTarget for Target<'_, K, A>
+where
+    K: Eq + Hash + Clone + Serialize + DeserializeOwned,
+    A: Serialize + DeserializeOwned,
+{
+    fn is_live(&self, _: u32, hash: u64, loc: Loc) -> bool {
+        self.spill.is_live(hash, loc)
+    }
+    fn tombstone_still_needed(&self, _: u32, rec: &Record<'_>) -> bool {
+        let table = self.table;
+        self.spill
+            .tombstone_still_needed(rec, |h, k| table.find(h, |r| r.key == k.0 && r.window == k.1).is_some())
+    }
+    fn relocate(&mut self, _: u32, hash: u64, old: Loc, new: Loc) {
+        self.spill.relocate(hash, old, new);
+    }
+}
+
+impl<K, A> Rows<K, A>
+where
+    K: Eq + Hash + Clone + Serialize + DeserializeOwned + 'static,
+    A: Serialize + DeserializeOwned + 'static,
+{
+    /// Rows in memory only, or with a log tier (`log`, charging `budget`).
+    pub fn new(log: Option<(LogStore, Rc<MemoryBudget>)>) -> Self {
+        let tier = log.map(|(log, budget)| {
+            let log = Rc::new(RefCell::new(log));
+            let spill = Spill::new(log.clone(), 0, budget, std::mem::size_of::<Row<K, A>>());
+            Box::new(RowTier { log, spill, accesses: 0 })
+        });
+        Self { table: HashTable::new(), tier }
+    }
+
+    /// Under the log backend: charges the budget (evicting if over it),
+    /// maintains the log now and then, and reads the row back if evicted.
+    #[inline]
+    fn touch(&mut self, key: &K, rh: u64, window: Window) {
+        let Some(t) = &mut self.tier else { return };
+        t.accesses += 1;
+        if t.accesses >= LOG_MAINTAIN_EVERY {
+            t.accesses = 0;
+            compact_once(&t.log, &mut Target { spill: &mut t.spill, table: &self.table });
+        }
+        t.spill.maintain(&mut self.table);
+        if let Some(r) = self.table.find_mut(rh, |r| r.window == window && r.key == *key) {
+            r.flags |= REFERENCED;
+            t.spill.observe_with(|o| r.encode(o));
+        } else if t.spill.cold_len() > 0
+            && let Some((acc, slots, end_timer, cleanup_registered)) =
+                t.spill.fault_in(rh, &(key.clone(), window))
+        {
+            let row = Row {
+                key: key.clone(),
+                window,
+                acc,
+                slots,
+                end_timer,
+                cleanup_registered,
+                flags: REFERENCED,
+            };
+            self.table.insert_unique(rh, row, |r| row_hash(brisk_state::key_hash(&r.key), &r.window));
+        }
+    }
+
+    /// The row of (key, window) (`rh` = [`row_hash`]), created empty if
+    /// absent. Rows do not keep the key hash (it would cost 8 bytes per
+    /// window); growing the table recomputes it.
+    #[inline]
+    pub fn or_insert(&mut self, key: &K, rh: u64, window: Window) -> &mut Row<K, A> {
+        self.touch(key, rh, window);
+        let row = self
+            .table
+            .entry(
+                rh,
+                |r| r.window == window && r.key == *key,
+                |r| row_hash(brisk_state::key_hash(&r.key), &r.window),
+            )
+            .or_insert_with(|| Row {
+                key: key.clone(),
+                window,
+                acc: None,
+                slots: TriggerSlots::default(),
+                end_timer: false,
+                cleanup_registered: false,
+                flags: 0,
+            })
+            .into_mut();
+        row.flags |= DIRTY;
+        row
+    }
+
+    /// The row of (key, window), if any.
+    #[inline]
+    pub fn get_mut(&mut self, key: &K, key_hash: u64, window: Window) -> Option<&mut Row<K, A>> {
+        let rh = row_hash(key_hash, &window);
+        self.touch(key, rh, window);
+        let row = self.table.find_mut(rh, |r| r.window == window && r.key == *key)?;
+        row.flags |= DIRTY;
+        Some(row)
+    }
+
+    /// Removes the row of (key, window).
+    pub fn remove(&mut self, key: &K, key_hash: u64, window: Window) -> Option<Row<K, A>> {
+        let rh = row_hash(key_hash, &window);
+        if let Some(t) = &mut self.tier
+            && t.spill.cold_len() > 0
+        {
+            // Reads it back first (it may be cold), and writes a tombstone.
+            self.touch(key, rh, window);
+            if let Some(t) = &mut self.tier {
+                t.spill.forget(rh, &(key.clone(), window));
+            }
+        }
+        self.table.find_entry(rh, |r| r.window == window && r.key == *key).ok().map(|e| e.remove().0)
+    }
+
+    /// Starts loading the row filed under `rh` into the cache (a probe that
+    /// prefetches the rows it passes, then gives up).
+    #[inline]
+    pub fn prefetch(&self, rh: u64) {
+        let _ = self.table.find(rh, |r| {
+            prefetch(r as *const Row<K, A>);
+            false
+        });
+    }
+
+    /// Rows in memory (under the log backend, evicted rows are not here:
+    /// see [`for_each_cold`](Self::for_each_cold)).
+    pub fn hot(&self) -> impl Iterator<Item = &Row<K, A>> {
+        self.table.iter()
+    }
+
+    /// Calls `out` with every evicted row's record payload that is not in
+    /// memory.
+    pub fn for_each_cold(&self, out: &mut dyn FnMut(u64, &[u8])) {
+        if let Some(t) = &self.tier {
+            let table = &self.table;
+            t.spill.for_each_cold(|h, k| table.find(h, |r| r.key == k.0 && r.window == k.1).is_some(), out);
+        }
+    }
+
+    /// Writes every dirty row into the log, seals it and returns its
+    /// segments (the checkpoint's from now on). `None` without a log.
+    pub fn flush_log(&mut self) -> Option<Vec<SegmentRef>> {
+        let t = self.tier.as_mut()?;
+        t.spill.flush(&mut self.table);
+        let mut log = t.log.borrow_mut();
+        log.seal();
+        Some(log.publish())
+    }
+
+    /// The log, if any.
+    pub fn log(&self) -> Option<&Rc<RefCell<LogStore>>> {
+        self.tier.as_ref().map(|t| &t.log)
+    }
+
+    /// Rebuilds the index from adopted segment `seg`, keeping the rows whose
+    /// key's hash `owned` accepts. Segments must be replayed in log order.
+    pub fn replay_segment(&mut self, seg: u32, owned: impl Fn(u64) -> bool) -> Result<(), String> {
+        let Some(t) = &mut self.tier else { return Err("not a log backend".into()) };
+        let records = t.log.borrow().copy_records(seg);
+        for (loc, state, kind, hash, payload) in records {
+            let mut log = t.log.borrow_mut();
+            let key: (K, Window) = postcard::take_from_bytes(&payload)
+                .map(|(k, _)| k)
+                .map_err(|e| format!("a window row's key does not decode: {e}"))?;
+            if state != 0 || !owned(brisk_state::key_hash(&key.0)) {
+                log.kill(loc);
+                continue;
+            }
+            let rec = Record { state, kind, hash, payload: &payload };
+            t.spill.replay(&mut log, loc, &rec)?;
+        }
+        Ok(())
+    }
+
+    /// Counters of the log tier: the spill's and the log's.
+    pub fn log_stats(&self) -> Option<(SpillStats, brisk_state::log::LogStats)> {
+        let t = self.tier.as_ref()?;
+        Some((t.spill.stats, t.log.borrow().stats().clone()))
+    }
+}
+
+/// Asks the CPU to bring `ptr`'s cache line in, without waiting for it.
+#[inline(always)]
+fn prefetch<X>(ptr: *const X) {
+    #[cfg(target_arch = "x86_64")]
+    {
+        // SAFETY: a prefetch is a hint; it never faults and reads nothing.
+        unsafe { std::arch::x86_64::_mm_prefetch::<{ std::arch::x86_64::_MM_HINT_T0 }>(ptr.cast::<i8>()) };
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = ptr;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_row_of_a_small_key_and_accumulator_fills_one_cache_line() {
+        // The KW workload's rows: a u64 key and a (count, sum) accumulator.
+        // hashbrown places 64-byte rows on 64-byte boundaries of a large
+        // table, so each probe touches one line; the log tier's flags fit
+        // in the padding.
+        assert_eq!(std::mem::size_of::<Row<u64, (u64, u64)>>(), 64);
+    }
+}
