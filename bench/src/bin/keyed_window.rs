@@ -61,6 +61,16 @@ struct Cli {
     /// Print the event rate sampled every this many ms.
     #[arg(long, value_parser = clap::value_parser!(u64).range(10..))]
     timeline_ms: Option<u64>,
+    /// Where window state lives: `memory` or `log` (Flink's hashmap and
+    /// rocksdb).
+    #[arg(long, default_value = "memory")]
+    state_backend: brisk::StateBackendKind,
+    /// Log backend: bytes of state each core keeps in memory.
+    #[arg(long, value_parser = clap::value_parser!(u64).range(4096..))]
+    state_memory_budget: Option<u64>,
+    /// Log backend: full checkpoints instead of incremental ones.
+    #[arg(long)]
+    full_checkpoints: bool,
 }
 
 /// Events generated, summed over cores (updated every [`COUNT_BATCH`]).
@@ -100,6 +110,11 @@ fn main() -> anyhow::Result<()> {
         checkpoint_dir: cli.checkpoint_dir.clone(),
         checkpoint_interval_ms: cli.checkpoint_interval_ms.unwrap_or(0),
         restore: cli.restore.clone(),
+        state_backend: cli.state_backend,
+        state_memory_budget_bytes: cli
+            .state_memory_budget
+            .map_or(JobConfig::default().state_memory_budget_bytes, |b| b as usize),
+        incremental_checkpoints: !cli.full_checkpoints,
         ..JobConfig::default()
     });
     let counting = cli.timeline_ms.is_some();
@@ -192,6 +207,13 @@ fn main() -> anyhow::Result<()> {
         let mut sync: Vec<u64> = result.checkpoints.iter().map(|c| c.sync_us).collect();
         sync.sort_unstable();
         let max_bytes = result.checkpoints.iter().map(|c| c.bytes).max().unwrap_or(0);
+        let max_full = result.checkpoints.iter().map(|c| c.full_bytes).max().unwrap_or(0);
+        let mut added: Vec<u64> = result.checkpoints.iter().map(|c| c.bytes).collect();
+        added.sort_unstable();
+        println!(
+            "# checkpoint bytes: added p50={} max={max_bytes}, whole state referred to max={max_full}",
+            added[added.len() / 2]
+        );
         println!(
             "# checkpoints={} duration_ms p50={} max={} sync_pause_ms p50={:.1} max={:.1} largest_bytes={max_bytes}",
             ms.len(),
@@ -200,6 +222,18 @@ fn main() -> anyhow::Result<()> {
             sync[sync.len() / 2] as f64 / 1000.0,
             sync[sync.len() - 1] as f64 / 1000.0,
         );
+    }
+    if cli.state_backend == brisk::StateBackendKind::Log {
+        println!(
+            "# log backend: {} rows evicted, {} written, {} read back, {} segments compacted",
+            result.metrics.total("state_evicted"),
+            result.metrics.total("state_written"),
+            result.metrics.total("state_read_back"),
+            result.metrics.total("state_segments_compacted"),
+        );
+    }
+    if let Some(peak) = peak_rss_kib() {
+        println!("# peak_rss_mib={:.1}", peak as f64 / 1024.0);
     }
     println!(
         "keyed_window events={events} keys={keys} cores={} secs={secs:.3} events_per_s={:.0}",
@@ -245,4 +279,11 @@ fn print_timeline(epoch_start: i64, ms: u64, samples: &[(i64, u64)], checkpoints
         o / 1e6,
         outside.len(),
     );
+}
+
+/// The process's peak resident set (VmHWM), in KiB, where /proc has it.
+fn peak_rss_kib() -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    line.split_whitespace().nth(1)?.parse().ok()
 }

@@ -1,5 +1,6 @@
-//! State log segments on real files: written through glommio DMA files
-//! (io_uring, O_DIRECT) in a background task, read back through `memmap2`.
+//! State log segments on real files: written through glommio buffered
+//! files (io_uring, through the page cache) in a background task, read back
+//! through `memmap2`.
 //!
 //! A core never waits here: [`GlommioSegmentIo::write`] spawns the write and
 //! returns; the log learns the outcome from [`SegmentIo::poll`]. Reading a
@@ -98,6 +99,28 @@ impl GlommioSegmentIo {
     }
 }
 
+/// Writes a segment file through the page cache (io_uring, buffered) and
+/// makes it durable. Buffered, not O_DIRECT: cold rows are read back through
+/// a map of the file, and a segment written around the page cache would
+/// make every such read a disk read (measured: 16 µs per read-back on this
+/// VM, 70 k events/s for KW at a budget of a fifth of the state).
+async fn write_through_page_cache(path: &Path, bytes: &[u8]) -> io::Result<()> {
+    let err = |e: glommio::GlommioError<()>| io::Error::other(e.to_string());
+    let file = glommio::io::BufferedFile::create(path).await.map_err(err)?;
+    let mut at = 0;
+    while at < bytes.len() {
+        // One copy per segment: the ring takes ownership of the buffer.
+        let n = file.write_at(bytes[at..].to_vec(), at as u64).await.map_err(err)?;
+        if n == 0 {
+            return Err(io::Error::new(io::ErrorKind::WriteZero, "segment write made no progress"));
+        }
+        at += n;
+    }
+    file.fdatasync().await.map_err(err)?;
+    file.close().await.map_err(err)?;
+    Ok(())
+}
+
 /// Maps the segment file at `path` (a restored checkpoint's).
 pub(crate) fn map_file(path: &Path) -> io::Result<SegmentBytes> {
     // Opening and mapping are metadata calls; the data is read through the
@@ -129,7 +152,7 @@ impl SegmentIo for GlommioSegmentIo {
         in_flight.set(in_flight.get() + 1);
         signal.started();
         glommio::spawn_local(async move {
-            let r = crate::checkpoint::tracker::write_durably(&path, &[], &bytes).await;
+            let r = write_through_page_cache(&path, &bytes).await;
             in_flight.set(in_flight.get() - 1);
             done.borrow_mut().push((id, r));
             signal.finished();

@@ -274,11 +274,21 @@ where
         self.budget.recharge(self.charged, now);
         self.charged = now;
         let over = self.budget.over();
-        if over == 0 || hot.is_empty() {
+        // Index slots cannot be evicted: when they alone fill the budget,
+        // evicting every hot entry on every access would only thrash (each
+        // sweep walks the table). A table keeps a floor of hot entries, and
+        // the core runs over its budget by what its indexes need.
+        let floor = (self.budget.limit() / 16 / self.entry_bytes).max(1);
+        if over == 0 || hot.len() <= floor {
             return;
         }
-        let want = (over / self.entry_bytes + 1).max(hot.len() / 8).min(hot.len());
+        let want = (over / self.entry_bytes + 1).max(hot.len() / 8).min(hot.len() - floor);
         self.evict(hot, want);
+        // A sweep walks every bucket: keep the table's capacity near its
+        // size, or sweeps of a table that once held far more cost per bucket.
+        if hot.capacity() > 4 * hot.len() + 1024 {
+            hot.shrink_to(2 * hot.len(), |e| e.hash());
+        }
         let now = hot.len() * self.entry_bytes + self.cold.len() * INDEX_SLOT_BYTES;
         self.budget.recharge(self.charged, now);
         self.charged = now;
