@@ -107,6 +107,22 @@ struct Ack {
     sink_dirs: Vec<PathBuf>,
 }
 
+impl Ack {
+    /// Adds this core's commits and sink directories to `m`, each once.
+    fn add_commits_to(&self, m: &mut Manifest) {
+        for c in &self.commits {
+            if !m.commits.iter().any(|x| x.from == c.from) {
+                m.commits.push(c.clone());
+            }
+        }
+        for d in &self.sink_dirs {
+            if !m.sink_dirs.contains(d) {
+                m.sink_dirs.push(d.clone());
+            }
+        }
+    }
+}
+
 /// What a coordinator run produced.
 pub(crate) struct Outcome {
     /// Why the job must fail (too many checkpoint failures, commit errors).
@@ -482,16 +498,7 @@ impl Coordinator {
                 let bytes = store::write_state_file(dir, &name, payload)?;
                 m.files.push(FileEntry { name, node: *node, core, bytes });
             }
-            for c in &part.commits {
-                if !m.commits.iter().any(|x| x.from == c.from) {
-                    m.commits.push(c.clone());
-                }
-            }
-            for d in &part.sink_dirs {
-                if !m.sink_dirs.contains(d) {
-                    m.sink_dirs.push(d.clone());
-                }
-            }
+            part.add_commits_to(&mut m);
         }
         Ok(m)
     }
@@ -521,16 +528,7 @@ pub(crate) fn finish(
     let mut m = Manifest::new(id, settings.cores, settings.max_parallelism, settings.nodes.clone());
     m.finished = true;
     for part in outcome.ended.values() {
-        for c in &part.commits {
-            if !m.commits.iter().any(|x| x.from == c.from) {
-                m.commits.push(c.clone());
-            }
-        }
-        for d in &part.sink_dirs {
-            if !m.sink_dirs.contains(d) {
-                m.sink_dirs.push(d.clone());
-            }
-        }
+        part.add_commits_to(&mut m);
     }
     store::complete(&dir, &m).map_err(|e| format!("cannot complete the final checkpoint {id}: {e}"))?;
     shared.completed.store(id, Ordering::Release);

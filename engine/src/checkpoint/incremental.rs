@@ -10,8 +10,9 @@ use std::time::Instant;
 
 use brisk_state::log::{Durability, LogStore, SegmentRef};
 
+use super::EntryError;
 use super::Restored;
-use super::format::{NO_KEY_GROUP, StateWriter};
+use super::format::{NO_KEY_GROUP, RawEntry, StateWriter};
 use super::segments::{self, SegmentFile};
 use crate::runtime::core::Core;
 
@@ -85,16 +86,25 @@ pub(crate) fn write_after_segments(
     cp.write_state_after(id, node, payload, started, files, Some(durable));
 }
 
-/// Maps, verifies and adopts into `log` every segment of `refs` (a state
-/// file's entry) in order, calling `replay` with each one's number, and
-/// notes under which path later checkpoints name it (`adopted`).
-pub(crate) fn adopt_segments(
-    restored: &Restored,
-    refs: Vec<(String, u64, u64)>,
-    log: &Rc<RefCell<LogStore>>,
+/// Restores a state file's segment entry (written by [`name_segments`]):
+/// maps, verifies and adopts into `log` every segment it names, in order,
+/// calling `replay` with each one's number, and notes under which path
+/// later checkpoints name it (`adopted`). `log` is `None` on the heap
+/// backend, which cannot take such a checkpoint.
+pub(crate) fn restore_segments(
+    entry: &RawEntry<'_>,
+    restored: Option<&Restored>,
+    log: Option<&Rc<RefCell<LogStore>>>,
     adopted: &mut HashMap<u64, String>,
     mut replay: impl FnMut(u32) -> Result<(), String>,
-) -> Result<(), String> {
+) -> Result<(), EntryError> {
+    let refs: Vec<(String, u64, u64)> = entry.decode()?;
+    let Some(restored) = restored else { return Ok(()) };
+    let Some(log) = log else {
+        return Err("the checkpoint refers to state log segments (state_backend = log); \
+                    restore it with state_backend = log, or switch backends through a savepoint"
+            .into());
+    };
     for (path, id, len) in refs {
         let file = segments::resolve(&restored.segment_root, &path);
         let bad = |e: String| format!("state log segment {}: {e}", file.display());
@@ -112,7 +122,3 @@ pub(crate) fn adopt_segments(
     }
     Ok(())
 }
-
-/// The error for a checkpoint with segments restored into the heap backend.
-pub(crate) const NOT_A_LOG_BACKEND: &str = "the checkpoint refers to state log segments (state_backend = log); \
-     restore it with state_backend = log, or switch backends through a savepoint";

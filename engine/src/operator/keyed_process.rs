@@ -475,16 +475,12 @@ where
                     self.backend.restore_entry(id, bytes)?;
                 }
                 state_kind::LOG_SEGMENTS => {
-                    let refs: Vec<(String, u64, u64)> = entry.decode()?;
-                    let Some(restored) = &restored else { return Ok(()) };
-                    let Some(log) = self.backend.log().cloned() else {
-                        return Err(crate::checkpoint::incremental::NOT_A_LOG_BACKEND.into());
-                    };
                     let (backend, ids) = (&mut self.backend, &ids);
-                    crate::checkpoint::incremental::adopt_segments(
-                        restored,
-                        refs,
-                        &log,
+                    let log = backend.log().cloned();
+                    crate::checkpoint::incremental::restore_segments(
+                        &entry,
+                        restored.as_deref(),
+                        log.as_ref(),
                         &mut self.adopted_paths,
                         |no| {
                             backend

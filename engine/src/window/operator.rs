@@ -570,16 +570,12 @@ where
                     row.cleanup_registered = cleanup;
                 }
                 state_kind::LOG_SEGMENTS => {
-                    let refs: Vec<(String, u64, u64)> = entry.decode()?;
-                    let Some(restored) = &restored else { return Ok(()) };
-                    let Some(log) = self.entries.log().cloned() else {
-                        return Err(crate::checkpoint::incremental::NOT_A_LOG_BACKEND.into());
-                    };
+                    let log = self.entries.log().cloned();
                     let entries = &mut self.entries;
-                    crate::checkpoint::incremental::adopt_segments(
-                        restored,
-                        refs,
-                        &log,
+                    crate::checkpoint::incremental::restore_segments(
+                        &entry,
+                        restored.as_deref(),
+                        log.as_ref(),
                         &mut self.adopted_paths,
                         |no| {
                             entries.replay_segment(no, |hash| {
