@@ -131,7 +131,7 @@ trait Tier<K, V> {
     fn flush(&mut self, hot: &mut HashTable<Entry<K, V>>);
     fn for_each_cold(&self, hot: &HashTable<Entry<K, V>>, out: &mut dyn FnMut(u64, &[u8]));
     fn is_live(&self, hash: u64, loc: Loc) -> bool;
-    fn tombstone_still_needed(&self, hot: &HashTable<Entry<K, V>>, rec: &Record<'_>) -> bool;
+    fn tombstone_still_needed(&self, rec: &Record<'_>) -> bool;
     fn relocate(&mut self, hash: u64, old: Loc, new: Loc);
     fn replay(&mut self, log: &mut LogStore, loc: Loc, rec: &Record<'_>) -> Result<(), String>;
     fn stats(&self) -> SpillStats;
@@ -164,8 +164,8 @@ where
     fn is_live(&self, hash: u64, loc: Loc) -> bool {
         Spill::is_live(self, hash, loc)
     }
-    fn tombstone_still_needed(&self, hot: &HashTable<Entry<K, V>>, rec: &Record<'_>) -> bool {
-        Spill::tombstone_still_needed(self, rec, |h, k| hot.find(h, |e| e.key == *k).is_some())
+    fn tombstone_still_needed(&self, rec: &Record<'_>) -> bool {
+        Spill::tombstone_still_needed(self, rec)
     }
     fn relocate(&mut self, hash: u64, old: Loc, new: Loc) {
         Spill::relocate(self, hash, old, new)
@@ -432,7 +432,7 @@ where
     }
 
     fn tombstone_still_needed(&self, rec: &Record<'_>) -> bool {
-        self.spill.as_ref().is_some_and(|s| s.tombstone_still_needed(&self.table, rec))
+        self.spill.as_ref().is_some_and(|s| s.tombstone_still_needed(rec))
     }
 
     fn relocate(&mut self, hash: u64, old: Loc, new: Loc) {
@@ -597,9 +597,14 @@ impl<K: Eq + Hash + Clone + Serialize + DeserializeOwned + 'static> KeyedStateBa
     /// Rebuilds the index of the log's cold keys from segment `seg` of the
     /// log (adopted from storage by the caller), keeping the records whose
     /// key hash `owned` accepts. `state_of` maps the state number a record
-    /// was written under to this backend's state (the registration order may
-    /// differ between runs; a record whose state moved is copied into the
-    /// log under its new number). Segments must be replayed in log order.
+    /// was written under to this backend's state. Segments must be replayed
+    /// in log order.
+    ///
+    /// If the registration order differs from the checkpoint's, or the
+    /// segment could not take its place in the log's order (see
+    /// [`LogStore::adopt`]), its kept records are copied into the log (under
+    /// their new state numbers) and the segment is dropped: a later restore
+    /// must not find records under old numbers, or out of order.
     pub fn replay_segment(
         &mut self,
         seg: u32,
@@ -609,6 +614,8 @@ impl<K: Eq + Hash + Clone + Serialize + DeserializeOwned + 'static> KeyedStateBa
         let Some(tier) = &self.tier else { return Err(RestoreError("not a log backend".into())) };
         let log = tier.log.clone();
         let records = log.borrow().copy_records(seg);
+        let copy = !log.borrow().in_order(seg)
+            || records.iter().any(|r| state_of(r.1).is_some_and(|id| id as u32 != r.1));
         let mut n = 0;
         for (loc, state, kind, hash, payload) in records {
             let mut log = log.borrow_mut();
@@ -624,17 +631,16 @@ impl<K: Eq + Hash + Clone + Serialize + DeserializeOwned + 'static> KeyedStateBa
             let Some(reg) = self.states.get_mut(id) else {
                 return Err(RestoreError(format!("state {id} is not registered")));
             };
-            let loc = if id as u32 == state {
-                loc
-            } else {
-                log.kill(loc);
-                log.append(id as u32, kind, hash, |o| o.extend_from_slice(&payload))
-            };
+            let loc =
+                if copy { log.append(id as u32, kind, hash, |o| o.extend_from_slice(&payload)) } else { loc };
             let rec = Record { state: id as u32, kind, hash, payload: &payload };
             reg.table
                 .replay(&mut log, loc, &rec)
                 .map_err(|e| RestoreError(format!("state '{}' ({}): {e}", reg.name, reg.kind)))?;
             n += 1;
+        }
+        if copy {
+            log.borrow_mut().drop_segment(seg);
         }
         Ok(n)
     }

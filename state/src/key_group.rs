@@ -95,6 +95,20 @@ pub struct KeyGroupRange {
 }
 
 impl KeyGroupRange {
+    /// Every key group (a log written by no particular owner, as in tests).
+    pub const ALL: Self = Self { start: 0, end: u32::MAX };
+
+    /// The key groups in both ranges (empty if they do not overlap).
+    pub fn intersect(&self, other: &Self) -> Self {
+        let start = self.start.max(other.start);
+        Self { start, end: self.end.min(other.end).max(start) }
+    }
+
+    /// Whether the range holds no key group.
+    pub fn is_empty(&self) -> bool {
+        self.start >= self.end
+    }
+
     /// Whether `key_group` is in the range.
     pub fn contains(&self, key_group: u32) -> bool {
         (self.start..self.end).contains(&key_group)

@@ -370,7 +370,8 @@ where
         core: Rc<Core>,
         node: usize,
     ) -> Result<Rc<Self>, JobError> {
-        let mut backend = core.keyed_state_backend(node);
+        let mut backend =
+            core.keyed_state_backend(node, owner.max_parallelism.range_for(owner.core, owner.cores));
         let mut ctx = OpenContext { backend: &mut backend, core: info.core, cores: owner.cores };
         info.guard(|| f.open(&mut ctx))?.map_err(|e| info.user_error(format!("open failed: {e}")))?;
         let log_counters = backend.is_log().then(|| LogCounters::new(&core, &info.name));
@@ -481,12 +482,13 @@ where
                         &entry,
                         restored.as_deref(),
                         log.as_ref(),
+                        range,
                         &mut self.adopted_paths,
-                        |no| {
+                        |no, scope| {
                             backend
                                 .replay_segment(
                                     no,
-                                    |hash| range.contains(owner.max_parallelism.key_group(hash)),
+                                    |hash| scope.contains(owner.max_parallelism.key_group(hash)),
                                     |old| ids.get(old as usize).copied(),
                                 )
                                 .map(|_| ())

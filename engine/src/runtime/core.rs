@@ -133,14 +133,18 @@ impl Core {
         })
     }
 
-    /// A new keyed state backend for operator `node` on this core: the log
-    /// backend ([`state_log`](Self::state_log)) or the heap backend, as
-    /// configured.
-    pub(crate) fn keyed_state_backend<K>(&self, node: usize) -> brisk_state::KeyedStateBackend<K>
+    /// A new keyed state backend for operator `node` on this core, which
+    /// owns key groups `scope`: the log backend
+    /// ([`state_log`](Self::state_log)) or the heap backend, as configured.
+    pub(crate) fn keyed_state_backend<K>(
+        &self,
+        node: usize,
+        scope: brisk_state::KeyGroupRange,
+    ) -> brisk_state::KeyedStateBackend<K>
     where
         K: Eq + std::hash::Hash + Clone + serde::Serialize + serde::de::DeserializeOwned + 'static,
     {
-        match self.state_log(node) {
+        match self.state_log(node, scope) {
             Some((log, budget)) => brisk_state::KeyedStateBackend::with_log(log, budget),
             None => brisk_state::KeyedStateBackend::new(),
         }
@@ -149,10 +153,13 @@ impl Core {
     /// Under the log backend, a new log for operator `node` on this core
     /// (segments in the run's state directory, or the checkpoint
     /// directory's `shared/` with incremental checkpoints) and the core's
-    /// memory budget, which every operator's state shares.
+    /// memory budget, which every operator's state shares. The log's
+    /// segments are scoped to `scope`, the key groups the operator owns
+    /// here.
     pub(crate) fn state_log(
         &self,
         node: usize,
+        scope: brisk_state::KeyGroupRange,
     ) -> Option<(brisk_state::log::LogStore, Rc<brisk_state::log::MemoryBudget>)> {
         match (&self.config.state_backend, &self.config.state_dir) {
             (crate::config::StateBackendKind::Log, Some(dir)) => {
@@ -163,11 +170,12 @@ impl Core {
                 );
                 // Unique per (run, operator, core) within the directory.
                 let id_base = crate::checkpoint::segments::id_base(self.config.state_epoch, node, self.index);
-                let log = brisk_state::log::LogStore::new(
+                let mut log = brisk_state::log::LogStore::new(
                     Box::new(io),
                     id_base,
                     crate::config::STATE_SEGMENT_BYTES,
                 );
+                log.set_scope(scope);
                 Some((log, self.memory_budget.clone()))
             }
             _ => None,

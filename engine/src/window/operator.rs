@@ -429,7 +429,8 @@ where
         node: usize,
     ) -> Result<Rc<Self>, JobError> {
         let dropped = core.counter(&info.name, "late_records_dropped");
-        let entries = Rows::new(core.state_log(node));
+        let entries =
+            Rows::new(core.state_log(node, owner.max_parallelism.range_for(owner.core, owner.cores)));
         let log_counters = entries
             .log()
             .is_some()
@@ -576,10 +577,11 @@ where
                         &entry,
                         restored.as_deref(),
                         log.as_ref(),
+                        range,
                         &mut self.adopted_paths,
-                        |no| {
+                        |no, scope| {
                             entries.replay_segment(no, |hash| {
-                                range.contains(owner.max_parallelism.key_group(hash))
+                                scope.contains(owner.max_parallelism.key_group(hash))
                             })
                         },
                     )?;

@@ -93,7 +93,6 @@ pub(crate) struct Rows<K, A> {
 /// The rows as compaction sees them (state 0 of the log).
 struct Target<'a, K, A> {
     spill: &'a mut Spill<(K, Window), RowValue<A>>,
-    table: &'a HashTable<Row<K, A>>,
 }
 
 impl<K, A> CompactTarget for Target<'_, K, A>
@@ -105,9 +104,7 @@ where
         self.spill.is_live(hash, loc)
     }
     fn tombstone_still_needed(&self, _: u32, rec: &Record<'_>) -> bool {
-        let table = self.table;
-        self.spill
-            .tombstone_still_needed(rec, |h, k| table.find(h, |r| r.key == k.0 && r.window == k.1).is_some())
+        self.spill.tombstone_still_needed(rec)
     }
     fn relocate(&mut self, _: u32, hash: u64, old: Loc, new: Loc) {
         self.spill.relocate(hash, old, new);
@@ -137,7 +134,7 @@ where
         t.accesses += 1;
         if t.accesses >= LOG_MAINTAIN_EVERY {
             t.accesses = 0;
-            compact_once(&t.log, &mut Target { spill: &mut t.spill, table: &self.table });
+            compact_once(&t.log, &mut Target { spill: &mut t.spill });
         }
         t.spill.maintain(&mut self.table);
         if let Some(r) = self.table.find_mut(rh, |r| r.window == window && r.key == *key) {
@@ -257,6 +254,8 @@ where
     pub fn replay_segment(&mut self, seg: u32, owned: impl Fn(u64) -> bool) -> Result<(), String> {
         let Some(t) = &mut self.tier else { return Err("not a log backend".into()) };
         let records = t.log.borrow().copy_records(seg);
+        // Out of the log's order (see `LogStore::adopt`): copy what we keep.
+        let copy = !t.log.borrow().in_order(seg);
         for (loc, state, kind, hash, payload) in records {
             let mut log = t.log.borrow_mut();
             let key: (K, Window) = postcard::take_from_bytes(&payload)
@@ -266,8 +265,13 @@ where
                 log.kill(loc);
                 continue;
             }
+            let loc =
+                if copy { log.append(state, kind, hash, |o| o.extend_from_slice(&payload)) } else { loc };
             let rec = Record { state, kind, hash, payload: &payload };
             t.spill.replay(&mut log, loc, &rec)?;
+        }
+        if copy {
+            t.log.borrow_mut().drop_segment(seg);
         }
         Ok(())
     }

@@ -355,12 +355,17 @@ where
         self.cold.find(hash, |&(h, l)| h == hash && l == loc.to_bits()).is_some()
     }
 
-    /// The key of a tombstone, and whether that key has no value now.
-    pub fn tombstone_still_needed(&self, rec: &Record<'_>, is_hot: impl Fn(u64, &K) -> bool) -> bool {
+    /// Whether a tombstone must be copied forward: its key has no record in
+    /// the log newer than it. Older records of the key may still sit in
+    /// other segments, and without the tombstone a replay would bring the
+    /// newest of them back.
+    ///
+    /// Whether the key is hot does not matter: a hot entry without a record
+    /// (re-inserted after the removal, not yet written) may be removed
+    /// again before it is ever written, and then no new tombstone is
+    /// written, because the key has no record to forget.
+    pub fn tombstone_still_needed(&self, rec: &Record<'_>) -> bool {
         let Ok(key) = postcard::from_bytes::<K>(rec.payload) else { return false };
-        if is_hot(rec.hash, &key) {
-            return false;
-        }
         let log = self.log.borrow();
         self.find_cold(&log, rec.hash, &key).is_none()
     }

@@ -14,6 +14,7 @@ use std::rc::Rc;
 
 use super::format::{self, Record, RecordKind};
 use super::io::{SegmentBytes, SegmentIo};
+use crate::KeyGroupRange;
 
 /// Where a record lives: segment number (local to the store) and offset.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -57,6 +58,10 @@ struct Segment {
     dead: usize,
     /// Referenced by a checkpoint: the checkpoint's owner deletes it, not us.
     published: bool,
+    /// The key groups whose records in it count (see [`SegmentRef::scope`]).
+    scope: KeyGroupRange,
+    /// Written by this log, or adopted in its place in the order.
+    in_order: bool,
 }
 
 impl Segment {
@@ -92,6 +97,14 @@ pub struct SegmentRef {
     pub id: u64,
     /// Its valid length: a restore reads this many bytes and no more.
     pub len: u64,
+    /// The key groups whose records in it belong to this log's history.
+    /// A segment adopted from a checkpoint holds the records of every key
+    /// group its writer had (and, after a rescale, several logs adopt
+    /// it); in this log only the groups this log owned when it adopted
+    /// the segment count. The others' records are stale here: their newer
+    /// records, and their tombstones, are in other logs. A restore replays
+    /// only the records in scope.
+    pub scope: KeyGroupRange,
 }
 
 /// Where a checkpoint's segments stand ([`LogStore::durability`]).
@@ -117,6 +130,8 @@ pub struct LogStore {
     open_dead: usize,
     next_no: u32,
     segment_target: usize,
+    /// The key groups of the segments this log writes.
+    scope: KeyGroupRange,
     done: Vec<(u64, io::Result<()>)>,
     last_error: Option<String>,
     stats: LogStats,
@@ -137,12 +152,19 @@ impl LogStore {
             open_dead: 0,
             next_no: 0,
             segment_target: segment_target.max(4096),
+            scope: KeyGroupRange::ALL,
             done: Vec::new(),
             last_error: None,
             stats: LogStats::default(),
         };
         s.start_segment();
         s
+    }
+
+    /// Declares the key groups this log's owner holds: the scope of the
+    /// segments it writes from now on (every group until set).
+    pub fn set_scope(&mut self, scope: KeyGroupRange) {
+        self.scope = scope;
     }
 
     fn start_segment(&mut self) {
@@ -211,6 +233,8 @@ impl LogStore {
                 len,
                 dead: self.open_dead,
                 published: false,
+                scope: self.scope,
+                in_order: true,
             },
         );
         self.stats.sealed += 1;
@@ -290,7 +314,7 @@ impl LogStore {
             .values_mut()
             .map(|s| {
                 s.published = true;
-                SegmentRef { id: s.id, len: s.len as u64 }
+                SegmentRef { id: s.id, len: s.len as u64, scope: s.scope }
             })
             .collect()
     }
@@ -327,8 +351,14 @@ impl LogStore {
     /// it: its header must name `id`, and its records must verify up to
     /// exactly `len` bytes (a checkpoint's segment was durable when the
     /// checkpoint completed, so anything short of that is damage, not a
-    /// torn tail).
-    pub fn adopt_verified(&mut self, id: u64, bytes: SegmentBytes, len: usize) -> Result<u32, String> {
+    /// torn tail). Only its records of key groups in `scope` count.
+    pub fn adopt_verified(
+        &mut self,
+        id: u64,
+        bytes: SegmentBytes,
+        len: usize,
+        scope: KeyGroupRange,
+    ) -> Result<u32, String> {
         let data = (*bytes).as_ref();
         if data.len() < len {
             return Err(format!("{} bytes, the checkpoint recorded {len}", data.len()));
@@ -342,16 +372,44 @@ impl LogStore {
         if valid != len {
             return Err(format!("record at offset {valid} fails its checksum (segment length {len})"));
         }
-        Ok(self.adopt(id, bytes, len))
+        Ok(self.adopt(id, bytes, len, scope))
     }
 
     /// Makes an existing, verified segment (from a checkpoint) part of this
     /// log, read-only, and returns its number. It counts as published.
-    pub fn adopt(&mut self, id: u64, bytes: SegmentBytes, len: usize) -> u32 {
-        let no = self.next_no;
+    /// Only its records of key groups in `scope` count: the caller replays
+    /// those and kills the others. The same segment may be adopted more
+    /// than once, with disjoint scopes (it was shared by several logs of
+    /// the checkpoint); each adoption has its own number and place in the
+    /// log's order.
+    ///
+    /// Segment numbers give the replay order, and adopted history must
+    /// come before everything this log writes: before the log's first
+    /// append the open segment is renumbered after the adopted one. After
+    /// it, the segment cannot take its place in the order
+    /// ([`in_order`](Self::in_order) says so): its owner must copy the
+    /// records it keeps forward and drop it.
+    pub fn adopt(&mut self, id: u64, bytes: SegmentBytes, len: usize, scope: KeyGroupRange) -> u32 {
+        let in_order = self.stats.appended == 0;
+        let no = if in_order {
+            let no = self.open_no;
+            self.open_no = self.next_no;
+            no
+        } else {
+            self.next_no
+        };
         self.next_no += 1;
-        self.sealed.insert(no, Segment { id, data: Data::OnDisk(bytes), len, dead: 0, published: true });
+        self.sealed.insert(
+            no,
+            Segment { id, data: Data::OnDisk(bytes), len, dead: 0, published: true, scope, in_order },
+        );
         no
+    }
+
+    /// Whether adopted segment `seg` took its place in the log's order (it
+    /// was adopted before the first append); see [`adopt`](Self::adopt).
+    pub fn in_order(&self, seg: u32) -> bool {
+        self.sealed.get(&seg).is_some_and(|s| s.in_order)
     }
 
     /// Every valid record of sealed segment `seg`, with its location.

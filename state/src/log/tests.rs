@@ -5,7 +5,9 @@ use std::collections::BTreeMap;
 use std::rc::Rc;
 
 use super::*;
-use crate::{CurrentKey, KeyedStateBackend, ListState, MapState, ValueState, key_hash};
+use crate::{
+    CurrentKey, KeyGroupRange, KeyedStateBackend, ListState, MapState, MaxParallelism, ValueState, key_hash,
+};
 
 type Model = (BTreeMap<u32, i64>, BTreeMap<u32, Vec<u32>>, BTreeMap<u32, BTreeMap<u32, u32>>);
 
@@ -167,14 +169,15 @@ fn a_small_budget_spills_reads_back_and_compacts_without_changing_state() {
 }
 
 /// Recovers a backend from `segments` (a checkpoint's list) on `disk`.
-fn recover(disk: &Rc<std::cell::RefCell<SimDisk>>, segments: &[SegmentRef], id_base: u64) -> Job {
-    let mut j = job(disk, id_base, 4 << 10, 16 << 10);
+fn recover(
+    disk: &Rc<std::cell::RefCell<SimDisk>>,
+    segments: &[SegmentRef],
+    id_base: u64,
+    budget: usize,
+) -> Job {
+    let mut j = job(disk, id_base, budget, 16 << 10);
     for s in segments {
-        let bytes = disk.borrow().read(s.id).expect("an acknowledged segment exists");
-        let adopted =
-            j.backend.log().unwrap().borrow_mut().adopt_verified(s.id, Rc::new(bytes), s.len as usize);
-        let no =
-            adopted.unwrap_or_else(|e| panic!("acknowledged segment {:016x} does not verify: {e}", s.id));
+        let no = adopt_from(&j.backend, disk, s, s.scope);
         j.backend.replay_segment(no, |_| true, |s| Some(s as usize)).unwrap();
     }
     j
@@ -188,7 +191,11 @@ fn a_crash_at_any_point_recovers_the_last_acknowledged_state() {
     let mut torn_tails = 0;
     for round in 0..20 {
         let disk = SimDisk::new(rng.u64(..));
-        let mut j = job(&disk, 0, 4 << 10, 8 << 10);
+        // A small budget keeps almost everything cold; a larger one keeps
+        // many keys hot while their older records and tombstones are
+        // compacted (a removed, re-inserted, removed-again hot key).
+        let budget = if round % 2 == 0 { 4 << 10 } else { 24 << 10 };
+        let mut j = job(&disk, 0, budget, 8 << 10);
         let mut model = Model::default();
         let mut acked: (Vec<SegmentRef>, Model) = (Vec::new(), Model::default());
         let crash_at = rng.usize(2_000..12_000);
@@ -218,7 +225,7 @@ fn a_crash_at_any_point_recovers_the_last_acknowledged_state() {
                 torn_tails += usize::from(valid < bytes.len());
             }
         }
-        let mut r = recover(&disk, &acked.0, 1 << 32);
+        let mut r = recover(&disk, &acked.0, 1 << 32, budget);
         check(&mut r, &acked.1, keys, &format!("round {round}, recovered after step {crash_at}"));
         // And the recovered state keeps working: a later crash-free run on it.
         let mut model = acked.1.clone();
@@ -267,7 +274,7 @@ fn a_full_disk_fails_the_checkpoint_not_the_data() {
     let log = j.backend.log().unwrap().borrow();
     assert!(log.all_durable(&segments), "{:?}", log.last_error());
     drop(log);
-    let mut r = recover(&disk, &segments, 1 << 32);
+    let mut r = recover(&disk, &segments, 1 << 32, 4 << 10);
     check(&mut r, &model, keys, "recovered after space freed");
     println!("failed checkpoints: {failed_checkpoints}, earlier ack: {}", acked.is_some());
 }
@@ -294,7 +301,7 @@ fn eio_fails_writes_that_are_retried() {
     assert!(log.all_durable(&segments));
     assert!(log.stats().write_failures > 0 && disk.borrow().eio_count > 0, "EIO was injected");
     drop(log);
-    let mut r = recover(&disk, &segments, 1 << 32);
+    let mut r = recover(&disk, &segments, 1 << 32, 4 << 10);
     check(&mut r, &model, 300, "recovered");
 }
 
@@ -333,43 +340,167 @@ fn a_damaged_checkpoint_segment_is_refused() {
     for (what, bytes) in [("flipped", Some(flipped)), ("cut", Some(cut)), ("swapped", other)] {
         let Some(bytes) = bytes else { continue };
         let j2 = fresh();
-        let r = j2.backend.log().unwrap().borrow_mut().adopt_verified(s.id, Rc::new(bytes), s.len as usize);
+        let r = j2.backend.log().unwrap().borrow_mut().adopt_verified(
+            s.id,
+            Rc::new(bytes),
+            s.len as usize,
+            s.scope,
+        );
         assert!(r.is_err(), "{what} segment {:016x} was accepted", s.id);
         println!("{what}: {}", r.unwrap_err());
     }
     let j2 = fresh();
     assert!(
-        j2.backend.log().unwrap().borrow_mut().adopt_verified(s.id, Rc::new(good), s.len as usize).is_ok()
+        j2.backend
+            .log()
+            .unwrap()
+            .borrow_mut()
+            .adopt_verified(s.id, Rc::new(good), s.len as usize, s.scope)
+            .is_ok()
     );
 }
 
 /// A restore whose function registers its states in another order maps
 /// the log's records by the checkpoint's directory.
-#[test]
-fn replay_follows_a_changed_registration_order() {
-    let (disk, list, model, _) = flushed();
-    // The new function registers m, v, l: old state i is new state map[i].
-    let log = LogStore::new(Box::new(SimIo(disk.clone())), 1 << 32, 8 << 10);
+/// Adopts segment `s` from `disk` into `backend`'s log, for key groups
+/// `scope`; it must verify.
+fn adopt_from(
+    backend: &KeyedStateBackend<u32>,
+    disk: &Rc<std::cell::RefCell<SimDisk>>,
+    s: &SegmentRef,
+    scope: KeyGroupRange,
+) -> u32 {
+    let bytes = disk.borrow().read(s.id).expect("a listed segment exists");
+    let adopted =
+        backend.log().unwrap().borrow_mut().adopt_verified(s.id, Rc::new(bytes), s.len as usize, scope);
+    adopted.unwrap_or_else(|e| panic!("acknowledged segment {:016x} does not verify: {e}", s.id))
+}
+
+/// A backend registering m, v, l (in that order) restored from `list`,
+/// with old state `i` mapped to new state `map[i]`.
+fn restore_as_mvl(
+    disk: &Rc<std::cell::RefCell<SimDisk>>,
+    list: &[SegmentRef],
+    id_base: u64,
+    map: [usize; 3],
+) -> Job {
+    let log = LogStore::new(Box::new(SimIo(disk.clone())), id_base, 8 << 10);
     let mut backend = KeyedStateBackend::with_log(log, MemoryBudget::new(4 << 10));
     let m = backend.map_state::<u32, u32>("m").unwrap();
     let v = backend.value_state::<i64>("v").unwrap();
     let l = backend.list_state::<u32>("l").unwrap();
-    let map = [1usize, 2, 0];
-    for s in &list {
-        let bytes = disk.borrow().read(s.id).unwrap();
-        let no =
-            backend.log().unwrap().borrow_mut().adopt_verified(s.id, Rc::new(bytes), s.len as usize).unwrap();
+    for s in list {
+        let no = adopt_from(&backend, disk, s, s.scope);
         backend.replay_segment(no, |_| true, |old| map.get(old as usize).copied()).unwrap();
     }
-    let mut r = Job { backend, v, l, m };
+    Job { backend, v, l, m }
+}
+
+#[test]
+fn replay_follows_a_changed_registration_order() {
+    let (disk, list, model, _) = flushed();
+    // The new function registers m, v, l: old state i is new state map[i].
+    let mut r = restore_as_mvl(&disk, &list, 1 << 32, [1, 2, 0]);
     check(&mut r, &model, 300, "remapped");
+    // The remapped records were copied and the old segments dropped: a
+    // checkpoint of the restored backend restores again under the new
+    // order, with no record left under an old number.
+    let again = r.backend.flush_log().unwrap();
+    settle(&mut r);
+    assert!(again.iter().all(|s| list.iter().all(|o| o.id != s.id)), "the old segments were dropped");
+    let mut r = restore_as_mvl(&disk, &again, 3 << 32, [0, 1, 2]);
+    check(&mut r, &model, 300, "remapped, checkpointed and restored again");
     // A record of a state the directory does not name is an error.
     let log = LogStore::new(Box::new(SimIo(disk.clone())), 2 << 32, 8 << 10);
     let mut backend = KeyedStateBackend::<u32>::with_log(log, MemoryBudget::new(4 << 10));
     backend.value_state::<i64>("v").unwrap();
-    let s = &list[0];
-    let bytes = disk.borrow().read(s.id).unwrap();
-    let no =
-        backend.log().unwrap().borrow_mut().adopt_verified(s.id, Rc::new(bytes), s.len as usize).unwrap();
+    let no = adopt_from(&backend, &disk, &list[0], list[0].scope);
     assert!(backend.replay_segment(no, |_| true, |old| (old == 0).then_some(0)).is_err());
+}
+
+/// Adopts the segments of `list` into `j`, which owns key groups `owned`,
+/// as a restore does: each segment only for the key groups in both its
+/// scope and `owned`, and skipped if there are none.
+fn adopt_scoped(
+    j: &mut Job,
+    disk: &Rc<std::cell::RefCell<SimDisk>>,
+    list: &[SegmentRef],
+    owned: KeyGroupRange,
+    mp: MaxParallelism,
+) {
+    for s in list {
+        let scope = s.scope.intersect(&owned);
+        if scope.is_empty() {
+            continue;
+        }
+        let no = adopt_from(&j.backend, disk, s, scope);
+        j.backend
+            .replay_segment(no, |hash| scope.contains(mp.key_group(hash)), |s| Some(s as usize))
+            .unwrap();
+    }
+}
+
+/// 1 core → 2 cores → 1 core, with no compaction in between: both cores of
+/// the middle run adopt the first run's segments and still list them in
+/// their checkpoints. The last restore replays each listed segment only
+/// for the key groups its lister owned; replaying a shared segment for
+/// every group would bring back, after one core's newer records, the
+/// values the other core's copy still holds.
+#[test]
+fn a_segment_shared_after_a_rescale_counts_only_for_its_scope() {
+    let disk = SimDisk::new(seed());
+    let mp = MaxParallelism::new(128).unwrap();
+    let keys = 300;
+    let set_all = |j: &mut Job, owned: KeyGroupRange, value: i64| {
+        for k in (0..keys).filter(|k| owned.contains(mp.key_group(key_hash(k)))) {
+            j.backend.value(&j.v, at(&k)).set(value);
+        }
+    };
+    let checkpoint = |j: &mut Job| {
+        let list = j.backend.flush_log().unwrap();
+        settle_without_compaction(j);
+        assert_eq!(j.backend.log().unwrap().borrow().durability(&list), Durability::Durable);
+        list
+    };
+    let mut first = job(&disk, 0, 4 << 10, 8 << 10);
+    first.backend.log().unwrap().borrow_mut().set_scope(mp.range_for(0, 1));
+    set_all(&mut first, mp.range_for(0, 1), 1);
+    let list = checkpoint(&mut first);
+
+    let mut lists = Vec::new();
+    for core in 0..2 {
+        let owned = mp.range_for(core, 2);
+        let mut j = job(&disk, (2 + core as u64) << 32, 4 << 10, 8 << 10);
+        j.backend.log().unwrap().borrow_mut().set_scope(owned);
+        adopt_scoped(&mut j, &disk, &list, owned, mp);
+        set_all(&mut j, owned, 2 + core as i64);
+        let listed = checkpoint(&mut j);
+        assert!(
+            listed.iter().any(|s| list.iter().any(|o| o.id == s.id)),
+            "the first run's segments are shared"
+        );
+        lists.push(listed);
+    }
+
+    let owned = mp.range_for(0, 1);
+    let mut last = job(&disk, 9 << 32, 4 << 10, 8 << 10);
+    for l in &lists {
+        adopt_scoped(&mut last, &disk, l, owned, mp);
+    }
+    for k in 0..keys {
+        let core = mp.owner(mp.key_group(key_hash(&k)), 2);
+        assert_eq!(
+            last.backend.value(&last.v, at(&k)).get(),
+            Some(&(2 + core as i64)),
+            "key {k} (core {core})"
+        );
+    }
+}
+
+/// Drives the sim disk's writes to completion without a compaction step.
+fn settle_without_compaction(j: &mut Job) {
+    let log = j.backend.log().unwrap().clone();
+    for _ in 0..8 {
+        log.borrow_mut().poll();
+    }
 }
