@@ -28,7 +28,7 @@ use rustc_hash::FxBuildHasher;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
-use crate::log::spill::{DIRTY, HotEntry, REFERENCED, Spill};
+use crate::log::spill::{DIRTY, HotEntry, LOGGED, REFERENCED, Spill};
 use crate::log::{Loc, LogStore, MemoryBudget, Record, SpillStats};
 
 /// A type keyed state can hold: it serializes (serde), so checkpoints can
@@ -126,7 +126,7 @@ impl<K: Clone + Serialize, V: Serialize> HotEntry<K, V> for Entry<K, V> {
 trait Tier<K, V> {
     fn fault_in(&mut self, hash: u64, key: &K) -> Option<V>;
     fn observe(&mut self, key: &K, value: &V);
-    fn forget(&mut self, hash: u64, key: &K);
+    fn forget(&mut self, hash: u64, key: &K, logged: Option<bool>);
     fn maintain(&mut self, hot: &mut HashTable<Entry<K, V>>);
     fn flush(&mut self, hot: &mut HashTable<Entry<K, V>>);
     fn for_each_cold(&self, hot: &HashTable<Entry<K, V>>, out: &mut dyn FnMut(u64, &[u8]));
@@ -146,8 +146,8 @@ where
     fn fault_in(&mut self, hash: u64, key: &K) -> Option<V> {
         Spill::fault_in(self, hash, key)
     }
-    fn forget(&mut self, hash: u64, key: &K) {
-        Spill::forget(self, hash, key)
+    fn forget(&mut self, hash: u64, key: &K, logged: Option<bool>) {
+        Spill::forget(self, hash, key, logged)
     }
     fn observe(&mut self, key: &K, value: &V) {
         Spill::observe(self, key, value)
@@ -225,7 +225,7 @@ impl<K: Eq + Clone, V> StateTable<K, V> {
         } else if let Some(value) = spill.fault_in(at.hash, at.key) {
             self.table.insert_unique(
                 at.hash,
-                Entry { hash: at.hash, key: at.key.clone(), value, flags: REFERENCED },
+                Entry { hash: at.hash, key: at.key.clone(), value, flags: REFERENCED | LOGGED },
                 |e| e.hash,
             );
         }
@@ -278,13 +278,14 @@ impl<K: Eq + Clone, V> StateTable<K, V> {
     /// Removes `at`'s key, returning its value.
     #[inline]
     pub fn remove(&mut self, at: CurrentKey<'_, K>) -> Option<V> {
-        if let Some(spill) = &mut self.spill {
-            spill.forget(at.hash, at.key);
-        }
-        match self.table.find_entry(at.hash, |e| e.key == *at.key) {
-            Ok(o) => Some(o.remove().0.value),
+        let removed = match self.table.find_entry(at.hash, |e| e.key == *at.key) {
+            Ok(o) => Some(o.remove().0),
             Err(_) => None,
+        };
+        if let Some(spill) = &mut self.spill {
+            spill.forget(at.hash, at.key, removed.as_ref().map(|e| e.flags & LOGGED != 0));
         }
+        removed.map(|e| e.value)
     }
 
     /// Number of keys with a value in memory (under the log backend, evicted
@@ -602,7 +603,7 @@ impl<K: Eq + Hash + Clone + Serialize + DeserializeOwned + 'static> KeyedStateBa
     ///
     /// If the registration order differs from the checkpoint's, or the
     /// segment could not take its place in the log's order (see
-    /// [`LogStore::adopt`]), its kept records are copied into the log (under
+    /// [`LogStore::adopt_verified`]), its kept records are copied into the log (under
     /// their new state numbers) and the segment is dropped: a later restore
     /// must not find records under old numbers, or out of order.
     pub fn replay_segment(

@@ -15,7 +15,7 @@ use std::hash::Hash;
 use std::rc::Rc;
 
 use brisk_state::log::compact::{CompactTarget, compact_once};
-use brisk_state::log::spill::{DIRTY, HotEntry, REFERENCED, Spill};
+use brisk_state::log::spill::{DIRTY, HotEntry, LOGGED, REFERENCED, Spill};
 use brisk_state::log::{Loc, LogStore, MemoryBudget, Record, SegmentRef, SpillStats};
 use hashbrown::HashTable;
 use serde::Serialize;
@@ -151,7 +151,7 @@ where
                 slots,
                 end_timer,
                 cleanup_registered,
-                flags: REFERENCED,
+                flags: REFERENCED | LOGGED,
             };
             self.table.insert_unique(rh, row, |r| row_hash(brisk_state::key_hash(&r.key), &r.window));
         }
@@ -197,16 +197,17 @@ where
     /// Removes the row of (key, window).
     pub fn remove(&mut self, key: &K, key_hash: u64, window: Window) -> Option<Row<K, A>> {
         let rh = row_hash(key_hash, &window);
-        if let Some(t) = &mut self.tier
-            && t.spill.cold_len() > 0
-        {
-            // Reads it back first (it may be cold), and writes a tombstone.
+        if self.tier.as_ref().is_some_and(|t| t.spill.cold_len() > 0) {
+            // Reads it back first (it may be cold).
             self.touch(key, rh, window);
-            if let Some(t) = &mut self.tier {
-                t.spill.forget(rh, &(key.clone(), window));
-            }
         }
-        self.table.find_entry(rh, |r| r.window == window && r.key == *key).ok().map(|e| e.remove().0)
+        let row =
+            self.table.find_entry(rh, |r| r.window == window && r.key == *key).ok().map(|e| e.remove().0);
+        if let (Some(t), Some(r)) = (&mut self.tier, &row) {
+            // A tombstone, if the row has a record.
+            t.spill.forget(rh, &(key.clone(), window), Some(r.flags & LOGGED != 0));
+        }
+        row
     }
 
     /// Starts loading the row filed under `rh` into the cache (a probe that
@@ -254,7 +255,7 @@ where
     pub fn replay_segment(&mut self, seg: u32, owned: impl Fn(u64) -> bool) -> Result<(), String> {
         let Some(t) = &mut self.tier else { return Err("not a log backend".into()) };
         let records = t.log.borrow().copy_records(seg);
-        // Out of the log's order (see `LogStore::adopt`): copy what we keep.
+        // Out of the log's order (see `LogStore::adopt_verified`): copy what we keep.
         let copy = !t.log.borrow().in_order(seg);
         for (loc, state, kind, hash, payload) in records {
             let mut log = t.log.borrow_mut();

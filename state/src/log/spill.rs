@@ -12,8 +12,12 @@
 //!   verified) and becomes hot and clean; its index slot stays, so evicting
 //!   it again unchanged writes nothing.
 //! - Over the memory budget, a sweep evicts entries not referenced since
-//!   the previous sweep (a clock without a hand: hashbrown's bucket order is
-//!   effectively random), writing the dirty ones.
+//!   the hand last passed them (a clock over the hash table's buckets,
+//!   whose order is effectively random), writing the dirty ones. A sweep
+//!   stops once it has evicted enough, so its cost is proportional to what
+//!   it evicts, not to the table.
+//! - A hot entry flagged `LOGGED` has a record already: writing it again
+//!   kills that record, found by hash alone unless another key shares it.
 //! - Removing a key that has a record writes a tombstone, so that replaying
 //!   the log (a restore) does not bring it back.
 
@@ -31,9 +35,18 @@ use super::store::{Loc, LogStore};
 pub const DIRTY: u8 = 1;
 /// Set on a hot entry used since the last eviction sweep.
 pub const REFERENCED: u8 = 2;
+/// Set on a hot entry whose key has a record in the log (the index holds
+/// it): read back, or written and kept. Writing or removing an entry
+/// without it skips the search for an older record, and with it the
+/// search needs no read when the key's hash is unique in the index.
+pub const LOGGED: u8 = 4;
 
 /// Touches between two samples of an entry's encoded size.
 pub const SIZE_SAMPLE_EVERY: u32 = 64;
+
+/// Entries a sweep evicts at least (beyond what brings the core under its
+/// budget), so that sweeps are not one per access.
+const EVICT_BATCH: usize = 32;
 
 /// Memory one index slot costs (hash, location, control byte, load factor).
 pub const INDEX_SLOT_BYTES: usize = 19;
@@ -90,7 +103,7 @@ pub trait HotEntry<K: Clone, V> {
     fn key(&self) -> std::borrow::Cow<'_, K>;
     /// Appends `postcard((key, value))` to `out`; returns the bytes added.
     fn encode(&self, out: &mut Vec<u8>) -> usize;
-    /// Its [`DIRTY`] and [`REFERENCED`] flags.
+    /// Its [`DIRTY`], [`REFERENCED`] and [`LOGGED`] flags.
     fn flags(&mut self) -> &mut u8;
 }
 
@@ -102,6 +115,8 @@ pub struct Spill<K, V> {
     cold: HashTable<(u64, u64)>,
     budget: Rc<MemoryBudget>,
     charged: usize,
+    /// Inline size of a hot entry.
+    hot_entry_size: usize,
     /// Estimated bytes of a hot entry (its size plus its encoded size, as a
     /// stand-in for what it owns on the heap).
     entry_bytes: usize,
@@ -110,6 +125,10 @@ pub struct Spill<K, V> {
     scratch: Vec<u8>,
     /// Touches since the last size sample.
     since_sample: u32,
+    /// The eviction sweep's position in the hot table's buckets (a clock
+    /// hand: a sweep stops once it has evicted enough, and the next one
+    /// goes on from there).
+    hand: usize,
     /// Counters.
     pub stats: SpillStats,
     _types: std::marker::PhantomData<fn() -> (K, V)>,
@@ -158,11 +177,13 @@ where
             cold: HashTable::new(),
             budget,
             charged: 0,
+            hot_entry_size,
             entry_bytes: hot_entry_size + 1,
             encoded_total: 0,
             encoded_count: 0,
             scratch: Vec::new(),
             since_sample: 0,
+            hand: 0,
             stats: SpillStats::default(),
             _types: std::marker::PhantomData,
         }
@@ -193,6 +214,7 @@ where
     fn count_encoded(&mut self, bytes: usize) {
         self.encoded_total += bytes as u64;
         self.encoded_count += 1;
+        self.entry_bytes = self.hot_entry_size + 1 + (self.encoded_total / self.encoded_count) as usize;
     }
 
     /// Keys with a record in the log.
@@ -218,24 +240,53 @@ where
         }
     }
 
-    /// The cold value of `key`, read back, if the log has one.
+    /// The cold value of `key`, read back, if the log has one. Each
+    /// candidate record (same 64-bit hash) is read and verified once.
     pub fn fault_in(&mut self, hash: u64, key: &K) -> Option<V> {
         if self.cold.is_empty() {
             return None;
         }
         let log = self.log.borrow();
-        let loc = self.find_cold(&log, hash, key)?;
-        let rec = log.get(loc).unwrap_or_else(|| corrupt("indexed record", loc));
-        let (_, v): (K, V) = postcard::from_bytes(rec.payload).unwrap_or_else(|_| corrupt("value", loc));
-        drop(log);
-        self.stats.faulted_in += 1;
-        Some(v)
+        for &(h, l) in self.cold.iter_hash(hash) {
+            if h != hash {
+                continue;
+            }
+            let loc = Loc::from_bits(l);
+            let rec = log.get(loc).unwrap_or_else(|| corrupt("indexed record", loc));
+            let (k, rest) =
+                postcard::take_from_bytes::<K>(rec.payload).unwrap_or_else(|_| corrupt("key", loc));
+            if k == *key {
+                let v = postcard::from_bytes::<V>(rest).unwrap_or_else(|_| corrupt("value", loc));
+                self.stats.faulted_in += 1;
+                return Some(v);
+            }
+        }
+        None
+    }
+
+    /// The location of the record of `key`, which has one ([`LOGGED`]): no
+    /// read unless another key shares its 64-bit hash.
+    fn own_record(&self, log: &LogStore, hash: u64, key: &K) -> Option<Loc> {
+        let mut same = self.cold.iter_hash(hash).filter(|e| e.0 == hash);
+        let first = same.next()?;
+        if same.next().is_none() {
+            return Some(Loc::from_bits(first.1));
+        }
+        self.find_cold(log, hash, key)
     }
 
     /// Writes `(key, value)` as the key's newest record and points the index
     /// at it.
-    fn write(&mut self, log: &mut LogStore, hash: u64, key: &K, encode: impl FnOnce(&mut Vec<u8>) -> usize) {
-        let old = self.find_cold(log, hash, key);
+    /// `logged`: whether the key has a record already ([`LOGGED`]).
+    fn write(
+        &mut self,
+        log: &mut LogStore,
+        hash: u64,
+        key: &K,
+        logged: bool,
+        encode: impl FnOnce(&mut Vec<u8>) -> usize,
+    ) {
+        let old = if logged { self.own_record(log, hash, key) } else { None };
         let mut n = 0;
         let loc = log.append(self.state, RecordKind::Put, hash, |o| n = encode(o));
         self.count_encoded(n);
@@ -247,13 +298,19 @@ where
     }
 
     /// The key was removed: forgets its record and writes a tombstone.
-    pub fn forget(&mut self, hash: u64, key: &K) {
-        if self.cold.is_empty() {
+    /// `logged` is the removed hot entry's [`LOGGED`] flag, `None` if the
+    /// key was not in memory.
+    pub fn forget(&mut self, hash: u64, key: &K, logged: Option<bool>) {
+        if self.cold.is_empty() || logged == Some(false) {
             return;
         }
         let log = self.log.clone();
         let mut log = log.borrow_mut();
-        let Some(old) = self.find_cold(&log, hash, key) else { return };
+        let old = match logged {
+            Some(_) => self.own_record(&log, hash, key),
+            None => self.find_cold(&log, hash, key),
+        };
+        let Some(old) = old else { return };
         log.kill(old);
         self.drop_cold(hash, old);
         let loc = log.append(self.state, RecordKind::Delete, hash, |o| {
@@ -267,9 +324,6 @@ where
     /// Charges the table's current size to the budget and, if the core is
     /// over it, evicts entries of this table.
     pub fn maintain<E: HotEntry<K, V>>(&mut self, hot: &mut HashTable<E>) {
-        if let Some(avg) = self.encoded_total.checked_div(self.encoded_count) {
-            self.entry_bytes = std::mem::size_of::<E>() + 1 + avg as usize;
-        }
         let now = hot.len() * self.entry_bytes + self.cold.len() * INDEX_SLOT_BYTES;
         self.budget.recharge(self.charged, now);
         self.charged = now;
@@ -282,7 +336,7 @@ where
         if over == 0 || hot.len() <= floor {
             return;
         }
-        let want = (over / self.entry_bytes + 1).max(hot.len() / 8).min(hot.len() - floor);
+        let want = (over / self.entry_bytes + 1).max(EVICT_BATCH).min(hot.len() - floor);
         self.evict(hot, want);
         // A sweep walks every bucket: keep the table's capacity near its
         // size, or sweeps of a table that once held far more cost per bucket.
@@ -294,31 +348,33 @@ where
         self.charged = now;
     }
 
+    /// Evicts `want` entries not referenced since the hand last passed
+    /// them (clearing the flag of those that were), writing the dirty ones.
+    /// At most two turns of the hand: after one, no flag is left set.
     fn evict<E: HotEntry<K, V>>(&mut self, hot: &mut HashTable<E>, want: usize) {
         let log = self.log.clone();
         let mut log = log.borrow_mut();
+        let buckets = hot.num_buckets();
         let mut left = want;
-        for pass in 0..2 {
-            hot.retain(|e| {
-                if left == 0 {
-                    return true;
-                }
-                let flags = *e.flags();
-                if pass == 0 && flags & REFERENCED != 0 {
-                    *e.flags() &= !REFERENCED;
-                    return true;
-                }
-                if flags & DIRTY != 0 {
-                    self.write(&mut log, e.hash(), &e.key(), |o| e.encode(o));
-                    self.stats.written += 1;
-                }
-                self.stats.evicted += 1;
-                left -= 1;
-                false
-            });
+        for _ in 0..2 * buckets {
             if left == 0 {
                 break;
             }
+            self.hand = if self.hand + 1 >= buckets { 0 } else { self.hand + 1 };
+            let Ok(mut slot) = hot.get_bucket_entry(self.hand) else { continue };
+            let flags = *slot.get_mut().flags();
+            if flags & REFERENCED != 0 {
+                *slot.get_mut().flags() &= !REFERENCED;
+                continue;
+            }
+            if flags & DIRTY != 0 {
+                let e = slot.get();
+                self.write(&mut log, e.hash(), &e.key(), flags & LOGGED != 0, |o| e.encode(o));
+                self.stats.written += 1;
+            }
+            slot.remove();
+            self.stats.evicted += 1;
+            left -= 1;
         }
     }
 
@@ -328,9 +384,10 @@ where
         let log = self.log.clone();
         let mut log = log.borrow_mut();
         for e in hot.iter_mut() {
-            if *e.flags() & DIRTY != 0 {
-                self.write(&mut log, e.hash(), &e.key(), |o| e.encode(o));
-                *e.flags() &= !DIRTY;
+            let flags = *e.flags();
+            if flags & DIRTY != 0 {
+                self.write(&mut log, e.hash(), &e.key(), flags & LOGGED != 0, |o| e.encode(o));
+                *e.flags() = (flags & !DIRTY) | LOGGED;
             }
         }
     }

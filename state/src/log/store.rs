@@ -55,6 +55,9 @@ struct Segment {
     id: u64,
     data: Data,
     len: usize,
+    /// Records in it, and how many of them are superseded (counted, not
+    /// measured: killing a record must not read it).
+    records: usize,
     dead: usize,
     /// Referenced by a checkpoint: the checkpoint's owner deletes it, not us.
     published: bool,
@@ -128,6 +131,7 @@ pub struct LogStore {
     open_no: u32,
     open_id: u64,
     open_dead: usize,
+    open_records: usize,
     next_no: u32,
     segment_target: usize,
     /// The key groups of the segments this log writes.
@@ -150,6 +154,7 @@ impl LogStore {
             open_no: 0,
             open_id: 0,
             open_dead: 0,
+            open_records: 0,
             next_no: 0,
             segment_target: segment_target.max(4096),
             scope: KeyGroupRange::ALL,
@@ -174,6 +179,7 @@ impl LogStore {
         self.next_id += 1;
         self.open = Vec::with_capacity(self.segment_target + self.segment_target / 8);
         self.open_dead = 0;
+        self.open_records = 0;
         format::write_segment_header(&mut self.open, self.open_id);
     }
 
@@ -190,6 +196,7 @@ impl LogStore {
         }
         let before = self.open.len();
         let at = format::append_record(&mut self.open, state, kind, hash, encode);
+        self.open_records += 1;
         self.stats.appended += 1;
         self.stats.appended_bytes += (self.open.len() - before) as u64;
         Loc::new(self.open_no, at)
@@ -207,11 +214,10 @@ impl LogStore {
 
     /// Counts the record at `loc` as superseded.
     pub fn kill(&mut self, loc: Loc) {
-        let Some(len) = self.get(loc).map(|r| format::record_len(&r)) else { return };
         if loc.segment() == self.open_no {
-            self.open_dead += len;
+            self.open_dead += 1;
         } else if let Some(s) = self.sealed.get_mut(&loc.segment()) {
-            s.dead += len;
+            s.dead += 1;
         }
     }
 
@@ -231,6 +237,7 @@ impl LogStore {
                 id: self.open_id,
                 data: Data::Writing(bytes),
                 len,
+                records: self.open_records,
                 dead: self.open_dead,
                 published: false,
                 scope: self.scope,
@@ -347,11 +354,24 @@ impl LogStore {
         if pending { Durability::Pending } else { Durability::Durable }
     }
 
-    /// Checks a segment read from a checkpoint and [`adopt`](Self::adopt)s
-    /// it: its header must name `id`, and its records must verify up to
-    /// exactly `len` bytes (a checkpoint's segment was durable when the
-    /// checkpoint completed, so anything short of that is damage, not a
-    /// torn tail). Only its records of key groups in `scope` count.
+    /// Checks a segment read from a checkpoint and makes it part of this
+    /// log, read-only (it counts as published), returning its number: its
+    /// header must name `id`, and its records must verify up to exactly
+    /// `len` bytes (a checkpoint's segment was durable when the checkpoint
+    /// completed, so anything short of that is damage, not a torn tail).
+    ///
+    /// Only its records of key groups in `scope` count: the caller replays
+    /// those and kills the others. The same segment may be adopted more
+    /// than once, with disjoint scopes (it was shared by several logs of
+    /// the checkpoint); each adoption has its own number and place in the
+    /// log's order.
+    ///
+    /// Segment numbers give the replay order, and adopted history must
+    /// come before everything this log writes: before the log's first
+    /// append the open segment is renumbered after the adopted one. After
+    /// it, the segment cannot take its place in the order
+    /// ([`in_order`](Self::in_order) says so): its owner must copy the
+    /// records it keeps forward and drop it.
     pub fn adopt_verified(
         &mut self,
         id: u64,
@@ -368,28 +388,24 @@ impl LogStore {
             Ok(found) => return Err(format!("holds segment {found:016x}, expected {id:016x}")),
             Err(e) => return Err(e.to_string()),
         }
-        let valid = format::scan(&data[..len], |_, _| {});
+        let mut records = 0;
+        let valid = format::scan(&data[..len], |_, _| records += 1);
         if valid != len {
             return Err(format!("record at offset {valid} fails its checksum (segment length {len})"));
         }
-        Ok(self.adopt(id, bytes, len, scope))
+        Ok(self.adopt(id, bytes, len, records, scope))
     }
 
-    /// Makes an existing, verified segment (from a checkpoint) part of this
-    /// log, read-only, and returns its number. It counts as published.
-    /// Only its records of key groups in `scope` count: the caller replays
-    /// those and kills the others. The same segment may be adopted more
-    /// than once, with disjoint scopes (it was shared by several logs of
-    /// the checkpoint); each adoption has its own number and place in the
-    /// log's order.
-    ///
-    /// Segment numbers give the replay order, and adopted history must
-    /// come before everything this log writes: before the log's first
-    /// append the open segment is renumbered after the adopted one. After
-    /// it, the segment cannot take its place in the order
-    /// ([`in_order`](Self::in_order) says so): its owner must copy the
-    /// records it keeps forward and drop it.
-    pub fn adopt(&mut self, id: u64, bytes: SegmentBytes, len: usize, scope: KeyGroupRange) -> u32 {
+    /// See [`adopt_verified`](Self::adopt_verified); `records` is how many
+    /// records the segment holds.
+    fn adopt(
+        &mut self,
+        id: u64,
+        bytes: SegmentBytes,
+        len: usize,
+        records: usize,
+        scope: KeyGroupRange,
+    ) -> u32 {
         let in_order = self.stats.appended == 0;
         let no = if in_order {
             let no = self.open_no;
@@ -401,13 +417,23 @@ impl LogStore {
         self.next_no += 1;
         self.sealed.insert(
             no,
-            Segment { id, data: Data::OnDisk(bytes), len, dead: 0, published: true, scope, in_order },
+            Segment {
+                id,
+                data: Data::OnDisk(bytes),
+                len,
+                records,
+                dead: 0,
+                published: true,
+                scope,
+                in_order,
+            },
         );
         no
     }
 
     /// Whether adopted segment `seg` took its place in the log's order (it
-    /// was adopted before the first append); see [`adopt`](Self::adopt).
+    /// was adopted before the first append); see
+    /// [`adopt_verified`](Self::adopt_verified).
     pub fn in_order(&self, seg: u32) -> bool {
         self.sealed.get(&seg).is_some_and(|s| s.in_order)
     }
@@ -442,7 +468,7 @@ impl LogStore {
         self.sealed
             .iter()
             .filter(|(_, s)| matches!(s.data, Data::OnDisk(_)))
-            .map(|(no, s)| (*no, s.dead as f64 / s.len.max(1) as f64))
+            .map(|(no, s)| (*no, s.dead as f64 / s.records.max(1) as f64))
             .filter(|&(_, f)| f >= min_dead)
             .max_by(|a, b| a.1.total_cmp(&b.1))
             .map(|(no, _)| no)
@@ -485,9 +511,12 @@ impl LogStore {
         self.open.len() + self.sealed.values().map(|s| s.len).sum::<usize>()
     }
 
-    /// Bytes of superseded records.
+    /// Bytes of superseded records (estimated: each segment's dead share of
+    /// its records, times its length).
     pub fn dead_bytes(&self) -> usize {
-        self.open_dead + self.sealed.values().map(|s| s.dead).sum::<usize>()
+        let share = |len: usize, dead: usize, records: usize| len * dead / records.max(1);
+        share(self.open.len(), self.open_dead, self.open_records)
+            + self.sealed.values().map(|s| share(s.len, s.dead, s.records)).sum::<usize>()
     }
 
     /// The counters.
