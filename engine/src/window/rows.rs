@@ -81,6 +81,29 @@ struct RowTier<K, A> {
     accesses: u32,
 }
 
+impl<K, A> RowTier<K, A>
+where
+    K: Eq + Hash + Clone + Serialize + DeserializeOwned,
+    A: Serialize + DeserializeOwned,
+{
+    /// The evicted row of (key, window), read back from the log, if any.
+    fn read_back(&mut self, key: &K, rh: u64, window: Window) -> Option<Row<K, A>> {
+        if self.spill.cold_len() == 0 {
+            return None;
+        }
+        let (acc, slots, end_timer, cleanup_registered) = self.spill.fault_in(rh, &(key.clone(), window))?;
+        Some(Row {
+            key: key.clone(),
+            window,
+            acc,
+            slots,
+            end_timer,
+            cleanup_registered,
+            flags: REFERENCED | LOGGED,
+        })
+    }
+}
+
 /// Accesses between two looks at the log (finished writes, compaction).
 const LOG_MAINTAIN_EVERY: u32 = 1024;
 
@@ -130,56 +153,69 @@ where
     /// maintains the log now and then, and reads the row back if evicted.
     #[inline]
     fn touch(&mut self, key: &K, rh: u64, window: Window) {
-        let Some(t) = &mut self.tier else { return };
+        if !self.before_access() {
+            return;
+        }
+        if let Some(r) = self.table.find_mut(rh, |r| r.window == window && r.key == *key) {
+            r.flags |= REFERENCED;
+            if let Some(t) = &mut self.tier {
+                t.spill.observe_with(|o| r.encode(o));
+            }
+        } else if let Some(row) = self.tier.as_mut().and_then(|t| t.read_back(key, rh, window)) {
+            self.table.insert_unique(rh, row, |r| row_hash(brisk_state::key_hash(&r.key), &r.window));
+        }
+    }
+
+    /// Under the log backend, the bookkeeping every row access starts with:
+    /// now and then a look at the log (finished writes, compaction), then
+    /// the budget (evicting if over it). `false` without a log.
+    #[inline]
+    fn before_access(&mut self) -> bool {
+        let Some(t) = &mut self.tier else { return false };
         t.accesses += 1;
         if t.accesses >= LOG_MAINTAIN_EVERY {
             t.accesses = 0;
             compact_once(&t.log, &mut Target { spill: &mut t.spill });
         }
         t.spill.maintain(&mut self.table);
-        if let Some(r) = self.table.find_mut(rh, |r| r.window == window && r.key == *key) {
-            r.flags |= REFERENCED;
-            t.spill.observe_with(|o| r.encode(o));
-        } else if t.spill.cold_len() > 0
-            && let Some((acc, slots, end_timer, cleanup_registered)) =
-                t.spill.fault_in(rh, &(key.clone(), window))
-        {
-            let row = Row {
-                key: key.clone(),
-                window,
-                acc,
-                slots,
-                end_timer,
-                cleanup_registered,
-                flags: REFERENCED | LOGGED,
-            };
-            self.table.insert_unique(rh, row, |r| row_hash(brisk_state::key_hash(&r.key), &r.window));
-        }
+        true
     }
 
     /// The row of (key, window) (`rh` = [`row_hash`]), created empty if
     /// absent. Rows do not keep the key hash (it would cost 8 bytes per
-    /// window); growing the table recomputes it.
+    /// window); growing the table recomputes it. One probe of the table:
+    /// an absent row is read back from the log if it was evicted.
     #[inline]
     pub fn or_insert(&mut self, key: &K, rh: u64, window: Window) -> &mut Row<K, A> {
-        self.touch(key, rh, window);
-        let row = self
-            .table
-            .entry(
-                rh,
-                |r| r.window == window && r.key == *key,
-                |r| row_hash(brisk_state::key_hash(&r.key), &r.window),
-            )
-            .or_insert_with(|| Row {
-                key: key.clone(),
-                window,
-                acc: None,
-                slots: TriggerSlots::default(),
-                end_timer: false,
-                cleanup_registered: false,
-                flags: 0,
-            })
-            .into_mut();
+        self.before_access();
+        let entry = self.table.entry(
+            rh,
+            |r| r.window == window && r.key == *key,
+            |r| row_hash(brisk_state::key_hash(&r.key), &r.window),
+        );
+        let row = match entry {
+            hashbrown::hash_table::Entry::Occupied(o) => {
+                let row = o.into_mut();
+                if let Some(t) = self.tier.as_mut() {
+                    row.flags |= REFERENCED;
+                    t.spill.observe_with(|o| row.encode(o));
+                }
+                row
+            }
+            hashbrown::hash_table::Entry::Vacant(v) => {
+                let back = self.tier.as_mut().and_then(|t| t.read_back(key, rh, window));
+                let row = back.unwrap_or_else(|| Row {
+                    key: key.clone(),
+                    window,
+                    acc: None,
+                    slots: TriggerSlots::default(),
+                    end_timer: false,
+                    cleanup_registered: false,
+                    flags: 0,
+                });
+                v.insert(row).into_mut()
+            }
+        };
         row.flags |= DIRTY;
         row
     }

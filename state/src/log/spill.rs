@@ -290,11 +290,18 @@ where
         let mut n = 0;
         let loc = log.append(self.state, RecordKind::Put, hash, |o| n = encode(o));
         self.count_encoded(n);
-        if let Some(old) = old {
-            log.kill(old);
-            self.drop_cold(hash, old);
+        match old {
+            // The key's slot now points at its new record: one probe.
+            Some(old) => {
+                log.kill(old);
+                if let Some(slot) = self.cold.find_mut(hash, |&(h, l)| h == hash && l == old.to_bits()) {
+                    slot.1 = loc.to_bits();
+                }
+            }
+            None => {
+                self.cold.insert_unique(hash, (hash, loc.to_bits()), |e| e.0);
+            }
         }
-        self.cold.insert_unique(hash, (hash, loc.to_bits()), |e| e.0);
     }
 
     /// The key was removed: forgets its record and writes a tombstone.
