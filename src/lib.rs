@@ -43,9 +43,16 @@ pub mod prelude {
 /// `warn`), that also receives the `log` records of dependencies (glommio
 /// reports io_uring buffer-registration fallbacks that way). Safe to call
 /// more than once.
+///
+/// The default leaves out `glommio::reactor`, whose only message is an
+/// ERROR when a disk does not support polled I/O (most virtual disks): it
+/// then falls back to interrupt-driven I/O, which is what brisk uses
+/// anyway, and the message appeared once per state file opened. Set
+/// `RUST_LOG` to see it.
 pub fn init_logging() {
     use tracing_subscriber::EnvFilter;
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("warn"));
+    let filter =
+        EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("warn,glommio::reactor=off"));
     let _ = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).try_init();
 }
 
