@@ -32,14 +32,44 @@ fn event(i: u64) -> Ev {
     (i % KEYS, i, i as i64 * 5)
 }
 
-/// Value, list and map state plus event-time timers: per element, the key's
-/// running sum of indices and its last three indices; per 100 ms window of
-/// event time, a timer that reports the key's count in the window.
+/// Value, list, map, reducing and aggregating state plus event-time timers:
+/// per element, the key's running sum of indices, its last three indices,
+/// the largest `scramble(index)` so far and the count and sum of its
+/// timestamps; per 100 ms window of event time, a timer that reports the
+/// key's count in the window.
 #[derive(Clone, Default)]
 struct Stateful {
     sum: ValueState<u64>,
     recent: ListState<u64>,
     per_window: MapState<i64, u64>,
+    largest: ReducingState<u64>,
+    times: AggregatingState<i64, (u64, i64)>,
+}
+
+/// An index's pseudo-random image, so that the running maximum moves.
+fn scramble(i: u64) -> u64 {
+    i.wrapping_mul(7919) % 1000
+}
+
+/// Count and sum of timestamps.
+#[derive(Clone)]
+struct CountSum;
+
+impl AggregateFunction<i64> for CountSum {
+    type Acc = (u64, i64);
+    type Out = (u64, i64);
+    fn create_accumulator(&mut self) -> (u64, i64) {
+        (0, 0)
+    }
+    fn add(&mut self, ts: i64, acc: (u64, i64)) -> (u64, i64) {
+        (acc.0 + 1, acc.1 + ts)
+    }
+    fn get_result(&mut self, acc: &(u64, i64)) -> (u64, i64) {
+        *acc
+    }
+    fn merge(&mut self, a: (u64, i64), b: (u64, i64)) -> (u64, i64) {
+        (a.0 + b.0, a.1 + b.1)
+    }
 }
 
 impl KeyedProcessFunction<u64, Ev, String> for Stateful {
@@ -47,6 +77,8 @@ impl KeyedProcessFunction<u64, Ev, String> for Stateful {
         self.sum = ctx.value_state("sum")?;
         self.recent = ctx.list_state("recent")?;
         self.per_window = ctx.map_state("per-window")?;
+        self.largest = ctx.reducing_state("largest", |a: u64, b: u64| a.max(b))?;
+        self.times = ctx.aggregating_state("times", CountSum)?;
         Ok(())
     }
 
@@ -77,7 +109,12 @@ impl KeyedProcessFunction<u64, Ev, String> for Stateful {
         let count = windows.get(&window).copied().unwrap_or(0) + 1;
         windows.put(window, count);
         ctx.register_event_time_timer(window + 99);
-        out.collect(format!("e,{key},{i},{sum},{recent:?}"));
+        ctx.reducing(&self.largest).add(scramble(i));
+        let largest = ctx.reducing(&self.largest).get().copied();
+        let mut times = ctx.aggregating(&self.times);
+        times.add(ts);
+        let (n, ts_sum) = times.get().unwrap_or_default();
+        out.collect(format!("e,{key},{i},{sum},{recent:?},{largest:?},{n},{ts_sum}"));
         Ok(())
     }
 
@@ -102,6 +139,8 @@ fn expected() -> [Vec<String>; 3] {
     let mut sums: HashMap<u64, u64> = HashMap::new();
     let mut recent: HashMap<u64, Vec<u64>> = HashMap::new();
     let mut windows: BTreeMap<(u64, i64), u64> = BTreeMap::new();
+    let mut largest: HashMap<u64, u64> = HashMap::new();
+    let mut times: HashMap<u64, (u64, i64)> = HashMap::new();
     for i in 0..EVENTS {
         let (key, i, ts) = event(i);
         let sum = sums.entry(key).or_default();
@@ -111,7 +150,11 @@ fn expected() -> [Vec<String>; 3] {
         if r.len() > 3 {
             r.remove(0);
         }
-        process.push(format!("e,{key},{i},{sum},{r:?}"));
+        let l = largest.entry(key).or_insert(scramble(i));
+        *l = (*l).max(scramble(i));
+        let t = times.entry(key).or_default();
+        *t = (t.0 + 1, t.1 + ts);
+        process.push(format!("e,{key},{i},{sum},{r:?},{:?},{},{}", Some(*l), t.0, t.1));
         reduce.push(format!("r,{key},{sum}"));
         *windows.entry((key, ts / 100 * 100)).or_default() += 1;
     }

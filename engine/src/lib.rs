@@ -85,5 +85,5 @@ pub mod prelude {
         KeyedStream, OpenContext, OutputTag, StreamEnv, TimeDomain, UserError, WatermarkStrategy,
     };
     pub use crate::{Either, JoinContext};
-    pub use brisk_state::{ListState, MapState, ValueState};
+    pub use brisk_state::{AggregatingState, ListState, MapState, ReducingState, ValueState};
 }

@@ -339,6 +339,39 @@ pub struct MapState<UK, UV> {
     _type: PhantomData<fn() -> (UK, UV)>,
 }
 
+/// Handle to a reducing state: one `T` per key, folded with the state's
+/// reduce function as values are added (Flink's `ReducingState`).
+pub struct ReducingState<T> {
+    id: usize,
+    _type: PhantomData<fn() -> T>,
+}
+
+/// Handle to an aggregating state: one accumulator per key, updated with
+/// the state's [`AggregateFunction`] as `IN` values are added and read as
+/// `OUT` (Flink's `AggregatingState`).
+pub struct AggregatingState<IN, OUT> {
+    id: usize,
+    _type: PhantomData<fn(IN) -> OUT>,
+}
+
+/// An incremental aggregation (Flink's `AggregateFunction`): one
+/// accumulator, updated per element. Used by [`AggregatingState`] and by
+/// windows' `aggregate`.
+pub trait AggregateFunction<IN>: Clone + Send + 'static {
+    /// The accumulator.
+    type Acc: Serialize + DeserializeOwned + 'static;
+    /// The result.
+    type Out: 'static;
+    /// A fresh accumulator.
+    fn create_accumulator(&mut self) -> Self::Acc;
+    /// Adds one element.
+    fn add(&mut self, value: IN, acc: Self::Acc) -> Self::Acc;
+    /// The result for an accumulator.
+    fn get_result(&mut self, acc: &Self::Acc) -> Self::Out;
+    /// Combines two accumulators (merging windows).
+    fn merge(&mut self, a: Self::Acc, b: Self::Acc) -> Self::Acc;
+}
+
 macro_rules! handle_impls {
     ($name:ident<$($p:ident),+>) => {
         impl<$($p),+> Clone for $name<$($p),+> {
@@ -360,6 +393,48 @@ macro_rules! handle_impls {
 handle_impls!(ValueState<T>);
 handle_impls!(ListState<T>);
 handle_impls!(MapState<UK, UV>);
+handle_impls!(ReducingState<T>);
+handle_impls!(AggregatingState<IN, OUT>);
+
+/// A reducing state's function, as the backend keeps it.
+type ReduceFn<T> = Box<dyn FnMut(T, T) -> T>;
+
+/// An aggregating state's function with its accumulator type erased: it
+/// finds its table (a `StateTable<K, Option<Acc>>`) itself.
+trait AggOps<K, IN, OUT> {
+    fn add(&mut self, table: &mut dyn Any, at: CurrentKey<'_, K>, value: IN);
+    fn get(&mut self, table: &mut dyn Any, at: CurrentKey<'_, K>) -> Option<OUT>;
+    fn clear(&mut self, table: &mut dyn Any, at: CurrentKey<'_, K>);
+}
+
+struct AggOpsOf<A>(A);
+
+impl<A> AggOpsOf<A> {
+    fn table<K: 'static, Acc: 'static>(table: &mut dyn Any) -> &mut StateTable<K, Option<Acc>> {
+        match table.downcast_mut() {
+            Some(t) => t,
+            None => unreachable!("an aggregating state's table is registered with its accumulator type"),
+        }
+    }
+}
+
+impl<K: Eq + Clone + 'static, IN, A: AggregateFunction<IN>> AggOps<K, IN, A::Out> for AggOpsOf<A> {
+    fn add(&mut self, table: &mut dyn Any, at: CurrentKey<'_, K>, value: IN) {
+        let slot = Self::table::<K, A::Acc>(table).get_or_insert_with(at, || None);
+        let acc = match slot.take() {
+            Some(acc) => acc,
+            None => self.0.create_accumulator(),
+        };
+        *slot = Some(self.0.add(value, acc));
+    }
+    fn get(&mut self, table: &mut dyn Any, at: CurrentKey<'_, K>) -> Option<A::Out> {
+        let acc = Self::table::<K, A::Acc>(table).get(at)?.as_ref()?;
+        Some(self.0.get_result(acc))
+    }
+    fn clear(&mut self, table: &mut dyn Any, at: CurrentKey<'_, K>) {
+        Self::table::<K, A::Acc>(table).remove(at);
+    }
+}
 
 /// The map type inside a [`MapState`] entry (deterministic hashing).
 pub type StateMap<UK, UV> = HashMap<UK, UV, FxBuildHasher>;
@@ -380,6 +455,8 @@ impl std::error::Error for RestoreError {}
 /// itself.
 trait ErasedTable<K> {
     fn as_any_mut(&mut self) -> &mut dyn Any;
+    /// [`StateTable::touch`].
+    fn touch(&mut self, at: CurrentKey<'_, K>);
     fn snapshot(&self, scratch: &mut Vec<u8>, out: &mut dyn FnMut(u64, &[u8]));
     fn restore(&mut self, bytes: &[u8]) -> Result<(), RestoreError>;
     /// Log tier: whether the record at `loc` is the newest of its key.
@@ -402,6 +479,10 @@ where
 {
     fn as_any_mut(&mut self) -> &mut dyn Any {
         self
+    }
+
+    fn touch(&mut self, at: CurrentKey<'_, K>) {
+        StateTable::touch(self, at)
     }
 
     fn snapshot(&self, scratch: &mut Vec<u8>, out: &mut dyn FnMut(u64, &[u8])) {
@@ -481,6 +562,9 @@ struct Registered<K> {
     name: String,
     kind: String,
     table: Box<dyn ErasedTable<K>>,
+    /// The function of a reducing (`ReduceFn<T>`) or aggregating
+    /// (`Box<dyn AggOps<K, IN, OUT>>`) state.
+    function: Option<Box<dyn Any>>,
 }
 
 /// The log behind a [`KeyedStateBackend`] under the log backend.
@@ -614,31 +698,51 @@ impl<K: Eq + Hash + Clone + Serialize + DeserializeOwned + 'static> KeyedStateBa
     ) -> Result<usize, RestoreError> {
         let Some(tier) = &self.tier else { return Err(RestoreError("not a log backend".into())) };
         let log = tier.log.clone();
-        let records = log.borrow().copy_records(seg);
-        let copy = !log.borrow().in_order(seg)
-            || records.iter().any(|r| state_of(r.1).is_some_and(|id| id as u32 != r.1));
+        // A handle on the segment's bytes, so that its records are read in
+        // place while the log is borrowed mutably for each of them.
+        let Some((bytes, len)) = log.borrow().sealed_bytes(seg) else { return Ok(0) };
+        let bytes = &(*bytes).as_ref()[..len];
+        let mut remapped = false;
+        crate::log::format::scan(bytes, |_, r| {
+            remapped |= state_of(r.state).is_some_and(|id| id as u32 != r.state);
+        });
+        let copy = !log.borrow().in_order(seg) || remapped;
         let mut n = 0;
-        for (loc, state, kind, hash, payload) in records {
-            let mut log = log.borrow_mut();
-            if !owned(hash) {
-                log.kill(loc);
-                continue;
+        let mut failed = None;
+        crate::log::format::scan(bytes, |at, rec| {
+            if failed.is_some() {
+                return;
             }
-            let Some(id) = state_of(state) else {
-                return Err(RestoreError(format!(
-                    "the log holds records of state {state}, which the checkpoint's directory does not name"
+            let loc = Loc::new(seg, at);
+            let mut log = log.borrow_mut();
+            if !owned(rec.hash) {
+                log.kill(loc);
+                return;
+            }
+            let Some(id) = state_of(rec.state) else {
+                failed = Some(RestoreError(format!(
+                    "the log holds records of state {}, which the checkpoint's directory does not name",
+                    rec.state
                 )));
+                return;
             };
             let Some(reg) = self.states.get_mut(id) else {
-                return Err(RestoreError(format!("state {id} is not registered")));
+                failed = Some(RestoreError(format!("state {id} is not registered")));
+                return;
             };
-            let loc =
-                if copy { log.append(id as u32, kind, hash, |o| o.extend_from_slice(&payload)) } else { loc };
-            let rec = Record { state: id as u32, kind, hash, payload: &payload };
-            reg.table
-                .replay(&mut log, loc, &rec)
-                .map_err(|e| RestoreError(format!("state '{}' ({}): {e}", reg.name, reg.kind)))?;
-            n += 1;
+            let loc = if copy {
+                log.append(id as u32, rec.kind, rec.hash, |o| o.extend_from_slice(rec.payload))
+            } else {
+                loc
+            };
+            let rec = Record { state: id as u32, ..rec };
+            match reg.table.replay(&mut log, loc, &rec) {
+                Ok(()) => n += 1,
+                Err(e) => failed = Some(RestoreError(format!("state '{}' ({}): {e}", reg.name, reg.kind))),
+            }
+        });
+        if let Some(e) = failed {
+            return Err(e);
         }
         if copy {
             log.borrow_mut().drop_segment(seg);
@@ -664,7 +768,7 @@ impl<K: Eq + Hash + Clone + Serialize + DeserializeOwned + 'static> KeyedStateBa
             }
             None => StateTable::<K, V>::default(),
         };
-        self.states.push(Registered { name: name.to_string(), kind, table: Box::new(table) });
+        self.states.push(Registered { name: name.to_string(), kind, table: Box::new(table), function: None });
         Ok(self.states.len() - 1)
     }
 
@@ -692,16 +796,56 @@ impl<K: Eq + Hash + Clone + Serialize + DeserializeOwned + 'static> KeyedStateBa
         Ok(MapState { id, _type: PhantomData })
     }
 
-    fn table<V: 'static>(&mut self, id: usize, what: &str, at: CurrentKey<'_, K>) -> &mut StateTable<K, V> {
+    /// Registers (or looks up) a reducing state: values added for a key are
+    /// folded with `reduce(accumulated, new)`. Registering the name again
+    /// replaces the function.
+    pub fn reducing_state<T: StateValue>(
+        &mut self,
+        name: &str,
+        reduce: impl FnMut(T, T) -> T + 'static,
+    ) -> Result<ReducingState<T>, StateError> {
+        let kind = format!("ReducingState<{}>", std::any::type_name::<T>());
+        let id = self.register::<Option<T>>(name, kind)?;
+        let f: ReduceFn<T> = Box::new(reduce);
+        self.states[id].function = Some(Box::new(f));
+        Ok(ReducingState { id, _type: PhantomData })
+    }
+
+    /// Registers (or looks up) an aggregating state updated with `agg`.
+    /// Registering the name again replaces the function.
+    pub fn aggregating_state<IN: 'static, A: AggregateFunction<IN>>(
+        &mut self,
+        name: &str,
+        agg: A,
+    ) -> Result<AggregatingState<IN, A::Out>, StateError> {
+        let kind = format!(
+            "AggregatingState<{}, {}, {}>",
+            std::any::type_name::<IN>(),
+            std::any::type_name::<A::Acc>(),
+            std::any::type_name::<A::Out>()
+        );
+        let id = self.register::<Option<A::Acc>>(name, kind)?;
+        let ops: Box<dyn AggOps<K, IN, A::Out>> = Box::new(AggOpsOf(agg));
+        self.states[id].function = Some(Box::new(ops));
+        Ok(AggregatingState { id, _type: PhantomData })
+    }
+
+    /// Counts an access for the log's maintenance and returns the state.
+    fn registered(&mut self, id: usize, what: &str) -> &mut Registered<K> {
         if let Some(tier) = &mut self.tier {
             tier.accesses += 1;
             if tier.accesses >= LOG_MAINTAIN_EVERY {
                 self.maintain_log();
             }
         }
-        let Some(state) = self.states.get_mut(id) else {
-            panic!("{what} handle used before it was registered in open()");
-        };
+        match self.states.get_mut(id) {
+            Some(state) => state,
+            None => panic!("{what} handle used before it was registered in open()"),
+        }
+    }
+
+    fn table<V: 'static>(&mut self, id: usize, what: &str, at: CurrentKey<'_, K>) -> &mut StateTable<K, V> {
+        let state = self.registered(id, what);
         let kind = &state.kind;
         let table = match state.table.as_any_mut().downcast_mut::<StateTable<K, V>>() {
             Some(t) => t,
@@ -742,6 +886,40 @@ impl<K: Eq + Hash + Clone + Serialize + DeserializeOwned + 'static> KeyedStateBa
     ) -> MapAccess<'a, K, UK, UV> {
         let table = self.table::<StateMap<UK, UV>>(handle.id, "MapState", at);
         MapAccess { table, at_key: at.key, at_hash: at.hash }
+    }
+
+    /// The reducing state `handle` scoped to `at`'s key.
+    pub fn reducing<'a, T: StateValue>(
+        &'a mut self,
+        handle: &ReducingState<T>,
+        at: CurrentKey<'a, K>,
+    ) -> ReducingAccess<'a, K, T> {
+        let state = self.registered(handle.id, "ReducingState");
+        let Registered { kind, table, function, .. } = state;
+        let (Some(table), Some(reduce)) = (
+            table.as_any_mut().downcast_mut::<StateTable<K, Option<T>>>(),
+            function.as_mut().and_then(|f| f.downcast_mut::<ReduceFn<T>>()),
+        ) else {
+            panic!("ReducingState handle does not belong to this operator's state ({kind})")
+        };
+        table.touch(at);
+        ReducingAccess { table, reduce, at_key: at.key, at_hash: at.hash }
+    }
+
+    /// The aggregating state `handle` scoped to `at`'s key.
+    pub fn aggregating<'a, IN: 'static, OUT: 'static>(
+        &'a mut self,
+        handle: &AggregatingState<IN, OUT>,
+        at: CurrentKey<'a, K>,
+    ) -> AggregatingAccess<'a, K, IN, OUT> {
+        let state = self.registered(handle.id, "AggregatingState");
+        let Registered { kind, table, function, .. } = state;
+        let Some(ops) = function.as_mut().and_then(|f| f.downcast_mut::<Box<dyn AggOps<K, IN, OUT>>>())
+        else {
+            panic!("AggregatingState handle does not belong to this operator's state ({kind})")
+        };
+        table.touch(at);
+        AggregatingAccess { table: table.as_any_mut(), ops: ops.as_mut(), at_key: at.key, at_hash: at.hash }
     }
 
     /// Names of the registered states, in registration order.
@@ -876,6 +1054,75 @@ impl<'a, K: Eq + Clone, T> ListAccess<'a, K, T> {
     pub fn clear(&mut self) -> Vec<T> {
         let at = self.at();
         self.table.remove(at).unwrap_or_default()
+    }
+}
+
+/// A reducing state scoped to one key.
+pub struct ReducingAccess<'a, K, T> {
+    table: &'a mut StateTable<K, Option<T>>,
+    reduce: &'a mut ReduceFn<T>,
+    at_key: &'a K,
+    at_hash: u64,
+}
+
+impl<'a, K: Eq + Clone, T> ReducingAccess<'a, K, T> {
+    #[inline]
+    fn at(&self) -> CurrentKey<'a, K> {
+        CurrentKey::new(self.at_key, self.at_hash)
+    }
+
+    /// The key's reduced value, if anything was added.
+    pub fn get(&self) -> Option<&T> {
+        self.table.get(self.at()).and_then(Option::as_ref)
+    }
+
+    /// Folds `value` into the key's value (the first value is kept as is).
+    pub fn add(&mut self, value: T) {
+        let at = self.at();
+        let slot = self.table.get_or_insert_with(at, || None);
+        *slot = Some(match slot.take() {
+            Some(acc) => (self.reduce)(acc, value),
+            None => value,
+        });
+    }
+
+    /// Clears the key's value, returning it.
+    pub fn clear(&mut self) -> Option<T> {
+        let at = self.at();
+        self.table.remove(at).flatten()
+    }
+}
+
+/// An aggregating state scoped to one key.
+pub struct AggregatingAccess<'a, K, IN, OUT> {
+    table: &'a mut dyn Any,
+    ops: &'a mut dyn AggOps<K, IN, OUT>,
+    at_key: &'a K,
+    at_hash: u64,
+}
+
+impl<'a, K, IN, OUT> AggregatingAccess<'a, K, IN, OUT> {
+    #[inline]
+    fn at(&self) -> CurrentKey<'a, K> {
+        CurrentKey::new(self.at_key, self.at_hash)
+    }
+
+    /// The result for the key's accumulator (`None` if nothing was added).
+    pub fn get(&mut self) -> Option<OUT> {
+        let at = self.at();
+        self.ops.get(self.table, at)
+    }
+
+    /// Adds `value` to the key's accumulator (created first if absent).
+    pub fn add(&mut self, value: IN) {
+        let at = self.at();
+        self.ops.add(self.table, at, value);
+    }
+
+    /// Clears the key's accumulator.
+    pub fn clear(&mut self) {
+        let at = self.at();
+        self.ops.clear(self.table, at);
     }
 }
 

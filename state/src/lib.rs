@@ -36,8 +36,9 @@ pub mod timers;
 
 pub use hash::key_hash;
 pub use heap::{
-    CurrentKey, KeyedStateBackend, ListAccess, ListState, MapAccess, MapState, RestoreError, StateError,
-    StateTable, StateValue, ValueAccess, ValueState,
+    AggregateFunction, AggregatingAccess, AggregatingState, CurrentKey, KeyedStateBackend, ListAccess,
+    ListState, MapAccess, MapState, ReducingAccess, ReducingState, RestoreError, StateError, StateTable,
+    StateValue, ValueAccess, ValueState,
 };
 pub use key_group::{KeyGroupRange, MaxParallelism};
 pub use timers::{Timer, TimerQueue};

@@ -71,6 +71,10 @@ struct Cli {
     /// Log backend: full checkpoints instead of incremental ones.
     #[arg(long)]
     full_checkpoints: bool,
+    /// Generate at most this many events per second (over all cores), for
+    /// sustained-load runs; unlimited by default.
+    #[arg(long, value_parser = clap::value_parser!(u64).range(1..))]
+    rate: Option<u64>,
 }
 
 /// Events generated, summed over cores (updated every [`COUNT_BATCH`]).
@@ -105,15 +109,15 @@ fn main() -> anyhow::Result<()> {
     brisk::init_logging();
     let cli = Cli::parse();
     let (events, keys) = (cli.events, cli.keys);
+    let env_budget =
+        cli.state_memory_budget.map_or(JobConfig::default().state_memory_budget_bytes, |b| b as usize);
     let env = StreamEnv::new(JobConfig {
         cores: cli.cores.map(usize::from),
         checkpoint_dir: cli.checkpoint_dir.clone(),
         checkpoint_interval_ms: cli.checkpoint_interval_ms.unwrap_or(0),
         restore: cli.restore.clone(),
         state_backend: cli.state_backend,
-        state_memory_budget_bytes: cli
-            .state_memory_budget
-            .map_or(JobConfig::default().state_memory_budget_bytes, |b| b as usize),
+        state_memory_budget_bytes: env_budget,
         incremental_checkpoints: !cli.full_checkpoints,
         ..JobConfig::default()
     });
@@ -138,6 +142,10 @@ fn main() -> anyhow::Result<()> {
     });
     let generator = match cli.splits {
         Some(n) => generator.with_splits(n as usize),
+        None => generator,
+    };
+    let generator = match cli.rate {
+        Some(r) => generator.with_rate(r as f64),
         None => generator,
     };
     env.from_source(generator)
@@ -230,6 +238,11 @@ fn main() -> anyhow::Result<()> {
             result.metrics.total("state_written"),
             result.metrics.total("state_read_back"),
             result.metrics.total("state_segments_compacted"),
+        );
+        println!(
+            "# memory budget: {:.1} MiB/core, peak charged {:.1} MiB/core (mean over cores)",
+            env_budget as f64 / 1048576.0,
+            result.metrics.total("state_memory_peak_bytes") as f64 / result.cores as f64 / 1048576.0,
         );
     }
     if let Some(peak) = peak_rss_kib() {

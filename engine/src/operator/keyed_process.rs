@@ -32,9 +32,11 @@ use std::hash::Hash;
 use std::marker::PhantomData;
 use std::rc::Rc;
 
+use brisk_state::log::Charge;
 use brisk_state::{
-    CurrentKey, KeyedStateBackend, ListAccess, ListState, MapAccess, MapState, StateValue, TimerQueue,
-    ValueAccess, ValueState,
+    AggregateFunction, AggregatingAccess, AggregatingState, CurrentKey, KeyedStateBackend, ListAccess,
+    ListState, MapAccess, MapState, ReducingAccess, ReducingState, StateValue, TimerQueue, ValueAccess,
+    ValueState,
 };
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -59,11 +61,21 @@ pub enum TimeDomain {
 pub(crate) struct Timers<K> {
     event: TimerQueue<K, ()>,
     processing: TimerQueue<K, ()>,
+    /// Under the log backend, the queues' memory charged to the core's
+    /// budget (timers stay in memory; state makes room for them).
+    charge: Option<Charge>,
 }
 
-impl<K> Default for Timers<K> {
-    fn default() -> Self {
-        Self { event: TimerQueue::default(), processing: TimerQueue::default() }
+impl<K: Eq + Hash + Clone> Timers<K> {
+    fn new(charge: Option<Charge>) -> Self {
+        Self { event: TimerQueue::default(), processing: TimerQueue::default(), charge }
+    }
+
+    /// Charges what the queues hold now.
+    fn recharge(&mut self) {
+        if let Some(c) = &mut self.charge {
+            c.set(self.event.memory_bytes() + self.processing.memory_bytes());
+        }
     }
 }
 
@@ -148,6 +160,24 @@ impl<K: Eq + Hash + Clone + Serialize + DeserializeOwned + 'static> OpenContext<
     ) -> Result<MapState<UK, UV>, UserError> {
         Ok(self.backend.map_state(name)?)
     }
+    /// Registers (or looks up) a reducing state named `name`: values added
+    /// for a key are folded with `reduce(accumulated, new)`.
+    pub fn reducing_state<T: StateValue>(
+        &mut self,
+        name: &str,
+        reduce: impl FnMut(T, T) -> T + 'static,
+    ) -> Result<ReducingState<T>, UserError> {
+        Ok(self.backend.reducing_state(name, reduce)?)
+    }
+    /// Registers (or looks up) an aggregating state named `name`, updated
+    /// with `agg`.
+    pub fn aggregating_state<IN: 'static, A: AggregateFunction<IN>>(
+        &mut self,
+        name: &str,
+        agg: A,
+    ) -> Result<AggregatingState<IN, A::Out>, UserError> {
+        Ok(self.backend.aggregating_state(name, agg)?)
+    }
     /// This core's index (the subtask index).
     pub fn core(&self) -> usize {
         self.core
@@ -196,7 +226,7 @@ impl<K: Eq + Hash + Clone + Serialize + DeserializeOwned + 'static> Context<'_, 
     }
     /// Deletes an event-time timer of the current key.
     pub fn delete_event_time_timer(&mut self, timestamp: Timestamp) {
-        self.timers.event.delete(self.key.key(), &(), timestamp);
+        self.timers.event.delete(self.key.key(), self.key.hash(), &(), timestamp);
     }
     /// Fires `on_timer` once processing time reaches `timestamp` (epoch ms).
     pub fn register_processing_time_timer(&mut self, timestamp: i64) {
@@ -204,7 +234,7 @@ impl<K: Eq + Hash + Clone + Serialize + DeserializeOwned + 'static> Context<'_, 
     }
     /// Deletes a processing-time timer of the current key.
     pub fn delete_processing_time_timer(&mut self, timestamp: i64) {
-        self.timers.processing.delete(self.key.key(), &(), timestamp);
+        self.timers.processing.delete(self.key.key(), self.key.hash(), &(), timestamp);
     }
     /// The operator's current (combined) watermark.
     pub fn current_watermark(&self) -> Timestamp {
@@ -224,6 +254,17 @@ impl<K: Eq + Hash + Clone + Serialize + DeserializeOwned + 'static> Context<'_, 
         handle: &MapState<UK, UV>,
     ) -> MapAccess<'_, K, UK, UV> {
         self.backend.map(handle, self.key)
+    }
+    /// The reducing state `handle` for the current key.
+    pub fn reducing<T: StateValue>(&mut self, handle: &ReducingState<T>) -> ReducingAccess<'_, K, T> {
+        self.backend.reducing(handle, self.key)
+    }
+    /// The aggregating state `handle` for the current key.
+    pub fn aggregating<IN: 'static, OUT: 'static>(
+        &mut self,
+        handle: &AggregatingState<IN, OUT>,
+    ) -> AggregatingAccess<'_, K, IN, OUT> {
+        self.backend.aggregating(handle, self.key)
     }
 }
 
@@ -379,7 +420,7 @@ where
             key_fn,
             f,
             backend,
-            timers: Timers::default(),
+            timers: Timers::new(core.memory_charge()),
             out: Batch::default(),
             next,
             info,
@@ -560,6 +601,7 @@ where
                 self.flush()?;
             }
         }
+        self.timers.recharge();
         self.flush()
     }
 }
@@ -613,6 +655,7 @@ where
         if let Some(c) = &mut s.log_counters {
             c.update(&s.backend);
         }
+        s.timers.recharge();
         s.flush()
     }
 

@@ -176,10 +176,19 @@ impl Core {
                     crate::config::STATE_SEGMENT_BYTES,
                 );
                 log.set_scope(scope);
+                log.charge_to(self.memory_budget.clone());
                 Some((log, self.memory_budget.clone()))
             }
             _ => None,
         }
+    }
+
+    /// Under the log backend, a charge against the core's memory budget for
+    /// memory an operator holds outside its state tables (timers); `None`
+    /// on the heap backend, which has no budget.
+    pub(crate) fn memory_charge(&self) -> Option<brisk_state::log::Charge> {
+        (self.config.state_backend == crate::config::StateBackendKind::Log)
+            .then(|| brisk_state::log::Charge::new(self.memory_budget.clone()))
     }
 
     /// This core's index (the subtask index of every operator on it).
@@ -232,6 +241,11 @@ impl Core {
     }
 
     pub(crate) fn take_counters(&self) -> Vec<CounterEntry> {
+        if self.config.state_backend == crate::config::StateBackendKind::Log {
+            // The most memory the core's state, timers and unwritten log
+            // segments were charged at once (its budget's high-water mark).
+            self.counter("(core)", "state_memory_peak_bytes").add(self.memory_budget.peak() as u64);
+        }
         std::mem::take(&mut *self.counters.borrow_mut())
     }
 

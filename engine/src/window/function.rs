@@ -5,22 +5,9 @@ use crate::error::UserError;
 use crate::operator::keyed_process::Collector;
 use crate::window::assigner::Window;
 
-/// An incremental aggregation (Flink's `AggregateFunction`): the window keeps
-/// one accumulator, updated per element.
-pub trait AggregateFunction<IN>: Clone + Send + 'static {
-    /// The accumulator.
-    type Acc: serde::Serialize + serde::de::DeserializeOwned + 'static;
-    /// The result.
-    type Out: 'static;
-    /// A fresh accumulator.
-    fn create_accumulator(&mut self) -> Self::Acc;
-    /// Adds one element.
-    fn add(&mut self, value: IN, acc: Self::Acc) -> Self::Acc;
-    /// The result for an accumulator.
-    fn get_result(&mut self, acc: &Self::Acc) -> Self::Out;
-    /// Combines two accumulators (merging windows).
-    fn merge(&mut self, a: Self::Acc, b: Self::Acc) -> Self::Acc;
-}
+/// An incremental aggregation (Flink's `AggregateFunction`); defined with
+/// keyed state, which holds its accumulators in an `AggregatingState`.
+pub use brisk_state::AggregateFunction;
 
 /// What a window function knows about the window being emitted.
 #[derive(Debug, Clone, Copy)]

@@ -32,6 +32,7 @@ use std::marker::PhantomData;
 use std::rc::Rc;
 
 use brisk_state::TimerQueue;
+use brisk_state::log::Charge;
 use rustc_hash::FxBuildHasher;
 
 use crate::batch::{BATCH_RECORDS_MAX, Batch, Control, MAX_WATERMARK, MIN_WATERMARK, Timestamp};
@@ -318,6 +319,18 @@ mod state_kind {
 struct WindowTimers<K> {
     event: TimerQueue<K, Window>,
     processing: TimerQueue<K, Window>,
+    /// Under the log backend, the queues' memory charged to the core's
+    /// budget (timers stay in memory; rows make room for them).
+    charge: Option<Charge>,
+}
+
+impl<K: Eq + Hash + Clone> WindowTimers<K> {
+    /// Charges what the queues hold now.
+    fn recharge(&mut self) {
+        if let Some(c) = &mut self.charge {
+            c.set(self.event.memory_bytes() + self.processing.memory_bytes());
+        }
+    }
 }
 
 /// Timer access for one (key, window), handed to triggers.
@@ -338,7 +351,7 @@ impl<K: Eq + Hash + Clone> TriggerTimers for Scope<'_, K> {
         }
     }
     fn delete_event_time(&mut self, time: Timestamp) {
-        self.timers.event.delete(self.key, &self.window, time);
+        self.timers.event.delete(self.key, self.hash, &self.window, time);
         if time == self.window.max_timestamp() {
             *self.end_timer = false;
         }
@@ -347,7 +360,7 @@ impl<K: Eq + Hash + Clone> TriggerTimers for Scope<'_, K> {
         self.timers.processing.register(self.key, self.hash, &self.window, time);
     }
     fn delete_processing_time(&mut self, time: i64) {
-        self.timers.processing.delete(self.key, &self.window, time);
+        self.timers.processing.delete(self.key, self.hash, &self.window, time);
     }
 }
 
@@ -444,7 +457,11 @@ where
             lateness: spec.allowed_lateness,
             entries,
             active: HashMap::default(),
-            timers: WindowTimers { event: TimerQueue::default(), processing: TimerQueue::default() },
+            timers: WindowTimers {
+                event: TimerQueue::default(),
+                processing: TimerQueue::default(),
+                charge: core.memory_charge(),
+            },
             watermark: MIN_WATERMARK,
             out: Batch::default(),
             next,
@@ -690,7 +707,7 @@ where
         if on {
             queue.register(key, hash, &window, at);
         } else {
-            queue.delete(key, &window, at);
+            queue.delete(key, hash, &window, at);
         }
     }
 
@@ -1006,6 +1023,7 @@ where
             let info = self.info.clone();
             info.guard(|| self.on_timer(t.key, t.key_hash, t.namespace, t.timestamp, domain))??;
         }
+        self.timers.recharge();
         self.flush()
     }
 
@@ -1092,6 +1110,7 @@ where
         {
             c.record(spill, &log);
         }
+        s.timers.recharge();
         s.flush()
     }
 

@@ -290,22 +290,41 @@ where
     /// key's hash `owned` accepts. Segments must be replayed in log order.
     pub fn replay_segment(&mut self, seg: u32, owned: impl Fn(u64) -> bool) -> Result<(), String> {
         let Some(t) = &mut self.tier else { return Err("not a log backend".into()) };
-        let records = t.log.borrow().copy_records(seg);
+        // A handle on the segment's bytes: records are read in place while
+        // the log is borrowed mutably for each.
+        let Some((bytes, len)) = t.log.borrow().sealed_bytes(seg) else { return Ok(()) };
+        let bytes = &(*bytes).as_ref()[..len];
         // Out of the log's order (see `LogStore::adopt_verified`): copy what we keep.
         let copy = !t.log.borrow().in_order(seg);
-        for (loc, state, kind, hash, payload) in records {
-            let mut log = t.log.borrow_mut();
-            let key: (K, Window) = postcard::take_from_bytes(&payload)
-                .map(|(k, _)| k)
-                .map_err(|e| format!("a window row's key does not decode: {e}"))?;
-            if state != 0 || !owned(brisk_state::key_hash(&key.0)) {
-                log.kill(loc);
-                continue;
+        let mut failed = None;
+        brisk_state::log::format::scan(bytes, |at, rec| {
+            if failed.is_some() {
+                return;
             }
-            let loc =
-                if copy { log.append(state, kind, hash, |o| o.extend_from_slice(&payload)) } else { loc };
-            let rec = Record { state, kind, hash, payload: &payload };
-            t.spill.replay(&mut log, loc, &rec)?;
+            let loc = Loc::new(seg, at);
+            let mut log = t.log.borrow_mut();
+            let key = match postcard::take_from_bytes::<(K, Window)>(rec.payload) {
+                Ok((key, _)) => key,
+                Err(e) => {
+                    failed = Some(format!("a window row's key does not decode: {e}"));
+                    return;
+                }
+            };
+            if rec.state != 0 || !owned(brisk_state::key_hash(&key.0)) {
+                log.kill(loc);
+                return;
+            }
+            let loc = if copy {
+                log.append(rec.state, rec.kind, rec.hash, |o| o.extend_from_slice(rec.payload))
+            } else {
+                loc
+            };
+            if let Err(e) = t.spill.replay(&mut log, loc, &rec) {
+                failed = Some(e);
+            }
+        });
+        if let Some(e) = failed {
+            return Err(e);
         }
         if copy {
             t.log.borrow_mut().drop_segment(seg);

@@ -27,29 +27,31 @@ pub fn compact_once(log: &Rc<RefCell<LogStore>>, target: &mut dyn CompactTarget)
     log.borrow_mut().poll();
     let Some(seg) = log.borrow().compaction_candidate(COMPACT_DEAD_FRACTION) else { return false };
     let oldest = log.borrow().is_oldest(seg);
-    // Copy the segment's records out: copying forward appends to the same log.
-    let records = log.borrow().copy_records(seg);
+    // Records are read in place through a handle on the segment's bytes,
+    // while copying forward appends to the same log.
+    let Some((bytes, len)) = log.borrow().sealed_bytes(seg) else { return false };
+    let bytes = &(*bytes).as_ref()[..len];
     let mut copied = 0;
-    for (loc, state, kind, hash, payload) in records {
-        let rec = Record { state, kind, hash, payload: &payload };
-        let keep = match kind {
-            RecordKind::Put => target.is_live(state, hash, loc),
+    format::scan(bytes, |at, rec| {
+        let loc = Loc::new(seg, at);
+        let keep = match rec.kind {
+            RecordKind::Put => target.is_live(rec.state, rec.hash, loc),
             // Tombstones hide older records; none is older than the oldest segment.
-            RecordKind::Delete => !oldest && target.tombstone_still_needed(state, &rec),
+            RecordKind::Delete => !oldest && target.tombstone_still_needed(rec.state, &rec),
         };
         if !keep {
-            continue;
+            return;
         }
-        let mut log = log.borrow_mut();
-        let new = log.append(state, kind, hash, |o| o.extend_from_slice(&payload));
-        copied += format::RECORD_HEADER_BYTES + payload.len();
-        if kind == RecordKind::Delete {
-            log.kill(new);
+        let mut l = log.borrow_mut();
+        let new = l.append(rec.state, rec.kind, rec.hash, |o| o.extend_from_slice(rec.payload));
+        copied += format::RECORD_HEADER_BYTES + rec.payload.len();
+        if rec.kind == RecordKind::Delete {
+            l.kill(new);
         } else {
-            drop(log);
-            target.relocate(state, hash, loc, new);
+            drop(l);
+            target.relocate(rec.state, rec.hash, loc, new);
         }
-    }
+    });
     let mut log = log.borrow_mut();
     log.note_compacted(copied);
     log.drop_segment(seg);

@@ -48,7 +48,8 @@ pub const SIZE_SAMPLE_EVERY: u32 = 64;
 /// budget), so that sweeps are not one per access.
 const EVICT_BATCH: usize = 32;
 
-/// Memory one index slot costs (hash, location, control byte, load factor).
+/// Memory one slot of the index's capacity costs (hash, location, control
+/// byte, and the buckets hashbrown keeps free beyond its capacity).
 pub const INDEX_SLOT_BYTES: usize = 19;
 
 /// A core's budget for state held in memory (managed memory): every
@@ -58,12 +59,13 @@ pub const INDEX_SLOT_BYTES: usize = 19;
 pub struct MemoryBudget {
     limit: usize,
     used: Cell<usize>,
+    peak: Cell<usize>,
 }
 
 impl MemoryBudget {
     /// A budget of `limit` bytes.
     pub fn new(limit: usize) -> Rc<Self> {
-        Rc::new(Self { limit, used: Cell::new(0) })
+        Rc::new(Self { limit, used: Cell::new(0), peak: Cell::new(0) })
     }
     /// The limit in bytes.
     pub fn limit(&self) -> usize {
@@ -73,11 +75,54 @@ impl MemoryBudget {
     pub fn used(&self) -> usize {
         self.used.get()
     }
+    /// The most bytes ever charged at once.
+    pub fn peak(&self) -> usize {
+        self.peak.get()
+    }
     fn recharge(&self, old: usize, new: usize) {
-        self.used.set(self.used.get() - old + new);
+        let used = self.used.get() - old + new;
+        self.used.set(used);
+        if used > self.peak.get() {
+            self.peak.set(used);
+        }
     }
     fn over(&self) -> usize {
         self.used.get().saturating_sub(self.limit)
+    }
+}
+
+/// Memory charged to a [`MemoryBudget`] by something that cannot evict
+/// (timer queues, a log's unwritten segments): its holder sets what it
+/// holds now, and the spilling tables evict to make room. Dropping the
+/// charge gives its bytes back.
+#[derive(Debug)]
+pub struct Charge {
+    budget: Rc<MemoryBudget>,
+    charged: usize,
+}
+
+impl Charge {
+    /// A charge of nothing yet against `budget`.
+    pub fn new(budget: Rc<MemoryBudget>) -> Self {
+        Self { budget, charged: 0 }
+    }
+    /// Sets the bytes this charge holds.
+    #[inline]
+    pub fn set(&mut self, bytes: usize) {
+        if bytes != self.charged {
+            self.budget.recharge(self.charged, bytes);
+            self.charged = bytes;
+        }
+    }
+    /// The bytes this charge holds.
+    pub fn bytes(&self) -> usize {
+        self.charged
+    }
+}
+
+impl Drop for Charge {
+    fn drop(&mut self) {
+        self.set(0);
     }
 }
 
@@ -331,9 +376,7 @@ where
     /// Charges the table's current size to the budget and, if the core is
     /// over it, evicts entries of this table.
     pub fn maintain<E: HotEntry<K, V>>(&mut self, hot: &mut HashTable<E>) {
-        let now = hot.len() * self.entry_bytes + self.cold.len() * INDEX_SLOT_BYTES;
-        self.budget.recharge(self.charged, now);
-        self.charged = now;
+        self.recharge(hot);
         let over = self.budget.over();
         // Index slots cannot be evicted: when they alone fill the budget,
         // evicting every hot entry on every access would only thrash (each
@@ -350,9 +393,7 @@ where
         if hot.capacity() > 4 * hot.len() + 1024 {
             hot.shrink_to(2 * hot.len(), |e| e.hash());
         }
-        let now = hot.len() * self.entry_bytes + self.cold.len() * INDEX_SLOT_BYTES;
-        self.budget.recharge(self.charged, now);
-        self.charged = now;
+        self.recharge(hot);
     }
 
     /// Evicts `want` entries not referenced since the hand last passed
@@ -387,16 +428,39 @@ where
 
     /// Writes every dirty hot entry (they stay hot, now clean): after this,
     /// the log alone holds the table's whole state.
+    ///
+    /// The records wait in memory until their segments are written. While
+    /// that puts the core over its budget, a written entry leaves memory
+    /// (the log has it), so a checkpoint's flush does not add a copy of
+    /// the dirty state on top of the budget.
     pub fn flush<E: HotEntry<K, V>>(&mut self, hot: &mut HashTable<E>) {
         let log = self.log.clone();
         let mut log = log.borrow_mut();
-        for e in hot.iter_mut() {
-            let flags = *e.flags();
-            if flags & DIRTY != 0 {
-                self.write(&mut log, e.hash(), &e.key(), flags & LOGGED != 0, |o| e.encode(o));
-                *e.flags() = (flags & !DIRTY) | LOGGED;
+        for i in 0..hot.num_buckets() {
+            let Ok(mut slot) = hot.get_bucket_entry(i) else { continue };
+            let flags = *slot.get_mut().flags();
+            if flags & DIRTY == 0 {
+                continue;
+            }
+            let e = slot.get();
+            self.write(&mut log, e.hash(), &e.key(), flags & LOGGED != 0, |o| e.encode(o));
+            if self.budget.over() > 0 {
+                slot.remove();
+                self.stats.evicted += 1;
+                self.recharge(hot);
+            } else {
+                *slot.get_mut().flags() = (flags & !DIRTY) | LOGGED;
             }
         }
+        self.recharge(hot);
+    }
+
+    /// Charges what the table holds now: its hot entries and the index's
+    /// capacity.
+    fn recharge<E>(&mut self, hot: &HashTable<E>) {
+        let now = hot.len() * self.entry_bytes + self.cold.capacity() * INDEX_SLOT_BYTES;
+        self.budget.recharge(self.charged, now);
+        self.charged = now;
     }
 
     /// Calls `out` with the encoded `(key, value)` of every cold entry whose

@@ -14,6 +14,7 @@ use std::rc::Rc;
 
 use super::format::{self, Record, RecordKind};
 use super::io::{SegmentBytes, SegmentIo};
+use super::spill::{Charge, MemoryBudget};
 use crate::KeyGroupRange;
 
 /// Where a record lives: segment number (local to the store) and offset.
@@ -21,7 +22,8 @@ use crate::KeyGroupRange;
 pub struct Loc(u64);
 
 impl Loc {
-    fn new(seg: u32, offset: usize) -> Self {
+    /// The record at `offset` of segment number `seg`.
+    pub fn new(seg: u32, offset: usize) -> Self {
         Self((u64::from(seg) << 32) | offset as u64)
     }
     /// The segment number.
@@ -139,6 +141,9 @@ pub struct LogStore {
     done: Vec<(u64, io::Result<()>)>,
     last_error: Option<String>,
     stats: LogStats,
+    /// What the log holds in memory ([`Self::resident_bytes`]), charged to
+    /// the core's budget when set ([`Self::charge_to`]).
+    charge: Option<Charge>,
 }
 
 impl LogStore {
@@ -161,6 +166,7 @@ impl LogStore {
             done: Vec::new(),
             last_error: None,
             stats: LogStats::default(),
+            charge: None,
         };
         s.start_segment();
         s
@@ -170,6 +176,23 @@ impl LogStore {
     /// segments it writes from now on (every group until set).
     pub fn set_scope(&mut self, scope: KeyGroupRange) {
         self.scope = scope;
+    }
+
+    /// Charges the bytes this log holds in memory (the open segment and
+    /// sealed ones not yet durable) to `budget`, so that spilling tables
+    /// make room for them.
+    pub fn charge_to(&mut self, budget: Rc<MemoryBudget>) {
+        self.charge = Some(Charge::new(budget));
+        self.recharge();
+    }
+
+    fn recharge(&mut self) {
+        if self.charge.is_some() {
+            let bytes = self.resident_bytes();
+            if let Some(c) = &mut self.charge {
+                c.set(bytes);
+            }
+        }
     }
 
     fn start_segment(&mut self) {
@@ -246,6 +269,7 @@ impl LogStore {
         );
         self.stats.sealed += 1;
         self.start_segment();
+        self.recharge();
     }
 
     fn retry_failed(&mut self) {
@@ -262,6 +286,9 @@ impl LogStore {
     /// now on and its memory freed; a failed one is kept for a retry.
     pub fn poll(&mut self) {
         self.io.poll(&mut self.done);
+        if self.done.is_empty() {
+            return;
+        }
         for (id, result) in std::mem::take(&mut self.done) {
             let Some(seg) = self.sealed.values_mut().find(|s| s.id == id) else {
                 // Dropped while its write was in flight.
@@ -289,6 +316,7 @@ impl LogStore {
                 }
             }
         }
+        self.recharge();
     }
 
     /// Whether every sealed segment is durable.
@@ -447,14 +475,15 @@ impl LogStore {
         out
     }
 
-    /// Every valid record of sealed segment `seg` as `(location, state,
-    /// kind, hash, payload)`, copied out (for a caller that appends to this
-    /// log while it goes through them).
-    pub fn copy_records(&self, seg: u32) -> Vec<(Loc, u32, RecordKind, u64, Vec<u8>)> {
-        self.records(seg)
-            .into_iter()
-            .map(|(loc, r)| (loc, r.state, r.kind, r.hash, r.payload.to_vec()))
-            .collect()
+    /// A handle on sealed segment `seg`'s bytes that does not borrow the
+    /// log, with its valid length.
+    pub fn sealed_bytes(&self, seg: u32) -> Option<(SegmentBytes, usize)> {
+        let s = self.sealed.get(&seg)?;
+        let bytes: SegmentBytes = match &s.data {
+            Data::Writing(b) | Data::Failed(b) => b.clone(),
+            Data::OnDisk(b) => b.clone(),
+        };
+        Some((bytes, s.len))
     }
 
     /// The numbers of the sealed segments, oldest first.
@@ -488,6 +517,7 @@ impl LogStore {
                 self.io.delete(s.id);
             }
         }
+        self.recharge();
     }
 
     /// Counts `bytes` copied forward by compaction.

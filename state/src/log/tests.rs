@@ -360,8 +360,6 @@ fn a_damaged_checkpoint_segment_is_refused() {
     );
 }
 
-/// A restore whose function registers its states in another order maps
-/// the log's records by the checkpoint's directory.
 /// Adopts segment `s` from `disk` into `backend`'s log, for key groups
 /// `scope`; it must verify.
 fn adopt_from(
@@ -396,6 +394,8 @@ fn restore_as_mvl(
     Job { backend, v, l, m }
 }
 
+/// A restore whose function registers its states in another order maps
+/// the log's records by the checkpoint's directory.
 #[test]
 fn replay_follows_a_changed_registration_order() {
     let (disk, list, model, _) = flushed();
@@ -544,4 +544,106 @@ fn keys_sharing_a_hash_stay_apart() {
         assert_eq!(j.backend.value(&j.v, same(&k)).get(), model.get(&k), "key {k}");
         assert_eq!(r.backend.value(&r.v, same(&k)).get(), model.get(&k), "key {k} restored");
     }
+}
+
+/// Mean of the values added: the accumulator is `(sum, count)`.
+#[derive(Clone)]
+struct Mean;
+
+impl crate::AggregateFunction<i64> for Mean {
+    type Acc = (i64, u32);
+    type Out = f64;
+    fn create_accumulator(&mut self) -> (i64, u32) {
+        (0, 0)
+    }
+    fn add(&mut self, v: i64, acc: (i64, u32)) -> (i64, u32) {
+        (acc.0 + v, acc.1 + 1)
+    }
+    fn get_result(&mut self, acc: &(i64, u32)) -> f64 {
+        acc.0 as f64 / f64::from(acc.1)
+    }
+    fn merge(&mut self, a: (i64, u32), b: (i64, u32)) -> (i64, u32) {
+        (a.0 + b.0, a.1 + b.1)
+    }
+}
+
+/// A reducing (max) and an aggregating (mean) state against a model, on
+/// the heap backend and on the log backend with a budget that spills; then
+/// restored from a heap snapshot and from the log.
+#[test]
+fn reducing_and_aggregating_state_on_both_backends() {
+    let seed = seed();
+    let disk = SimDisk::new(seed);
+    let heap = KeyedStateBackend::<u32>::new();
+    let log = KeyedStateBackend::with_log(
+        LogStore::new(Box::new(SimIo(disk.clone())), 0, 8 << 10),
+        MemoryBudget::new(2 << 10),
+    );
+    let mut restored_heap = None;
+    for (name, mut b) in [("heap", heap), ("log", log)] {
+        let mut rng = fastrand::Rng::with_seed(seed);
+        let max = b.reducing_state::<i64>("max", |a, b| a.max(b)).unwrap();
+        let mean = b.aggregating_state("mean", Mean).unwrap();
+        let mut model: BTreeMap<u32, (i64, i64, u32)> = BTreeMap::new();
+        for _ in 0..20_000 {
+            let k = rng.u32(0..300);
+            if rng.u32(0..20) == 0 {
+                let had = model.remove(&k).map(|m| m.0);
+                assert_eq!(b.reducing(&max, at(&k)).clear(), had, "{name} seed {seed}");
+                b.aggregating(&mean, at(&k)).clear();
+            } else {
+                let v = rng.i64(-1000..1000);
+                b.reducing(&max, at(&k)).add(v);
+                b.aggregating(&mean, at(&k)).add(v);
+                let m = model.entry(k).or_insert((v, 0, 0));
+                *m = (m.0.max(v), m.1 + v, m.2 + 1);
+            }
+        }
+        let check = |b: &mut KeyedStateBackend<u32>, what: &str| {
+            for k in 0..300 {
+                let want = model.get(&k);
+                assert_eq!(b.reducing(&max, at(&k)).get(), want.map(|m| &m.0), "{what} key {k} seed {seed}");
+                assert_eq!(
+                    b.aggregating(&mean, at(&k)).get(),
+                    want.map(|m| m.1 as f64 / f64::from(m.2)),
+                    "{what} key {k} seed {seed}"
+                );
+            }
+        };
+        check(&mut b, name);
+        if name == "heap" {
+            // A snapshot restores into a backend that registered the same
+            // states (functions are the code's, not the snapshot's).
+            let mut r = KeyedStateBackend::<u32>::new();
+            r.reducing_state::<i64>("max", |a, b| a.max(b)).unwrap();
+            r.aggregating_state("mean", Mean).unwrap();
+            for id in 0..2 {
+                b.snapshot_state(id, &mut |_, bytes| r.restore_entry(id, bytes).unwrap());
+            }
+            check(&mut r, "heap restored");
+            restored_heap = Some(r);
+        } else {
+            let stats = b.log_stats().unwrap();
+            assert!(stats.spill.evicted > 100 && stats.spill.faulted_in > 100, "{stats:?}");
+            let list = b.flush_log().unwrap();
+            let written = b.log().unwrap().clone();
+            for _ in 0..8 {
+                written.borrow_mut().poll();
+            }
+            let mut r = KeyedStateBackend::<u32>::with_log(
+                LogStore::new(Box::new(SimIo(disk.clone())), 1 << 32, 8 << 10),
+                MemoryBudget::new(2 << 10),
+            );
+            r.reducing_state::<i64>("max", |a, b| a.max(b)).unwrap();
+            r.aggregating_state("mean", Mean).unwrap();
+            for s in &list {
+                let no = adopt_from(&r, &disk, s, s.scope);
+                r.replay_segment(no, |_| true, |s| Some(s as usize)).unwrap();
+            }
+            check(&mut r, "log restored");
+        }
+    }
+    let r = restored_heap.unwrap();
+    let kinds: Vec<_> = r.descriptors().map(|(_, k)| k.to_string()).collect();
+    assert_eq!(kinds, ["ReducingState<i64>", "AggregatingState<i64, (i64, u32), f64>"]);
 }
