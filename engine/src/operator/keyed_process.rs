@@ -57,22 +57,23 @@ pub enum TimeDomain {
     ProcessingTime,
 }
 
-/// The timers of one keyed operator on one core.
-pub(crate) struct Timers<K> {
-    event: TimerQueue<K, ()>,
-    processing: TimerQueue<K, ()>,
+/// The timers of one keyed operator on one core, under namespace `N`
+/// (`()` for process functions, the window for windows).
+pub(crate) struct Timers<K, N = ()> {
+    pub event: TimerQueue<K, N>,
+    pub processing: TimerQueue<K, N>,
     /// Under the log backend, the queues' memory charged to the core's
     /// budget (timers stay in memory; state makes room for them).
     charge: Option<Charge>,
 }
 
-impl<K: Eq + Hash + Clone> Timers<K> {
-    fn new(charge: Option<Charge>) -> Self {
+impl<K: Eq + Hash + Clone, N: Eq + Hash + Clone> Timers<K, N> {
+    pub fn new(charge: Option<Charge>) -> Self {
         Self { event: TimerQueue::default(), processing: TimerQueue::default(), charge }
     }
 
     /// Charges what the queues hold now.
-    fn recharge(&mut self) {
+    pub fn recharge(&mut self) {
         if let Some(c) = &mut self.charge {
             c.set(self.event.memory_bytes() + self.processing.memory_bytes());
         }

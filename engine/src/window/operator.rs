@@ -31,8 +31,6 @@ use std::hash::Hash;
 use std::marker::PhantomData;
 use std::rc::Rc;
 
-use brisk_state::TimerQueue;
-use brisk_state::log::Charge;
 use rustc_hash::FxBuildHasher;
 
 use crate::batch::{BATCH_RECORDS_MAX, Batch, Control, MAX_WATERMARK, MIN_WATERMARK, Timestamp};
@@ -316,22 +314,7 @@ mod state_kind {
     pub const LOG_SEGMENTS: u8 = 5;
 }
 
-struct WindowTimers<K> {
-    event: TimerQueue<K, Window>,
-    processing: TimerQueue<K, Window>,
-    /// Under the log backend, the queues' memory charged to the core's
-    /// budget (timers stay in memory; rows make room for them).
-    charge: Option<Charge>,
-}
-
-impl<K: Eq + Hash + Clone> WindowTimers<K> {
-    /// Charges what the queues hold now.
-    fn recharge(&mut self) {
-        if let Some(c) = &mut self.charge {
-            c.set(self.event.memory_bytes() + self.processing.memory_bytes());
-        }
-    }
-}
+type WindowTimers<K> = crate::operator::keyed_process::Timers<K, Window>;
 
 /// Timer access for one (key, window), handed to triggers.
 struct Scope<'a, K> {
@@ -457,11 +440,7 @@ where
             lateness: spec.allowed_lateness,
             entries,
             active: HashMap::default(),
-            timers: WindowTimers {
-                event: TimerQueue::default(),
-                processing: TimerQueue::default(),
-                charge: core.memory_charge(),
-            },
+            timers: WindowTimers::new(core.memory_charge()),
             watermark: MIN_WATERMARK,
             out: Batch::default(),
             next,
