@@ -240,9 +240,21 @@ fn main() -> anyhow::Result<()> {
             result.metrics.total("state_segments_compacted"),
         );
         println!(
-            "# memory budget: {:.1} MiB/core, peak charged {:.1} MiB/core (mean over cores)",
+            "# memory budget: {:.1} MiB/core, peak charged {:.1} MiB/core (mean over cores), \
+             input held back {:.2} s/core waiting for state writes",
             env_budget as f64 / 1048576.0,
             result.metrics.total("state_memory_peak_bytes") as f64 / result.cores as f64 / 1048576.0,
+            result.metrics.total("state_write_stall_ns") as f64 / result.cores as f64 / 1e9,
+        );
+        let mib = |m: &str| result.metrics.total(m) as f64 / result.cores as f64 / 1048576.0;
+        println!(
+            "# at the peak: entries {:.1}, index {:.1}, timers {:.1}, unwritten segments {:.1}, \
+             state files {:.1} MiB/core",
+            mib("state_memory_peak_entries_bytes"),
+            mib("state_memory_peak_index_bytes"),
+            mib("state_memory_peak_timers_bytes"),
+            mib("state_memory_peak_segments_bytes"),
+            mib("state_memory_peak_state_files_bytes"),
         );
     }
     if let Some(peak) = peak_rss_kib() {

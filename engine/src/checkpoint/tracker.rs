@@ -63,6 +63,9 @@ pub(crate) struct CoreCheckpoints {
     /// State files being written, and a wake-up when that drops to zero.
     writing: Cell<usize>,
     idle: glommio::sync::Semaphore,
+    /// Under the log backend, the core's memory budget: a state file's
+    /// bytes are charged to it until written.
+    memory: RefCell<Option<Rc<brisk_state::log::MemoryBudget>>>,
 }
 
 impl CoreCheckpoints {
@@ -86,6 +89,7 @@ impl CoreCheckpoints {
             writing_ids: RefCell::default(),
             writing: Cell::new(0),
             idle: glommio::sync::Semaphore::new(0),
+            memory: RefCell::default(),
         })
     }
 
@@ -142,6 +146,11 @@ impl CoreCheckpoints {
         self.write_state_after(id, node, payload, serializing_since, Vec::new(), None);
     }
 
+    /// Charges state files, until written, to the core's memory `budget`.
+    pub fn charge_state_files_to(&self, budget: Rc<brisk_state::log::MemoryBudget>) {
+        *self.memory.borrow_mut() = Some(budget);
+    }
+
     /// Like [`write_state`](Self::write_state), for a state file that refers
     /// to log `segments`: the file is written once `durable` says they are
     /// on storage (or the checkpoint fails with its error), and the
@@ -166,6 +175,11 @@ impl CoreCheckpoints {
         let dir = self.shared.dir_of(id);
         let this = self.clone();
         self.writing.set(self.writing.get() + 1);
+        let charge = self.memory.borrow().clone().map(|budget| {
+            let mut c = brisk_state::log::Charge::new(budget, brisk_state::log::MemoryUse::StateFiles);
+            c.set(payload.capacity());
+            c
+        });
         glommio::spawn_local(async move {
             let header = format::header(&payload);
             let bytes = (header.len() + payload.len()) as u64;
@@ -181,6 +195,7 @@ impl CoreCheckpoints {
                 Err(e) => Err(e),
             };
             drop(payload);
+            drop(charge);
             let mut progress = this.progress.borrow_mut();
             // Absent: a newer checkpoint was acknowledged first and this one
             // was abandoned.

@@ -110,6 +110,11 @@ pub struct Core {
     memory_budget: Rc<brisk_state::log::MemoryBudget>,
     /// The core's state log segment writes in flight (log backend).
     pub(crate) segment_writes: Rc<super::segment_io::WriteSignal>,
+    /// Most bytes of segment writes in flight before the core's driving
+    /// tasks stop taking input (see [`Owned::after_push`]).
+    write_backlog_bytes: usize,
+    /// Nanoseconds the core's driving tasks waited for segment writes.
+    write_stall_ns: Counter,
 }
 
 impl Core {
@@ -119,6 +124,12 @@ impl Core {
         shared: Arc<JobShared>,
         checkpoints: Option<Rc<CoreCheckpoints>>,
     ) -> Rc<Self> {
+        let memory_budget = brisk_state::log::MemoryBudget::new(config.state_memory_budget_bytes);
+        if config.state_backend == crate::config::StateBackendKind::Log
+            && let Some(cp) = &checkpoints
+        {
+            cp.charge_state_files_to(memory_budget.clone());
+        }
         Rc::new(Self {
             index,
             shared,
@@ -127,8 +138,10 @@ impl Core {
             checkpoints,
             counters: RefCell::new(Vec::new()),
             timers: Rc::default(),
-            memory_budget: brisk_state::log::MemoryBudget::new(config.state_memory_budget_bytes),
+            memory_budget,
             segment_writes: Rc::default(),
+            write_backlog_bytes: write_backlog_bytes(config.state_memory_budget_bytes),
+            write_stall_ns: Counter::default(),
             config,
         })
     }
@@ -187,8 +200,9 @@ impl Core {
     /// memory an operator holds outside its state tables (timers); `None`
     /// on the heap backend, which has no budget.
     pub(crate) fn memory_charge(&self) -> Option<brisk_state::log::Charge> {
-        (self.config.state_backend == crate::config::StateBackendKind::Log)
-            .then(|| brisk_state::log::Charge::new(self.memory_budget.clone()))
+        (self.config.state_backend == crate::config::StateBackendKind::Log).then(|| {
+            brisk_state::log::Charge::new(self.memory_budget.clone(), brisk_state::log::MemoryUse::Timers)
+        })
     }
 
     /// This core's index (the subtask index of every operator on it).
@@ -245,6 +259,12 @@ impl Core {
             // The most memory the core's state, timers and unwritten log
             // segments were charged at once (its budget's high-water mark).
             self.counter("(core)", "state_memory_peak_bytes").add(self.memory_budget.peak() as u64);
+            // What each use held at that peak.
+            let by_use = self.memory_budget.peak_by_use();
+            for (what, bytes) in brisk_state::log::MemoryUse::ALL.iter().zip(by_use) {
+                self.counter("(core)", &format!("state_memory_peak_{}_bytes", what.name())).add(bytes as u64);
+            }
+            self.counter("(core)", "state_write_stall_ns").add(self.write_stall_ns.get());
         }
         std::mem::take(&mut *self.counters.borrow_mut())
     }
@@ -270,6 +290,13 @@ impl Core {
     }
 }
 
+/// The write backlog of a core with `budget` bytes of managed memory: a
+/// quarter of it, and at least two segments so that one can be written while
+/// the next fills.
+fn write_backlog_bytes(budget: usize) -> usize {
+    (budget / 4).max(2 * crate::config::STATE_SEGMENT_BYTES)
+}
+
 /// What one driving task owns downstream of itself: the outlets it pushed
 /// into and has yet to drain, and when it last flushed partial buffers.
 pub(crate) struct Owned {
@@ -286,8 +313,17 @@ impl Owned {
 
     /// After a synchronous push: claim what it touched and wait until those
     /// outlets accepted it (backpressure). Partial buffers go out when the
-    /// flush deadline passed.
+    /// flush deadline passed. While the core's unwritten state log segments
+    /// exceed its write backlog, everything is sent and the task waits for
+    /// the disk before it takes more input: memory stays bounded when the
+    /// disk is slower than the state's churn (RocksDB's write stall).
     pub async fn after_push(&mut self) -> Result<(), JobError> {
+        if self.core.segment_writes.bytes_in_flight() > self.core.write_backlog_bytes {
+            self.flush_all().await?;
+            let from = self.core.monotonic_ns();
+            self.core.segment_writes.at_most(self.core.write_backlog_bytes).await;
+            self.core.write_stall_ns.add(self.core.monotonic_ns().saturating_sub(from));
+        }
         self.core.claim_touched(&mut self.outlets);
         let blocks = std::mem::take(&mut *self.core.blocks.borrow_mut());
         if !blocks.is_empty() {
@@ -399,5 +435,68 @@ impl Drop for CancelOnUnwind {
         if std::thread::panicking() {
             self.0.cancel();
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::cell::Cell;
+
+    use super::*;
+    use crate::clock::ManualClock;
+    use crate::config::{JobConfig, StateBackendKind};
+
+    /// A driving task does not take more input while the core's state log
+    /// writes in flight exceed its backlog, and goes on once they drained;
+    /// the wait is counted.
+    #[test]
+    fn input_waits_while_state_writes_exceed_the_backlog() {
+        let clock = ManualClock::new(0);
+        let config = JobConfig {
+            cores: Some(1),
+            pin_cores: false,
+            clock: clock.clone(),
+            state_backend: StateBackendKind::Log,
+            state_memory_budget_bytes: 64 << 20,
+            ..JobConfig::default()
+        };
+        let resolved = config.resolve().expect("valid config");
+        let backlog = write_backlog_bytes(64 << 20);
+        assert_eq!(backlog, 16 << 20);
+        glommio::LocalExecutorBuilder::default()
+            .spawn(move || async move {
+                let core = Core::new(0, resolved, JobShared::new(), None);
+                // At the backlog: no wait.
+                core.segment_writes.started(backlog);
+                Owned::new(core.clone()).after_push().await.expect("no wait");
+                // One byte over it: the push waits for a write to finish.
+                core.segment_writes.started(1);
+                let passed = Rc::new(Cell::new(false));
+                let task = glommio::spawn_local({
+                    let (core, passed) = (core.clone(), passed.clone());
+                    async move {
+                        Owned::new(core).after_push().await.expect("waits, then passes");
+                        passed.set(true);
+                    }
+                });
+                for _ in 0..16 {
+                    futures_lite::future::yield_now().await;
+                }
+                assert!(!passed.get(), "input taken with writes over the backlog");
+                clock.advance_ms(7);
+                core.segment_writes.finished(1);
+                task.await;
+                assert!(passed.get());
+                core.segment_writes.finished(backlog);
+                let stall = core
+                    .take_counters()
+                    .into_iter()
+                    .find(|c| c.metric == "state_write_stall_ns")
+                    .expect("the log backend counts write stalls");
+                assert_eq!(stall.counter.get(), 7_000_000);
+            })
+            .expect("executor starts")
+            .join()
+            .expect("test task");
     }
 }

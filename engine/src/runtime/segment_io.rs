@@ -18,23 +18,29 @@ use std::task::{Poll, Waker};
 use brisk_state::log::{SegmentBytes, SegmentIo};
 
 /// A core's segment writes in flight, and a wake-up whenever one finishes:
-/// checkpoints wait on it for their segments to be durable, and a core
-/// waits for it to drain before its executor ends (a write task dropped
-/// with its executor leaves glommio's blocking thread nowhere to answer).
+/// checkpoints wait on it for their segments to be durable, a core's
+/// driving tasks wait on it before taking more input while too many bytes
+/// are unwritten (see [`Owned::after_push`](super::core::Owned::after_push)),
+/// and a core waits for it to drain before its executor ends (a write task
+/// dropped with its executor leaves glommio's blocking thread nowhere to
+/// answer).
 #[derive(Default)]
 pub(crate) struct WriteSignal {
     in_flight: Cell<usize>,
+    bytes_in_flight: Cell<usize>,
     generation: Cell<u64>,
     wakers: RefCell<Vec<Waker>>,
 }
 
 impl WriteSignal {
-    fn started(&self) {
+    pub(super) fn started(&self, bytes: usize) {
         self.in_flight.set(self.in_flight.get() + 1);
+        self.bytes_in_flight.set(self.bytes_in_flight.get() + bytes);
     }
 
-    fn finished(&self) {
+    pub(super) fn finished(&self, bytes: usize) {
         self.in_flight.set(self.in_flight.get() - 1);
+        self.bytes_in_flight.set(self.bytes_in_flight.get() - bytes);
         self.generation.set(self.generation.get() + 1);
         for w in self.wakers.borrow_mut().drain(..) {
             w.wake();
@@ -61,9 +67,22 @@ impl WriteSignal {
         })
     }
 
+    /// Bytes of segments whose write has not finished.
+    pub fn bytes_in_flight(&self) -> usize {
+        self.bytes_in_flight.get()
+    }
+
     /// Resolves when no write is in flight.
     pub async fn idle(&self) {
         while self.in_flight.get() > 0 {
+            let seen = self.generation();
+            self.changed_since(seen).await;
+        }
+    }
+
+    /// Resolves once at most `bound` bytes are in flight.
+    pub async fn at_most(&self, bound: usize) {
+        while self.bytes_in_flight.get() > bound {
             let seen = self.generation();
             self.changed_since(seen).await;
         }
@@ -99,6 +118,9 @@ impl GlommioSegmentIo {
     }
 }
 
+/// The largest single write of a segment (see [`write_through_page_cache`]).
+const WRITE_CHUNK_BYTES: usize = 512 << 10;
+
 /// Writes a segment file through the page cache (io_uring, buffered) and
 /// makes it durable. Buffered, not O_DIRECT: cold rows are read back through
 /// a map of the file, and a segment written around the page cache would
@@ -109,8 +131,11 @@ async fn write_through_page_cache(path: &Path, bytes: &[u8]) -> io::Result<()> {
     let file = glommio::io::BufferedFile::create(path).await.map_err(err)?;
     let mut at = 0;
     while at < bytes.len() {
-        // One copy per segment: the ring takes ownership of the buffer.
-        let n = file.write_at(bytes[at..].to_vec(), at as u64).await.map_err(err)?;
+        // The ring takes ownership of what it writes: a copy, made a chunk
+        // at a time so that a segment in flight costs its size plus one
+        // chunk, not twice its size.
+        let end = bytes.len().min(at + WRITE_CHUNK_BYTES);
+        let n = file.write_at(bytes[at..end].to_vec(), at as u64).await.map_err(err)?;
         if n == 0 {
             return Err(io::Error::new(io::ErrorKind::WriteZero, "segment write made no progress"));
         }
@@ -149,13 +174,14 @@ impl SegmentIo for GlommioSegmentIo {
         let done = self.done.clone();
         let in_flight = self.in_flight.clone();
         let signal = self.signal.clone();
+        let len = bytes.len();
         in_flight.set(in_flight.get() + 1);
-        signal.started();
+        signal.started(len);
         glommio::spawn_local(async move {
             let r = write_through_page_cache(&path, &bytes).await;
             in_flight.set(in_flight.get() - 1);
             done.borrow_mut().push((id, r));
-            signal.finished();
+            signal.finished(len);
         })
         .detach();
     }

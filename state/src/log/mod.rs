@@ -26,7 +26,7 @@ pub mod store;
 
 pub use format::{Record, RecordKind};
 pub use io::{Faults, SegmentBytes, SegmentIo, SimDisk, SimIo};
-pub use spill::{Charge, MemoryBudget, SpillStats};
+pub use spill::{Charge, MemoryBudget, MemoryUse, SpillStats};
 pub use store::{Durability, Loc, LogStats, LogStore, SegmentRef};
 
 #[cfg(test)]

@@ -52,6 +52,40 @@ const EVICT_BATCH: usize = 32;
 /// byte, and the buckets hashbrown keeps free beyond its capacity).
 pub const INDEX_SLOT_BYTES: usize = 19;
 
+/// What a charge against a [`MemoryBudget`] is for: the budget keeps each
+/// kind's bytes, so that its high-water mark can be told apart.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MemoryUse {
+    /// Hot state entries (evictable).
+    Entries,
+    /// The spilling tables' indexes of cold keys.
+    Index,
+    /// Timer queues.
+    Timers,
+    /// State log segments not yet written (open, or sealed and in flight).
+    Segments,
+    /// Checkpoint state files (snapshots of what is not in the log, such as
+    /// timers) until they are written.
+    StateFiles,
+}
+
+impl MemoryUse {
+    /// Every kind, in the order of [`MemoryBudget::peak_by_use`].
+    pub const ALL: [MemoryUse; 5] =
+        [Self::Entries, Self::Index, Self::Timers, Self::Segments, Self::StateFiles];
+
+    /// A short name (for metrics).
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Entries => "entries",
+            Self::Index => "index",
+            Self::Timers => "timers",
+            Self::Segments => "segments",
+            Self::StateFiles => "state_files",
+        }
+    }
+}
+
 /// A core's budget for state held in memory (managed memory): every
 /// spilling table charges its estimated bytes to it and evicts when the
 /// core is over it.
@@ -60,12 +94,20 @@ pub struct MemoryBudget {
     limit: usize,
     used: Cell<usize>,
     peak: Cell<usize>,
+    by_use: [Cell<usize>; 5],
+    peak_by_use: [Cell<usize>; 5],
 }
 
 impl MemoryBudget {
     /// A budget of `limit` bytes.
     pub fn new(limit: usize) -> Rc<Self> {
-        Rc::new(Self { limit, used: Cell::new(0), peak: Cell::new(0) })
+        Rc::new(Self {
+            limit,
+            used: Cell::new(0),
+            peak: Cell::new(0),
+            by_use: Default::default(),
+            peak_by_use: Default::default(),
+        })
     }
     /// The limit in bytes.
     pub fn limit(&self) -> usize {
@@ -79,11 +121,21 @@ impl MemoryBudget {
     pub fn peak(&self) -> usize {
         self.peak.get()
     }
-    fn recharge(&self, old: usize, new: usize) {
+    /// What each kind of use ([`MemoryUse::ALL`]) held when
+    /// [`peak`](Self::peak) was reached.
+    pub fn peak_by_use(&self) -> [usize; 5] {
+        std::array::from_fn(|i| self.peak_by_use[i].get())
+    }
+    fn recharge(&self, what: MemoryUse, old: usize, new: usize) {
         let used = self.used.get() - old + new;
         self.used.set(used);
+        let by = &self.by_use[what as usize];
+        by.set(by.get() - old + new);
         if used > self.peak.get() {
             self.peak.set(used);
+            for (p, b) in self.peak_by_use.iter().zip(&self.by_use) {
+                p.set(b.get());
+            }
         }
     }
     fn over(&self) -> usize {
@@ -98,19 +150,20 @@ impl MemoryBudget {
 #[derive(Debug)]
 pub struct Charge {
     budget: Rc<MemoryBudget>,
+    what: MemoryUse,
     charged: usize,
 }
 
 impl Charge {
-    /// A charge of nothing yet against `budget`.
-    pub fn new(budget: Rc<MemoryBudget>) -> Self {
-        Self { budget, charged: 0 }
+    /// A charge of nothing yet against `budget`, for `what`.
+    pub fn new(budget: Rc<MemoryBudget>, what: MemoryUse) -> Self {
+        Self { budget, what, charged: 0 }
     }
     /// Sets the bytes this charge holds.
     #[inline]
     pub fn set(&mut self, bytes: usize) {
         if bytes != self.charged {
-            self.budget.recharge(self.charged, bytes);
+            self.budget.recharge(self.what, self.charged, bytes);
             self.charged = bytes;
         }
     }
@@ -159,7 +212,10 @@ pub struct Spill<K, V> {
     /// `(key hash, record location)` of every key with a record in the log.
     cold: HashTable<(u64, u64)>,
     budget: Rc<MemoryBudget>,
-    charged: usize,
+    /// What the hot entries are charged now.
+    charged_hot: usize,
+    /// What the index is charged now.
+    charged_index: usize,
     /// Inline size of a hot entry.
     hot_entry_size: usize,
     /// Estimated bytes of a hot entry (its size plus its encoded size, as a
@@ -221,7 +277,8 @@ where
             state,
             cold: HashTable::new(),
             budget,
-            charged: 0,
+            charged_hot: 0,
+            charged_index: 0,
             hot_entry_size,
             entry_bytes: hot_entry_size + 1,
             encoded_total: 0,
@@ -375,25 +432,46 @@ where
 
     /// Charges the table's current size to the budget and, if the core is
     /// over it, evicts entries of this table.
+    ///
+    /// The table is charged for its buckets, not only its entries: a hash
+    /// table's memory is its bucket array, which doubles when it fills.
+    /// Hence two rules: a full table whose doubling would not fit in the
+    /// budget makes room by evicting instead of growing; and a table that
+    /// evicted down to under half its capacity shrinks, which is when
+    /// eviction gives its buckets back.
     pub fn maintain<E: HotEntry<K, V>>(&mut self, hot: &mut HashTable<E>) {
         self.recharge(hot);
-        let over = self.budget.over();
         // Index slots cannot be evicted: when they alone fill the budget,
         // evicting every hot entry on every access would only thrash (each
         // sweep walks the table). A table keeps a floor of hot entries, and
         // the core runs over its budget by what its indexes need.
         let floor = (self.budget.limit() / 16 / self.entry_bytes).max(1);
-        if over == 0 || hot.len() <= floor {
+        if hot.len() <= floor {
             return;
         }
-        let want = (over / self.entry_bytes + 1).max(EVICT_BATCH).min(hot.len() - floor);
-        self.evict(hot, want);
-        // A sweep walks every bucket: keep the table's capacity near its
-        // size, or sweeps of a table that once held far more cost per bucket.
-        if hot.capacity() > 4 * hot.len() + 1024 {
-            hot.shrink_to(2 * hot.len(), |e| e.hash());
+        let over = self.budget.over();
+        let want = if over > 0 {
+            over / self.entry_bytes + 1
+        } else if hot.len() >= hot.capacity()
+            && self.budget.used() + hot.num_buckets() * self.slot_bytes() > self.budget.limit()
+        {
+            // The next insert would double the bucket array past the budget.
+            hot.len() / 32
+        } else {
+            return;
+        };
+        self.evict(hot, want.max(EVICT_BATCH).min(hot.len() - floor));
+        // A sweep walks every bucket, and buckets are what the table costs:
+        // give them back once the table is under half full.
+        if hot.capacity() > 2 * hot.len() + 1024 {
+            hot.shrink_to(hot.len() + hot.len() / 4, |e| e.hash());
         }
         self.recharge(hot);
+    }
+
+    /// What one bucket of the hot table costs: an entry and a control byte.
+    fn slot_bytes(&self) -> usize {
+        self.hot_entry_size + 1
     }
 
     /// Evicts `want` entries not referenced since the hand last passed
@@ -455,12 +533,22 @@ where
         self.recharge(hot);
     }
 
-    /// Charges what the table holds now: its hot entries and the index's
-    /// capacity.
+    /// Charges what the table holds now: its hot table's buckets and what
+    /// its entries own, and the index's capacity.
     fn recharge<E>(&mut self, hot: &HashTable<E>) {
-        let now = hot.len() * self.entry_bytes + self.cold.capacity() * INDEX_SLOT_BYTES;
-        self.budget.recharge(self.charged, now);
-        self.charged = now;
+        // Buckets, plus what entries own beyond their inline size (estimated
+        // by their encoded size).
+        let entries =
+            hot.num_buckets() * self.slot_bytes() + hot.len() * (self.entry_bytes - self.slot_bytes());
+        if entries != self.charged_hot {
+            self.budget.recharge(MemoryUse::Entries, self.charged_hot, entries);
+            self.charged_hot = entries;
+        }
+        let index = self.cold.capacity() * INDEX_SLOT_BYTES;
+        if index != self.charged_index {
+            self.budget.recharge(MemoryUse::Index, self.charged_index, index);
+            self.charged_index = index;
+        }
     }
 
     /// Calls `out` with the encoded `(key, value)` of every cold entry whose
@@ -531,6 +619,7 @@ where
 
 impl<K, V> Drop for Spill<K, V> {
     fn drop(&mut self) {
-        self.budget.recharge(self.charged, 0);
+        self.budget.recharge(MemoryUse::Entries, self.charged_hot, 0);
+        self.budget.recharge(MemoryUse::Index, self.charged_index, 0);
     }
 }

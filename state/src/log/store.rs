@@ -182,7 +182,7 @@ impl LogStore {
     /// sealed ones not yet durable) to `budget`, so that spilling tables
     /// make room for them.
     pub fn charge_to(&mut self, budget: Rc<MemoryBudget>) {
-        self.charge = Some(Charge::new(budget));
+        self.charge = Some(Charge::new(budget, super::spill::MemoryUse::Segments));
         self.recharge();
     }
 
