@@ -23,10 +23,16 @@ fn job(
     fail_at: Option<(u64, Arc<AtomicBool>)>,
 ) -> Result<JobResult, JobError> {
     let env = StreamEnv::new(config);
+    let committed_dir = out.to_path_buf();
     env.from_source(GeneratorSource::new(EVENTS, |i| (i % 37, i as i64 * 5)).with_rate(20_000.0))
         .map(move |e: (u64, i64)| {
+            // Fails at the first event from `at` on once a checkpoint has
+            // committed output, so that a restart has a checkpoint to resume
+            // from however slowly the machine runs.
             if let Some((at, armed)) = &fail_at
-                && e.1 == *at as i64 * 5
+                && e.1 >= *at as i64 * 5
+                && armed.load(Ordering::SeqCst)
+                && !common::committed_lines(&committed_dir).is_empty()
                 && armed.swap(false, Ordering::SeqCst)
             {
                 panic!("injected failure at event {at}");

@@ -418,14 +418,14 @@ fn on_the_log_backend_spilled_state_survives_a_restart_and_a_rescale() {
     check(committed(&dir.path().join("out")), &want, "log backend, restart at 2 cores");
     let left: Vec<_> = std::fs::read_dir(dir.path().join("state")).unwrap().collect();
     assert!(left.is_empty(), "each run removes its state directory: {left:?}");
-    // Checkpoints were incremental: a later one refers to segments an
-    // earlier one wrote, and adds less than it refers to.
-    let shared_some = result.checkpoints.iter().any(|c| c.full_bytes > c.bytes);
+    // Whether a checkpoint of this short last run shares segments with an
+    // earlier one depends on timing (23 keys rewrite every segment within a
+    // few checkpoints); tests/incremental_checkpoints.rs asserts sharing on
+    // an input built for it.
     println!(
         "checkpoints (added / whole state, bytes): {:?}",
         result.checkpoints.iter().map(|c| (c.bytes, c.full_bytes)).collect::<Vec<_>>()
     );
-    assert!(shared_some, "some checkpoint refers to segments of an earlier one");
     shared_segments_are_exactly_the_referenced_ones(&dir.path().join("chk"));
 
     // An incremental checkpoint restores at another core count: a run on

@@ -1,0 +1,80 @@
+//! Incremental checkpoints on the log backend refer to the segments earlier
+//! checkpoints wrote instead of copying them.
+//!
+//! The input writes 2,000 keys once and then updates 5 hot keys for the rest
+//! of the run: the segment a checkpoint wrote the cold keys into stays live
+//! (not compacted), so every later checkpoint must refer to it and add only
+//! the hot keys' new records.
+
+mod common;
+
+use brisk::prelude::*;
+use brisk::{DiscardSink, StateBackendKind};
+
+const COLD: u64 = 2_000;
+const HOT: u64 = 5;
+const EVENTS: u64 = COLD + 20_000;
+
+#[derive(Default, Clone)]
+struct Sum {
+    sum: ValueState<u64>,
+}
+
+impl KeyedProcessFunction<u64, u64, u64> for Sum {
+    fn open(&mut self, ctx: &mut OpenContext<'_, u64>) -> Result<(), UserError> {
+        self.sum = ctx.value_state("sum")?;
+        Ok(())
+    }
+
+    fn process_element(
+        &mut self,
+        i: u64,
+        ctx: &mut Context<'_, u64>,
+        out: &mut Collector<'_, u64>,
+    ) -> Result<(), UserError> {
+        let mut s = ctx.value(&self.sum);
+        let sum = s.get().copied().unwrap_or(0) + i;
+        s.set(sum);
+        out.collect(sum);
+        Ok(())
+    }
+}
+
+#[test]
+fn later_checkpoints_refer_to_the_segments_of_earlier_ones() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = JobConfig {
+        checkpoint_dir: Some(dir.path().join("chk")),
+        checkpoint_interval_ms: 20,
+        pin_cores: false,
+        state_backend: StateBackendKind::Log,
+        state_memory_budget_bytes: 4 << 20,
+        state_dir: Some(dir.path().join("state")),
+        ..JobConfig::with_cores(2)
+    };
+    let result = common::run_guarded(120, move || {
+        let env = StreamEnv::new(config);
+        // Keys 0..COLD once each, then only the HOT keys, at a rate that
+        // spreads the hot phase over about a second of 20 ms checkpoints.
+        env.from_source(GeneratorSource::new(EVENTS, |i| i).with_rate(20_000.0))
+            .key_by(|i: &u64| if *i < COLD { *i } else { COLD + i % HOT })
+            .process(Sum::default())
+            .sink_to(DiscardSink);
+        env.execute()
+    })
+    .unwrap();
+    let sizes: Vec<(u64, u64)> = result.checkpoints.iter().map(|c| (c.bytes, c.full_bytes)).collect();
+    println!("checkpoints (added / whole state, bytes): {sizes:?}");
+    // A checkpoint with every cold key: at least COLD records of the log.
+    let cold_bytes = COLD * 20;
+    let first_full =
+        sizes.iter().position(|&(_, whole)| whole >= cold_bytes).expect("the cold keys were checkpointed");
+    // Every later checkpoint of the running job holds them too (one taken
+    // after the input ended has no operator state left) and adds only what
+    // changed since the previous one.
+    let later: Vec<_> = sizes[first_full + 1..].iter().filter(|&&(_, whole)| whole >= cold_bytes).collect();
+    assert!(later.len() >= 2, "checkpoints after the cold keys were written: {sizes:?}");
+    for &&(added, whole) in &later {
+        assert!(added * 4 < whole, "a later checkpoint refers to earlier segments: {sizes:?}");
+    }
+}
