@@ -318,14 +318,18 @@ impl Owned {
     /// the disk before it takes more input: memory stays bounded when the
     /// disk is slower than the state's churn (RocksDB's write stall).
     pub async fn after_push(&mut self) -> Result<(), JobError> {
+        // What the push left on the core (outlets it touched, channels a
+        // gate holds back) is this task's: claim it before the first await,
+        // or another task's after_push would take it, and could wait for a
+        // barrier only this task can deliver.
+        self.core.claim_touched(&mut self.outlets);
+        let blocks = std::mem::take(&mut *self.core.blocks.borrow_mut());
         if self.core.segment_writes.bytes_in_flight() > self.core.write_backlog_bytes {
             self.flush_all().await?;
             let from = self.core.monotonic_ns();
             self.core.segment_writes.at_most(self.core.write_backlog_bytes).await;
             self.core.write_stall_ns.add(self.core.monotonic_ns().saturating_sub(from));
         }
-        self.core.claim_touched(&mut self.outlets);
-        let blocks = std::mem::take(&mut *self.core.blocks.borrow_mut());
         if !blocks.is_empty() {
             // Held for barrier alignment: send what the push produced first.
             self.flush_all().await?;
@@ -488,6 +492,33 @@ mod tests {
                 task.await;
                 assert!(passed.get());
                 core.segment_writes.finished(backlog);
+
+                // A push that left a held-back channel, then waits for the
+                // disk: the hold is its own from the start (another task
+                // that took it would wait for a barrier this one delivers).
+                let release = Rc::new(glommio::sync::Semaphore::new(0));
+                core.block(release.clone());
+                core.segment_writes.started(backlog + 1);
+                let passed = Rc::new(Cell::new(false));
+                let task = glommio::spawn_local({
+                    let (core, passed) = (core.clone(), passed.clone());
+                    async move {
+                        Owned::new(core).after_push().await.expect("waits, then passes");
+                        passed.set(true);
+                    }
+                });
+                for _ in 0..16 {
+                    futures_lite::future::yield_now().await;
+                }
+                assert!(core.blocks.borrow().is_empty(), "the waiting task claimed its hold");
+                core.segment_writes.finished(backlog + 1);
+                for _ in 0..16 {
+                    futures_lite::future::yield_now().await;
+                }
+                assert!(!passed.get(), "input taken while the channel is held back");
+                release.signal(1);
+                task.await;
+                assert!(passed.get());
                 let stall = core
                     .take_counters()
                     .into_iter()
