@@ -203,10 +203,16 @@ pub(crate) fn run(
         if stopping && c.in_flight.is_none() {
             break;
         }
-        let wait = next_trigger
-            .map(|t| t.saturating_duration_since(Instant::now()))
-            .unwrap_or(Duration::from_millis(100))
-            .min(Duration::from_millis(100));
+        // Until the next trigger, but a trigger that is due waits for the
+        // checkpoint in flight: then until a message or its timeout (waiting
+        // for a due trigger would spin this thread, a core's worth of CPU,
+        // for as long as a checkpoint outlasts the interval).
+        let wait = match (&c.in_flight, next_trigger) {
+            (Some(f), _) => c.settings.timeout.saturating_sub(f.started.elapsed()),
+            (None, Some(t)) => t.saturating_duration_since(Instant::now()),
+            (None, None) => Duration::from_millis(100),
+        }
+        .min(Duration::from_millis(100));
         // No `break` inside `select!` (it would leave the macro's own loop).
         let failed = crossbeam::channel::select! {
             recv(from_cores) -> msg => match msg {
