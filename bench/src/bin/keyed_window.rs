@@ -75,6 +75,11 @@ struct Cli {
     /// sustained-load runs; unlimited by default.
     #[arg(long, value_parser = clap::value_parser!(u64).range(1..))]
     rate: Option<u64>,
+    /// Window size in ms of event time (1000 events per ms). Flink's script
+    /// uses the default; larger windows hold more live state, for restore
+    /// measurements at a given state size.
+    #[arg(long, default_value_t = 10_000, value_parser = clap::value_parser!(u64).range(1..))]
+    window_ms: u64,
 }
 
 /// Events generated, summed over cores (updated every [`COUNT_BATCH`]).
@@ -154,7 +159,7 @@ fn main() -> anyhow::Result<()> {
                 .with_timestamp_assigner(|e: &(u64, i64, u64), _| e.1),
         )
         .key_by(|e: &(u64, i64, u64)| e.0)
-        .window(WindowAssigner::tumbling(10_000))
+        .window(WindowAssigner::tumbling(cli.window_ms as i64))
         .aggregate(CountSum)
         .name("window count and sum")
         .sink_to(brisk::DiscardSink);
@@ -207,7 +212,7 @@ fn main() -> anyhow::Result<()> {
         print_timeline(epoch_start, ms, &samples, &result.checkpoints);
     }
     // Every (key, window) fires exactly once.
-    let windows = events.div_ceil(10_000_000);
+    let windows = events.div_ceil(cli.window_ms * 1000);
     println!("# results_emitted={} windows={windows}", result.metrics.total("records_in"));
     if !result.checkpoints.is_empty() {
         let mut ms: Vec<u64> = result.checkpoints.iter().map(|c| c.duration_ms).collect();
