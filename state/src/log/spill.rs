@@ -121,6 +121,10 @@ impl MemoryBudget {
     pub fn peak(&self) -> usize {
         self.peak.get()
     }
+    /// Bytes charged now for `what`.
+    pub fn used_by(&self, what: MemoryUse) -> usize {
+        self.by_use[what as usize].get()
+    }
     /// What each kind of use ([`MemoryUse::ALL`]) held when
     /// [`peak`](Self::peak) was reached.
     pub fn peak_by_use(&self) -> [usize; 5] {

@@ -647,3 +647,26 @@ fn reducing_and_aggregating_state_on_both_backends() {
     let kinds: Vec<_> = r.descriptors().map(|(_, k)| k.to_string()).collect();
     assert_eq!(kinds, ["ReducingState<i64>", "AggregatingState<i64, (i64, u32), f64>"]);
 }
+
+/// A table is charged for its buckets, and one whose doubling would not fit
+/// evicts instead of growing. 100 k keys of 25-byte buckets against 3 MiB:
+/// the table fills 64 Ki buckets (1.6 MB); doubling to 128 Ki (3.3 MB)
+/// would not fit, so it must stay at 64 Ki while keys spill.
+#[test]
+fn a_hot_table_does_not_double_past_the_budget() {
+    let disk = SimDisk::new(7);
+    let budget = MemoryBudget::new(3 << 20);
+    let log = LogStore::new(Box::new(SimIo(disk.clone())), 0, 1 << 20);
+    let mut backend = KeyedStateBackend::<u32>::with_log(log, budget.clone());
+    let v = backend.value_state::<u64>("v").unwrap();
+    let mut most = 0usize;
+    for k in 0..100_000u32 {
+        backend.value(&v, at(&k)).set(u64::from(k));
+        most = most.max(budget.used_by(MemoryUse::Entries));
+    }
+    let stats = backend.log_stats().unwrap();
+    println!("hot {} cold {} most charged for entries {most} of {}", stats.hot, stats.cold, budget.limit());
+    assert!(stats.cold > 10_000, "the state spilled: {stats:?}");
+    // 64 Ki buckets of 25 bytes plus what entries own; 128 Ki would be 3.3 MB.
+    assert!(most < (128 << 10) * 25 * 3 / 4, "the hot table doubled: {most} bytes charged for entries");
+}
