@@ -450,6 +450,29 @@ mod tests {
     use crate::clock::ManualClock;
     use crate::config::{JobConfig, StateBackendKind};
 
+    /// Lets every other task on the executor run as far as it can.
+    async fn settle() {
+        for _ in 0..16 {
+            futures_lite::future::yield_now().await;
+        }
+    }
+
+    /// Runs `after_push` in its own task until it waits; the flag says when
+    /// it has passed.
+    async fn after_push_in_a_task(core: &Rc<Core>) -> (glommio::task::JoinHandle<()>, Rc<Cell<bool>>) {
+        let passed = Rc::new(Cell::new(false));
+        let task = glommio::spawn_local({
+            let (core, passed) = (core.clone(), passed.clone());
+            async move {
+                Owned::new(core).after_push().await.expect("waits, then passes");
+                passed.set(true);
+            }
+        })
+        .detach();
+        settle().await;
+        (task, passed)
+    }
+
     /// A driving task does not take more input while the core's state log
     /// writes in flight exceed its backlog, and goes on once they drained;
     /// the wait is counted.
@@ -475,17 +498,7 @@ mod tests {
                 Owned::new(core.clone()).after_push().await.expect("no wait");
                 // One byte over it: the push waits for a write to finish.
                 core.segment_writes.started(1);
-                let passed = Rc::new(Cell::new(false));
-                let task = glommio::spawn_local({
-                    let (core, passed) = (core.clone(), passed.clone());
-                    async move {
-                        Owned::new(core).after_push().await.expect("waits, then passes");
-                        passed.set(true);
-                    }
-                });
-                for _ in 0..16 {
-                    futures_lite::future::yield_now().await;
-                }
+                let (task, passed) = after_push_in_a_task(&core).await;
                 assert!(!passed.get(), "input taken with writes over the backlog");
                 clock.advance_ms(7);
                 core.segment_writes.finished(1);
@@ -499,22 +512,10 @@ mod tests {
                 let release = Rc::new(glommio::sync::Semaphore::new(0));
                 core.block(release.clone());
                 core.segment_writes.started(backlog + 1);
-                let passed = Rc::new(Cell::new(false));
-                let task = glommio::spawn_local({
-                    let (core, passed) = (core.clone(), passed.clone());
-                    async move {
-                        Owned::new(core).after_push().await.expect("waits, then passes");
-                        passed.set(true);
-                    }
-                });
-                for _ in 0..16 {
-                    futures_lite::future::yield_now().await;
-                }
+                let (task, passed) = after_push_in_a_task(&core).await;
                 assert!(core.blocks.borrow().is_empty(), "the waiting task claimed its hold");
                 core.segment_writes.finished(backlog + 1);
-                for _ in 0..16 {
-                    futures_lite::future::yield_now().await;
-                }
+                settle().await;
                 assert!(!passed.get(), "input taken while the channel is held back");
                 release.signal(1);
                 task.await;
