@@ -85,5 +85,8 @@ pub mod prelude {
         KeyedStream, OpenContext, OutputTag, StreamEnv, TimeDomain, UserError, WatermarkStrategy,
     };
     pub use crate::{Either, JoinContext};
-    pub use brisk_state::{AggregatingState, ListState, MapState, ReducingState, ValueState};
+    pub use brisk_state::{
+        AggregatingState, ListState, MapState, ReducingState, StateTtlConfig, TtlUpdate, TtlVisibility,
+        ValueState,
+    };
 }

@@ -28,8 +28,11 @@ use rustc_hash::FxBuildHasher;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
+use crate::access::{AggOps, AggOpsOf, Cells, Lists, Maps, ReduceFn};
+pub use crate::access::{AggregatingAccess, ListAccess, MapAccess, ReducingAccess, ValueAccess};
 use crate::log::spill::{DIRTY, HotEntry, LOGGED, REFERENCED, Spill};
 use crate::log::{Loc, LogStore, MemoryBudget, Record, SpillStats};
+use crate::ttl::{Expire, Purge, Stamped, StampedList, StateTtlConfig, TtlNow};
 
 /// A type keyed state can hold: it serializes (serde), so checkpoints can
 /// capture it. Derive `Serialize` and `Deserialize` for your own types.
@@ -83,6 +86,13 @@ pub enum StateError {
         /// What the second registration asked for.
         requested: String,
     },
+    /// A state was registered with a time-to-live under one millisecond.
+    InvalidTtl {
+        /// The state's name.
+        name: String,
+        /// The TTL asked for.
+        ttl: std::time::Duration,
+    },
 }
 
 impl fmt::Display for StateError {
@@ -92,6 +102,9 @@ impl fmt::Display for StateError {
                 f,
                 "state '{name}' is already registered as {existing}, cannot register it as {requested}"
             ),
+            StateError::InvalidTtl { name, ttl } => {
+                write!(f, "state '{name}': a time-to-live must be at least 1 ms, got {ttl:?}")
+            }
         }
     }
 }
@@ -136,6 +149,7 @@ trait Tier<K, V> {
     fn replay(&mut self, log: &mut LogStore, loc: Loc, rec: &Record<'_>) -> Result<(), String>;
     fn stats(&self) -> SpillStats;
     fn cold_len(&self) -> usize;
+    fn sweep_cold(&mut self, checks: usize, expired: &mut dyn FnMut(&V) -> bool) -> u64;
 }
 
 impl<K, V> Tier<K, V> for Spill<K, V>
@@ -178,6 +192,9 @@ where
     }
     fn cold_len(&self) -> usize {
         Spill::cold_len(self)
+    }
+    fn sweep_cold(&mut self, checks: usize, expired: &mut dyn FnMut(&V) -> bool) -> u64 {
+        Spill::sweep_cold(self, checks, expired)
     }
 }
 
@@ -396,46 +413,6 @@ handle_impls!(MapState<UK, UV>);
 handle_impls!(ReducingState<T>);
 handle_impls!(AggregatingState<IN, OUT>);
 
-/// A reducing state's function, as the backend keeps it.
-type ReduceFn<T> = Box<dyn FnMut(T, T) -> T>;
-
-/// An aggregating state's function with its accumulator type erased: it
-/// finds its table (a `StateTable<K, Option<Acc>>`) itself.
-trait AggOps<K, IN, OUT> {
-    fn add(&mut self, table: &mut dyn Any, at: CurrentKey<'_, K>, value: IN);
-    fn get(&mut self, table: &mut dyn Any, at: CurrentKey<'_, K>) -> Option<OUT>;
-    fn clear(&mut self, table: &mut dyn Any, at: CurrentKey<'_, K>);
-}
-
-struct AggOpsOf<A>(A);
-
-impl<A> AggOpsOf<A> {
-    fn table<K: 'static, Acc: 'static>(table: &mut dyn Any) -> &mut StateTable<K, Option<Acc>> {
-        match table.downcast_mut() {
-            Some(t) => t,
-            None => unreachable!("an aggregating state's table is registered with its accumulator type"),
-        }
-    }
-}
-
-impl<K: Eq + Clone + 'static, IN, A: AggregateFunction<IN>> AggOps<K, IN, A::Out> for AggOpsOf<A> {
-    fn add(&mut self, table: &mut dyn Any, at: CurrentKey<'_, K>, value: IN) {
-        let slot = Self::table::<K, A::Acc>(table).get_or_insert_with(at, || None);
-        let acc = match slot.take() {
-            Some(acc) => acc,
-            None => self.0.create_accumulator(),
-        };
-        *slot = Some(self.0.add(value, acc));
-    }
-    fn get(&mut self, table: &mut dyn Any, at: CurrentKey<'_, K>) -> Option<A::Out> {
-        let acc = Self::table::<K, A::Acc>(table).get(at)?.as_ref()?;
-        Some(self.0.get_result(acc))
-    }
-    fn clear(&mut self, table: &mut dyn Any, at: CurrentKey<'_, K>) {
-        Self::table::<K, A::Acc>(table).remove(at);
-    }
-}
-
 /// The map type inside a [`MapState`] entry (deterministic hashing).
 pub type StateMap<UK, UV> = HashMap<UK, UV, FxBuildHasher>;
 
@@ -455,9 +432,12 @@ impl std::error::Error for RestoreError {}
 /// itself.
 trait ErasedTable<K> {
     fn as_any_mut(&mut self) -> &mut dyn Any;
-    /// [`StateTable::touch`].
-    fn touch(&mut self, at: CurrentKey<'_, K>);
-    fn snapshot(&self, scratch: &mut Vec<u8>, out: &mut dyn FnMut(u64, &[u8]));
+    /// [`StateTable::touch`], at processing time `now` (TTL states sweep
+    /// a few entries every so many touches).
+    fn touch(&mut self, at: CurrentKey<'_, K>, now: i64);
+    /// Every entry as `postcard((key, value))` with its key hash; a TTL
+    /// state leaves out entries wholly expired at `now`.
+    fn snapshot(&self, scratch: &mut Vec<u8>, out: &mut dyn FnMut(u64, &[u8]), now: i64);
     fn restore(&mut self, bytes: &[u8]) -> Result<(), RestoreError>;
     /// Log tier: whether the record at `loc` is the newest of its key.
     fn is_live(&self, hash: u64, loc: Loc) -> bool;
@@ -481,23 +461,12 @@ where
         self
     }
 
-    fn touch(&mut self, at: CurrentKey<'_, K>) {
+    fn touch(&mut self, at: CurrentKey<'_, K>, _now: i64) {
         StateTable::touch(self, at)
     }
 
-    fn snapshot(&self, scratch: &mut Vec<u8>, out: &mut dyn FnMut(u64, &[u8])) {
-        if let Some(spill) = &self.spill {
-            spill.for_each_cold(&self.table, out);
-        }
-        for (key, hash, value) in self.iter() {
-            scratch.clear();
-            // Encoding into a Vec fails only if a Serialize impl itself
-            // fails, which derived and std impls never do.
-            let buf =
-                postcard::to_extend(&(key, value), std::mem::take(scratch)).expect("state values encode");
-            *scratch = buf;
-            out(hash, scratch);
-        }
+    fn snapshot(&self, scratch: &mut Vec<u8>, out: &mut dyn FnMut(u64, &[u8]), _now: i64) {
+        self.snapshot_where(scratch, out, None);
     }
 
     fn restore(&mut self, bytes: &[u8]) -> Result<(), RestoreError> {
@@ -541,6 +510,164 @@ where
     }
 }
 
+impl<K, V> StateTable<K, V>
+where
+    K: Eq + Hash + Clone + Serialize + DeserializeOwned + 'static,
+    V: Serialize + DeserializeOwned + 'static,
+{
+    /// [`ErasedTable::snapshot`], leaving out the entries `keep` rejects
+    /// (cold ones are decoded to ask it).
+    fn snapshot_where(
+        &self,
+        scratch: &mut Vec<u8>,
+        out: &mut dyn FnMut(u64, &[u8]),
+        keep: Option<&dyn Fn(&V) -> bool>,
+    ) {
+        if let Some(spill) = &self.spill {
+            match keep {
+                None => spill.for_each_cold(&self.table, out),
+                Some(keep) => spill.for_each_cold(&self.table, &mut |hash, bytes| {
+                    // A record that does not decode is kept: the restore
+                    // reports it with the state's name.
+                    if postcard::from_bytes::<(K, V)>(bytes).map_or(true, |(_, v)| keep(&v)) {
+                        out(hash, bytes);
+                    }
+                }),
+            }
+        }
+        for (key, hash, value) in self.iter() {
+            if keep.is_some_and(|keep| !keep(value)) {
+                continue;
+            }
+            scratch.clear();
+            // Encoding into a Vec fails only if a Serialize impl itself
+            // fails, which derived and std impls never do.
+            let buf =
+                postcard::to_extend(&(key, value), std::mem::take(scratch)).expect("state values encode");
+            *scratch = buf;
+            out(hash, scratch);
+        }
+    }
+
+    /// Walks `buckets` buckets of the in-memory table on from `*hand`,
+    /// letting `purge` remove what expired from each entry; an entry left
+    /// empty is removed (with a tombstone if the log has a record of it).
+    /// Then checks `cold` records of the log the same way. Returns how many
+    /// keys lost their value.
+    fn sweep(
+        &mut self,
+        hand: &mut usize,
+        buckets: usize,
+        cold: usize,
+        mut purge: impl FnMut(&mut V) -> Purge,
+        expired: &mut dyn FnMut(&V) -> bool,
+    ) -> u64 {
+        let n = self.table.num_buckets();
+        let mut gone = 0;
+        for _ in 0..buckets.min(n) {
+            *hand = if *hand + 1 >= n { 0 } else { *hand + 1 };
+            let Ok(mut slot) = self.table.get_bucket_entry(*hand) else { continue };
+            match purge(&mut slot.get_mut().value) {
+                Purge::Kept => {}
+                Purge::Trimmed => slot.get_mut().flags |= DIRTY,
+                Purge::Empty => {
+                    let (e, _) = slot.remove();
+                    if let Some(spill) = &mut self.spill {
+                        spill.forget(e.hash, &e.key, Some(e.flags & LOGGED != 0));
+                    }
+                    gone += 1;
+                }
+            }
+        }
+        if let Some(spill) = &mut self.spill {
+            gone += spill.sweep_cold(cold, expired);
+        }
+        gone
+    }
+}
+
+/// Accesses of a TTL state between two sweep steps.
+const TTL_SWEEP_EVERY: u32 = 64;
+/// In-memory buckets one sweep step walks (two per access).
+const TTL_SWEEP_BUCKETS: usize = 128;
+/// Log records one sweep step checks (one per access).
+const TTL_SWEEP_RECORDS: usize = 64;
+
+/// A state registered with a TTL: its table of stamped values, and the
+/// sweep that removes expired ones in the background (see [`crate::ttl`]).
+struct TtlTable<K, V> {
+    table: StateTable<K, V>,
+    ttl: StateTtlConfig,
+    /// Touches since the last sweep step.
+    touches: u32,
+    /// The sweep's position in the in-memory table's buckets.
+    hand: usize,
+    /// Keys whose values the sweeps removed.
+    expired: u64,
+}
+
+impl<K, V> ErasedTable<K> for TtlTable<K, V>
+where
+    K: Eq + Hash + Clone + Serialize + DeserializeOwned + 'static,
+    V: Expire + Serialize + DeserializeOwned + 'static,
+{
+    fn as_any_mut(&mut self) -> &mut dyn Any {
+        &mut self.table
+    }
+
+    fn touch(&mut self, at: CurrentKey<'_, K>, now: i64) {
+        self.touches += 1;
+        if self.touches >= TTL_SWEEP_EVERY {
+            self.touches = 0;
+            let ttl = self.ttl.at(now);
+            self.expired += self.table.sweep(
+                &mut self.hand,
+                TTL_SWEEP_BUCKETS,
+                TTL_SWEEP_RECORDS,
+                |v| v.purge(&ttl),
+                &mut |v| v.all_expired(&ttl),
+            );
+        }
+        self.table.touch(at);
+    }
+
+    fn snapshot(&self, scratch: &mut Vec<u8>, out: &mut dyn FnMut(u64, &[u8]), now: i64) {
+        let ttl = self.ttl.at(now);
+        self.table.snapshot_where(scratch, out, Some(&|v: &V| !v.all_expired(&ttl)));
+    }
+
+    fn restore(&mut self, bytes: &[u8]) -> Result<(), RestoreError> {
+        self.table.restore(bytes)
+    }
+
+    fn is_live(&self, hash: u64, loc: Loc) -> bool {
+        self.table.is_live(hash, loc)
+    }
+
+    fn tombstone_still_needed(&self, rec: &Record<'_>) -> bool {
+        self.table.tombstone_still_needed(rec)
+    }
+
+    fn relocate(&mut self, hash: u64, old: Loc, new: Loc) {
+        self.table.relocate(hash, old, new)
+    }
+
+    fn flush(&mut self) {
+        ErasedTable::flush(&mut self.table)
+    }
+
+    fn replay(&mut self, log: &mut LogStore, loc: Loc, rec: &Record<'_>) -> Result<(), String> {
+        self.table.replay(log, loc, rec)
+    }
+
+    fn stats(&self) -> (usize, usize, SpillStats) {
+        let (hot, cold, mut spill) = self.table.stats();
+        // The log's sweep counted its own; add the in-memory ones.
+        spill.expired = self.expired;
+        (hot, cold, spill)
+    }
+}
+
 /// The registered states as compaction sees them.
 struct Tables<'a, K>(&'a mut Vec<Registered<K>>);
 
@@ -558,10 +685,71 @@ impl<K> crate::log::compact::CompactTarget for Tables<'_, K> {
     }
 }
 
+/// Downcasts a state's table to the type its accessor `what` expects.
+fn downcast<'t, T: 'static>(table: &'t mut dyn Any, what: &str, kind: &str) -> &'t mut T {
+    match table.downcast_mut::<T>() {
+        Some(t) => t,
+        None => panic!("{what} handle does not belong to this operator's state ({kind})"),
+    }
+}
+
+impl<K> Registered<K> {
+    fn downcast<T: 'static>(&mut self, what: &str) -> &mut T {
+        downcast(self.table.as_any_mut(), what, &self.kind)
+    }
+}
+
+/// Registers states with a time-to-live: what
+/// [`KeyedStateBackend::with_ttl`] returns.
+pub struct WithTtl<'a, K> {
+    backend: &'a mut KeyedStateBackend<K>,
+    ttl: StateTtlConfig,
+}
+
+impl<K: Eq + Hash + Clone + Serialize + DeserializeOwned + 'static> WithTtl<'_, K> {
+    /// Registers (or looks up) a value state with this TTL.
+    pub fn value_state<T: StateValue>(self, name: &str) -> Result<ValueState<T>, StateError> {
+        self.backend.value_state_with(name, Some(self.ttl))
+    }
+
+    /// Registers (or looks up) a list state whose elements expire one by one.
+    pub fn list_state<T: StateValue>(self, name: &str) -> Result<ListState<T>, StateError> {
+        self.backend.list_state_with(name, Some(self.ttl))
+    }
+
+    /// Registers (or looks up) a map state whose entries expire one by one.
+    pub fn map_state<UK: Eq + Hash + StateValue, UV: StateValue>(
+        self,
+        name: &str,
+    ) -> Result<MapState<UK, UV>, StateError> {
+        self.backend.map_state_with(name, Some(self.ttl))
+    }
+
+    /// Registers (or looks up) a reducing state with this TTL.
+    pub fn reducing_state<T: StateValue>(
+        self,
+        name: &str,
+        reduce: impl FnMut(T, T) -> T + 'static,
+    ) -> Result<ReducingState<T>, StateError> {
+        self.backend.reducing_state_with(name, reduce, Some(self.ttl))
+    }
+
+    /// Registers (or looks up) an aggregating state with this TTL.
+    pub fn aggregating_state<IN: 'static, A: AggregateFunction<IN>>(
+        self,
+        name: &str,
+        agg: A,
+    ) -> Result<AggregatingState<IN, A::Out>, StateError> {
+        self.backend.aggregating_state_with(name, agg, Some(self.ttl))
+    }
+}
+
 struct Registered<K> {
     name: String,
     kind: String,
     table: Box<dyn ErasedTable<K>>,
+    /// Its time-to-live, if registered with one.
+    ttl: Option<StateTtlConfig>,
     /// The function of a reducing (`ReduceFn<T>`) or aggregating
     /// (`Box<dyn AggOps<K, IN, OUT>>`) state.
     function: Option<Box<dyn Any>>,
@@ -599,12 +787,14 @@ pub struct LogBackendStats {
 pub struct KeyedStateBackend<K> {
     states: Vec<Registered<K>>,
     tier: Option<LogTier>,
+    /// Processing time (epoch ms) that TTL states are checked against.
+    now_ms: i64,
     _key: PhantomData<K>,
 }
 
 impl<K> Default for KeyedStateBackend<K> {
     fn default() -> Self {
-        Self { states: Vec::new(), tier: None, _key: PhantomData }
+        Self { states: Vec::new(), tier: None, now_ms: 0, _key: PhantomData }
     }
 }
 
@@ -620,8 +810,28 @@ impl<K: Eq + Hash + Clone + Serialize + DeserializeOwned + 'static> KeyedStateBa
         Self {
             states: Vec::new(),
             tier: Some(LogTier { log: Rc::new(RefCell::new(log)), budget, accesses: 0 }),
+            now_ms: 0,
             _key: PhantomData,
         }
+    }
+
+    /// Sets the processing time (epoch ms) that states with a TTL are
+    /// checked against and stamped with; it starts at 0. The engine sets it
+    /// from its clock before every batch, timer and snapshot.
+    pub fn set_current_time(&mut self, now_ms: i64) {
+        self.now_ms = now_ms;
+    }
+
+    /// The processing time states with a TTL are checked against.
+    pub fn current_time(&self) -> i64 {
+        self.now_ms
+    }
+
+    /// Registers states whose values expire `ttl` after they were last
+    /// written (see [`crate::ttl`]):
+    /// `backend.with_ttl(ttl).value_state::<u64>("count")`.
+    pub fn with_ttl(&mut self, ttl: StateTtlConfig) -> WithTtl<'_, K> {
+        WithTtl { backend: self, ttl }
     }
 
     /// Whether this is a log backend.
@@ -641,6 +851,7 @@ impl<K: Eq + Hash + Clone + Serialize + DeserializeOwned + 'static> KeyedStateBa
             out.spill.written += sp.written;
             out.spill.faulted_in += sp.faulted_in;
             out.spill.tombstones += sp.tombstones;
+            out.spill.expired += sp.expired;
         }
         let log = tier.log.borrow();
         out.log = log.stats().clone();
@@ -750,7 +961,33 @@ impl<K: Eq + Hash + Clone + Serialize + DeserializeOwned + 'static> KeyedStateBa
         Ok(n)
     }
 
-    fn register<V: StateValue>(&mut self, name: &str, kind: String) -> Result<usize, StateError> {
+    /// A new table of `V`, in the log if this is a log backend.
+    fn new_table<V: StateValue>(&self) -> StateTable<K, V> {
+        match &self.tier {
+            Some(t) => {
+                StateTable::<K, V>::with_log(t.log.clone(), self.states.len() as u32, t.budget.clone())
+            }
+            None => StateTable::<K, V>::default(),
+        }
+    }
+
+    /// Registers state `name` of `kind`, stored as `V`, or with a TTL as
+    /// `S` (`V` with timestamps); returns its id.
+    fn register<V: StateValue, S: StateValue + Expire>(
+        &mut self,
+        name: &str,
+        kind: String,
+        ttl: Option<StateTtlConfig>,
+    ) -> Result<usize, StateError> {
+        let kind = match ttl {
+            Some(_) => format!("{kind} with TTL"),
+            None => kind,
+        };
+        if let Some(cfg) = ttl
+            && cfg.ttl_ms() < 1
+        {
+            return Err(StateError::InvalidTtl { name: name.to_string(), ttl: cfg.ttl() });
+        }
         if let Some(id) = self.states.iter().position(|s| s.name == name) {
             let existing = &self.states[id];
             if existing.kind != kind {
@@ -762,27 +999,43 @@ impl<K: Eq + Hash + Clone + Serialize + DeserializeOwned + 'static> KeyedStateBa
             }
             return Ok(id);
         }
-        let table = match &self.tier {
-            Some(t) => {
-                StateTable::<K, V>::with_log(t.log.clone(), self.states.len() as u32, t.budget.clone())
+        let table: Box<dyn ErasedTable<K>> = match ttl {
+            None => Box::new(self.new_table::<V>()),
+            Some(cfg) => {
+                Box::new(TtlTable { table: self.new_table::<S>(), ttl: cfg, touches: 0, hand: 0, expired: 0 })
             }
-            None => StateTable::<K, V>::default(),
         };
-        self.states.push(Registered { name: name.to_string(), kind, table: Box::new(table), function: None });
+        self.states.push(Registered { name: name.to_string(), kind, table, ttl, function: None });
         Ok(self.states.len() - 1)
     }
 
     /// Registers (or looks up, if registered with the same type) a value state.
     pub fn value_state<T: StateValue>(&mut self, name: &str) -> Result<ValueState<T>, StateError> {
+        self.value_state_with(name, None)
+    }
+
+    fn value_state_with<T: StateValue>(
+        &mut self,
+        name: &str,
+        ttl: Option<StateTtlConfig>,
+    ) -> Result<ValueState<T>, StateError> {
         let kind = format!("ValueState<{}>", std::any::type_name::<T>());
-        let id = self.register::<T>(name, kind)?;
+        let id = self.register::<T, Stamped<T>>(name, kind, ttl)?;
         Ok(ValueState { id, _type: PhantomData })
     }
 
     /// Registers (or looks up) a list state.
     pub fn list_state<T: StateValue>(&mut self, name: &str) -> Result<ListState<T>, StateError> {
+        self.list_state_with(name, None)
+    }
+
+    fn list_state_with<T: StateValue>(
+        &mut self,
+        name: &str,
+        ttl: Option<StateTtlConfig>,
+    ) -> Result<ListState<T>, StateError> {
         let kind = format!("ListState<{}>", std::any::type_name::<T>());
-        let id = self.register::<Vec<T>>(name, kind)?;
+        let id = self.register::<Vec<T>, StampedList<T>>(name, kind, ttl)?;
         Ok(ListState { id, _type: PhantomData })
     }
 
@@ -791,8 +1044,16 @@ impl<K: Eq + Hash + Clone + Serialize + DeserializeOwned + 'static> KeyedStateBa
         &mut self,
         name: &str,
     ) -> Result<MapState<UK, UV>, StateError> {
+        self.map_state_with(name, None)
+    }
+
+    fn map_state_with<UK: Eq + Hash + StateValue, UV: StateValue>(
+        &mut self,
+        name: &str,
+        ttl: Option<StateTtlConfig>,
+    ) -> Result<MapState<UK, UV>, StateError> {
         let kind = format!("MapState<{}, {}>", std::any::type_name::<UK>(), std::any::type_name::<UV>());
-        let id = self.register::<StateMap<UK, UV>>(name, kind)?;
+        let id = self.register::<StateMap<UK, UV>, StateMap<UK, Stamped<UV>>>(name, kind, ttl)?;
         Ok(MapState { id, _type: PhantomData })
     }
 
@@ -804,8 +1065,17 @@ impl<K: Eq + Hash + Clone + Serialize + DeserializeOwned + 'static> KeyedStateBa
         name: &str,
         reduce: impl FnMut(T, T) -> T + 'static,
     ) -> Result<ReducingState<T>, StateError> {
+        self.reducing_state_with(name, reduce, None)
+    }
+
+    fn reducing_state_with<T: StateValue>(
+        &mut self,
+        name: &str,
+        reduce: impl FnMut(T, T) -> T + 'static,
+        ttl: Option<StateTtlConfig>,
+    ) -> Result<ReducingState<T>, StateError> {
         let kind = format!("ReducingState<{}>", std::any::type_name::<T>());
-        let id = self.register::<Option<T>>(name, kind)?;
+        let id = self.register::<Option<T>, Stamped<Option<T>>>(name, kind, ttl)?;
         let f: ReduceFn<T> = Box::new(reduce);
         self.states[id].function = Some(Box::new(f));
         Ok(ReducingState { id, _type: PhantomData })
@@ -818,13 +1088,22 @@ impl<K: Eq + Hash + Clone + Serialize + DeserializeOwned + 'static> KeyedStateBa
         name: &str,
         agg: A,
     ) -> Result<AggregatingState<IN, A::Out>, StateError> {
+        self.aggregating_state_with(name, agg, None)
+    }
+
+    fn aggregating_state_with<IN: 'static, A: AggregateFunction<IN>>(
+        &mut self,
+        name: &str,
+        agg: A,
+        ttl: Option<StateTtlConfig>,
+    ) -> Result<AggregatingState<IN, A::Out>, StateError> {
         let kind = format!(
             "AggregatingState<{}, {}, {}>",
             std::any::type_name::<IN>(),
             std::any::type_name::<A::Acc>(),
             std::any::type_name::<A::Out>()
         );
-        let id = self.register::<Option<A::Acc>>(name, kind)?;
+        let id = self.register::<Option<A::Acc>, Stamped<Option<A::Acc>>>(name, kind, ttl)?;
         let ops: Box<dyn AggOps<K, IN, A::Out>> = Box::new(AggOpsOf(agg));
         self.states[id].function = Some(Box::new(ops));
         Ok(AggregatingState { id, _type: PhantomData })
@@ -844,15 +1123,19 @@ impl<K: Eq + Hash + Clone + Serialize + DeserializeOwned + 'static> KeyedStateBa
         }
     }
 
-    fn table<V: 'static>(&mut self, id: usize, what: &str, at: CurrentKey<'_, K>) -> &mut StateTable<K, V> {
+    /// State `id`, touched for `at` (its entry faulted in from the log if
+    /// it was evicted), with its TTL checks at the current time.
+    fn entry(
+        &mut self,
+        id: usize,
+        what: &str,
+        at: CurrentKey<'_, K>,
+    ) -> (&mut Registered<K>, Option<TtlNow>) {
+        let now = self.now_ms;
         let state = self.registered(id, what);
-        let kind = &state.kind;
-        let table = match state.table.as_any_mut().downcast_mut::<StateTable<K, V>>() {
-            Some(t) => t,
-            None => panic!("{what} handle does not belong to this operator's state ({kind})"),
-        };
-        table.touch(at);
-        table
+        state.table.touch(at, now);
+        let ttl = state.ttl.map(|c| c.at(now));
+        (state, ttl)
     }
 
     /// The value state `handle` scoped to `at`'s key.
@@ -862,8 +1145,13 @@ impl<K: Eq + Hash + Clone + Serialize + DeserializeOwned + 'static> KeyedStateBa
         handle: &ValueState<T>,
         at: CurrentKey<'a, K>,
     ) -> ValueAccess<'a, K, T> {
-        let table = self.table::<T>(handle.id, "ValueState", at);
-        ValueAccess { table, at_key: at.key, at_hash: at.hash }
+        const WHAT: &str = "ValueState";
+        let (state, ttl) = self.entry(handle.id, WHAT, at);
+        let cells = match ttl {
+            None => Cells::Plain(state.downcast(WHAT)),
+            Some(ttl) => Cells::Ttl(state.downcast(WHAT), ttl),
+        };
+        ValueAccess { cells, at_key: at.key, at_hash: at.hash }
     }
 
     /// The list state `handle` scoped to `at`'s key.
@@ -873,8 +1161,13 @@ impl<K: Eq + Hash + Clone + Serialize + DeserializeOwned + 'static> KeyedStateBa
         handle: &ListState<T>,
         at: CurrentKey<'a, K>,
     ) -> ListAccess<'a, K, T> {
-        let table = self.table::<Vec<T>>(handle.id, "ListState", at);
-        ListAccess { table, at_key: at.key, at_hash: at.hash }
+        const WHAT: &str = "ListState";
+        let (state, ttl) = self.entry(handle.id, WHAT, at);
+        let lists = match ttl {
+            None => Lists::Plain(state.downcast(WHAT)),
+            Some(ttl) => Lists::Ttl(state.downcast(WHAT), ttl),
+        };
+        ListAccess { lists, at_key: at.key, at_hash: at.hash }
     }
 
     /// The map state `handle` scoped to `at`'s key.
@@ -884,8 +1177,13 @@ impl<K: Eq + Hash + Clone + Serialize + DeserializeOwned + 'static> KeyedStateBa
         handle: &MapState<UK, UV>,
         at: CurrentKey<'a, K>,
     ) -> MapAccess<'a, K, UK, UV> {
-        let table = self.table::<StateMap<UK, UV>>(handle.id, "MapState", at);
-        MapAccess { table, at_key: at.key, at_hash: at.hash }
+        const WHAT: &str = "MapState";
+        let (state, ttl) = self.entry(handle.id, WHAT, at);
+        let maps = match ttl {
+            None => Maps::Plain(state.downcast(WHAT)),
+            Some(ttl) => Maps::Ttl(state.downcast(WHAT), ttl),
+        };
+        MapAccess { maps, at_key: at.key, at_hash: at.hash }
     }
 
     /// The reducing state `handle` scoped to `at`'s key.
@@ -894,16 +1192,18 @@ impl<K: Eq + Hash + Clone + Serialize + DeserializeOwned + 'static> KeyedStateBa
         handle: &ReducingState<T>,
         at: CurrentKey<'a, K>,
     ) -> ReducingAccess<'a, K, T> {
-        let state = self.registered(handle.id, "ReducingState");
+        const WHAT: &str = "ReducingState";
+        let (state, ttl) = self.entry(handle.id, WHAT, at);
         let Registered { kind, table, function, .. } = state;
-        let (Some(table), Some(reduce)) = (
-            table.as_any_mut().downcast_mut::<StateTable<K, Option<T>>>(),
-            function.as_mut().and_then(|f| f.downcast_mut::<ReduceFn<T>>()),
-        ) else {
-            panic!("ReducingState handle does not belong to this operator's state ({kind})")
+        let Some(reduce) = function.as_mut().and_then(|f| f.downcast_mut::<ReduceFn<T>>()) else {
+            panic!("{WHAT} handle does not belong to this operator's state ({kind})")
         };
-        table.touch(at);
-        ReducingAccess { table, reduce, at_key: at.key, at_hash: at.hash }
+        let table = table.as_any_mut();
+        let cells = match ttl {
+            None => Cells::Plain(downcast(table, WHAT, kind)),
+            Some(ttl) => Cells::Ttl(downcast(table, WHAT, kind), ttl),
+        };
+        ReducingAccess { cells, reduce, at_key: at.key, at_hash: at.hash }
     }
 
     /// The aggregating state `handle` scoped to `at`'s key.
@@ -912,14 +1212,19 @@ impl<K: Eq + Hash + Clone + Serialize + DeserializeOwned + 'static> KeyedStateBa
         handle: &AggregatingState<IN, OUT>,
         at: CurrentKey<'a, K>,
     ) -> AggregatingAccess<'a, K, IN, OUT> {
-        let state = self.registered(handle.id, "AggregatingState");
+        let (state, ttl) = self.entry(handle.id, "AggregatingState", at);
         let Registered { kind, table, function, .. } = state;
         let Some(ops) = function.as_mut().and_then(|f| f.downcast_mut::<Box<dyn AggOps<K, IN, OUT>>>())
         else {
             panic!("AggregatingState handle does not belong to this operator's state ({kind})")
         };
-        table.touch(at);
-        AggregatingAccess { table: table.as_any_mut(), ops: ops.as_mut(), at_key: at.key, at_hash: at.hash }
+        AggregatingAccess {
+            table: table.as_any_mut(),
+            ttl,
+            ops: ops.as_mut(),
+            at_key: at.key,
+            at_hash: at.hash,
+        }
     }
 
     /// Names of the registered states, in registration order.
@@ -939,12 +1244,20 @@ impl<K: Eq + Hash + Clone + Serialize + DeserializeOwned + 'static> KeyedStateBa
         self.states.iter().position(|s| s.name == name).map(|id| (id, self.states[id].kind.as_str()))
     }
 
+    /// Keys of state `id` with an entry in memory and with a record in the
+    /// log, expired or not (what the state holds, for tests and metrics).
+    /// Panics if `id` is not a registered state.
+    pub fn entry_counts(&self, id: usize) -> (usize, usize) {
+        let (hot, cold, _) = self.states[id].table.stats();
+        (hot, cold)
+    }
+
     /// Encodes every entry of state `id` as `postcard((key, value))` and
     /// passes it to `out` with the key's hash. Panics if `id` is not a
     /// registered state.
     pub fn snapshot_state(&self, id: usize, out: &mut dyn FnMut(u64, &[u8])) {
         let mut scratch = Vec::new();
-        self.states[id].table.snapshot(&mut scratch, out);
+        self.states[id].table.snapshot(&mut scratch, out, self.now_ms);
     }
 
     /// Decodes one entry written by [`snapshot_state`](Self::snapshot_state)
@@ -955,242 +1268,6 @@ impl<K: Eq + Hash + Clone + Serialize + DeserializeOwned + 'static> KeyedStateBa
             .table
             .restore(bytes)
             .map_err(|e| RestoreError(format!("state '{}' ({}): {e}", state.name, state.kind)))
-    }
-}
-
-/// A value state scoped to one key.
-pub struct ValueAccess<'a, K, T> {
-    table: &'a mut StateTable<K, T>,
-    at_key: &'a K,
-    at_hash: u64,
-}
-
-impl<'a, K: Eq + Clone, T> ValueAccess<'a, K, T> {
-    #[inline]
-    fn at(&self) -> CurrentKey<'a, K> {
-        CurrentKey::new(self.at_key, self.at_hash)
-    }
-
-    /// The key's value, if set.
-    #[inline]
-    pub fn get(&self) -> Option<&T> {
-        self.table.get(self.at())
-    }
-
-    /// The key's value mutably, if set.
-    #[inline]
-    pub fn get_mut(&mut self) -> Option<&mut T> {
-        let at = self.at();
-        self.table.get_mut(at)
-    }
-
-    /// Sets the key's value, returning the previous one.
-    #[inline]
-    pub fn set(&mut self, value: T) -> Option<T> {
-        let at = self.at();
-        self.table.insert(at, value)
-    }
-
-    /// The key's value, initialized with `init()` if unset.
-    #[inline]
-    pub fn get_or_insert_with(&mut self, init: impl FnOnce() -> T) -> &mut T {
-        let at = self.at();
-        self.table.get_or_insert_with(at, init)
-    }
-
-    /// Clears the key's value, returning it.
-    #[inline]
-    pub fn clear(&mut self) -> Option<T> {
-        let at = self.at();
-        self.table.remove(at)
-    }
-}
-
-/// A list state scoped to one key.
-pub struct ListAccess<'a, K, T> {
-    table: &'a mut StateTable<K, Vec<T>>,
-    at_key: &'a K,
-    at_hash: u64,
-}
-
-impl<'a, K: Eq + Clone, T> ListAccess<'a, K, T> {
-    #[inline]
-    fn at(&self) -> CurrentKey<'a, K> {
-        CurrentKey::new(self.at_key, self.at_hash)
-    }
-
-    /// The key's list (empty if nothing was added).
-    pub fn get(&self) -> &[T] {
-        self.table.get(self.at()).map(Vec::as_slice).unwrap_or(&[])
-    }
-
-    /// Appends one element.
-    pub fn add(&mut self, value: T) {
-        let at = self.at();
-        self.table.get_or_insert_with(at, Vec::new).push(value);
-    }
-
-    /// Appends all elements (adding none leaves an unset key unset).
-    pub fn add_all(&mut self, values: impl IntoIterator<Item = T>) {
-        let at = self.at();
-        let list = self.table.get_or_insert_with(at, Vec::new);
-        list.extend(values);
-        if list.is_empty() {
-            self.table.remove(at);
-        }
-    }
-
-    /// Replaces the key's list; an empty list clears the key.
-    pub fn update(&mut self, values: Vec<T>) {
-        let at = self.at();
-        if values.is_empty() {
-            self.table.remove(at);
-        } else {
-            self.table.insert(at, values);
-        }
-    }
-
-    /// Clears the key's list, returning it.
-    pub fn clear(&mut self) -> Vec<T> {
-        let at = self.at();
-        self.table.remove(at).unwrap_or_default()
-    }
-}
-
-/// A reducing state scoped to one key.
-pub struct ReducingAccess<'a, K, T> {
-    table: &'a mut StateTable<K, Option<T>>,
-    reduce: &'a mut ReduceFn<T>,
-    at_key: &'a K,
-    at_hash: u64,
-}
-
-impl<'a, K: Eq + Clone, T> ReducingAccess<'a, K, T> {
-    #[inline]
-    fn at(&self) -> CurrentKey<'a, K> {
-        CurrentKey::new(self.at_key, self.at_hash)
-    }
-
-    /// The key's reduced value, if anything was added.
-    pub fn get(&self) -> Option<&T> {
-        self.table.get(self.at()).and_then(Option::as_ref)
-    }
-
-    /// Folds `value` into the key's value (the first value is kept as is).
-    pub fn add(&mut self, value: T) {
-        let at = self.at();
-        let slot = self.table.get_or_insert_with(at, || None);
-        *slot = Some(match slot.take() {
-            Some(acc) => (self.reduce)(acc, value),
-            None => value,
-        });
-    }
-
-    /// Clears the key's value, returning it.
-    pub fn clear(&mut self) -> Option<T> {
-        let at = self.at();
-        self.table.remove(at).flatten()
-    }
-}
-
-/// An aggregating state scoped to one key.
-pub struct AggregatingAccess<'a, K, IN, OUT> {
-    table: &'a mut dyn Any,
-    ops: &'a mut dyn AggOps<K, IN, OUT>,
-    at_key: &'a K,
-    at_hash: u64,
-}
-
-impl<'a, K, IN, OUT> AggregatingAccess<'a, K, IN, OUT> {
-    #[inline]
-    fn at(&self) -> CurrentKey<'a, K> {
-        CurrentKey::new(self.at_key, self.at_hash)
-    }
-
-    /// The result for the key's accumulator (`None` if nothing was added).
-    pub fn get(&mut self) -> Option<OUT> {
-        let at = self.at();
-        self.ops.get(self.table, at)
-    }
-
-    /// Adds `value` to the key's accumulator (created first if absent).
-    pub fn add(&mut self, value: IN) {
-        let at = self.at();
-        self.ops.add(self.table, at, value);
-    }
-
-    /// Clears the key's accumulator.
-    pub fn clear(&mut self) {
-        let at = self.at();
-        self.ops.clear(self.table, at);
-    }
-}
-
-/// A map state scoped to one key.
-pub struct MapAccess<'a, K, UK, UV> {
-    table: &'a mut StateTable<K, StateMap<UK, UV>>,
-    at_key: &'a K,
-    at_hash: u64,
-}
-
-impl<'a, K: Eq + Clone, UK: Eq + Hash, UV> MapAccess<'a, K, UK, UV> {
-    #[inline]
-    fn at(&self) -> CurrentKey<'a, K> {
-        CurrentKey::new(self.at_key, self.at_hash)
-    }
-
-    /// The value under `user_key`.
-    pub fn get(&self, user_key: &UK) -> Option<&UV> {
-        self.table.get(self.at()).and_then(|m| m.get(user_key))
-    }
-
-    /// The value under `user_key`, mutably.
-    pub fn get_mut(&mut self, user_key: &UK) -> Option<&mut UV> {
-        let at = self.at();
-        self.table.get_mut(at).and_then(|m| m.get_mut(user_key))
-    }
-
-    /// Stores `value` under `user_key`, returning the previous value.
-    pub fn put(&mut self, user_key: UK, value: UV) -> Option<UV> {
-        let at = self.at();
-        self.table.get_or_insert_with(at, StateMap::default).insert(user_key, value)
-    }
-
-    /// Removes `user_key`; the key's map disappears when it becomes empty.
-    pub fn remove(&mut self, user_key: &UK) -> Option<UV> {
-        let at = self.at();
-        let map = self.table.get_mut(at)?;
-        let removed = map.remove(user_key);
-        if map.is_empty() {
-            self.table.remove(at);
-        }
-        removed
-    }
-
-    /// Whether `user_key` has a value.
-    pub fn contains(&self, user_key: &UK) -> bool {
-        self.get(user_key).is_some()
-    }
-
-    /// Number of entries for this key.
-    pub fn len(&self) -> usize {
-        self.table.get(self.at()).map_or(0, HashMap::len)
-    }
-
-    /// Whether this key has no entries.
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
-    }
-
-    /// The entries for this key, in no particular order.
-    pub fn iter(&self) -> impl Iterator<Item = (&UK, &UV)> {
-        self.table.get(self.at()).into_iter().flat_map(|m| m.iter())
-    }
-
-    /// Removes every entry for this key.
-    pub fn clear(&mut self) {
-        let at = self.at();
-        self.table.remove(at);
     }
 }
 

@@ -10,7 +10,9 @@
 //! | --- | --- |
 //! | [`key_group`] | Flink's key-group formula: key hash → key group → owning core |
 //! | [`hash`] | the stable 64-bit key hash ([`key_hash`]) that picks the key group and is reused by state lookups |
-//! | [`heap`] | [`KeyedStateBackend`]: value, list and map state in per-state hash tables |
+//! | [`heap`] | [`KeyedStateBackend`]: value, list, map, reducing and aggregating state in per-state hash tables |
+//! | [`access`] | the accessors a backend hands out: one state scoped to the current key |
+//! | [`ttl`] | [`StateTtlConfig`]: state that expires in processing time, and how expired values are cleaned up |
 //! | [`log`] | the log tier: checksummed append-only segments, eviction and read-back within a [`log::MemoryBudget`], compaction, the storage twin |
 //! | [`timers`] | [`TimerQueue`]: timers per key and namespace, deduplicated, in timestamp order |
 //!
@@ -28,17 +30,20 @@
 //! assert_eq!(backend.value(&last, at).get(), Some(&10.5));
 //! ```
 
+pub mod access;
 pub mod hash;
 pub mod heap;
 pub mod key_group;
 pub mod log;
 pub mod timers;
+pub mod ttl;
 
 pub use hash::key_hash;
 pub use heap::{
     AggregateFunction, AggregatingAccess, AggregatingState, CurrentKey, KeyedStateBackend, ListAccess,
     ListState, MapAccess, MapState, ReducingAccess, ReducingState, RestoreError, StateError, StateTable,
-    StateValue, ValueAccess, ValueState,
+    StateValue, ValueAccess, ValueState, WithTtl,
 };
 pub use key_group::{KeyGroupRange, MaxParallelism};
 pub use timers::{Timer, TimerQueue};
+pub use ttl::{StateTtlConfig, TtlUpdate, TtlVisibility};

@@ -35,8 +35,8 @@ use std::rc::Rc;
 use brisk_state::log::Charge;
 use brisk_state::{
     AggregateFunction, AggregatingAccess, AggregatingState, CurrentKey, KeyedStateBackend, ListAccess,
-    ListState, MapAccess, MapState, ReducingAccess, ReducingState, StateValue, TimerQueue, ValueAccess,
-    ValueState,
+    ListState, MapAccess, MapState, ReducingAccess, ReducingState, StateTtlConfig, StateValue, TimerQueue,
+    ValueAccess, ValueState, WithTtl,
 };
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -178,6 +178,12 @@ impl<K: Eq + Hash + Clone + Serialize + DeserializeOwned + 'static> OpenContext<
         agg: A,
     ) -> Result<AggregatingState<IN, A::Out>, UserError> {
         Ok(self.backend.aggregating_state(name, agg)?)
+    }
+    /// Registers states whose values expire in processing time (Flink's
+    /// `StateTtlConfig`; see `brisk_state::ttl`):
+    /// `ctx.with_ttl(StateTtlConfig::new(Duration::from_secs(3600))).value_state("last")?`.
+    pub fn with_ttl(&mut self, ttl: StateTtlConfig) -> WithTtl<'_, K> {
+        self.backend.with_ttl(ttl)
     }
     /// This core's index (the subtask index).
     pub fn core(&self) -> usize {
@@ -452,6 +458,8 @@ where
         let started = std::time::Instant::now();
         let mp = self.owner.max_parallelism;
         let incremental = self.core.config.incremental_checkpoints && !cp.is_savepoint(id);
+        // A full snapshot leaves out what has expired by now.
+        self.backend.set_current_time(self.core.now_ms());
         // Every dirty entry into the log, which is sealed: its segments are
         // the state now.
         let segments = if incremental { self.backend.flush_log() } else { None };
@@ -579,6 +587,7 @@ where
     fn fire_timers(&mut self, domain: TimeDomain, upto: i64) -> Result<(), JobError> {
         self.flush()?;
         let now_ms = self.core.now_ms();
+        self.backend.set_current_time(now_ms);
         loop {
             let queue = match domain {
                 TimeDomain::EventTime => &mut self.timers.event,
@@ -634,6 +643,7 @@ where
         let mut guard = self.0.0.borrow_mut();
         let s = &mut *guard;
         let now_ms = s.core.now_ms();
+        s.backend.set_current_time(now_ms);
         let ProcessInner { key_fn, f, backend, timers, out, info, watermark, owner, .. } = s;
         info.guard(|| -> Result<(), UserError> {
             for ((hash, value), timestamp) in batch.drain() {

@@ -194,6 +194,9 @@ pub struct SpillStats {
     pub faulted_in: u64,
     /// Tombstones written.
     pub tombstones: u64,
+    /// Keys whose values expired (state TTL) and were removed by a sweep,
+    /// in memory or in the log.
+    pub expired: u64,
 }
 
 /// A hot entry as the spill tier sees it: an entry of some hash table whose
@@ -234,6 +237,8 @@ pub struct Spill<K, V> {
     /// hand: a sweep stops once it has evicted enough, and the next one
     /// goes on from there).
     hand: usize,
+    /// The TTL sweep's position in the index's buckets.
+    cold_hand: usize,
     /// Counters.
     pub stats: SpillStats,
     _types: std::marker::PhantomData<fn() -> (K, V)>,
@@ -290,6 +295,7 @@ where
             scratch: Vec::new(),
             since_sample: 0,
             hand: 0,
+            cold_hand: 0,
             stats: SpillStats::default(),
             _types: std::marker::PhantomData,
         }
@@ -432,6 +438,53 @@ where
         // A tombstone is dead as soon as it is written: only a replay needs it.
         log.kill(loc);
         self.stats.tombstones += 1;
+    }
+
+    /// Checks the records of up to `checks` keys of the index, on from where
+    /// the last call stopped, and removes those whose value `expired`
+    /// (state TTL): the record dies and a tombstone hides any older record
+    /// of the key, as when the key is removed. Returns how many were
+    /// removed.
+    ///
+    /// A key that is also in memory keeps its hot entry: a clean one is the
+    /// record's copy and expired too (the in-memory sweep removes it); a
+    /// dirty one is newer and is written after the tombstone.
+    pub fn sweep_cold(&mut self, checks: usize, expired: &mut dyn FnMut(&V) -> bool) -> u64 {
+        let buckets = self.cold.num_buckets();
+        if self.cold.is_empty() || checks == 0 {
+            return 0;
+        }
+        let log = self.log.clone();
+        let mut log = log.borrow_mut();
+        let mut removed = 0;
+        for _ in 0..checks.min(buckets) {
+            self.cold_hand = if self.cold_hand + 1 >= buckets { 0 } else { self.cold_hand + 1 };
+            let Ok(slot) = self.cold.get_bucket_entry(self.cold_hand) else { continue };
+            let (hash, l) = *slot.get();
+            let loc = Loc::from_bits(l);
+            let mut key = std::mem::take(&mut self.scratch);
+            {
+                let rec = log.get(loc).unwrap_or_else(|| corrupt("indexed record", loc));
+                let (_, rest) =
+                    postcard::take_from_bytes::<K>(rec.payload).unwrap_or_else(|_| corrupt("key", loc));
+                let value = postcard::from_bytes::<V>(rest).unwrap_or_else(|_| corrupt("value", loc));
+                if !expired(&value) {
+                    self.scratch = key;
+                    continue;
+                }
+                key.clear();
+                key.extend_from_slice(&rec.payload[..rec.payload.len() - rest.len()]);
+            }
+            slot.remove();
+            log.kill(loc);
+            // A tombstone's payload is the key: the record's prefix.
+            let t = log.append(self.state, RecordKind::Delete, hash, |o| o.extend_from_slice(&key));
+            log.kill(t);
+            self.scratch = key;
+            self.stats.tombstones += 1;
+            removed += 1;
+        }
+        removed
     }
 
     /// Charges the table's current size to the budget and, if the core is
