@@ -146,6 +146,30 @@ impl Core {
         })
     }
 
+    /// Logs what the core's memory budget holds, by use, with its segment
+    /// writes in flight and how long input waited for them (target
+    /// `brisk::memory`, debug level: `RUST_LOG=brisk::memory=debug`).
+    pub(crate) fn log_memory(&self) {
+        let mib = |b: usize| b as f64 / 1048576.0;
+        let budget = &self.memory_budget;
+        let by = |what| mib(budget.used_by(what));
+        use brisk_state::log::MemoryUse as U;
+        tracing::debug!(
+            target: "brisk::memory",
+            core = self.index,
+            used_mib = format_args!("{:.1}", mib(budget.used())),
+            limit_mib = format_args!("{:.1}", mib(budget.limit())),
+            entries = format_args!("{:.1}", by(U::Entries)),
+            index = format_args!("{:.1}", by(U::Index)),
+            timers = format_args!("{:.1}", by(U::Timers)),
+            unwritten_segments = format_args!("{:.1}", by(U::Segments)),
+            state_files = format_args!("{:.1}", by(U::StateFiles)),
+            writes_in_flight_mib = format_args!("{:.1}", mib(self.segment_writes.bytes_in_flight())),
+            write_stall_s = format_args!("{:.2}", self.write_stall_ns.get() as f64 / 1e9),
+            "state memory (MiB)"
+        );
+    }
+
     /// A new keyed state backend for operator `node` on this core, which
     /// owns key groups `scope`: the log backend
     /// ([`state_log`](Self::state_log)) or the heap backend, as configured.

@@ -592,6 +592,11 @@ async fn build_and_run(
             task.await
         }));
     }
+    if core.config.state_backend == crate::config::StateBackendKind::Log
+        && tracing::enabled!(target: "brisk::memory", tracing::Level::DEBUG)
+    {
+        self::timers::MemoryReport::register(core);
+    }
     if core.timers.has_tickers() {
         all_tasks.push(Box::pin(self::timers::run_processing_time(core.clone(), core.timers.clone())));
     }

@@ -100,3 +100,35 @@ pub(crate) async fn run_processing_time(
         glommio::timer::sleep(Duration::from_millis(wait_ms.max(1))).await;
     }
 }
+
+/// Every [`MEMORY_REPORT_MS`] of processing time, logs the core's state
+/// memory ([`Core::log_memory`]). Registered on each core under the log
+/// backend when the `brisk::memory` target is enabled at debug level.
+pub(crate) struct MemoryReport {
+    core: Rc<Core>,
+    next_ms: Cell<i64>,
+}
+
+/// Processing time between two memory reports.
+pub(crate) const MEMORY_REPORT_MS: i64 = 10_000;
+
+impl MemoryReport {
+    pub fn register(core: &Rc<Core>) {
+        let next_ms = Cell::new(core.now_ms().saturating_add(MEMORY_REPORT_MS));
+        core.timers.register(Rc::new(Self { core: core.clone(), next_ms }));
+    }
+}
+
+impl Ticker for MemoryReport {
+    fn next_due_ms(&self) -> Option<i64> {
+        Some(self.next_ms.get())
+    }
+
+    fn fire(&self, now_ms: i64) -> Result<(), JobError> {
+        if now_ms >= self.next_ms.get() {
+            self.core.log_memory();
+            self.next_ms.set(now_ms.saturating_add(MEMORY_REPORT_MS));
+        }
+        Ok(())
+    }
+}
