@@ -16,6 +16,29 @@ fn bounded_generator_emits_each_index_once_at_any_core_count() {
 }
 
 #[test]
+fn interleaved_splits_emit_each_index_once_and_advance_together() {
+    for cores in [1, 2, 3] {
+        let env = StreamEnv::new(JobConfig { pin_cores: cores <= 2, ..JobConfig::with_cores(cores) });
+        let out = env
+            .from_source(GeneratorSource::new(10_007, |i| i).with_splits(4).interleaved())
+            .map(|i| (i % 4, i))
+            .collect();
+        env.execute().unwrap();
+        let got = out.take();
+        let mut all: Vec<u64> = got.iter().map(|r| r.1).collect();
+        all.sort();
+        assert_eq!(all, (0..10_007).collect::<Vec<_>>(), "cores {cores}");
+        // Split s holds the indices ≡ s (mod 4), in order: each split
+        // starts at the beginning instead of at its quarter of the range.
+        for s in 0..4 {
+            let split: Vec<u64> = got.iter().filter(|r| r.0 == s).map(|r| r.1).collect();
+            assert_eq!(split.first(), Some(&s), "cores {cores}, split {s}");
+            assert!(split.windows(2).all(|w| w[1] == w[0] + 4), "cores {cores}, split {s} in order");
+        }
+    }
+}
+
+#[test]
 fn the_rate_limit_is_never_exceeded() {
     // At most `rate` records per second in total: 1 000 records at 10 000/s
     // take at least 0.1 s whatever the core count (a slower machine only

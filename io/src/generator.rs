@@ -1,8 +1,9 @@
 //! A source that makes record `i` from its index `i`.
 //!
 //! A bounded generator of `n` records splits `0..n` in contiguous ranges, one
-//! per split; an unbounded one gives split `s` of `k` the indices
-//! `s, s + k, s + 2k, ...`. With a rate limit, each split emits its share of
+//! per split (as Flink's `fromSequence` does), unless [interleaved]
+//! (GeneratorSource::interleaved); an unbounded or interleaved one gives split
+//! `s` of `k` the indices `s, s + k, s + 2k, ...`. With a rate limit, each split emits its share of
 //! the total rate, record by record on a schedule (`start + j / rate`), so a
 //! slow consumer shows as lag behind the schedule rather than a lower rate.
 
@@ -19,17 +20,18 @@ pub struct GeneratorSource<F> {
     f: F,
     rate_per_s: Option<f64>,
     splits: Option<usize>,
+    interleaved: bool,
 }
 
 impl<F> GeneratorSource<F> {
     /// `count` records: `f(0)`, ..., `f(count - 1)`.
     pub fn new(count: u64, f: F) -> Self {
-        Self { count: Some(count), f, rate_per_s: None, splits: None }
+        Self { count: Some(count), f, rate_per_s: None, splits: None, interleaved: false }
     }
 
     /// Records without end.
     pub fn unbounded(f: F) -> Self {
-        Self { count: None, f, rate_per_s: None, splits: None }
+        Self { count: None, f, rate_per_s: None, splits: None, interleaved: false }
     }
 
     /// Divides the indices into `splits` splits (like the partitions of a
@@ -38,6 +40,19 @@ impl<F> GeneratorSource<F> {
     /// `from_source_with_watermarks`). Default: one split per core.
     pub fn with_splits(mut self, splits: usize) -> Self {
         self.splits = Some(splits);
+        self
+    }
+
+    /// Gives split `s` of `k` the indices `s, s + k, s + 2k, ...` of a
+    /// bounded generator instead of a contiguous range, so that splits
+    /// advance through the indices together. Where a record's event time
+    /// grows with its index, contiguous ranges put the later splits far
+    /// ahead of the watermark (the minimum over splits): everything they
+    /// emit waits in state, and state grows with the run's length.
+    /// Interleaved splits model partitions that advance in step, as a
+    /// steady stream's do.
+    pub fn interleaved(mut self) -> Self {
+        self.interleaved = true;
         self
     }
 
@@ -93,6 +108,7 @@ impl<T: 'static, F: Fn(u64) -> T + Clone + Send + 'static> Source<T> for Generat
             .filter_map(|s| {
                 let s = s as u64;
                 let mut range = match self.count {
+                    Some(n) if self.interleaved => SplitRange { id: s, next: s, end: n, stride: k },
                     Some(n) => SplitRange { id: s, next: n * s / k, end: n * (s + 1) / k, stride: 1 },
                     None => SplitRange { id: s, next: s, end: u64::MAX, stride: k },
                 };

@@ -80,6 +80,13 @@ struct Cli {
     /// measurements at a given state size.
     #[arg(long, default_value_t = 10_000, value_parser = clap::value_parser!(u64).range(1..))]
     window_ms: u64,
+    /// Deal the event indices to the generator's splits round-robin
+    /// instead of in contiguous ranges (Flink's `fromSequence`, the
+    /// default), so that every split's event time advances together: a
+    /// steady stream whose live state does not grow with the run's length,
+    /// for sustained-load runs.
+    #[arg(long)]
+    interleaved: bool,
 }
 
 /// Events generated, summed over cores (updated every [`COUNT_BATCH`]).
@@ -149,6 +156,7 @@ fn main() -> anyhow::Result<()> {
         Some(n) => generator.with_splits(n as usize),
         None => generator,
     };
+    let generator = if cli.interleaved { generator.interleaved() } else { generator };
     let generator = match cli.rate {
         Some(r) => generator.with_rate(r as f64),
         None => generator,
