@@ -1,6 +1,15 @@
 //! One compaction step over a log, for whatever owns its tables: the
 //! durable segment with the largest dead fraction above a threshold has its
 //! live records copied forward, and is dropped.
+//!
+//! The threshold depends on how much of the log is dead. Under churn most
+//! records die soon after they are written (a key updated again, a window's
+//! rows removed when it fires), and a segment left alone long enough dies
+//! whole and is dropped without copying anything. So while the log holds
+//! less dead than live data (space amplification under 2), only segments
+//! at least [`COMPACT_NEARLY_DEAD`] dead are compacted, which copies little;
+//! past that, any segment at least [`COMPACT_DEAD_FRACTION`] dead is, most
+//! dead first, bounding the log's size to about twice its live data.
 
 use std::cell::RefCell;
 use std::rc::Rc;
@@ -8,8 +17,12 @@ use std::rc::Rc;
 use super::format::{self, Record, RecordKind};
 use super::store::{Loc, LogStore};
 
-/// A segment with at least this fraction of dead bytes is compacted.
+/// While the log's dead bytes exceed its live ones, a segment with at
+/// least this fraction of dead records is compacted.
 pub const COMPACT_DEAD_FRACTION: f64 = 0.5;
+
+/// Otherwise only a segment with at least this fraction of dead records is.
+pub const COMPACT_NEARLY_DEAD: f64 = 0.9;
 
 /// What compaction asks of the tables whose records a log holds.
 pub trait CompactTarget {
@@ -25,7 +38,11 @@ pub trait CompactTarget {
 /// module docs). Returns whether one was compacted.
 pub fn compact_once(log: &Rc<RefCell<LogStore>>, target: &mut dyn CompactTarget) -> bool {
     log.borrow_mut().poll();
-    let Some(seg) = log.borrow().compaction_candidate(COMPACT_DEAD_FRACTION) else { return false };
+    let min_dead = {
+        let log = log.borrow();
+        if 2 * log.dead_bytes() > log.total_bytes() { COMPACT_DEAD_FRACTION } else { COMPACT_NEARLY_DEAD }
+    };
+    let Some(seg) = log.borrow().compaction_candidate(min_dead) else { return false };
     let oldest = log.borrow().is_oldest(seg);
     // Records are read in place through a handle on the segment's bytes,
     // while copying forward appends to the same log.

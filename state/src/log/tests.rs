@@ -670,3 +670,55 @@ fn a_hot_table_does_not_double_past_the_budget() {
     // 64 Ki buckets of 25 bytes plus what entries own; 128 Ki would be 3.3 MB.
     assert!(most < (128 << 10) * 25 * 3 / 4, "the hot table doubled: {most} bytes charged for entries");
 }
+
+/// Compaction leaves segments alone until they are nearly dead, as long as
+/// the log holds less dead than live data: under churn they die whole and
+/// are dropped without copying; and the log stays within about twice its
+/// live data while some keys never change.
+#[test]
+fn compaction_waits_for_segments_to_die_and_bounds_the_log() {
+    let disk = SimDisk::new(5);
+    let mut j = job(&disk, 0, 4 << 10, 8 << 10);
+    let segment = 8 << 10;
+    // 3 000 keys (about eight segments) rewritten 20 times: every record
+    // dies within a round. The log is looked at often, while segments are
+    // still partly live.
+    for round in 0..20i64 {
+        for k in 0..3_000u32 {
+            j.backend.value(&j.v, at(&k)).set(round);
+            if k % 100 == 99 {
+                j.backend.maintain_log();
+            }
+        }
+    }
+    settle(&mut j);
+    let st = j.backend.log_stats().unwrap();
+    println!("churn: {st:?}");
+    assert!(st.log.compacted + 12 >= st.log.sealed, "dead segments were dropped: {st:?}");
+    assert!(
+        st.log.compacted_bytes * 10 < st.log.appended_bytes,
+        "segments that die whole are dropped, not copied: {} of {} bytes copied",
+        st.log.compacted_bytes,
+        st.log.appended_bytes
+    );
+    // Now keys 0..1500 never change and 1500..3000 keep changing: the older
+    // segments stay about half dead. The log still stays within about
+    // twice its live data (plus a few segments in flight).
+    for round in 0..60i64 {
+        for k in 1_500..3_000u32 {
+            j.backend.value(&j.v, at(&k)).set(round);
+        }
+        settle(&mut j);
+        let st = j.backend.log_stats().unwrap();
+        let live = st.log_bytes - st.dead_bytes;
+        assert!(
+            st.dead_bytes <= live + 4 * segment,
+            "round {round}: {} dead bytes against {live} live",
+            st.dead_bytes
+        );
+    }
+    for k in 0..3_000u32 {
+        let want = if k < 1_500 { 19 } else { 59 };
+        assert_eq!(j.backend.value(&j.v, at(&k)).get(), Some(&want), "key {k}");
+    }
+}
