@@ -8,6 +8,7 @@
 # the run's length, not a steady load); samples VmRSS, RssAnon and RssFile
 # every SAMPLE_S seconds (default 10); prints the samples, the peak, the slope of RSS over the
 # run's second half (least squares, MiB per minute) and the job's own last lines.
+# KEEP_OUTPUT=FILE keeps the job's whole output (stdout and stderr).
 set -euo pipefail
 root="$(cd "$(dirname "$0")/.." && pwd)"
 rate="${1:?RATE}"; secs="${2:?SECS}"; keys="${3:?KEYS}"; cores="${4:?CORES}"; budget="${5:?BUDGET_BYTES}"
@@ -42,4 +43,6 @@ awk -v cores="$cores" -v budget="$budget" 'NR > 1 { t[n] = $1; r[n] = $2; if ($2
     printf "# peak rss %.1f MiB (budget %d MiB/core x %d cores = %d MiB); slope over the second half %.2f MiB/min (%d samples)\n",
       peak, budget / 1048576, cores, cores * budget / 1048576, slope * 60, m
   }' "$work/samples"
-grep -E '^# (memory budget|log backend|checkpoints=|peak_rss)|^keyed_window' "$work/out"
+grep -E '^# (memory budget|at the peak|log backend|checkpoints=|peak_rss)|^keyed_window' "$work/out"
+# The job's whole output (with RUST_LOG=brisk::memory=debug, each core's memory by use every 10 s).
+if [ -n "${KEEP_OUTPUT:-}" ]; then cp "$work/out" "$KEEP_OUTPUT"; fi

@@ -195,6 +195,11 @@ impl<K: Eq + Hash + Clone, N: Eq + Hash + Clone> TimerQueue<K, N> {
         self.free.push(b);
     }
 
+    /// Whether timer `(key, namespace, timestamp)` is registered.
+    pub fn contains(&self, key: &K, key_hash: u64, namespace: &N, timestamp: i64) -> bool {
+        self.find(key, key_hash, namespace, timestamp).is_some()
+    }
+
     /// Every timer as `(key, key hash, namespace, timestamp)`, in firing order.
     pub fn iter(&self) -> impl Iterator<Item = (&K, u64, &N, i64)> {
         self.order.values().flat_map(move |&b| {

@@ -303,6 +303,17 @@ const PREFETCH_CHUNK: usize = 16;
 /// `plan`'s answer for an element whose windows are assigned when processed.
 const UNPLANNED: usize = usize::MAX;
 
+/// When a window's state is dropped: its end plus the allowed lateness in
+/// event time (`MAX_WATERMARK` if that overflows: never), its end in
+/// processing time.
+fn cleanup_time(event_time: bool, lateness: i64, w: &Window) -> Timestamp {
+    if event_time {
+        w.max_timestamp().checked_add(lateness).unwrap_or(MAX_WATERMARK)
+    } else {
+        w.max_timestamp()
+    }
+}
+
 /// Entry kinds of the window operator's checkpoint state.
 mod state_kind {
     pub const ROW: u8 = 1;
@@ -547,11 +558,35 @@ where
         }
     }
 
-    /// Loads the key groups this core owns from the restored checkpoint.
+    /// Loads the key groups this core owns from the restored checkpoint:
+    /// timers and merging sets first, then rows, because a row from the log
+    /// is live only if its window's cleanup timer is pending.
     fn restore(&mut self) -> Result<(), JobError> {
         let (core, info, owner) = (self.core.clone(), self.info.clone(), self.owner);
         let restored = core.checkpoints.as_ref().and_then(|c| c.restored.clone());
         let range = owner.max_parallelism.range_for(owner.core, owner.cores);
+        crate::checkpoint::restore_owned(&core, self.node, &info, &owner, |entry| {
+            match entry.kind {
+                state_kind::MERGING => {
+                    let (key, ws): (K, Vec<(i64, i64)>) = entry.decode()?;
+                    self.active.insert(key, ws.into_iter().map(|(s, e)| Window::time(s, e)).collect());
+                }
+                kind @ (state_kind::EVENT_TIMER | state_kind::PROCESSING_TIMER) => {
+                    let (key, start, end, ts): (K, i64, i64, i64) = entry.decode()?;
+                    let hash = brisk_state::key_hash(&key);
+                    let queue = if kind == state_kind::EVENT_TIMER {
+                        &mut self.timers.event
+                    } else {
+                        &mut self.timers.processing
+                    };
+                    queue.register(&key, hash, &Window::time(start, end), ts);
+                }
+                state_kind::ROW | state_kind::LOG_SEGMENTS => {}
+                other => return Err(entry.error(format!("unknown entry kind {other}")).into()),
+            }
+            Ok(())
+        })?;
+        let (event_time, lateness) = (self.assigner.is_event_time(), self.lateness);
         crate::checkpoint::restore_owned(&core, self.node, &info, &owner, |entry| {
             match entry.kind {
                 state_kind::ROW => {
@@ -568,46 +603,37 @@ where
                 }
                 state_kind::LOG_SEGMENTS => {
                     let log = self.entries.log().cloned();
-                    let entries = &mut self.entries;
+                    let Self { entries, timers, adopted_paths, .. } = self;
+                    let queue = if event_time { &timers.event } else { &timers.processing };
+                    // A row is live unless its window was cleaned up: its
+                    // cleanup timer is pending, or it has none.
+                    let live = |key: &K, window: Window| {
+                        let at = cleanup_time(event_time, lateness, &window);
+                        at == MAX_WATERMARK || queue.contains(key, brisk_state::key_hash(key), &window, at)
+                    };
                     crate::checkpoint::incremental::restore_segments(
                         &entry,
                         restored.as_deref(),
                         log.as_ref(),
                         range,
-                        &mut self.adopted_paths,
+                        adopted_paths,
                         |no, scope| {
-                            entries.replay_segment(no, |hash| {
-                                scope.contains(owner.max_parallelism.key_group(hash))
-                            })
+                            entries.replay_segment(
+                                no,
+                                |hash| scope.contains(owner.max_parallelism.key_group(hash)),
+                                live,
+                            )
                         },
                     )?;
                 }
-                state_kind::MERGING => {
-                    let (key, ws): (K, Vec<(i64, i64)>) = entry.decode()?;
-                    self.active.insert(key, ws.into_iter().map(|(s, e)| Window::time(s, e)).collect());
-                }
-                kind @ (state_kind::EVENT_TIMER | state_kind::PROCESSING_TIMER) => {
-                    let (key, start, end, ts): (K, i64, i64, i64) = entry.decode()?;
-                    let hash = brisk_state::key_hash(&key);
-                    let queue = if kind == state_kind::EVENT_TIMER {
-                        &mut self.timers.event
-                    } else {
-                        &mut self.timers.processing
-                    };
-                    queue.register(&key, hash, &Window::time(start, end), ts);
-                }
-                other => return Err(entry.error(format!("unknown entry kind {other}")).into()),
+                _ => {}
             }
             Ok(())
         })
     }
 
     fn cleanup_time(&self, w: &Window) -> Timestamp {
-        if self.assigner.is_event_time() {
-            w.max_timestamp().checked_add(self.lateness).unwrap_or(MAX_WATERMARK)
-        } else {
-            w.max_timestamp()
-        }
+        cleanup_time(self.assigner.is_event_time(), self.lateness, w)
     }
 
     fn is_window_late(&self, w: &Window) -> bool {
@@ -642,9 +668,15 @@ where
         f(trigger.as_ref(), &mut ctx)
     }
 
-    fn forget_if_empty(&mut self, key: &K, hash: u64, window: Window) {
+    /// Removes the row if nothing is left in it; `done`: at its window's
+    /// cleanup time (see `Rows::remove_done`).
+    fn forget_if_empty(&mut self, key: &K, hash: u64, window: Window, done: bool) {
         if self.entries.get_mut(key, hash, window).is_some_and(|r| r.acc.is_none() && r.slots.is_empty()) {
-            self.entries.remove(key, hash, window);
+            if done {
+                self.entries.remove_done(key, hash, window);
+            } else {
+                self.entries.remove(key, hash, window);
+            }
         }
     }
 
@@ -977,7 +1009,11 @@ where
         }
         let cleanup_domain =
             if self.assigner.is_event_time() { TimeDomain::EventTime } else { TimeDomain::ProcessingTime };
-        if domain == cleanup_domain && time == self.cleanup_time(&window) {
+        let cleanup = domain == cleanup_domain && time == self.cleanup_time(&window);
+        // A row removed now is gone for good, unless cleanup is "end of
+        // time" (no cleanup timer marks such a row as live at a restore).
+        let done = cleanup && time != MAX_WATERMARK;
+        if cleanup {
             // Drop all state of the window, and the trigger's.
             if let Some(e) = self.entries.get_mut(&key, hash, window) {
                 e.acc = None;
@@ -987,7 +1023,7 @@ where
                 self.retire(&key, window);
             }
         }
-        self.forget_if_empty(&key, hash, window);
+        self.forget_if_empty(&key, hash, window, done);
         Ok(())
     }
 

@@ -232,6 +232,20 @@ where
 
     /// Removes the row of (key, window).
     pub fn remove(&mut self, key: &K, key_hash: u64, window: Window) -> Option<Row<K, A>> {
+        self.remove_row(key, key_hash, window, false)
+    }
+
+    /// Removes the row of (key, window) at its window's cleanup time: no
+    /// row of that window is ever made again (an element for it is late),
+    /// so its record dies without a tombstone, and a restore keeps only the
+    /// rows whose cleanup timer is pending (see [`Self::replay_segment`]).
+    /// Fired windows would otherwise leave a tombstone per logged row, which
+    /// compaction copies forward for as long as the log is older than it.
+    pub fn remove_done(&mut self, key: &K, key_hash: u64, window: Window) -> Option<Row<K, A>> {
+        self.remove_row(key, key_hash, window, true)
+    }
+
+    fn remove_row(&mut self, key: &K, key_hash: u64, window: Window, done: bool) -> Option<Row<K, A>> {
         let rh = row_hash(key_hash, &window);
         if self.tier.as_ref().is_some_and(|t| t.spill.cold_len() > 0) {
             // Reads it back first (it may be cold).
@@ -240,8 +254,13 @@ where
         let row =
             self.table.find_entry(rh, |r| r.window == window && r.key == *key).ok().map(|e| e.remove().0);
         if let (Some(t), Some(r)) = (&mut self.tier, &row) {
-            // A tombstone, if the row has a record.
-            t.spill.forget(rh, &(key.clone(), window), Some(r.flags & LOGGED != 0));
+            let logged = Some(r.flags & LOGGED != 0);
+            if done {
+                t.spill.forget_for_good(rh, &(key.clone(), window), logged);
+            } else {
+                // A tombstone, if the row has a record.
+                t.spill.forget(rh, &(key.clone(), window), logged);
+            }
         }
         row
     }
@@ -287,8 +306,15 @@ where
     }
 
     /// Rebuilds the index from adopted segment `seg`, keeping the rows whose
-    /// key's hash `owned` accepts. Segments must be replayed in log order.
-    pub fn replay_segment(&mut self, seg: u32, owned: impl Fn(u64) -> bool) -> Result<(), String> {
+    /// key's hash `owned` accepts and that `live` says still exist (a row
+    /// removed for good left no tombstone: its window's cleanup timer is
+    /// gone instead). Segments must be replayed in log order.
+    pub fn replay_segment(
+        &mut self,
+        seg: u32,
+        owned: impl Fn(u64) -> bool,
+        live: impl Fn(&K, Window) -> bool,
+    ) -> Result<(), String> {
         let Some(t) = &mut self.tier else { return Err("not a log backend".into()) };
         // A handle on the segment's bytes: records are read in place while
         // the log is borrowed mutably for each.
@@ -310,7 +336,8 @@ where
                     return;
                 }
             };
-            if rec.state != 0 || !owned(brisk_state::key_hash(&key.0)) {
+            let put = rec.kind == brisk_state::log::RecordKind::Put;
+            if rec.state != 0 || !owned(brisk_state::key_hash(&key.0)) || (put && !live(&key.0, key.1)) {
                 log.kill(loc);
                 return;
             }
@@ -362,5 +389,52 @@ mod tests {
         // table, so each probe touches one line; the log tier's flags fit
         // in the padding.
         assert_eq!(std::mem::size_of::<Row<u64, (u64, u64)>>(), 64);
+    }
+
+    /// Rows removed at their window's cleanup leave no tombstone; a replay
+    /// keeps them gone through its `live` filter (without it, their records
+    /// in the checkpoint's segments would come back: the control).
+    #[test]
+    fn rows_removed_for_good_leave_no_tombstone_and_stay_gone_at_a_replay() {
+        use brisk_state::key_hash;
+        use brisk_state::log::{LogStore, MemoryBudget, SimDisk, SimIo};
+        let disk = SimDisk::new(3);
+        let log = |base| LogStore::new(Box::new(SimIo(disk.clone())), base, 8 << 10);
+        let settle = |rows: &Rows<u64, u64>| {
+            for _ in 0..8 {
+                rows.log().unwrap().borrow_mut().poll();
+            }
+        };
+        let mut rows: Rows<u64, u64> = Rows::new(Some((log(0), MemoryBudget::new(4 << 10))));
+        let (w1, w2) = (Window::time(0, 10), Window::time(10, 20));
+        for k in 0..500u64 {
+            for w in [w1, w2] {
+                rows.or_insert(&k, row_hash(key_hash(&k), &w), w).acc = Some(k);
+            }
+        }
+        // A checkpoint: every row has a record. Then w1 is cleaned up.
+        rows.flush_log().unwrap();
+        settle(&rows);
+        for k in 0..500u64 {
+            assert!(rows.remove_done(&k, key_hash(&k), w1).is_some());
+        }
+        let list = rows.flush_log().unwrap();
+        settle(&rows);
+        assert_eq!(rows.log_stats().unwrap().0.tombstones, 0);
+        for (n, filtered, want) in [(1, true, 500), (2, false, 1000)] {
+            let mut back: Rows<u64, u64> = Rows::new(Some((log(n << 32), MemoryBudget::new(4 << 10))));
+            for s in &list {
+                let bytes = disk.borrow().read(s.id).unwrap();
+                let adopted = back.log().unwrap().borrow_mut().adopt_verified(
+                    s.id,
+                    Rc::new(bytes),
+                    s.len as usize,
+                    s.scope,
+                );
+                back.replay_segment(adopted.unwrap(), |_| true, |_, w| !filtered || w == w2).unwrap();
+            }
+            let cold = back.tier.as_ref().unwrap().spill.cold_len();
+            assert_eq!(cold, want, "filtered: {filtered}");
+        }
     }
 }

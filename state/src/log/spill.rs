@@ -487,6 +487,27 @@ where
         removed
     }
 
+    /// Forgets the key's record, if it has one, without a tombstone: for a
+    /// key that is never written again and whose older records a replay
+    /// filters out itself (a window row removed at its window's cleanup
+    /// time: a restore keeps only rows whose cleanup timer is pending).
+    /// `logged` as for [`forget`](Self::forget).
+    pub fn forget_for_good(&mut self, hash: u64, key: &K, logged: Option<bool>) {
+        if self.cold.is_empty() || logged == Some(false) {
+            return;
+        }
+        let log = self.log.clone();
+        let mut log = log.borrow_mut();
+        let old = match logged {
+            Some(_) => self.own_record(&log, hash, key),
+            None => self.find_cold(&log, hash, key),
+        };
+        if let Some(old) = old {
+            log.kill(old);
+            self.drop_cold(hash, old);
+        }
+    }
+
     /// Charges the table's current size to the budget and, if the core is
     /// over it, evicts entries of this table.
     ///
