@@ -420,18 +420,10 @@ where
     /// `logged` is the removed hot entry's [`LOGGED`] flag, `None` if the
     /// key was not in memory.
     pub fn forget(&mut self, hash: u64, key: &K, logged: Option<bool>) {
-        if self.cold.is_empty() || logged == Some(false) {
+        if !self.drop_record(hash, key, logged) {
             return;
         }
-        let log = self.log.clone();
-        let mut log = log.borrow_mut();
-        let old = match logged {
-            Some(_) => self.own_record(&log, hash, key),
-            None => self.find_cold(&log, hash, key),
-        };
-        let Some(old) = old else { return };
-        log.kill(old);
-        self.drop_cold(hash, old);
+        let mut log = self.log.borrow_mut();
         let loc = log.append(self.state, RecordKind::Delete, hash, |o| {
             postcard::to_io(key, o).expect("keys encode");
         });
@@ -493,8 +485,14 @@ where
     /// time: a restore keeps only rows whose cleanup timer is pending).
     /// `logged` as for [`forget`](Self::forget).
     pub fn forget_for_good(&mut self, hash: u64, key: &K, logged: Option<bool>) {
+        self.drop_record(hash, key, logged);
+    }
+
+    /// Kills the key's record and takes it out of the index; whether it had
+    /// one. `logged` as for [`forget`](Self::forget).
+    fn drop_record(&mut self, hash: u64, key: &K, logged: Option<bool>) -> bool {
         if self.cold.is_empty() || logged == Some(false) {
-            return;
+            return false;
         }
         let log = self.log.clone();
         let mut log = log.borrow_mut();
@@ -502,10 +500,10 @@ where
             Some(_) => self.own_record(&log, hash, key),
             None => self.find_cold(&log, hash, key),
         };
-        if let Some(old) = old {
-            log.kill(old);
-            self.drop_cold(hash, old);
-        }
+        let Some(old) = old else { return false };
+        log.kill(old);
+        self.drop_cold(hash, old);
+        true
     }
 
     /// Charges the table's current size to the budget and, if the core is
