@@ -147,6 +147,11 @@ pub(crate) fn execute(
     config: &JobConfig,
     control: &JobControl,
 ) -> Result<JobResult, JobError> {
+    if config.tune_allocator {
+        tune_allocator(
+            config.cores.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get())),
+        );
+    }
     let mut attempt = 0;
     let mut restore = config.restore.clone();
     loop {
@@ -175,6 +180,30 @@ pub(crate) fn execute(
             }
         }
     }
+}
+
+/// `JobConfig::tune_allocator`: once per process, glibc's malloc gets a
+/// fixed mmap threshold (so large freed buffers return to the kernel
+/// instead of fragmenting the heap) and a bounded number of arenas.
+fn tune_allocator(cores: usize) {
+    static TUNED: std::sync::Once = std::sync::Once::new();
+    TUNED.call_once(|| {
+        #[cfg(all(target_os = "linux", target_env = "gnu"))]
+        {
+            let arenas = libc::c_int::try_from(cores + 2).unwrap_or(libc::c_int::MAX);
+            // SAFETY: mallopt only sets allocator parameters, under glibc's
+            // own arena locks, so other threads may be allocating meanwhile.
+            let ok = unsafe {
+                libc::mallopt(libc::M_MMAP_THRESHOLD, 256 << 10) == 1
+                    && libc::mallopt(libc::M_ARENA_MAX, arenas) == 1
+            };
+            if !ok {
+                tracing::warn!("mallopt refused the allocator settings; memory may fragment");
+            }
+        }
+        #[cfg(not(all(target_os = "linux", target_env = "gnu")))]
+        let _ = cores;
+    });
 }
 
 fn execute_once(
