@@ -320,6 +320,7 @@ pub(crate) async fn run_source<T: 'static, R: SourceReader<T>>(
         }
         if let Some(w) = wm.filter(|&w| w > watermark) {
             watermark = w;
+            tracing::trace!(target: "brisk::timers", core = core.index(), watermark = w, "source watermark");
             out.control(Control::Watermark(w))?;
         }
         if let Some(s) = st {

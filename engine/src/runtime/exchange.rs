@@ -205,7 +205,7 @@ struct SenderState<T, R: Router<T>> {
 pub(crate) struct ExchangeSender<T, R: Router<T>> {
     state: RefCell<SenderState<T, R>>,
     senders: Vec<ConnectedSender<Message<R::Out>>>,
-    drain_lock: Semaphore,
+    drain_lock: FairLock,
     unsent: Cell<bool>,
     info: OperatorInfo,
     batches_allocated: Counter,
@@ -230,7 +230,7 @@ impl<T: 'static, R: Router<T>> ExchangeSender<T, R> {
         Rc::new(Self {
             state: RefCell::new(SenderState { channels, router, closed: false, _record: Default::default() }),
             senders,
-            drain_lock: Semaphore::new(1),
+            drain_lock: FairLock::default(),
             unsent: Cell::new(false),
             pending_max: core.counter(&info.name, "exchange_pending_batches_max"),
             info,
@@ -285,11 +285,8 @@ impl<T: 'static, R: Router<T>> ExchangeSender<T, R> {
 impl<T: 'static, R: Router<T>> Outlet for ExchangeSender<T, R> {
     fn drain(self: Rc<Self>, flush_partial: bool) -> LocalFuture<'static, Result<(), JobError>> {
         Box::pin(async move {
-            let _permit = self
-                .drain_lock
-                .acquire_permit(1)
-                .await
-                .map_err(|_| JobError::Cancelled { core: self.info.core })?;
+            let _permit =
+                self.drain_lock.lock().await.map_err(|_| JobError::Cancelled { core: self.info.core })?;
             if flush_partial {
                 let mut st = self.state.borrow_mut();
                 for d in 0..st.channels.len() {
@@ -418,6 +415,55 @@ pub(crate) async fn run_receiver<P: Send + 'static>(
     }
 }
 
+/// A lock taken in arrival order by the tasks of one core.
+///
+/// glommio's semaphore lets a running task take a permit that was released
+/// to a woken waiter before the waiter runs. Under load a data task that
+/// drains an outlet after every batch could so keep it to itself while
+/// another task waited: the processing-time service waited seconds to hand
+/// on a periodic watermark, windows fired that much late, and state for up
+/// to three windows piled up. Here a newcomer first yields to a woken
+/// waiter.
+pub(crate) struct FairLock {
+    permit: Semaphore,
+    /// Tasks inside [`lock`](Self::lock), past the newcomers' check.
+    waiting: Cell<usize>,
+}
+
+impl Default for FairLock {
+    fn default() -> Self {
+        Self { permit: Semaphore::new(1), waiting: Cell::new(0) }
+    }
+}
+
+/// Yields a newcomer makes at most before queueing anyway (a woken waiter
+/// runs at the first).
+const FAIR_LOCK_YIELDS_MAX: usize = 64;
+
+/// Counts a task as waiting for a [`FairLock`] while alive.
+struct Waiting<'a>(&'a Cell<usize>);
+
+impl Drop for Waiting<'_> {
+    fn drop(&mut self) {
+        self.0.set(self.0.get() - 1);
+    }
+}
+
+impl FairLock {
+    /// Waits for the lock, after any task that was already waiting.
+    pub async fn lock(&self) -> Result<glommio::sync::Permit<'_>, GlommioError<()>> {
+        let mut yields = 0;
+        while self.waiting.get() > 0 && self.permit.available() > 0 && yields < FAIR_LOCK_YIELDS_MAX {
+            // A waiter was woken with the permit free: let it take it.
+            futures_lite::future::yield_now().await;
+            yields += 1;
+        }
+        self.waiting.set(self.waiting.get() + 1);
+        let _waiting = Waiting(&self.waiting);
+        self.permit.acquire_permit(1).await
+    }
+}
+
 /// A `key_by` edge on a single core: every key group is local, so records
 /// are paired with their key hash and handed on by a plain call, as a
 /// forward edge would be: no staging, channel or receiving task.
@@ -447,5 +493,70 @@ impl<T, H: FnMut(&T) -> u64> Push<T> for LocalKeyed<T, H> {
 
     fn control(&mut self, control: Control) -> Result<(), JobError> {
         self.next.control(control)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use glommio::sync::Permit;
+
+    /// A lock the test can take: [`FairLock`], or glommio's semaphore.
+    trait Take: 'static {
+        async fn take(&self) -> Permit<'_>;
+    }
+
+    impl Take for FairLock {
+        async fn take(&self) -> Permit<'_> {
+            self.lock().await.unwrap()
+        }
+    }
+
+    impl Take for Semaphore {
+        async fn take(&self) -> Permit<'_> {
+            self.acquire_permit(1).await.unwrap()
+        }
+    }
+
+    /// Task A takes the lock, holds it across an await, lets go and takes
+    /// it again at once, `rounds` times; task B asks once while A holds it.
+    /// Returns how many rounds A had begun when B got the lock.
+    async fn rounds_before_the_second_task<L: Take>(lock: L, rounds: usize) -> usize {
+        let lock = Rc::new(lock);
+        let begun = Rc::new(Cell::new(0));
+        let a = glommio::spawn_local({
+            let (lock, begun) = (lock.clone(), begun.clone());
+            async move {
+                for _ in 0..rounds {
+                    let held = lock.take().await;
+                    begun.set(begun.get() + 1);
+                    futures_lite::future::yield_now().await;
+                    drop(held);
+                }
+            }
+        })
+        .detach();
+        futures_lite::future::yield_now().await;
+        let held = lock.take().await;
+        let at = begun.get();
+        drop(held);
+        a.await;
+        at
+    }
+
+    #[test]
+    fn a_waiting_task_gets_the_lock_before_a_busy_one_takes_it_again() {
+        glommio::LocalExecutorBuilder::default()
+            .spawn(|| async {
+                let fair = rounds_before_the_second_task(FairLock::default(), 1000).await;
+                assert!(fair <= 2, "the waiting task got the fair lock after {fair} rounds");
+                // The control: glommio's semaphore alone lets the busy task
+                // keep the permit until it is done.
+                let raw = rounds_before_the_second_task(Semaphore::new(1), 1000).await;
+                assert_eq!(raw, 1000, "glommio's semaphore was fair after all: FairLock is not needed");
+            })
+            .unwrap()
+            .join()
+            .unwrap();
     }
 }

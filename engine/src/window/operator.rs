@@ -1135,6 +1135,14 @@ where
             Control::Watermark(w) => {
                 s.watermark = w;
                 s.fire_timers(TimeDomain::EventTime, w)?;
+                tracing::trace!(
+                    target: "brisk::timers",
+                    core = s.info.core,
+                    watermark = w,
+                    event_timers = s.timers.event.len(),
+                    next = ?s.timers.event.next_timestamp(),
+                    "window watermark"
+                );
             }
             Control::EndOfInput if s.core.batch_mode() && !s.core.is_stopping() => {
                 s.fire_timers(TimeDomain::ProcessingTime, MAX_WATERMARK)?
