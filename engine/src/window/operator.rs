@@ -318,11 +318,21 @@ fn cleanup_time(event_time: bool, lateness: i64, w: &Window) -> Timestamp {
 mod state_kind {
     pub const ROW: u8 = 1;
     pub const MERGING: u8 = 2;
+    /// `(key, start, end, timestamp)` of one event-time timer (read, no
+    /// longer written).
     pub const EVENT_TIMER: u8 = 3;
+    /// `(key, start, end, timestamp)` of one processing-time timer (read,
+    /// no longer written).
     pub const PROCESSING_TIMER: u8 = 4;
     /// `Vec<(path, id, len)>`: the log segments holding this core's rows
     /// (incremental checkpoints; instead of `ROW`).
     pub const LOG_SEGMENTS: u8 = 5;
+    /// `((start, end), timestamp, keys)`: event-time timers of one window
+    /// and key group.
+    pub const EVENT_TIMERS: u8 = 6;
+    /// `((start, end), timestamp, keys)`: processing-time timers of one
+    /// window and key group.
+    pub const PROCESSING_TIMERS: u8 = 7;
 }
 
 type WindowTimers<K> = crate::operator::keyed_process::Timers<K, Window>;
@@ -533,14 +543,12 @@ where
             let ws: Vec<(i64, i64)> = windows.iter().map(|w| (w.start(), w.end())).collect();
             w.entry(state_kind::MERGING, kg(k), &(k, ws));
         }
-        for (kind, queue) in [
-            (state_kind::EVENT_TIMER, &self.timers.event),
-            (state_kind::PROCESSING_TIMER, &self.timers.processing),
-        ] {
-            for (k, hash, win, ts) in queue.iter() {
-                w.entry(kind, mp.key_group(hash), &(k, win.start(), win.end(), ts));
-            }
-        }
+        self.timers.snapshot_groups(
+            &mut w,
+            [state_kind::EVENT_TIMERS, state_kind::PROCESSING_TIMERS],
+            |hash| mp.key_group(hash),
+            |win| (win.start(), win.end()),
+        );
         let payload = w.finish();
         self.last_snapshot_bytes.set(payload.len());
         match (segments, files, self.entries.log()) {
@@ -580,6 +588,11 @@ where
                         &mut self.timers.processing
                     };
                     queue.register(&key, hash, &Window::time(start, end), ts);
+                }
+                kind @ (state_kind::EVENT_TIMERS | state_kind::PROCESSING_TIMERS) => {
+                    let ((start, end), ts, keys): ((i64, i64), i64, Vec<K>) = entry.decode()?;
+                    let window = Window::time(start, end);
+                    self.timers.restore_group(kind == state_kind::EVENT_TIMERS, &window, ts, &keys);
                 }
                 state_kind::ROW | state_kind::LOG_SEGMENTS => {}
                 other => return Err(entry.error(format!("unknown entry kind {other}")).into()),
