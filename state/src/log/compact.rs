@@ -10,6 +10,21 @@
 //! at least [`COMPACT_NEARLY_DEAD`] dead are compacted, which copies little;
 //! past that, any segment at least [`COMPACT_DEAD_FRACTION`] dead is, most
 //! dead first, bounding the log's size to about twice its live data.
+//!
+//! Tombstones need one more rule. A tombstone must stay while an older
+//! record of its key may still be in the log, which only the oldest
+//! segment can rule out: compacting it drops its tombstones, while any
+//! other compaction copies the still-needed ones forward. A segment of keys
+//! that never change is never dead enough to be compacted, stays the oldest,
+//! and without more, the tombstones behind it would circulate forever
+//! (written keys that are removed later: sessions, expired TTL state). So
+//! once tombstones exceed [`TOMBSTONE_SHARE`] of the live bytes (plus two
+//! segments), compaction sweeps the log: it compacts the oldest segment
+//! however live it is, one per step, until every segment sealed before the
+//! sweep began is gone. Each step moves the oldest live records to the
+//! head and drops the tombstones that are then oldest, so a sweep drops
+//! every tombstone it began with and copies about the live bytes once:
+//! at most four bytes copied per byte of tombstones dropped.
 
 use std::cell::RefCell;
 use std::rc::Rc;
@@ -23,6 +38,10 @@ pub const COMPACT_DEAD_FRACTION: f64 = 0.5;
 
 /// Otherwise only a segment with at least this fraction of dead records is.
 pub const COMPACT_NEARLY_DEAD: f64 = 0.9;
+
+/// Tombstones beyond this share of the log's live bytes (plus two segments)
+/// make compaction work through the log from its oldest segment.
+pub const TOMBSTONE_SHARE: f64 = 0.25;
 
 /// What compaction asks of the tables whose records a log holds.
 pub trait CompactTarget {
@@ -38,11 +57,16 @@ pub trait CompactTarget {
 /// module docs). Returns whether one was compacted.
 pub fn compact_once(log: &Rc<RefCell<LogStore>>, target: &mut dyn CompactTarget) -> bool {
     log.borrow_mut().poll();
-    let min_dead = {
-        let log = log.borrow();
-        if 2 * log.dead_bytes() > log.total_bytes() { COMPACT_DEAD_FRACTION } else { COMPACT_NEARLY_DEAD }
+    let seg = {
+        let mut l = log.borrow_mut();
+        let live = l.total_bytes() - l.dead_bytes();
+        let min_dead =
+            if 2 * l.dead_bytes() > l.total_bytes() { COMPACT_DEAD_FRACTION } else { COMPACT_NEARLY_DEAD };
+        let tombstones_over =
+            l.tombstone_bytes() as f64 > TOMBSTONE_SHARE * live as f64 + 2.0 * l.segment_target() as f64;
+        l.sweep_next(tombstones_over).or_else(|| l.compaction_candidate(min_dead))
     };
-    let Some(seg) = log.borrow().compaction_candidate(min_dead) else { return false };
+    let Some(seg) = seg else { return false };
     let oldest = log.borrow().is_oldest(seg);
     // Records are read in place through a handle on the segment's bytes,
     // while copying forward appends to the same log.

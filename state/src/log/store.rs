@@ -61,6 +61,8 @@ struct Segment {
     /// measured: killing a record must not read it).
     records: usize,
     dead: usize,
+    /// Of its records, how many are tombstones (each also counts as dead).
+    tombstones: usize,
     /// Referenced by a checkpoint: the checkpoint's owner deletes it, not us.
     published: bool,
     /// The key groups whose records in it count (see [`SegmentRef::scope`]).
@@ -134,6 +136,9 @@ pub struct LogStore {
     open_id: u64,
     open_dead: usize,
     open_records: usize,
+    open_tombstones: usize,
+    /// The newest segment of a sweep under way ([`Self::sweep_next`]).
+    sweep_to: Option<u32>,
     next_no: u32,
     segment_target: usize,
     /// The key groups of the segments this log writes.
@@ -160,6 +165,8 @@ impl LogStore {
             open_id: 0,
             open_dead: 0,
             open_records: 0,
+            open_tombstones: 0,
+            sweep_to: None,
             next_no: 0,
             segment_target: segment_target.max(4096),
             scope: KeyGroupRange::ALL,
@@ -203,6 +210,7 @@ impl LogStore {
         self.open = Vec::with_capacity(self.segment_target + self.segment_target / 8);
         self.open_dead = 0;
         self.open_records = 0;
+        self.open_tombstones = 0;
         format::write_segment_header(&mut self.open, self.open_id);
     }
 
@@ -220,6 +228,9 @@ impl LogStore {
         let before = self.open.len();
         let at = format::append_record(&mut self.open, state, kind, hash, encode);
         self.open_records += 1;
+        if kind == RecordKind::Delete {
+            self.open_tombstones += 1;
+        }
         self.stats.appended += 1;
         self.stats.appended_bytes += (self.open.len() - before) as u64;
         Loc::new(self.open_no, at)
@@ -261,6 +272,7 @@ impl LogStore {
                 data: Data::Writing(bytes),
                 len,
                 records: self.open_records,
+                tombstones: self.open_tombstones,
                 dead: self.open_dead,
                 published: false,
                 scope: self.scope,
@@ -416,22 +428,25 @@ impl LogStore {
             Ok(found) => return Err(format!("holds segment {found:016x}, expected {id:016x}")),
             Err(e) => return Err(e.to_string()),
         }
-        let mut records = 0;
-        let valid = format::scan(&data[..len], |_, _| records += 1);
+        let (mut records, mut tombstones) = (0, 0);
+        let valid = format::scan(&data[..len], |_, r| {
+            records += 1;
+            tombstones += usize::from(r.kind == RecordKind::Delete);
+        });
         if valid != len {
             return Err(format!("record at offset {valid} fails its checksum (segment length {len})"));
         }
-        Ok(self.adopt(id, bytes, len, records, scope))
+        Ok(self.adopt(id, bytes, len, (records, tombstones), scope))
     }
 
-    /// See [`adopt_verified`](Self::adopt_verified); `records` is how many
-    /// records the segment holds.
+    /// See [`adopt_verified`](Self::adopt_verified); `counts` are how many
+    /// records, and of them tombstones, the segment holds.
     fn adopt(
         &mut self,
         id: u64,
         bytes: SegmentBytes,
         len: usize,
-        records: usize,
+        (records, tombstones): (usize, usize),
         scope: KeyGroupRange,
     ) -> u32 {
         let in_order = self.stats.appended == 0;
@@ -451,6 +466,7 @@ impl LogStore {
                 len,
                 records,
                 dead: 0,
+                tombstones,
                 published: true,
                 scope,
                 in_order,
@@ -506,6 +522,34 @@ impl LogStore {
     /// Whether `seg` is older than every other sealed segment.
     pub fn is_oldest(&self, seg: u32) -> bool {
         self.sealed.keys().next() == Some(&seg)
+    }
+
+    /// The segment a sweep from the oldest segment compacts next, if one is
+    /// under way or `start` asks for one: a sweep runs until every segment
+    /// sealed before it started has been compacted. `None` when there is
+    /// no sweep, or when the oldest segment is not durable yet.
+    pub fn sweep_next(&mut self, start: bool) -> Option<u32> {
+        if self.sweep_to.is_none() && start {
+            self.sweep_to = self.sealed.keys().next_back().copied();
+        }
+        let end = self.sweep_to?;
+        let Some((&no, s)) = self.sealed.iter().next().filter(|(no, _)| **no <= end) else {
+            self.sweep_to = None;
+            return None;
+        };
+        matches!(s.data, Data::OnDisk(_)).then_some(no)
+    }
+
+    /// Bytes of tombstones (estimated, as [`dead_bytes`](Self::dead_bytes)).
+    pub fn tombstone_bytes(&self) -> usize {
+        let share = |len: usize, n: usize, records: usize| len * n / records.max(1);
+        share(self.open.len(), self.open_tombstones, self.open_records)
+            + self.sealed.values().map(|s| share(s.len, s.tombstones, s.records)).sum::<usize>()
+    }
+
+    /// The size segments are sealed at.
+    pub fn segment_target(&self) -> usize {
+        self.segment_target
     }
 
     /// Forgets sealed segment `seg` (its live records must have been copied

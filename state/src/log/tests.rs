@@ -722,3 +722,70 @@ fn compaction_waits_for_segments_to_die_and_bounds_the_log() {
         assert_eq!(j.backend.value(&j.v, at(&k)).get(), Some(&want), "key {k}");
     }
 }
+
+/// Keys that are written once and removed later (sessions, expired TTL
+/// state) leave tombstones. A tombstone must outlive the older records of
+/// its key, but not forever: behind a segment of keys that never change
+/// (never dead enough to be compacted, and always the oldest), tombstones
+/// used to be copied forward at every compaction and piled up without bound.
+#[test]
+fn tombstones_do_not_pile_up_behind_a_segment_that_never_dies() {
+    let disk = SimDisk::new(7);
+    let segment = 8 << 10;
+    let mut j = job(&disk, 0, 4 << 10, segment);
+    for k in 0..500u32 {
+        j.backend.value(&j.v, at(&k)).set(-1);
+    }
+    settle(&mut j);
+    let mut peak = 0;
+    for round in 0..300u32 {
+        let fresh = 100_000 + round * 200;
+        for k in fresh..fresh + 200 {
+            j.backend.value(&j.v, at(&k)).set(i64::from(round));
+        }
+        settle(&mut j);
+        if round > 0 {
+            for k in fresh - 200..fresh {
+                assert_eq!(j.backend.value(&j.v, at(&k)).clear(), Some(i64::from(round - 1)));
+            }
+        }
+        settle(&mut j);
+        let st = j.backend.log_stats().unwrap();
+        let live = st.log_bytes - st.dead_bytes;
+        peak = peak.max(st.log_bytes);
+        assert!(
+            st.log_bytes <= 4 * live + 8 * segment,
+            "round {round}: the log holds {} bytes for {live} live ({} tombstones written)",
+            st.log_bytes,
+            st.spill.tombstones
+        );
+        if round % 60 == 59 {
+            // A replay of the log must not bring a removed key back: the
+            // tombstones dropped were the ones no older record needed.
+            let list = j.backend.flush_log().unwrap();
+            settle(&mut j);
+            assert!(j.backend.log().unwrap().borrow().all_durable(&list));
+            let mut r = recover(&disk, &list, u64::from(round + 1) << 40, 4 << 10);
+            for k in (0..500u32).chain(100_000..fresh + 200) {
+                let want = match k {
+                    0..500 => Some(-1),
+                    k if k >= fresh => Some(i64::from(round)),
+                    _ => None,
+                };
+                assert_eq!(r.backend.value(&r.v, at(&k)).get().copied(), want, "round {round}: key {k}");
+                assert_eq!(j.backend.value(&j.v, at(&k)).get().copied(), want, "round {round}: key {k}");
+            }
+        }
+    }
+    let st = j.backend.log_stats().unwrap();
+    println!("peak log {peak} bytes; {st:?}");
+    assert!(st.spill.tombstones >= 299 * 200 / 2, "the keys were removed from the log: {st:?}");
+    // A sweep copies about the live bytes once per sweep; it must not
+    // turn into compacting the oldest segment at every step.
+    let written = st.log.appended_bytes - st.log.compacted_bytes;
+    assert!(
+        st.log.compacted_bytes < 3 * written,
+        "{} bytes copied for {written} written",
+        st.log.compacted_bytes
+    );
+}
