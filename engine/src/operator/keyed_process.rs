@@ -650,13 +650,8 @@ where
                 }
                 kind @ (state_kind::EVENT_TIMER | state_kind::PROCESSING_TIMER) => {
                     let (key, ts): (K, i64) = entry.decode()?;
-                    let hash = brisk_state::key_hash(&key);
-                    let queue = if kind == state_kind::EVENT_TIMER {
-                        &mut self.timers.event
-                    } else {
-                        &mut self.timers.processing
-                    };
-                    queue.register(&key, hash, &(), ts);
+                    let keys = std::slice::from_ref(&key);
+                    self.timers.restore_group(kind == state_kind::EVENT_TIMER, &(), ts, keys);
                 }
                 kind @ (state_kind::EVENT_TIMERS | state_kind::PROCESSING_TIMERS) => {
                     let ((), ts, keys): ((), i64, Vec<K>) = entry.decode()?;

@@ -581,13 +581,8 @@ where
                 }
                 kind @ (state_kind::EVENT_TIMER | state_kind::PROCESSING_TIMER) => {
                     let (key, start, end, ts): (K, i64, i64, i64) = entry.decode()?;
-                    let hash = brisk_state::key_hash(&key);
-                    let queue = if kind == state_kind::EVENT_TIMER {
-                        &mut self.timers.event
-                    } else {
-                        &mut self.timers.processing
-                    };
-                    queue.register(&key, hash, &Window::time(start, end), ts);
+                    let (window, keys) = (Window::time(start, end), std::slice::from_ref(&key));
+                    self.timers.restore_group(kind == state_kind::EVENT_TIMER, &window, ts, keys);
                 }
                 kind @ (state_kind::EVENT_TIMERS | state_kind::PROCESSING_TIMERS) => {
                     let ((start, end), ts, keys): ((i64, i64), i64, Vec<K>) = entry.decode()?;
