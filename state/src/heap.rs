@@ -23,7 +23,7 @@ use std::hash::Hash;
 use std::marker::PhantomData;
 use std::rc::Rc;
 
-use hashbrown::HashTable;
+use crate::hot::HotTable;
 use rustc_hash::FxBuildHasher;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -140,9 +140,9 @@ trait Tier<K, V> {
     fn fault_in(&mut self, hash: u64, key: &K) -> Option<V>;
     fn observe(&mut self, key: &K, value: &V);
     fn forget(&mut self, hash: u64, key: &K, logged: Option<bool>);
-    fn maintain(&mut self, hot: &mut HashTable<Entry<K, V>>);
-    fn flush(&mut self, hot: &mut HashTable<Entry<K, V>>);
-    fn for_each_cold(&self, hot: &HashTable<Entry<K, V>>, out: &mut dyn FnMut(u64, &[u8]));
+    fn maintain(&mut self, hot: &mut HotTable<Entry<K, V>>, hash: u64);
+    fn flush(&mut self, hot: &mut HotTable<Entry<K, V>>);
+    fn for_each_cold(&self, hot: &HotTable<Entry<K, V>>, out: &mut dyn FnMut(u64, &[u8]));
     fn is_live(&self, hash: u64, loc: Loc) -> bool;
     fn tombstone_still_needed(&self, rec: &Record<'_>) -> bool;
     fn relocate(&mut self, hash: u64, old: Loc, new: Loc);
@@ -166,13 +166,13 @@ where
     fn observe(&mut self, key: &K, value: &V) {
         Spill::observe(self, key, value)
     }
-    fn maintain(&mut self, hot: &mut HashTable<Entry<K, V>>) {
-        Spill::maintain(self, hot)
+    fn maintain(&mut self, hot: &mut HotTable<Entry<K, V>>, hash: u64) {
+        Spill::maintain(self, hot, hash)
     }
-    fn flush(&mut self, hot: &mut HashTable<Entry<K, V>>) {
+    fn flush(&mut self, hot: &mut HotTable<Entry<K, V>>) {
         Spill::flush(self, hot)
     }
-    fn for_each_cold(&self, hot: &HashTable<Entry<K, V>>, out: &mut dyn FnMut(u64, &[u8])) {
+    fn for_each_cold(&self, hot: &HotTable<Entry<K, V>>, out: &mut dyn FnMut(u64, &[u8])) {
         Spill::for_each_cold(self, |h, k| hot.find(h, |e| e.key == *k).is_some(), out)
     }
     fn is_live(&self, hash: u64, loc: Loc) -> bool {
@@ -204,13 +204,13 @@ where
 /// are in the log, and an access must [`touch`](Self::touch) its key first
 /// to bring it back; the accessors of [`KeyedStateBackend`] do.
 pub struct StateTable<K, V> {
-    table: HashTable<Entry<K, V>>,
+    table: HotTable<Entry<K, V>>,
     spill: Option<Box<dyn Tier<K, V>>>,
 }
 
 impl<K, V> Default for StateTable<K, V> {
     fn default() -> Self {
-        Self { table: HashTable::new(), spill: None }
+        Self { table: HotTable::new(), spill: None }
     }
 }
 
@@ -223,7 +223,7 @@ where
     /// records of state `state`.
     pub fn with_log(log: Rc<RefCell<LogStore>>, state: u32, budget: Rc<MemoryBudget>) -> Self {
         let spill = Spill::<K, V>::new(log, state, budget, std::mem::size_of::<Entry<K, V>>());
-        Self { table: HashTable::new(), spill: Some(Box::new(spill)) }
+        Self { table: HotTable::new(), spill: Some(Box::new(spill)) }
     }
 }
 
@@ -235,7 +235,7 @@ impl<K: Eq + Clone, V> StateTable<K, V> {
     #[inline]
     pub fn touch(&mut self, at: CurrentKey<'_, K>) {
         let Some(spill) = &mut self.spill else { return };
-        spill.maintain(&mut self.table);
+        spill.maintain(&mut self.table, at.hash);
         if let Some(e) = self.table.find_mut(at.hash, |e| e.key == *at.key) {
             e.flags |= REFERENCED;
             spill.observe(&e.key, &e.value);
@@ -566,7 +566,7 @@ where
         let mut gone = 0;
         for _ in 0..buckets.min(n) {
             *hand = if *hand + 1 >= n { 0 } else { *hand + 1 };
-            let Ok(mut slot) = self.table.get_bucket_entry(*hand) else { continue };
+            let Some(mut slot) = self.table.get_bucket_entry(*hand) else { continue };
             match purge(&mut slot.get_mut().value) {
                 Purge::Kept => {}
                 Purge::Trimmed => slot.get_mut().flags |= DIRTY,

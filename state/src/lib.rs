@@ -11,6 +11,7 @@
 //! | [`key_group`] | Flink's key-group formula: key hash → key group → owning core |
 //! | [`hash`] | the stable 64-bit key hash ([`key_hash`]) that picks the key group and is reused by state lookups |
 //! | [`heap`] | [`KeyedStateBackend`]: value, list, map, reducing and aggregating state in per-state hash tables |
+//! | [`hot`] | [`hot::HotTable`]: the in-memory hash table of entries, in sixteen shards so that it never resizes whole |
 //! | [`access`] | the accessors a backend hands out: one state scoped to the current key |
 //! | [`ttl`] | [`StateTtlConfig`]: state that expires in processing time, and how expired values are cleaned up |
 //! | [`log`] | the log tier: checksummed append-only segments, eviction and read-back within a [`log::MemoryBudget`], compaction, the storage twin |
@@ -33,6 +34,7 @@
 pub mod access;
 pub mod hash;
 pub mod heap;
+pub mod hot;
 pub mod key_group;
 pub mod log;
 pub mod timers;

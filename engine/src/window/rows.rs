@@ -14,10 +14,10 @@ use std::cell::RefCell;
 use std::hash::Hash;
 use std::rc::Rc;
 
+use brisk_state::hot::HotTable;
 use brisk_state::log::compact::{CompactTarget, compact_once};
 use brisk_state::log::spill::{DIRTY, HotEntry, LOGGED, REFERENCED, Spill};
 use brisk_state::log::{Loc, LogStore, MemoryBudget, Record, SegmentRef, SpillStats};
-use hashbrown::HashTable;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
@@ -109,7 +109,7 @@ const LOG_MAINTAIN_EVERY: u32 = 1024;
 
 /// Every row of one window operator on one core.
 pub(crate) struct Rows<K, A> {
-    table: HashTable<Row<K, A>>,
+    table: HotTable<Row<K, A>>,
     tier: Option<Box<RowTier<K, A>>>,
 }
 
@@ -146,14 +146,14 @@ where
             let spill = Spill::new(log.clone(), 0, budget, std::mem::size_of::<Row<K, A>>());
             Box::new(RowTier { log, spill, accesses: 0 })
         });
-        Self { table: HashTable::new(), tier }
+        Self { table: HotTable::new(), tier }
     }
 
     /// Under the log backend: charges the budget (evicting if over it),
     /// maintains the log now and then, and reads the row back if evicted.
     #[inline]
     fn touch(&mut self, key: &K, rh: u64, window: Window) {
-        if !self.before_access() {
+        if !self.before_access(rh) {
             return;
         }
         if let Some(r) = self.table.find_mut(rh, |r| r.window == window && r.key == *key) {
@@ -170,14 +170,14 @@ where
     /// now and then a look at the log (finished writes, compaction), then
     /// the budget (evicting if over it). `false` without a log.
     #[inline]
-    fn before_access(&mut self) -> bool {
+    fn before_access(&mut self, rh: u64) -> bool {
         let Some(t) = &mut self.tier else { return false };
         t.accesses += 1;
         if t.accesses >= LOG_MAINTAIN_EVERY {
             t.accesses = 0;
             compact_once(&t.log, &mut Target { spill: &mut t.spill });
         }
-        t.spill.maintain(&mut self.table);
+        t.spill.maintain(&mut self.table, rh);
         true
     }
 
@@ -187,7 +187,7 @@ where
     /// an absent row is read back from the log if it was evicted.
     #[inline]
     pub fn or_insert(&mut self, key: &K, rh: u64, window: Window) -> &mut Row<K, A> {
-        self.before_access();
+        self.before_access(rh);
         let entry = self.table.entry(
             rh,
             |r| r.window == window && r.key == *key,

@@ -24,6 +24,7 @@
 use std::cell::{Cell, RefCell};
 use std::rc::Rc;
 
+use crate::hot::{HotTable, SHARDS, buckets};
 use hashbrown::HashTable;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -233,15 +234,22 @@ pub struct Spill<K, V> {
     scratch: Vec<u8>,
     /// Touches since the last size sample.
     since_sample: u32,
-    /// The eviction sweep's position in the hot table's buckets (a clock
+    /// The eviction sweep's position in each shard's buckets (a clock
     /// hand: a sweep stops once it has evicted enough, and the next one
-    /// goes on from there).
-    hand: usize,
+    /// goes on from there), and the shard the next sweep starts with.
+    hands: [usize; SHARDS],
+    next_shard: usize,
     /// The TTL sweep's position in the index's buckets.
     cold_hand: usize,
     /// Counters.
     pub stats: SpillStats,
     _types: std::marker::PhantomData<fn() -> (K, V)>,
+}
+
+/// How many entries a hashbrown table of `buckets` buckets holds before
+/// it grows (seven eighths of them; all but one below eight).
+fn bucket_capacity(buckets: usize) -> usize {
+    if buckets < 8 { buckets.saturating_sub(1) } else { buckets / 8 * 7 }
 }
 
 /// Panics for a record that no longer verifies: local state files are
@@ -294,7 +302,8 @@ where
             encoded_count: 0,
             scratch: Vec::new(),
             since_sample: 0,
-            hand: 0,
+            hands: [0; SHARDS],
+            next_shard: 0,
             cold_hand: 0,
             stats: SpillStats::default(),
             _types: std::marker::PhantomData,
@@ -507,42 +516,78 @@ where
     }
 
     /// Charges the table's current size to the budget and, if the core is
-    /// over it, evicts entries of this table.
+    /// over it, evicts entries of this table. `hash` is the hash of the key
+    /// about to be accessed (and perhaps inserted).
     ///
     /// The table is charged for its buckets, not only its entries: a hash
     /// table's memory is its bucket array, which doubles when it fills.
-    /// Hence two rules: a full table whose doubling would not fit in the
-    /// budget makes room by evicting instead of growing; and a table that
-    /// evicted down to under half its capacity shrinks, which is when
-    /// eviction gives its buckets back.
-    pub fn maintain<E: HotEntry<K, V>>(&mut self, hot: &mut HashTable<E>) {
-        self.recharge(hot);
+    /// Hence two rules, per shard of the [`HotTable`]: a full shard whose
+    /// doubling would not fit in the budget (the old and the new array,
+    /// which coexist while it moves its entries) makes room by evicting
+    /// instead of growing; and a shard that eviction left under half full
+    /// shrinks, which is when eviction gives its buckets back. A shard is a
+    /// sixteenth of the table, so neither step moves the whole table, and
+    /// the table's size follows the budget in sixteenths rather than in
+    /// powers of two.
+    pub fn maintain<E: HotEntry<K, V>>(&mut self, hot: &mut HotTable<E>, hash: u64) {
+        let len = self.recharge(hot);
         // Index slots cannot be evicted: when they alone fill the budget,
         // evicting every hot entry on every access would only thrash (each
         // sweep walks the table). A table keeps a floor of hot entries, and
         // the core runs over its budget by what its indexes need.
         let floor = (self.budget.limit() / 16 / self.entry_bytes).max(1);
-        if hot.len() <= floor {
+        if len <= floor {
             return;
         }
+        let mut len = len;
         let over = self.budget.over();
-        let want = if over > 0 {
-            over / self.entry_bytes + 1
-        } else if hot.len() >= hot.capacity()
-            && self.budget.used() + hot.num_buckets() * self.slot_bytes() > self.budget.limit()
-        {
-            // The next insert would double the bucket array past the budget.
-            hot.len() / 32
-        } else {
-            return;
-        };
-        self.evict(hot, want.max(EVICT_BATCH).min(hot.len() - floor));
-        // A sweep walks every bucket, and buckets are what the table costs:
-        // give them back once the table is under half full.
-        if hot.capacity() > 2 * hot.len() + 1024 {
-            hot.shrink_to(hot.len() + hot.len() / 4, |e| e.hash());
+        if over > 0 {
+            self.evict(hot, (over / self.entry_bytes + 1).max(EVICT_BATCH).min(len - floor));
+            // A sweep walks every bucket, and buckets are what the table
+            // costs: give them back once a shard is under half full.
+            for i in 0..SHARDS {
+                let shard = hot.shard_mut(i);
+                if shard.capacity() > 2 * shard.len() + 64 {
+                    let keep = shard.len() + shard.len() / 4;
+                    shard.shrink_to(keep, |e| e.hash());
+                }
+            }
+            len = self.recharge(hot);
         }
-        self.recharge(hot);
+        let i = hot.shard_index(hash);
+        let shard = hot.shard(i);
+        if shard.len() >= shard.capacity()
+            && len > floor
+            && self.budget.used() + 2 * shard.num_buckets() * self.slot_bytes() > self.budget.limit()
+        {
+            // The next insert into this shard would double its bucket array
+            // past the budget. Evicting alone would not stop it: in a full
+            // table a removal mostly leaves a tombstone, which still takes
+            // a place, and hashbrown rehashes in place (dropping them) only
+            // when at most half full. So: evict until the shard, without
+            // its tombstones, has a quarter of its places free, then
+            // rebuild it at the same size, which drops its tombstones for
+            // the cost of one more shard array while it moves (a doubling
+            // costs two). A rebuild moves every entry of the shard, so it
+            // must leave room for many inserts: with a quarter free, each
+            // insert pays for moving about three entries.
+            let places = bucket_capacity(shard.num_buckets());
+            let want = (shard.len() + places / 4).saturating_sub(places).max(EVICT_BATCH).min(len - floor);
+            self.evict_shard(hot.shard_mut(i), i, want);
+            let shard = hot.shard_mut(i);
+            let buckets = shard.num_buckets();
+            if shard.len() < bucket_capacity(buckets) {
+                let old = std::mem::take(shard);
+                let mut new = HashTable::with_capacity(old.len() + 1);
+                for e in old {
+                    new.insert_unique(e.hash(), e, |e| e.hash());
+                }
+                debug_assert!(new.num_buckets() <= buckets, "rebuilt no larger");
+                *shard = new;
+                self.hands[i] = 0;
+            }
+            self.recharge(hot);
+        }
     }
 
     /// What one bucket of the hot table costs: an entry and a control byte.
@@ -550,10 +595,25 @@ where
         self.hot_entry_size + 1
     }
 
-    /// Evicts `want` entries not referenced since the hand last passed
-    /// them (clearing the flag of those that were), writing the dirty ones.
-    /// At most two turns of the hand: after one, no flag is left set.
-    fn evict<E: HotEntry<K, V>>(&mut self, hot: &mut HashTable<E>, want: usize) {
+    /// Evicts about `want` entries not referenced since the hands last
+    /// passed them, from every shard in turn.
+    fn evict<E: HotEntry<K, V>>(&mut self, hot: &mut HotTable<E>, want: usize) {
+        let quota = want.div_ceil(SHARDS);
+        let (mut left, mut idle) = (want, 0);
+        while left > 0 && idle < SHARDS {
+            let i = self.next_shard;
+            self.next_shard = (i + 1) % SHARDS;
+            let n = self.evict_shard(hot.shard_mut(i), i, quota.min(left));
+            left -= n;
+            idle = if n == 0 { idle + 1 } else { 0 };
+        }
+    }
+
+    /// Evicts `want` entries of shard `i` not referenced since its hand
+    /// last passed them (clearing the flag of those that were), writing the
+    /// dirty ones. At most two turns of the hand: after one, no flag is
+    /// left set. Returns how many it evicted.
+    fn evict_shard<E: HotEntry<K, V>>(&mut self, hot: &mut HashTable<E>, i: usize, want: usize) -> usize {
         let log = self.log.clone();
         let mut log = log.borrow_mut();
         let buckets = hot.num_buckets();
@@ -562,8 +622,9 @@ where
             if left == 0 {
                 break;
             }
-            self.hand = if self.hand + 1 >= buckets { 0 } else { self.hand + 1 };
-            let Ok(mut slot) = hot.get_bucket_entry(self.hand) else { continue };
+            let hand = &mut self.hands[i];
+            *hand = if *hand + 1 >= buckets { 0 } else { *hand + 1 };
+            let Ok(mut slot) = hot.get_bucket_entry(*hand) else { continue };
             let flags = *slot.get_mut().flags();
             if flags & REFERENCED != 0 {
                 *slot.get_mut().flags() &= !REFERENCED;
@@ -578,6 +639,7 @@ where
             self.stats.evicted += 1;
             left -= 1;
         }
+        want - left
     }
 
     /// Writes every dirty hot entry (they stay hot, now clean): after this,
@@ -587,35 +649,42 @@ where
     /// that puts the core over its budget, a written entry leaves memory
     /// (the log has it), so a checkpoint's flush does not add a copy of
     /// the dirty state on top of the budget.
-    pub fn flush<E: HotEntry<K, V>>(&mut self, hot: &mut HashTable<E>) {
+    pub fn flush<E: HotEntry<K, V>>(&mut self, hot: &mut HotTable<E>) {
         let log = self.log.clone();
         let mut log = log.borrow_mut();
-        for i in 0..hot.num_buckets() {
-            let Ok(mut slot) = hot.get_bucket_entry(i) else { continue };
-            let flags = *slot.get_mut().flags();
-            if flags & DIRTY == 0 {
-                continue;
-            }
-            let e = slot.get();
-            self.write(&mut log, e.hash(), &e.key(), flags & LOGGED != 0, |o| e.encode(o));
-            if self.budget.over() > 0 {
-                slot.remove();
-                self.stats.evicted += 1;
-                self.recharge(hot);
-            } else {
-                *slot.get_mut().flags() = (flags & !DIRTY) | LOGGED;
+        for i in 0..SHARDS {
+            for j in 0..hot.shard(i).num_buckets() {
+                let Ok(mut slot) = hot.shard_mut(i).get_bucket_entry(j) else { continue };
+                let flags = *slot.get_mut().flags();
+                if flags & DIRTY == 0 {
+                    continue;
+                }
+                let e = slot.get();
+                self.write(&mut log, e.hash(), &e.key(), flags & LOGGED != 0, |o| e.encode(o));
+                if self.budget.over() > 0 {
+                    slot.remove();
+                    self.stats.evicted += 1;
+                    self.recharge(hot);
+                } else {
+                    *slot.get_mut().flags() = (flags & !DIRTY) | LOGGED;
+                }
             }
         }
         self.recharge(hot);
     }
 
     /// Charges what the table holds now: its hot table's buckets and what
-    /// its entries own, and the index's capacity.
-    fn recharge<E>(&mut self, hot: &HashTable<E>) {
+    /// its entries own, and the index's capacity. Returns the number of
+    /// hot entries.
+    fn recharge<E>(&mut self, hot: &HotTable<E>) -> usize {
+        let (mut len, mut buckets) = (0, 0);
+        for i in 0..SHARDS {
+            len += hot.shard(i).len();
+            buckets += self::buckets(hot.shard(i));
+        }
         // Buckets, plus what entries own beyond their inline size (estimated
         // by their encoded size).
-        let entries =
-            hot.num_buckets() * self.slot_bytes() + hot.len() * (self.entry_bytes - self.slot_bytes());
+        let entries = buckets * self.slot_bytes() + len * (self.entry_bytes - self.slot_bytes());
         if entries != self.charged_hot {
             self.budget.recharge(MemoryUse::Entries, self.charged_hot, entries);
             self.charged_hot = entries;
@@ -625,6 +694,7 @@ where
             self.budget.recharge(MemoryUse::Index, self.charged_index, index);
             self.charged_index = index;
         }
+        len
     }
 
     /// Calls `out` with the encoded `(key, value)` of every cold entry whose

@@ -648,27 +648,75 @@ fn reducing_and_aggregating_state_on_both_backends() {
     assert_eq!(kinds, ["ReducingState<i64>", "AggregatingState<i64, (i64, u32), f64>"]);
 }
 
-/// A table is charged for its buckets, and one whose doubling would not fit
-/// evicts instead of growing. 100 k keys of 25-byte buckets against 3 MiB:
-/// the table fills 64 Ki buckets (1.6 MB); doubling to 128 Ki (3.3 MB)
-/// would not fit, so it must stay at 64 Ki while keys spill.
-#[test]
-fn a_hot_table_does_not_double_past_the_budget() {
-    let disk = SimDisk::new(7);
-    let budget = MemoryBudget::new(3 << 20);
-    let log = LogStore::new(Box::new(SimIo(disk.clone())), 0, 1 << 20);
-    let mut backend = KeyedStateBackend::<u32>::with_log(log, budget.clone());
-    let v = backend.value_state::<u64>("v").unwrap();
-    let mut most = 0usize;
-    for k in 0..100_000u32 {
-        backend.value(&v, at(&k)).set(u64::from(k));
-        most = most.max(budget.used_by(MemoryUse::Entries));
+/// A hot entry for driving a [`Spill`] directly.
+struct TestEntry {
+    hash: u64,
+    key: u32,
+    value: u64,
+    flags: u8,
+}
+
+impl spill::HotEntry<u32, u64> for TestEntry {
+    fn hash(&self) -> u64 {
+        self.hash
     }
-    let stats = backend.log_stats().unwrap();
-    println!("hot {} cold {} most charged for entries {most} of {}", stats.hot, stats.cold, budget.limit());
-    assert!(stats.cold > 10_000, "the state spilled: {stats:?}");
-    // 64 Ki buckets of 25 bytes plus what entries own; 128 Ki would be 3.3 MB.
-    assert!(most < (128 << 10) * 25 * 3 / 4, "the hot table doubled: {most} bytes charged for entries");
+    fn key(&self) -> std::borrow::Cow<'_, u32> {
+        std::borrow::Cow::Borrowed(&self.key)
+    }
+    fn encode(&self, out: &mut Vec<u8>) -> usize {
+        spill::encode_entry(&self.key, &self.value, out)
+    }
+    fn flags(&mut self) -> &mut u8 {
+        &mut self.flags
+    }
+}
+
+/// A table is charged for its buckets, and while a shard doubles, its old
+/// and new bucket arrays are both allocated: a shard grows only when the
+/// core's charge plus both arrays fits in the budget, so a resize never
+/// takes the process past it. And since shards grow one at a time, the
+/// table fills the budget instead of stopping at a power of two.
+#[test]
+fn a_hot_table_grows_a_shard_only_when_old_and_new_arrays_fit() {
+    use crate::hot::HotTable;
+    let disk = SimDisk::new(11);
+    let limit = 3 << 20;
+    let budget = MemoryBudget::new(limit);
+    let log = Rc::new(std::cell::RefCell::new(LogStore::new(Box::new(SimIo(disk.clone())), 0, 1 << 20)));
+    let entry_size = std::mem::size_of::<TestEntry>();
+    let mut spill = spill::Spill::<u32, u64>::new(log, 0, budget.clone(), entry_size);
+    let mut hot = HotTable::<TestEntry>::new();
+    let (mut growths, mut most, mut widest) = (0, 0, 0);
+    // 100 k keys need 3.2 MB of buckets: some spill, and their index fits.
+    for k in 0..100_000u32 {
+        let hash = key_hash(&k);
+        spill.maintain(&mut hot, hash);
+        let shard = hot.shard(hot.shard_index(hash));
+        if shard.len() == shard.capacity() && !shard.is_empty() {
+            // This insert doubles the shard.
+            let transient = budget.used() + 2 * shard.num_buckets() * (entry_size + 1);
+            most = most.max(transient);
+            assert!(transient <= limit, "key {k}: the resize holds {transient} bytes, over {limit}");
+            growths += 1;
+        }
+        hot.insert_unique(hash, TestEntry { hash, key: k, value: u64::from(k), flags: spill::DIRTY }, |e| {
+            e.hash
+        });
+        widest = widest.max(hot.num_buckets());
+    }
+    println!(
+        "{growths} shard growths, most held during one {most} of {limit}; at most {widest} buckets; \
+         hot {} cold {}, {} buckets at the end",
+        hot.len(),
+        spill.cold_len(),
+        hot.num_buckets()
+    );
+    assert!(growths >= 2 * 16, "the shards grew {growths} times");
+    assert!(spill.cold_len() > 10_000, "the state spilled: {} cold", spill.cold_len());
+    // A table that doubles whole stops at a power of two: here 64 Ki
+    // buckets (1.6 MB) with their doubling (3.2 MB more) would not fit.
+    // Sharded, it grows past 64 Ki a shard at a time.
+    assert!(widest > 64 << 10, "at most {widest} buckets");
 }
 
 /// Compaction leaves segments alone until they are nearly dead, as long as

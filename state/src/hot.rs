@@ -1,0 +1,236 @@
+//! [`HotTable`]: the hash table that holds a state's (or a window
+//! operator's) entries in memory, split into [`SHARDS`] tables by hash.
+//!
+//! A hash table's memory is its bucket array, and a table that fills up
+//! doubles it: for the moment it moves its entries, the old array and the
+//! new one (twice as large) are both allocated. For a table of a few
+//! million window rows that is 100 MiB more for some milliseconds, which
+//! is what took the resident set 40–70 MiB past a core's memory budget in
+//! R12 (see bench/RESULTS.md, "Where the peaks come from"). Split into
+//! shards, each resize moves one sixteenth of the entries, and the table's
+//! capacity steps up or down a shard at a time instead of doubling: a
+//! budget that does not fit the next power of two still fits part of it.
+//!
+//! A shard is chosen by hash bits 40..44, which neither hashbrown's bucket
+//! index (the low bits) nor its control tag (the top seven) uses at any
+//! realistic size. Every method that takes a hash must be given the one the
+//! entry is filed under, as with a plain `HashTable`.
+//!
+//! A small table is not split: sixteen tables of a few entries would cost
+//! sixteen minimal bucket arrays, which a tiny budget cannot hold. Until it
+//! has [`SPLIT_AT`] entries everything is in shard 0; then its entries are
+//! spread over the shards once, and it stays split.
+
+use hashbrown::HashTable;
+use hashbrown::hash_table::{AbsentEntry, Entry, OccupiedEntry};
+
+/// How many shards a [`HotTable`] has.
+pub const SHARDS: usize = 16;
+
+/// Entries at which a table splits into its shards.
+pub const SPLIT_AT: usize = 1 << 14;
+
+const SHARD_SHIFT: u32 = 40;
+
+/// The shard an entry filed under `hash` lives in once the table is split.
+#[inline]
+fn shard_of(hash: u64) -> usize {
+    (hash >> SHARD_SHIFT) as usize & (SHARDS - 1)
+}
+
+/// The buckets a shard's memory holds: none before its first allocation
+/// (hashbrown reports one for an empty, unallocated table).
+#[inline]
+pub fn buckets<E>(shard: &HashTable<E>) -> usize {
+    if shard.capacity() == 0 { 0 } else { shard.num_buckets() }
+}
+
+/// A hash table of entries of type `E` made of [`SHARDS`] `hashbrown`
+/// tables (see the module docs).
+pub struct HotTable<E> {
+    shards: [HashTable<E>; SHARDS],
+    split: bool,
+}
+
+impl<E> Default for HotTable<E> {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl<E> HotTable<E> {
+    /// An empty table (allocates nothing).
+    pub fn new() -> Self {
+        Self { shards: std::array::from_fn(|_| HashTable::new()), split: false }
+    }
+
+    /// The shard an entry filed under `hash` lives in.
+    #[inline]
+    pub fn shard_index(&self, hash: u64) -> usize {
+        if self.split { shard_of(hash) } else { 0 }
+    }
+
+    /// Spreads the entries over the shards once the table is large enough.
+    #[inline]
+    fn split_if_large(&mut self, hasher: &impl Fn(&E) -> u64) {
+        if !self.split && self.shards[0].len() >= SPLIT_AT {
+            self.split = true;
+            for e in std::mem::take(&mut self.shards[0]) {
+                let hash = hasher(&e);
+                self.shards[shard_of(hash)].insert_unique(hash, e, hasher);
+            }
+        }
+    }
+
+    /// Shard `i` (see [`Self::shard_index`]).
+    #[inline]
+    pub fn shard(&self, i: usize) -> &HashTable<E> {
+        &self.shards[i]
+    }
+
+    /// Shard `i`, mutably.
+    #[inline]
+    pub fn shard_mut(&mut self, i: usize) -> &mut HashTable<E> {
+        &mut self.shards[i]
+    }
+
+    /// The entry filed under `hash` that `eq` accepts.
+    #[inline]
+    pub fn find(&self, hash: u64, eq: impl FnMut(&E) -> bool) -> Option<&E> {
+        self.shards[self.shard_index(hash)].find(hash, eq)
+    }
+
+    /// The entry filed under `hash` that `eq` accepts, mutably.
+    #[inline]
+    pub fn find_mut(&mut self, hash: u64, eq: impl FnMut(&E) -> bool) -> Option<&mut E> {
+        self.shards[self.shard_index(hash)].find_mut(hash, eq)
+    }
+
+    /// The entry filed under `hash` that `eq` accepts, to remove or change
+    /// it in place.
+    #[inline]
+    pub fn find_entry(
+        &mut self,
+        hash: u64,
+        eq: impl FnMut(&E) -> bool,
+    ) -> Result<OccupiedEntry<'_, E>, AbsentEntry<'_, E>> {
+        self.shards[self.shard_index(hash)].find_entry(hash, eq)
+    }
+
+    /// The entry filed under `hash` that `eq` accepts, or the place to
+    /// insert one. `hasher` gives an entry's hash when its shard grows.
+    #[inline]
+    pub fn entry(
+        &mut self,
+        hash: u64,
+        eq: impl FnMut(&E) -> bool,
+        hasher: impl Fn(&E) -> u64,
+    ) -> Entry<'_, E> {
+        self.split_if_large(&hasher);
+        self.shards[self.shard_index(hash)].entry(hash, eq, hasher)
+    }
+
+    /// Inserts `value`, which must not be in the table yet, under `hash`.
+    #[inline]
+    pub fn insert_unique(&mut self, hash: u64, value: E, hasher: impl Fn(&E) -> u64) -> OccupiedEntry<'_, E> {
+        self.split_if_large(&hasher);
+        self.shards[self.shard_index(hash)].insert_unique(hash, value, hasher)
+    }
+
+    /// Entries in the table.
+    pub fn len(&self) -> usize {
+        self.shards.iter().map(HashTable::len).sum()
+    }
+
+    /// Whether the table holds no entry.
+    pub fn is_empty(&self) -> bool {
+        self.shards.iter().all(HashTable::is_empty)
+    }
+
+    /// Buckets over all shards (what the table's memory is; a shard that
+    /// never held an entry has none).
+    pub fn num_buckets(&self) -> usize {
+        self.shards.iter().map(buckets).sum()
+    }
+
+    /// Every entry, in no particular order.
+    pub fn iter(&self) -> impl Iterator<Item = &E> {
+        self.shards.iter().flat_map(HashTable::iter)
+    }
+
+    /// Removes and yields every entry.
+    pub fn drain(&mut self) -> impl Iterator<Item = E> + '_ {
+        self.shards.iter_mut().flat_map(HashTable::drain)
+    }
+
+    /// The entry in bucket `index` of the whole table (shard after shard),
+    /// if the bucket is full.
+    pub fn get_bucket_entry(&mut self, mut index: usize) -> Option<OccupiedEntry<'_, E>> {
+        for shard in &mut self.shards {
+            let n = shard.num_buckets();
+            if index < n {
+                return shard.get_bucket_entry(index).ok();
+            }
+            index -= n;
+        }
+        None
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Against a `HashMap`: whatever shard an entry lands in, it is found
+    /// by its hash, removed once, and counted once.
+    #[test]
+    fn behaves_as_one_table() {
+        let seed = fastrand::u64(..);
+        println!("seed = {seed}");
+        let mut rng = fastrand::Rng::with_seed(seed);
+        let hash = |k: u64| crate::key_hash(&k);
+        let mut t: HotTable<(u64, u64)> = HotTable::new();
+        let mut model = std::collections::HashMap::new();
+        // Keys enough to split the table half way through.
+        for n in 0..200_000u64 {
+            let k = rng.u64(0..(2 * SPLIT_AT as u64).min(1000 + n / 4));
+            match rng.u8(0..3) {
+                0 => {
+                    let v = rng.u64(..);
+                    match t.entry(hash(k), |e| e.0 == k, |e| hash(e.0)) {
+                        Entry::Occupied(mut o) => o.get_mut().1 = v,
+                        Entry::Vacant(e) => {
+                            e.insert((k, v));
+                        }
+                    }
+                    model.insert(k, v);
+                }
+                1 => {
+                    let got = t.find_entry(hash(k), |e| e.0 == k).ok().map(|o| o.remove().0.1);
+                    assert_eq!(got, model.remove(&k));
+                }
+                _ => assert_eq!(t.find(hash(k), |e| e.0 == k).map(|e| e.1), model.get(&k).copied()),
+            }
+        }
+        assert_eq!(t.len(), model.len());
+        let used = (0..SHARDS).filter(|&i| !t.shard(i).is_empty()).count();
+        if model.len() >= SPLIT_AT {
+            assert_eq!(used, SHARDS, "entries spread over every shard");
+        } else {
+            assert_eq!(used, 1, "a small table is not split");
+        }
+        // Every full bucket, visited through the whole table's numbering.
+        let mut seen = 0;
+        for i in 0..t.num_buckets() {
+            seen += usize::from(t.get_bucket_entry(i).is_some());
+        }
+        assert_eq!(seen, model.len());
+        assert!(t.get_bucket_entry(t.num_buckets()).is_none());
+        let mut drained: Vec<_> = t.drain().collect();
+        drained.sort_unstable();
+        let mut want: Vec<_> = model.into_iter().collect();
+        want.sort_unstable();
+        assert_eq!(drained, want);
+        assert!(t.is_empty());
+    }
+}
