@@ -126,9 +126,6 @@ pub(crate) fn restore_segments(
         let bytes = crate::runtime::segment_io::map_file(&file).map_err(|e| bad(e.to_string()))?;
         let no = log.borrow_mut().adopt_verified(id, bytes, len as usize, scope).map_err(bad)?;
         replay(no, scope).map_err(bad)?;
-        // Verifying and replaying read the whole map: give its pages back,
-        // or a restore would hold the state's whole log in memory.
-        log.borrow().release_segment(no);
         // Later checkpoints name it as this one did, or by its absolute path
         // if it lives in another root.
         let keep = if restored.own_root && !std::path::Path::new(&path).is_absolute() {

@@ -15,7 +15,7 @@ use std::path::{Path, PathBuf};
 use std::rc::Rc;
 use std::task::{Poll, Waker};
 
-use brisk_state::log::{SegmentBytes, SegmentIo, SegmentMap};
+use brisk_state::log::{SegmentBytes, SegmentIo};
 
 /// A core's segment writes in flight, and a wake-up whenever one finishes:
 /// checkpoints wait on it for their segments to be durable, a core's
@@ -165,17 +165,6 @@ struct Mapped(memmap2::Mmap);
 impl AsRef<[u8]> for Mapped {
     fn as_ref(&self) -> &[u8] {
         &self.0
-    }
-}
-
-impl SegmentMap for Mapped {
-    fn release_pages(&self) {
-        // SAFETY: MADV_DONTNEED on a shared, read-only map of a file only
-        // unmaps its pages from this process; the next access maps the
-        // file's (unchanged: segment files are immutable) bytes again. Data
-        // borrowed from the map stays valid. A failure only leaves the
-        // pages resident.
-        let _ = unsafe { self.0.unchecked_advise(memmap2::UncheckedAdvice::DontNeed) };
     }
 }
 

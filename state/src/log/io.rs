@@ -13,19 +13,8 @@ use std::collections::BTreeMap;
 use std::io;
 use std::rc::Rc;
 
-/// The bytes of a written segment, read in place (a memory map of the file).
-pub trait SegmentMap: AsRef<[u8]> {
-    /// Gives back the memory of the pages read so far: a map drops them from
-    /// the process's resident set (they stay in the kernel's page cache, and
-    /// the next read maps them again). The bytes do not change.
-    fn release_pages(&self) {}
-}
-
-/// Bytes in memory (the storage twin's files) have no pages to give back.
-impl SegmentMap for Vec<u8> {}
-
-/// A handle on a written segment's bytes.
-pub type SegmentBytes = Rc<dyn SegmentMap>;
+/// The bytes of a written segment, for reading (a memory map of the file).
+pub type SegmentBytes = Rc<dyn AsRef<[u8]>>;
 
 /// Non-blocking storage for sealed segments.
 pub trait SegmentIo {

@@ -25,7 +25,7 @@ pub mod spill;
 pub mod store;
 
 pub use format::{Record, RecordKind};
-pub use io::{Faults, SegmentBytes, SegmentIo, SegmentMap, SimDisk, SimIo};
+pub use io::{Faults, SegmentBytes, SegmentIo, SimDisk, SimIo};
 pub use spill::{Charge, MemoryBudget, MemoryUse, SpillStats};
 pub use store::{Durability, Loc, LogStats, LogStore, SegmentRef};
 

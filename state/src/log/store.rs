@@ -491,16 +491,6 @@ impl LogStore {
         out
     }
 
-    /// Gives back the pages of sealed segment `seg`'s map that reads brought
-    /// into memory (see [`SegmentMap::release_pages`](super::SegmentMap::release_pages)), for one who read it
-    /// whole (a replay): they leave the process's resident set, and the
-    /// next read maps them again from the page cache.
-    pub fn release_segment(&self, seg: u32) {
-        if let Some(Segment { data: Data::OnDisk(map), .. }) = self.sealed.get(&seg) {
-            map.release_pages();
-        }
-    }
-
     /// A handle on sealed segment `seg`'s bytes that does not borrow the
     /// log, with its valid length.
     pub fn sealed_bytes(&self, seg: u32) -> Option<(SegmentBytes, usize)> {
