@@ -524,8 +524,9 @@ where
     /// Hence two rules, per shard of the [`HotTable`]: a full shard whose
     /// doubling would not fit in the budget (the old and the new array,
     /// which coexist while it moves its entries) makes room by evicting
-    /// instead of growing; and a shard that eviction left under half full
-    /// shrinks, which is when eviction gives its buckets back. A shard is a
+    /// instead of growing; and eviction over the budget empties one shard
+    /// far enough to shrink it, which is when it gives buckets back (see
+    /// `make_room`). A shard is a
     /// sixteenth of the table, so neither step moves the whole table, and
     /// the table's size follows the budget in sixteenths rather than in
     /// powers of two.
@@ -542,16 +543,7 @@ where
         let mut len = len;
         let over = self.budget.over();
         if over > 0 {
-            self.evict(hot, (over / self.entry_bytes + 1).max(EVICT_BATCH).min(len - floor));
-            // A sweep walks every bucket, and buckets are what the table
-            // costs: give them back once a shard is under half full.
-            for i in 0..SHARDS {
-                let shard = hot.shard_mut(i);
-                if shard.capacity() > 2 * shard.len() + 64 {
-                    let keep = shard.len() + shard.len() / 4;
-                    shard.shrink_to(keep, |e| e.hash());
-                }
-            }
+            self.make_room(hot, len - floor);
             len = self.recharge(hot);
         }
         let i = hot.shard_index(hash);
@@ -595,17 +587,41 @@ where
         self.hot_entry_size + 1
     }
 
-    /// Evicts about `want` entries not referenced since the hands last
-    /// passed them, from every shard in turn.
-    fn evict<E: HotEntry<K, V>>(&mut self, hot: &mut HotTable<E>, want: usize) {
-        let quota = want.div_ceil(SHARDS);
-        let (mut left, mut idle) = (want, 0);
-        while left > 0 && idle < SHARDS {
+    /// Evicts (at most `most` entries) until the core is within its budget.
+    ///
+    /// An evicted entry frees what it owns, but its bucket stays allocated
+    /// until its shard shrinks, and the buckets are most of a table's
+    /// memory. Evicting a little from every shard would free almost nothing
+    /// until every shard was half empty, then shrink them all at once (the
+    /// sawtooth R12 showed). So it evicts from one shard at a time, until
+    /// that shard can shrink to half its buckets, and shrinks it; then the
+    /// next shard, while the core is still over. A shard too small to free
+    /// buckets gives what its entries own.
+    fn make_room<E: HotEntry<K, V>>(&mut self, hot: &mut HotTable<E>, most: usize) {
+        let mut left = most;
+        for _ in 0..SHARDS {
+            let over = self.budget.over();
+            if over == 0 || left == 0 {
+                break;
+            }
             let i = self.next_shard;
             self.next_shard = (i + 1) % SHARDS;
-            let n = self.evict_shard(hot.shard_mut(i), i, quota.min(left));
-            left -= n;
-            idle = if n == 0 { idle + 1 } else { 0 };
+            let b = buckets(hot.shard(i));
+            let n = hot.shard(i).len();
+            if n == 0 {
+                continue;
+            }
+            // At most 7/20 of its buckets full, a shard shrunk to 5/4 of
+            // its entries needs half its buckets.
+            let want = if b >= 64 { n.saturating_sub(b * 7 / 20) } else { over / self.entry_bytes + 1 };
+            left -= self.evict_shard(hot.shard_mut(i), i, want.max(EVICT_BATCH).min(left));
+            let shard = hot.shard_mut(i);
+            if shard.capacity() > 2 * shard.len() + 64 {
+                let keep = shard.len() + shard.len() / 4;
+                shard.shrink_to(keep, |e| e.hash());
+                self.hands[i] = 0;
+            }
+            self.recharge(hot);
         }
     }
 
