@@ -153,6 +153,12 @@ impl<E> HotTable<E> {
         self.shards.iter().map(buckets).sum()
     }
 
+    /// [`len`](Self::len) and [`num_buckets`](Self::num_buckets) in one
+    /// pass over the shards (what a charge needs on every access).
+    pub fn len_and_buckets(&self) -> (usize, usize) {
+        self.shards.iter().fold((0, 0), |(n, b), s| (n + s.len(), b + buckets(s)))
+    }
+
     /// Every entry, in no particular order.
     pub fn iter(&self) -> impl Iterator<Item = &E> {
         self.shards.iter().flat_map(HashTable::iter)

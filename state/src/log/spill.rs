@@ -531,7 +531,7 @@ where
     /// the table's size follows the budget in sixteenths rather than in
     /// powers of two.
     pub fn maintain<E: HotEntry<K, V>>(&mut self, hot: &mut HotTable<E>, hash: u64) {
-        let len = self.recharge(hot);
+        let mut len = self.recharge(hot);
         // Index slots cannot be evicted: when they alone fill the budget,
         // evicting every hot entry on every access would only thrash (each
         // sweep walks the table). A table keeps a floor of hot entries, and
@@ -540,7 +540,6 @@ where
         if len <= floor {
             return;
         }
-        let mut len = len;
         let over = self.budget.over();
         if over > 0 {
             self.make_room(hot, len - floor);
@@ -693,11 +692,7 @@ where
     /// its entries own, and the index's capacity. Returns the number of
     /// hot entries.
     fn recharge<E>(&mut self, hot: &HotTable<E>) -> usize {
-        let (mut len, mut buckets) = (0, 0);
-        for i in 0..SHARDS {
-            len += hot.shard(i).len();
-            buckets += self::buckets(hot.shard(i));
-        }
+        let (len, buckets) = hot.len_and_buckets();
         // Buckets, plus what entries own beyond their inline size (estimated
         // by their encoded size).
         let entries = buckets * self.slot_bytes() + len * (self.entry_bytes - self.slot_bytes());
