@@ -43,8 +43,9 @@ pub trait Sink<T>: Clone + Send + 'static {
 
 /// Writes one core's records.
 pub trait SinkWriter<T>: 'static {
-    /// Takes the batch's records into the writer's buffer (synchronous; must
-    /// not block).
+    /// Takes the batch's records into the writer's buffer, leaving the batch
+    /// empty (synchronous; must not block). Records left in it would be
+    /// written again.
     fn write(&mut self, batch: &mut Batch<T>) -> Result<(), SinkError>;
     /// Whether buffered data should go to I/O before more is written.
     fn wants_flush(&self) -> bool {

@@ -44,6 +44,23 @@ pub trait SourceReader<T>: 'static {
     fn position(&self) -> Option<Vec<u8>> {
         None
     }
+
+    /// The position for checkpoint `checkpoint`, taken as its barrier
+    /// leaves the source. The default is [`position`](Self::position); a
+    /// reader that acts when a checkpoint completes (Kafka commits offsets)
+    /// remembers what it recorded here.
+    fn snapshot_position(&mut self, checkpoint: u64) -> Option<Vec<u8>> {
+        let _ = checkpoint;
+        self.position()
+    }
+
+    /// Checkpoint `checkpoint` is complete (Flink's
+    /// `notifyCheckpointComplete`): called between batches, at most once per
+    /// newer completed checkpoint; one call may stand for several. Must not
+    /// block the core.
+    fn checkpoint_complete(&mut self, checkpoint: u64) {
+        let _ = checkpoint;
+    }
 }
 
 /// A split's position recorded by a checkpoint.
@@ -165,11 +182,25 @@ impl<T: 'static> SourceOutput<'_, T> {
     /// generator and the source emits the minimum over its splits; otherwise
     /// the split is ignored.
     pub fn collect_from_split(&mut self, split: usize, record: T) {
+        self.collect_split(split, record, None);
+    }
+
+    /// Emits a record of split `split` that carries a timestamp (a Kafka
+    /// record's): with `from_source_with_watermarks` the split's generator
+    /// sees it (an assigner may replace it); otherwise the record keeps it.
+    pub fn collect_from_split_with_timestamp(&mut self, split: usize, record: T, timestamp: Timestamp) {
+        self.collect_split(split, record, Some(timestamp));
+    }
+
+    fn collect_split(&mut self, split: usize, record: T, carried: Option<Timestamp>) {
         let Some(sw) = self.splits.as_deref_mut() else {
-            self.batch.push(record);
+            match carried {
+                Some(ts) => self.batch.push_with(record, Some(ts)),
+                None => self.batch.push(record),
+            }
             return;
         };
-        match sw.on_record(split, &record, None) {
+        match sw.on_record(split, &record, carried) {
             Ok(ts) => self.batch.push_with(record, Some(ts)),
             Err(e) => {
                 self.error.get_or_insert(e);
@@ -183,6 +214,17 @@ impl<T: 'static> SourceOutput<'_, T> {
             }
         }
     }
+
+    /// Declares split `split` as assigned to this reader before its first
+    /// record (a partition just assigned): with per-split watermarks it then
+    /// holds the source's watermark back until it has data or turns idle,
+    /// as in Flink. Without a watermark strategy this does nothing.
+    pub fn declare_split(&mut self, split: usize) {
+        if let Some(sw) = self.splits.as_deref_mut() {
+            sw.declare(split);
+        }
+    }
+
     /// Emits a record with an event timestamp.
     #[inline]
     pub fn collect_with_timestamp(&mut self, record: T, timestamp: Timestamp) {
@@ -216,9 +258,9 @@ pub(crate) fn restored_positions(
 }
 
 /// Records the reader's position as node `node`'s state.
-fn position_payload<T, R: SourceReader<T>>(reader: &R, split: usize, splits: usize) -> Vec<u8> {
+fn position_payload(position: Option<Vec<u8>>, split: usize, splits: usize) -> Vec<u8> {
     let mut w = crate::checkpoint::format::StateWriter::new();
-    let position = reader.position().unwrap_or_default();
+    let position = position.unwrap_or_default();
     w.entry(
         crate::checkpoint::kinds::SOURCE_POSITION,
         crate::checkpoint::format::NO_KEY_GROUP,
@@ -246,11 +288,13 @@ pub(crate) async fn run_source<T: 'static, R: SourceReader<T>>(
     split_of: Option<SplitOf>,
 ) -> Result<(), JobError> {
     let checkpoints = core.checkpoints.clone();
+    let shared = checkpoints.as_ref().map(|c| c.shared());
     let mut injected = 0;
     let mut owned = Owned::new(core.clone());
     let mut batch = Batch::with_capacity(BATCH_RECORDS_MAX);
     let mut marks = Vec::new();
     let mut watermark = MIN_WATERMARK;
+    let mut completed_seen = 0;
     let fail =
         |e: SourceError| JobError::Source { operator: info.name.to_string(), core: info.core, message: e.0 };
     loop {
@@ -258,6 +302,14 @@ pub(crate) async fn run_source<T: 'static, R: SourceReader<T>>(
             return Err(JobError::Cancelled { core: core.index() });
         }
         if let Some(cp) = &checkpoints {
+            let completed =
+                shared.as_ref().map_or(0, |s| s.completed.load(std::sync::atomic::Ordering::Acquire));
+            if completed > completed_seen {
+                completed_seen = completed;
+                if split_of.is_some() {
+                    reader.checkpoint_complete(completed);
+                }
+            }
             let triggered = cp.triggered();
             if triggered > injected {
                 // Barrier `triggered`: the position after every record
@@ -265,7 +317,8 @@ pub(crate) async fn run_source<T: 'static, R: SourceReader<T>>(
                 injected = triggered;
                 if let Some(s) = split_of {
                     let started = std::time::Instant::now();
-                    cp.write_state(triggered, s.node, position_payload(&reader, s.split, s.splits), started);
+                    let position = reader.snapshot_position(triggered);
+                    cp.write_state(triggered, s.node, position_payload(position, s.split, s.splits), started);
                 }
                 out.control(Control::Barrier(triggered))?;
                 owned.after_push().await?;
@@ -335,7 +388,7 @@ pub(crate) async fn run_source<T: 'static, R: SourceReader<T>>(
             }
             SourceStatus::Done => {
                 if let (Some(cp), Some(s)) = (&checkpoints, split_of) {
-                    cp.source_ended(s.node, position_payload(&reader, s.split, s.splits));
+                    cp.source_ended(s.node, position_payload(reader.position(), s.split, s.splits));
                 }
                 if watermark < MAX_WATERMARK {
                     out.control(Control::Watermark(MAX_WATERMARK))?;

@@ -202,6 +202,11 @@ impl<T: 'static> SplitWatermarks<T> {
         &mut self.splits[id]
     }
 
+    /// Creates split `id`'s state before its first record.
+    pub fn declare(&mut self, id: usize) {
+        self.split(id);
+    }
+
     /// The timestamp of a record of split `id` (assigner, or the timestamp it
     /// came with); feeds the split's generator.
     pub fn on_record(
