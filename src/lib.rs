@@ -6,7 +6,7 @@
 //! | path | crate | what it holds |
 //! | --- | --- | --- |
 //! | `brisk::*` | `brisk-engine` | the DataStream API, operators, runtime |
-//! | [`brisk::io`](io) | `brisk-io` | connectors: generators, files, stdout |
+//! | [`brisk::io`](io) | `brisk-io` | connectors: generators, files, stdout, Kafka |
 //! | [`brisk::state`](state) | `brisk-state` | keyed state and key groups |
 //!
 //! # Example
@@ -34,8 +34,8 @@ pub mod prelude {
     pub use brisk_engine::RestoreFrom;
     pub use brisk_engine::prelude::*;
     pub use brisk_io::{
-        DeliveryGuarantee, FileSink, FileSource, GeneratorSource, MalformedPolicy, StdoutSink,
-        TransactionalFileSink,
+        DeliveryGuarantee, FileSink, FileSource, GeneratorSource, KafkaDelivery, KafkaMalformed, KafkaSink,
+        KafkaSource, MalformedPolicy, StartOffsets, StdoutSink, TransactionalFileSink,
     };
 }
 

@@ -1,8 +1,8 @@
 //! A source that makes record `i` from its index `i`.
 //!
 //! A bounded generator of `n` records splits `0..n` in contiguous ranges, one
-//! per split (as Flink's `fromSequence` does), unless [interleaved]
-//! (GeneratorSource::interleaved); an unbounded or interleaved one gives split
+//! per split (as Flink's `fromSequence` does), unless
+//! [interleaved](GeneratorSource::interleaved); an unbounded or interleaved one gives split
 //! `s` of `k` the indices `s, s + k, s + 2k, ...`. With a rate limit, each split emits its share of
 //! the total rate, record by record on a schedule (`start + j / rate`), so a
 //! slow consumer shows as lag behind the schedule rather than a lower rate.

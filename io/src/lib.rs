@@ -1,10 +1,11 @@
-//! brisk's connectors: generators, files (lines and CSV), stdout.
+//! brisk's connectors: generators, files (lines and CSV), stdout, Kafka.
 //!
 //! | module | what it holds |
 //! | --- | --- |
 //! | [`generator`] | [`GeneratorSource`]: records from an index, split in index ranges, optionally rate-limited |
-//! | [`file`] | [`FileSource`]: lines or CSV rows of a file split in byte ranges, with a [`MalformedPolicy`] |
+//! | [`file`](mod@file) | [`FileSource`]: lines or CSV rows of a file split in byte ranges, with a [`MalformedPolicy`] |
 //! | [`transactional`] | [`TransactionalFileSink`]: part files committed with checkpoints (two-phase commit), exactly or at least once |
+//! | [`kafka`] | [`KafkaSource`] and [`KafkaSink`] (rdkafka): offsets in checkpoints, transactions, malformed-record policies |
 //! | [`sink`] | [`FileSink`] (lines or CSV, one file or one per core) and [`StdoutSink`] |
 //!
 //! Every connector does its I/O without blocking the core it runs on: files
@@ -24,10 +25,12 @@
 
 pub mod file;
 pub mod generator;
+pub mod kafka;
 pub mod sink;
 pub mod transactional;
 
 pub use file::{FileSource, MalformedPolicy};
 pub use generator::GeneratorSource;
+pub use kafka::{KafkaDelivery, KafkaMalformed, KafkaSink, KafkaSource, StartOffsets};
 pub use sink::{FileSink, StdoutSink};
 pub use transactional::{DeliveryGuarantee, TransactionalFileSink};

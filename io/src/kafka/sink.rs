@@ -1,0 +1,572 @@
+//! The Kafka sink: records serialized into a bounded staging buffer by the
+//! operator chain, handed to librdkafka's producer when the driving task
+//! drains the sink, with one of three delivery guarantees.
+//!
+//! - `None`: handed over and forgotten; failed deliveries are counted
+//!   (`delivery_failed`) and logged.
+//! - `AtLeastOnce`: at every checkpoint barrier the sink waits until the
+//!   broker acknowledged everything handed over so far; a failed delivery
+//!   fails the checkpoint and the job (replay then resends it).
+//! - `ExactlyOnce`: Kafka transactions driven by checkpoints, Flink's
+//!   `KafkaSink` protocol. Each core has a small pool of transactional
+//!   producers (`<prefix>-<core>-<slot>`); at a barrier the open transaction
+//!   is flushed (pre-commit) and set aside, and the next records go into a
+//!   new transaction on the next producer; once the checkpoint is complete,
+//!   the set-aside transactions up to it are committed. At start every
+//!   producer of the pool runs `init_transactions`, which aborts whatever
+//!   an earlier run left open under its id (lingering transactions).
+//!
+//! Blocking librdkafka calls (metadata, `init_transactions`, commit, abort)
+//! run on glommio's blocking-thread pool and are awaited; `send` never
+//! blocks: when the producer's bounded queue is full the sink polls and
+//! waits on a timer.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use brisk_engine::{Batch, CheckpointProgress, Counter, Sink, SinkContext, SinkError, SinkWriter};
+use rdkafka::config::ClientConfig;
+use rdkafka::error::KafkaError;
+use rdkafka::message::{Header, OwnedHeaders};
+use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
+use rdkafka::types::RDKafkaErrorCode;
+
+use super::format::{KafkaOut, KafkaSerializer};
+use super::source::DeliveryErrors;
+
+/// How long a blocking producer call may take.
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
+/// Staged bytes that make the sink ask to be drained.
+const STAGED_BYTES_MAX: usize = 1 << 20;
+/// Staged records that make the sink ask to be drained.
+const STAGED_RECORDS_MAX: usize = 8192;
+/// Transactional producers per core (transactions open or awaiting commit).
+pub const TRANSACTION_POOL: usize = 4;
+/// The wait between polls of a producer that has no room or is flushing.
+const POLL_WAIT: Duration = Duration::from_micros(200);
+
+/// What the sink promises about each record.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum KafkaDelivery {
+    /// Fire and forget.
+    None,
+    /// Every record at least once: flushed at every checkpoint.
+    AtLeastOnce,
+    /// Every record exactly once through Kafka transactions committed with
+    /// checkpoints, under transactional ids starting with this prefix
+    /// (unique per job and cluster).
+    ExactlyOnce {
+        /// `transactional.id` = `<prefix>-<core>-<slot>`.
+        transactional_id_prefix: String,
+    },
+}
+
+/// A custom partitioner: `(key, value, partition count) -> partition`
+/// (taken modulo the count).
+pub type PartitionFn = Arc<dyn Fn(Option<&[u8]>, &[u8], i32) -> i32 + Send + Sync>;
+
+/// How records are spread over the topic's partitions.
+pub enum KafkaPartitioner {
+    /// By key, with the Java client's murmur2 hash (records without a key
+    /// spread at random): what a Java consumer or Kafka Streams expects.
+    Key,
+    /// Core `c` writes partition `c % partitions` (Flink's
+    /// `FlinkFixedPartitioner`).
+    Fixed,
+    /// A function of the serialized key and value and the partition count.
+    Custom(PartitionFn),
+}
+
+impl Clone for KafkaPartitioner {
+    fn clone(&self) -> Self {
+        match self {
+            Self::Key => Self::Key,
+            Self::Fixed => Self::Fixed,
+            Self::Custom(f) => Self::Custom(f.clone()),
+        }
+    }
+}
+
+/// A Kafka topic as a sink of `T`, serialized by `S`.
+pub struct KafkaSink<T, S> {
+    brokers: String,
+    topic: String,
+    serializer: S,
+    delivery: KafkaDelivery,
+    partitioner: KafkaPartitioner,
+    properties: Vec<(String, String)>,
+    create_partitions: Option<i32>,
+    _type: std::marker::PhantomData<fn(&T)>,
+}
+
+impl<T, S: Clone> Clone for KafkaSink<T, S> {
+    fn clone(&self) -> Self {
+        Self {
+            brokers: self.brokers.clone(),
+            topic: self.topic.clone(),
+            serializer: self.serializer.clone(),
+            delivery: self.delivery.clone(),
+            partitioner: self.partitioner.clone(),
+            properties: self.properties.clone(),
+            create_partitions: self.create_partitions,
+            _type: std::marker::PhantomData,
+        }
+    }
+}
+
+impl<T, S> KafkaSink<T, S> {
+    /// Writes to `topic` on the cluster at `brokers`, at least once, keyed
+    /// partitioning.
+    pub fn new(brokers: &str, topic: &str, serializer: S) -> Self {
+        Self {
+            brokers: brokers.to_string(),
+            topic: topic.to_string(),
+            serializer,
+            delivery: KafkaDelivery::AtLeastOnce,
+            partitioner: KafkaPartitioner::Key,
+            properties: Vec::new(),
+            create_partitions: None,
+            _type: std::marker::PhantomData,
+        }
+    }
+
+    /// Creates the topic with `partitions` partitions (replication 1) when
+    /// the sink starts and it does not exist. Without this a missing topic
+    /// fails the job.
+    pub fn create_topic_if_missing(mut self, partitions: i32) -> Self {
+        self.create_partitions = Some(partitions.max(1));
+        self
+    }
+
+    /// The delivery guarantee.
+    pub fn with_delivery(mut self, delivery: KafkaDelivery) -> Self {
+        self.delivery = delivery;
+        self
+    }
+
+    /// The partitioner.
+    pub fn with_partitioner(mut self, partitioner: KafkaPartitioner) -> Self {
+        self.partitioner = partitioner;
+        self
+    }
+
+    /// Sets a librdkafka producer property (e.g. `linger.ms`).
+    pub fn with_property(mut self, key: &str, value: &str) -> Self {
+        self.properties.push((key.to_string(), value.to_string()));
+        self
+    }
+
+    fn producer(&self, transactional_id: Option<&str>) -> Result<Arc<Producer_>, SinkError> {
+        let mut c = ClientConfig::new();
+        c.set("bootstrap.servers", &self.brokers)
+            .set("partitioner", "murmur2_random")
+            .set("linger.ms", "5")
+            .set("queue.buffering.max.kbytes", "65536");
+        if let Some(id) = transactional_id {
+            c.set("transactional.id", id).set("transaction.timeout.ms", "900000");
+        } else if self.delivery != KafkaDelivery::None {
+            c.set("enable.idempotence", "true");
+        }
+        for (k, v) in &self.properties {
+            c.set(k, v);
+        }
+        let errors = Arc::new(DeliveryErrors::default());
+        let producer: BaseProducer<DeliveryErrors> = c
+            .create_with_context(DeliveryErrors::share(&errors))
+            .map_err(|e| SinkError(format!("kafka({}): cannot create a producer: {e}", self.topic)))?;
+        Ok(Arc::new(Producer_ { producer, errors }))
+    }
+}
+
+/// A producer and where its delivery failures are counted.
+pub(crate) struct Producer_ {
+    producer: BaseProducer<DeliveryErrors>,
+    errors: Arc<DeliveryErrors>,
+}
+
+impl<T: 'static, S: KafkaSerializer<T>> Sink<T> for KafkaSink<T, S> {
+    type Writer = KafkaWriter<T, S>;
+
+    fn name(&self) -> String {
+        format!("kafka({})", self.topic)
+    }
+
+    fn create_writer(&self, ctx: &SinkContext) -> Result<Self::Writer, SinkError> {
+        let (producers, transactional) = match &self.delivery {
+            KafkaDelivery::ExactlyOnce { transactional_id_prefix } => {
+                if transactional_id_prefix.is_empty() {
+                    return Err(SinkError(format!(
+                        "kafka({}): exactly-once needs a non-empty transactional id prefix",
+                        self.topic
+                    )));
+                }
+                let mut pool = Vec::with_capacity(TRANSACTION_POOL);
+                for slot in 0..TRANSACTION_POOL {
+                    let id = format!("{transactional_id_prefix}-{}-{slot}", ctx.core());
+                    pool.push(self.producer(Some(&id))?);
+                }
+                (pool, true)
+            }
+            _ => (vec![self.producer(None)?], false),
+        };
+        Ok(KafkaWriter {
+            topic: self.topic.clone(),
+            serializer: self.serializer.clone(),
+            partitioner: self.partitioner.clone(),
+            delivery: self.delivery.clone(),
+            transactional,
+            core: ctx.core(),
+            producers,
+            current: 0,
+            initialized: false,
+            partitions: None,
+            brokers: self.brokers.clone(),
+            create_partitions: self.create_partitions,
+            staged: Vec::new(),
+            _type: std::marker::PhantomData,
+            arena: Vec::new(),
+            out: KafkaOut::default(),
+            set_aside: Vec::new(),
+            progress: ctx.checkpoint_progress(),
+            records: ctx.counter("records_out"),
+            failed: ctx.counter("delivery_failed"),
+            failed_seen: 0,
+            committed: ctx.counter("transactions_committed"),
+            aborted_at_start: ctx.counter("transactions_aborted_at_start"),
+        })
+    }
+}
+
+/// A serialized record waiting to be handed to the producer.
+struct Staged {
+    key: Option<(u32, u32)>,
+    value: (u32, u32),
+    timestamp: Option<i64>,
+    headers: Option<OwnedHeaders>,
+}
+
+/// One core's writer of a [`KafkaSink`].
+pub struct KafkaWriter<T, S> {
+    topic: String,
+    serializer: S,
+    partitioner: KafkaPartitioner,
+    delivery: KafkaDelivery,
+    transactional: bool,
+    core: usize,
+    producers: Vec<Arc<Producer_>>,
+    /// The producer taking records (its transaction is open, if transactional).
+    current: usize,
+    initialized: bool,
+    partitions: Option<i32>,
+    brokers: String,
+    create_partitions: Option<i32>,
+    staged: Vec<Staged>,
+    _type: std::marker::PhantomData<fn(&T)>,
+    arena: Vec<u8>,
+    out: KafkaOut,
+    /// Pre-committed transactions: (checkpoint, producer slot).
+    set_aside: Vec<(u64, usize)>,
+    progress: CheckpointProgress,
+    records: Counter,
+    failed: Counter,
+    failed_seen: u64,
+    committed: Counter,
+    aborted_at_start: Counter,
+}
+
+/// The partition count of `topic`, creating it with `create` partitions
+/// when missing (if asked); runs on the blocking pool.
+fn topic_partitions(p: &Producer_, brokers: &str, topic: &str, create: Option<i32>) -> Result<i32, String> {
+    let count = |p: &Producer_| -> Result<i32, String> {
+        let md = p
+            .producer
+            .client()
+            .fetch_metadata(Some(topic), REQUEST_TIMEOUT)
+            .map_err(|e| format!("cannot read the topic's metadata from {brokers}: {e}"))?;
+        Ok(md
+            .topics()
+            .iter()
+            .find(|t| t.name() == topic && t.error().is_none())
+            .map_or(0, |t| t.partitions().len() as i32))
+    };
+    let n = count(p)?;
+    if n > 0 {
+        return Ok(n);
+    }
+    let Some(partitions) = create else {
+        return Err(format!("topic '{topic}' does not exist on {brokers} (create it first)"));
+    };
+    let admin: rdkafka::admin::AdminClient<rdkafka::client::DefaultClientContext> =
+        ClientConfig::new().set("bootstrap.servers", brokers).create().map_err(|e| e.to_string())?;
+    let new = rdkafka::admin::NewTopic::new(topic, partitions, rdkafka::admin::TopicReplication::Fixed(1));
+    let results =
+        futures_lite::future::block_on(admin.create_topics([&new], &rdkafka::admin::AdminOptions::new()))
+            .map_err(|e| format!("cannot create topic '{topic}': {e}"))?;
+    for r in results {
+        match r {
+            Ok(_) | Err((_, RDKafkaErrorCode::TopicAlreadyExists)) => {}
+            Err((_, e)) => return Err(format!("cannot create topic '{topic}': {e}")),
+        }
+    }
+    // Metadata follows creation with a delay on some brokers.
+    for _ in 0..50 {
+        let n = count(p)?;
+        if n > 0 {
+            return Ok(n);
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    Err(format!("topic '{topic}' was created but does not show in the metadata"))
+}
+
+impl<T, S> Drop for KafkaWriter<T, S> {
+    fn drop(&mut self) {
+        // Destroying a librdkafka client joins its threads and may wait for
+        // the network: never on a core.
+        let producers = std::mem::take(&mut self.producers);
+        let _ = std::thread::Builder::new().name("brisk-kafka-close".into()).spawn(move || drop(producers));
+    }
+}
+
+fn blocking_err(topic: &str, what: &str, e: KafkaError) -> SinkError {
+    SinkError(format!("kafka({topic}): {what}: {e}"))
+}
+
+impl<T, S> KafkaWriter<T, S> {
+    /// First I/O: the partition count (if the partitioner needs it) and the
+    /// transactional producers' initialization (aborting lingering
+    /// transactions), on the blocking pool.
+    async fn initialize(&mut self) -> Result<(), SinkError> {
+        if self.initialized {
+            return Ok(());
+        }
+        // The topic must exist (a missing one would make every record wait
+        // for its delivery timeout); its partition count is kept.
+        let p = self.producers[0].clone();
+        let (topic, brokers, create) = (self.topic.clone(), self.brokers.clone(), self.create_partitions);
+        let n = glommio::executor()
+            .spawn_blocking(move || topic_partitions(&p, &brokers, &topic, create))
+            .await
+            .map_err(|e| SinkError(format!("kafka({}): {e}", self.topic)))?;
+        self.partitions = Some(n);
+        if self.transactional {
+            let producers = self.producers.clone();
+            glommio::executor()
+                .spawn_blocking(move || {
+                    for p in &producers {
+                        p.producer.init_transactions(REQUEST_TIMEOUT)?;
+                    }
+                    producers[0].producer.begin_transaction()
+                })
+                .await
+                .map_err(|e| blocking_err(&self.topic, "cannot initialize transactions", e))?;
+            self.aborted_at_start.add(self.producers.len() as u64);
+        }
+        self.initialized = true;
+        Ok(())
+    }
+
+    fn check_errors(&self) -> Result<(), SinkError> {
+        for p in &self.producers {
+            if let Some(e) = p.errors.take_error() {
+                if self.delivery == KafkaDelivery::None {
+                    continue;
+                }
+                return Err(SinkError(format!("kafka({}): {e}", self.topic)));
+            }
+        }
+        Ok(())
+    }
+
+    /// Hands the staged records to the current producer.
+    async fn send_staged(&mut self) -> Result<(), SinkError> {
+        let producer = self.producers[self.current].clone();
+        for s in self.staged.drain(..) {
+            let value = &self.arena[s.value.0 as usize..s.value.1 as usize];
+            let mut r: BaseRecord<'_, [u8], [u8]> = BaseRecord::to(&self.topic).payload(value);
+            if let Some((a, b)) = s.key {
+                r = r.key(&self.arena[a as usize..b as usize]);
+            }
+            let n = self.partitions.unwrap_or(1).max(1);
+            match &self.partitioner {
+                KafkaPartitioner::Key => {}
+                KafkaPartitioner::Fixed => r = r.partition(self.core as i32 % n),
+                KafkaPartitioner::Custom(f) => {
+                    let key = s.key.map(|(a, b)| &self.arena[a as usize..b as usize]);
+                    r = r.partition(f(key, value, n).rem_euclid(n));
+                }
+            }
+            if let Some(ts) = s.timestamp {
+                r = r.timestamp(ts);
+            }
+            if let Some(h) = s.headers {
+                r = r.headers(h);
+            }
+            loop {
+                match producer.producer.send(r) {
+                    Ok(()) => break,
+                    Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), back)) => {
+                        r = back;
+                        producer.producer.poll(Duration::ZERO);
+                        glommio::timer::sleep(POLL_WAIT).await;
+                    }
+                    Err((e, _)) => return Err(blocking_err(&self.topic, "cannot produce", e)),
+                }
+            }
+        }
+        self.arena.clear();
+        producer.producer.poll(Duration::ZERO);
+        let failed: u64 =
+            self.producers.iter().map(|p| p.errors.failed.load(std::sync::atomic::Ordering::Acquire)).sum();
+        self.failed.add(failed.saturating_sub(self.failed_seen));
+        self.failed_seen = failed;
+        self.check_errors()
+    }
+
+    /// Waits until the broker acknowledged everything handed over.
+    async fn settle(&mut self, slot: usize) -> Result<(), SinkError> {
+        let p = self.producers[slot].clone();
+        let started = std::time::Instant::now();
+        loop {
+            p.producer.poll(Duration::ZERO);
+            self.check_errors()?;
+            if p.producer.in_flight_count() == 0 {
+                return Ok(());
+            }
+            if started.elapsed() > REQUEST_TIMEOUT {
+                return Err(SinkError(format!(
+                    "kafka({}): {} records not acknowledged within {REQUEST_TIMEOUT:?}",
+                    self.topic,
+                    p.producer.in_flight_count()
+                )));
+            }
+            glommio::timer::sleep(POLL_WAIT).await;
+        }
+    }
+
+    /// Commits the set-aside transactions of completed checkpoints.
+    async fn commit_completed(&mut self) -> Result<(), SinkError> {
+        let completed = self.progress.completed();
+        while let Some(&(id, slot)) = self.set_aside.first() {
+            if id > completed {
+                break;
+            }
+            let p = self.producers[slot].clone();
+            glommio::executor()
+                .spawn_blocking(move || p.producer.commit_transaction(REQUEST_TIMEOUT))
+                .await
+                .map_err(|e| {
+                    blocking_err(&self.topic, &format!("cannot commit the transaction of checkpoint {id}"), e)
+                })?;
+            self.committed.add(1);
+            self.set_aside.remove(0);
+        }
+        Ok(())
+    }
+}
+
+impl<T: 'static, S: KafkaSerializer<T>> SinkWriter<T> for KafkaWriter<T, S> {
+    fn write(&mut self, batch: &mut Batch<T>) -> Result<(), SinkError> {
+        for (i, record) in batch.records.iter().enumerate() {
+            self.out.clear();
+            self.serializer
+                .serialize(record, &mut self.out)
+                .map_err(|e| SinkError(format!("kafka({}): cannot serialize a record: {e}", self.topic)))?;
+            if self.out.timestamp.is_none() {
+                self.out.timestamp = batch.timestamps.get(i).copied().filter(|t| (0..i64::MAX).contains(t));
+            }
+            let key = self.out.key().map(|k| {
+                let a = self.arena.len() as u32;
+                self.arena.extend_from_slice(k);
+                (a, self.arena.len() as u32)
+            });
+            let a = self.arena.len() as u32;
+            self.arena.extend_from_slice(&self.out.value);
+            let value = (a, self.arena.len() as u32);
+            let headers = (!self.out.headers.is_empty()).then(|| {
+                self.out.headers.iter().fold(OwnedHeaders::new(), |h, (k, v)| {
+                    h.insert(Header { key: k, value: Some(v.as_slice()) })
+                })
+            });
+            self.staged.push(Staged { key, value, timestamp: self.out.timestamp, headers });
+        }
+        self.records.add(batch.records.len() as u64);
+        batch.clear();
+        Ok(())
+    }
+
+    fn wants_flush(&self) -> bool {
+        self.arena.len() >= STAGED_BYTES_MAX || self.staged.len() >= STAGED_RECORDS_MAX
+    }
+
+    fn has_buffered(&self) -> bool {
+        !self.staged.is_empty()
+    }
+
+    async fn flush(&mut self, end_of_input: bool) -> Result<(), SinkError> {
+        if !self.initialized {
+            self.initialize().await?;
+        }
+        if self.transactional {
+            self.commit_completed().await?;
+        }
+        self.send_staged().await?;
+        if end_of_input {
+            let current = self.current;
+            self.settle(current).await?;
+            if self.transactional {
+                // The end of input commits everything: the job's final
+                // checkpoint has no later barrier to carry it.
+                let mut slots: Vec<usize> = self.set_aside.drain(..).map(|(_, s)| s).collect();
+                slots.push(current);
+                for slot in slots {
+                    let p = self.producers[slot].clone();
+                    glommio::executor()
+                        .spawn_blocking(move || p.producer.commit_transaction(REQUEST_TIMEOUT))
+                        .await
+                        .map_err(|e| blocking_err(&self.topic, "cannot commit the last transaction", e))?;
+                    self.committed.add(1);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    async fn pre_commit(
+        &mut self,
+        checkpoint: u64,
+    ) -> Result<Vec<brisk_engine::checkpoint::store::Commit>, SinkError> {
+        self.flush(false).await?;
+        let current = self.current;
+        match self.delivery {
+            KafkaDelivery::None => {}
+            KafkaDelivery::AtLeastOnce => self.settle(current).await?,
+            KafkaDelivery::ExactlyOnce { .. } => {
+                // Pre-commit: everything of this transaction is on the broker.
+                self.settle(current).await?;
+                self.set_aside.push((checkpoint, current));
+                // The next transaction on the next free producer. All of
+                // them holding set-aside transactions means checkpoints
+                // failed again and again: fail rather than grow.
+                let busy: Vec<usize> = self.set_aside.iter().map(|&(_, s)| s).collect();
+                let Some(next) = (1..=TRANSACTION_POOL)
+                    .map(|d| (current + d) % TRANSACTION_POOL)
+                    .find(|s| !busy.contains(s))
+                else {
+                    return Err(SinkError(format!(
+                        "kafka({}): {} transactions await checkpoints that have not completed; \
+                         no producer is free for the next one",
+                        self.topic,
+                        busy.len()
+                    )));
+                };
+                self.producers[next]
+                    .producer
+                    .begin_transaction()
+                    .map_err(|e| blocking_err(&self.topic, "cannot begin a transaction", e))?;
+                self.current = next;
+            }
+        }
+        Ok(Vec::new())
+    }
+}

@@ -1,0 +1,204 @@
+//! Kafka helpers for the tests: producing, reading a whole topic back,
+//! and librdkafka's in-process mock cluster.
+
+use std::time::{Duration, Instant};
+
+use rdkafka::ClientConfig;
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::message::{Headers, Message};
+use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
+use rdkafka::{Offset, TopicPartitionList};
+
+/// A consumed record: partition, offset, key, value, headers.
+#[derive(Debug, Clone)]
+pub struct Consumed {
+    pub partition: i32,
+    pub offset: i64,
+    pub key: Option<Vec<u8>>,
+    pub value: Option<Vec<u8>>,
+    pub headers: Vec<(String, Vec<u8>)>,
+}
+
+/// Produces `(key, value)` records to `topic` and waits for all of them.
+pub fn produce(brokers: &str, topic: &str, records: &[(Option<String>, String)]) {
+    let producer: BaseProducer = ClientConfig::new()
+        .set("bootstrap.servers", brokers)
+        .set("partitioner", "murmur2_random")
+        .set("linger.ms", "5")
+        .create()
+        .unwrap();
+    for (k, v) in records {
+        let mut r: BaseRecord<'_, str, str> = BaseRecord::to(topic).payload(v.as_str());
+        if let Some(k) = k {
+            r = r.key(k.as_str());
+        }
+        let mut r = r;
+        loop {
+            match producer.send(r) {
+                Ok(()) => break,
+                Err((_, back)) => {
+                    r = back;
+                    producer.poll(Duration::from_millis(10));
+                }
+            }
+        }
+        producer.poll(Duration::ZERO);
+    }
+    producer.flush(Duration::from_secs(30)).unwrap();
+}
+
+/// The partitions of `topic`.
+pub fn partitions(brokers: &str, topic: &str) -> Vec<i32> {
+    let c = consumer(brokers, None);
+    let md = c.fetch_metadata(Some(topic), Duration::from_secs(10)).unwrap();
+    md.topics()[0].partitions().iter().map(|p| p.id()).collect()
+}
+
+fn consumer(brokers: &str, group: Option<&str>) -> BaseConsumer {
+    ClientConfig::new()
+        .set("bootstrap.servers", brokers)
+        .set("group.id", group.unwrap_or("brisk-tests"))
+        .set("enable.auto.commit", "false")
+        .create()
+        .unwrap()
+}
+
+/// Every record of `topic`, in partition then offset order (reads up to
+/// the end offsets at the call).
+pub fn read_all(brokers: &str, topic: &str) -> Vec<Consumed> {
+    let c = consumer(brokers, None);
+    let mut tpl = TopicPartitionList::new();
+    let mut ends = std::collections::HashMap::new();
+    for p in partitions(brokers, topic) {
+        let (low, high) = c.fetch_watermarks(topic, p, Duration::from_secs(10)).unwrap();
+        if high > low {
+            tpl.add_partition_offset(topic, p, Offset::Offset(low)).unwrap();
+            ends.insert(p, high);
+        }
+    }
+    let total: i64 = ends.values().sum::<i64>();
+    let mut out = Vec::new();
+    if ends.is_empty() {
+        return out;
+    }
+    c.assign(&tpl).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let mut done = std::collections::HashSet::new();
+    while done.len() < ends.len() {
+        assert!(Instant::now() < deadline, "read {} of up to {total} records of {topic}", out.len());
+        let Some(m) = c.poll(Duration::from_millis(100)) else { continue };
+        let m = m.unwrap();
+        if m.offset() + 1 >= ends[&m.partition()] {
+            done.insert(m.partition());
+        }
+        if m.offset() >= ends[&m.partition()] {
+            continue;
+        }
+        out.push(Consumed {
+            partition: m.partition(),
+            offset: m.offset(),
+            key: m.key().map(<[u8]>::to_vec),
+            value: m.payload().map(<[u8]>::to_vec),
+            headers: m
+                .headers()
+                .map(|h| {
+                    h.iter().map(|h| (h.key.to_string(), h.value.unwrap_or_default().to_vec())).collect()
+                })
+                .unwrap_or_default(),
+        });
+    }
+    out.sort_by_key(|r| (r.partition, r.offset));
+    out
+}
+
+/// The values of every record of `topic`, as UTF-8.
+pub fn read_values(brokers: &str, topic: &str) -> Vec<String> {
+    read_all(brokers, topic)
+        .into_iter()
+        .map(|r| String::from_utf8(r.value.unwrap_or_default()).unwrap())
+        .collect()
+}
+
+/// The offsets `group` committed for `topic`'s partitions (`None`: none).
+pub fn committed(brokers: &str, group: &str, topic: &str) -> Vec<(i32, Option<i64>)> {
+    let c = consumer(brokers, Some(group));
+    let mut tpl = TopicPartitionList::new();
+    for p in partitions(brokers, topic) {
+        tpl.add_partition(topic, p);
+    }
+    let got = c.committed_offsets(tpl, Duration::from_secs(10)).unwrap();
+    got.elements()
+        .iter()
+        .map(|e| (e.partition(), if let Offset::Offset(o) = e.offset() { Some(o) } else { None }))
+        .collect()
+}
+
+/// The end offsets of `topic`'s partitions.
+pub fn end_offsets(brokers: &str, topic: &str) -> Vec<(i32, i64)> {
+    let c = consumer(brokers, None);
+    partitions(brokers, topic)
+        .into_iter()
+        .map(|p| (p, c.fetch_watermarks(topic, p, Duration::from_secs(10)).unwrap().1))
+        .collect()
+}
+
+/// Creates `topic` with `partitions` partitions (an existing one is kept).
+pub fn create_topic(brokers: &str, topic: &str, partitions: i32) {
+    use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+    let admin: AdminClient<rdkafka::client::DefaultClientContext> =
+        ClientConfig::new().set("bootstrap.servers", brokers).create().unwrap();
+    let new = NewTopic::new(topic, partitions, TopicReplication::Fixed(1));
+    let results = futures_lite::future::block_on(admin.create_topics([&new], &AdminOptions::new())).unwrap();
+    for r in results {
+        match r {
+            Ok(_) | Err((_, rdkafka::types::RDKafkaErrorCode::TopicAlreadyExists)) => {}
+            Err((t, e)) => panic!("cannot create topic {t}: {e}"),
+        }
+    }
+}
+
+/// `n` feature lines `user_<u>,<value>` keyed by user, seeded; every
+/// `malformed_every`-th (if not 0) has a value that is not a number.
+pub fn feature_lines(
+    n: usize,
+    users: u64,
+    malformed_every: usize,
+    seed: u64,
+) -> Vec<(Option<String>, String)> {
+    let mut rng = fastrand::Rng::with_seed(seed);
+    (1..=n)
+        .map(|i| {
+            let user = format!("user_{}", rng.u64(..users));
+            let value = if malformed_every > 0 && i % malformed_every == 0 {
+                "not-a-number".to_string()
+            } else {
+                format!("{}.{:02}", rng.u32(..1000), rng.u32(..100))
+            };
+            (Some(user.clone()), format!("{user},{value}"))
+        })
+        .collect()
+}
+
+/// Forwards each record; keyed, so it runs on the core that owns the key.
+#[derive(Clone, Default)]
+pub struct Forward;
+
+impl<T: brisk::stream::Data> brisk::KeyedProcessFunction<String, T, T> for Forward {
+    fn process_element(
+        &mut self,
+        r: T,
+        _: &mut brisk::Context<'_, String>,
+        out: &mut brisk::Collector<'_, T>,
+    ) -> Result<(), brisk::UserError> {
+        out.collect(r);
+        Ok(())
+    }
+}
+
+/// Asserts that a Kafka reader ran on each of 2 cores and read records.
+pub fn assert_both_cores_read(metrics: &brisk::Metrics) {
+    let read: Vec<u64> =
+        metrics.entries().iter().filter(|e| e.metric == "records_read").map(|e| e.counter.get()).collect();
+    assert_eq!(read.len(), 2, "a reader on each core: {read:?}");
+    assert!(read.iter().all(|&r| r > 0), "both cores read partitions: {read:?}");
+}
