@@ -19,7 +19,6 @@ use std::path::PathBuf;
 
 use brisk::prelude::*;
 use clap::Parser;
-use serde::Deserialize;
 
 /// Per-user moving average of `user,value` lines.
 #[derive(Parser)]
@@ -31,41 +30,10 @@ struct Cli {
     cores: Option<u16>,
 }
 
-/// One input line.
-#[derive(Clone, Debug, Deserialize)]
-struct Feature {
-    user: String,
-    value: f64,
-}
+#[path = "common/features.rs"]
+mod features;
 
-/// Keeps each user's previous value.
-#[derive(Clone, Default)]
-struct MovingAverage {
-    previous: ValueState<f64>,
-}
-
-impl KeyedProcessFunction<String, Feature, (String, f64, f64)> for MovingAverage {
-    fn open(&mut self, ctx: &mut OpenContext<'_, String>) -> Result<(), UserError> {
-        self.previous = ctx.value_state("previous")?;
-        Ok(())
-    }
-
-    fn process_element(
-        &mut self,
-        f: Feature,
-        ctx: &mut Context<'_, String>,
-        out: &mut Collector<'_, (String, f64, f64)>,
-    ) -> Result<(), UserError> {
-        let mut previous = ctx.value(&self.previous);
-        let average = match previous.get() {
-            Some(p) => (p + f.value) / 2.0,
-            None => f.value,
-        };
-        previous.set(f.value);
-        out.collect((f.user, f.value, average));
-        Ok(())
-    }
-}
+use features::{Feature, MovingAverage};
 
 fn main() -> anyhow::Result<()> {
     brisk::init_logging();

@@ -23,6 +23,13 @@ if ! command -v cargo >/dev/null 2>&1; then
 fi
 rustup component add rustfmt clippy >/dev/null 2>&1 || true
 
+# The Kafka test broker (tansu, ~10-15 min to build once, then cached) builds
+# in the background while the workspace compiles; tests/kafka_broker.rs
+# waits for it. In this script a broker that cannot be built fails the run.
+mkdir -p target
+tools/test-broker.sh install >target/tansu-install.log 2>&1 &
+export BRISK_REQUIRE_BROKER=1
+
 echo "== cargo fmt --check"
 cargo fmt --all -- --check
 echo "== cargo clippy -D warnings"

@@ -7,12 +7,23 @@
 //! brisk generate words --lines 1000000 [--vocabulary 50000] [--seed 7] > words.txt
 //! ```
 //!
+//! and feeds and reads Kafka topics (the feature pipeline's input, and the
+//! broker's own rates for benchmarks):
+//!
+//! ```text
+//! brisk kafka produce-features --brokers 127.0.0.1:19092 --topic raw-features --lines 100000 \
+//!     [--partitions 4] [--rate 10000] [--users 100] [--malformed-every 0] [--seed 7]
+//! brisk kafka consume --brokers 127.0.0.1:19092 --topic features --count 100000 [--print]
+//! ```
+//!
 //! Job operations (`brisk jobs ...`, `brisk checkpoints ...`) join it with the
 //! REST API.
 
 use std::io::{BufWriter, Write};
 
 use clap::{Parser, Subcommand};
+
+mod kafka;
 
 /// brisk's command-line tool.
 #[derive(Parser)]
@@ -29,25 +40,81 @@ enum Command {
         #[command(subcommand)]
         what: Generate,
     },
+    /// Produces to and consumes from Kafka topics.
+    Kafka {
+        #[command(subcommand)]
+        what: Kafka,
+    },
+}
+
+/// What `user_N,value` lines to make.
+#[derive(clap::Args)]
+struct FeatureArgs {
+    /// Lines to make.
+    #[arg(long)]
+    lines: u64,
+    /// Distinct users.
+    #[arg(long, default_value_t = 100, value_parser = clap::value_parser!(u64).range(1..))]
+    users: u64,
+    /// Make every Nth line malformed (0: none).
+    #[arg(long, default_value_t = 0)]
+    malformed_every: u64,
+    /// Random seed.
+    #[arg(long, default_value_t = 7)]
+    seed: u64,
+}
+
+#[derive(Subcommand)]
+enum Kafka {
+    /// Produces `user_N,value` lines into a topic (creating it with
+    /// --partitions if it does not exist), then prints the rate achieved.
+    ProduceFeatures {
+        /// Bootstrap brokers, `host:port[,host:port...]`.
+        #[arg(long, default_value = "127.0.0.1:19092")]
+        brokers: String,
+        /// The topic.
+        #[arg(long, default_value = "raw-features")]
+        topic: String,
+        /// Partitions of the topic if it has to be created.
+        #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(i32).range(1..=10_000))]
+        partitions: i32,
+        /// At most this many lines per second (default: as fast as the broker takes them).
+        #[arg(long, value_parser = parse_rate)]
+        rate: Option<f64>,
+        #[command(flatten)]
+        lines: FeatureArgs,
+    },
+    /// Reads COUNT records of a topic from its start, then prints the rate.
+    Consume {
+        /// Bootstrap brokers.
+        #[arg(long, default_value = "127.0.0.1:19092")]
+        brokers: String,
+        /// The topic.
+        #[arg(long)]
+        topic: String,
+        /// Records to read before stopping.
+        #[arg(long)]
+        count: u64,
+        /// Print each value on stdout.
+        #[arg(long)]
+        print: bool,
+        /// Give up after this many seconds.
+        #[arg(long, default_value_t = 120)]
+        timeout_s: u64,
+    },
+}
+
+fn parse_rate(s: &str) -> Result<f64, String> {
+    match s.parse::<f64>() {
+        Ok(r) if r > 0.0 && r.is_finite() => Ok(r),
+        _ => Err(format!("'{s}' must be a positive number per second")),
+    }
 }
 
 #[derive(Subcommand)]
 enum Generate {
     /// `user_N,value` lines for the moving-average example.
-    Features {
-        /// Lines to write.
-        #[arg(long)]
-        lines: u64,
-        /// Distinct users.
-        #[arg(long, default_value_t = 100, value_parser = clap::value_parser!(u64).range(1..))]
-        users: u64,
-        /// Make every Nth line malformed (0: none).
-        #[arg(long, default_value_t = 0)]
-        malformed_every: u64,
-        /// Random seed.
-        #[arg(long, default_value_t = 7)]
-        seed: u64,
-    },
+    Features(FeatureArgs),
     /// Lines of words drawn from a skewed vocabulary, for word count.
     Words {
         /// Lines to write.
@@ -75,22 +142,40 @@ impl SplitMix {
     }
 }
 
+/// One generated feature line (`user_N,value`, or a malformed one).
+fn feature_line(
+    rng: &mut SplitMix,
+    n: u64,
+    users: u64,
+    malformed_every: u64,
+    out: &mut impl Write,
+) -> std::io::Result<()> {
+    if malformed_every > 0 && n.is_multiple_of(malformed_every) {
+        write!(out, "user_{},not-a-number", rng.below(users))
+    } else {
+        let cents = rng.below(100_000);
+        write!(out, "user_{},{}.{:02}", rng.below(users), cents / 100, cents % 100)
+    }
+}
+
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
+    if let Command::Kafka { what } = cli.command {
+        return kafka::run(what);
+    }
     let stdout = std::io::stdout();
     let mut out = BufWriter::with_capacity(1 << 16, stdout.lock());
     let result = match cli.command {
-        Command::Generate { what: Generate::Features { lines, users, malformed_every, seed } } => {
+        Command::Generate {
+            what: Generate::Features(FeatureArgs { lines, users, malformed_every, seed }),
+        } => {
             let mut rng = SplitMix(seed);
             (1..=lines).try_for_each(|n| {
-                if malformed_every > 0 && n % malformed_every == 0 {
-                    writeln!(out, "user_{},not-a-number", rng.below(users))
-                } else {
-                    let cents = rng.below(100_000);
-                    writeln!(out, "user_{},{}.{:02}", rng.below(users), cents / 100, cents % 100)
-                }
+                feature_line(&mut rng, n, users, malformed_every, &mut out)?;
+                writeln!(out)
             })
         }
+        Command::Kafka { .. } => unreachable!("handled above"),
         Command::Generate { what: Generate::Words { lines, vocabulary, seed } } => {
             let mut rng = SplitMix(seed);
             (0..lines).try_for_each(|_| {
