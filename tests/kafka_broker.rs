@@ -217,11 +217,7 @@ fn the_feature_pipeline_killed_and_restored_loses_no_input(brokers: &str) {
     }
     // More input while the job runs, so the kill lands mid-stream.
     produce(&brokers, &input, &feature_lines(10_000, 500, 0, seed + 1));
-    let written = || end_offsets(&brokers, &output).iter().map(|(_, e)| e).sum::<i64>();
-    while written() <= lines as i64 {
-        assert!(Instant::now() < deadline, "the second batch of input was not processed within 120 s");
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    common::kafka::wait_for_more_than(&brokers, &output, lines, deadline);
     first.kill().unwrap(); // SIGKILL: no shutdown of any kind
     first.wait().unwrap();
     let written_before = end_offsets(&brokers, &output).iter().map(|(_, e)| e).sum::<i64>();

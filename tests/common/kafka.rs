@@ -144,15 +144,24 @@ pub fn end_offsets(brokers: &str, topic: &str) -> Vec<(i32, i64)> {
 
 /// Creates `topic` with `partitions` partitions (an existing one is kept).
 pub fn create_topic(brokers: &str, topic: &str, partitions: i32) {
-    use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
-    let admin: AdminClient<rdkafka::client::DefaultClientContext> =
-        ClientConfig::new().set("bootstrap.servers", brokers).create().unwrap();
-    let new = NewTopic::new(topic, partitions, TopicReplication::Fixed(1));
-    let results = futures_lite::future::block_on(admin.create_topics([&new], &AdminOptions::new())).unwrap();
-    for r in results {
-        match r {
-            Ok(_) | Err((_, rdkafka::types::RDKafkaErrorCode::TopicAlreadyExists)) => {}
-            Err((t, e)) => panic!("cannot create topic {t}: {e}"),
+    brisk::io::kafka::create_topic(brokers, topic, partitions).unwrap();
+}
+
+/// Waits (in the consumer's poll, up to `deadline`) until `topic` holds
+/// more than `n` records.
+pub fn wait_for_more_than(brokers: &str, topic: &str, n: usize, deadline: Instant) {
+    let c = consumer(brokers, None);
+    let mut tpl = TopicPartitionList::new();
+    for p in partitions(brokers, topic) {
+        tpl.add_partition_offset(topic, p, Offset::Beginning).unwrap();
+    }
+    c.assign(&tpl).unwrap();
+    let mut seen = 0;
+    while seen <= n {
+        assert!(Instant::now() < deadline, "{topic} holds {seen} records, not more than {n}");
+        if let Some(m) = c.poll(Duration::from_millis(100)) {
+            m.unwrap();
+            seen += 1;
         }
     }
 }

@@ -3,8 +3,6 @@
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
-use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
-use rdkafka::client::DefaultClientContext;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::error::KafkaError;
 use rdkafka::message::Message;
@@ -120,26 +118,5 @@ pub fn run(what: Kafka) -> anyhow::Result<()> {
 
 /// Creates `topic` with `partitions` partitions unless it exists.
 fn ensure_topic(brokers: &str, topic: &str, partitions: i32) -> anyhow::Result<()> {
-    let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
-        .set("bootstrap.servers", brokers)
-        .create()
-        .with_context(|| format!("cannot connect to {brokers}"))?;
-    let md = admin
-        .inner()
-        .fetch_metadata(Some(topic), TIMEOUT)
-        .with_context(|| format!("cannot reach {brokers}"))?;
-    if md.topics().iter().any(|t| t.name() == topic && t.error().is_none() && !t.partitions().is_empty()) {
-        return Ok(());
-    }
-    let new = NewTopic::new(topic, partitions, TopicReplication::Fixed(1));
-    let results = futures_lite::future::block_on(admin.create_topics([&new], &AdminOptions::new()))
-        .with_context(|| format!("cannot create topic {topic}"))?;
-    for r in results {
-        match r {
-            Ok(_) => {}
-            Err((_, RDKafkaErrorCode::TopicAlreadyExists)) => {}
-            Err((t, e)) => bail!("cannot create topic {t}: {e}"),
-        }
-    }
-    Ok(())
+    brisk::io::kafka::create_topic(brokers, topic, partitions).map_err(anyhow::Error::msg)
 }

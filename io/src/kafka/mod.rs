@@ -110,6 +110,59 @@ impl std::str::FromStr for KafkaMalformed {
     }
 }
 
-pub(crate) fn kafka_error(e: rdkafka::error::KafkaError) -> String {
-    e.to_string()
+/// A producer whose context counts failed deliveries (sink and dead letters).
+pub(crate) type CountingProducer = rdkafka::producer::BaseProducer<DeliveryErrors>;
+
+/// Counts a producer's failed deliveries and keeps the first reason; read
+/// through `producer.context()`.
+#[derive(Default)]
+pub(crate) struct DeliveryErrors {
+    failed: std::sync::atomic::AtomicU64,
+    first: std::sync::OnceLock<String>,
+}
+
+impl DeliveryErrors {
+    /// Failed deliveries so far.
+    pub(crate) fn failed(&self) -> u64 {
+        self.failed.load(std::sync::atomic::Ordering::Acquire)
+    }
+    /// The first failure's reason, if any delivery failed.
+    pub(crate) fn error(&self) -> Option<String> {
+        (self.failed() > 0).then(|| self.first.get().cloned().unwrap_or_default())
+    }
+}
+
+impl rdkafka::ClientContext for DeliveryErrors {}
+
+impl rdkafka::producer::ProducerContext for DeliveryErrors {
+    type DeliveryOpaque = ();
+    fn delivery(&self, result: &rdkafka::producer::DeliveryResult<'_>, _: ()) {
+        use rdkafka::message::Message;
+        if let Err((e, m)) = result {
+            let _ =
+                self.first.set(format!("delivery to {} partition {} failed: {e}", m.topic(), m.partition()));
+            self.failed.fetch_add(1, std::sync::atomic::Ordering::AcqRel);
+        }
+    }
+}
+
+/// Creates `topic` with `partitions` partitions (replication 1) unless it
+/// exists. Blocks until the broker answers: call it from a control thread or
+/// glommio's blocking pool, never on a core.
+pub fn create_topic(brokers: &str, topic: &str, partitions: i32) -> Result<(), String> {
+    use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+    let admin: AdminClient<rdkafka::client::DefaultClientContext> = rdkafka::ClientConfig::new()
+        .set("bootstrap.servers", brokers)
+        .create()
+        .map_err(|e| format!("cannot connect to {brokers}: {e}"))?;
+    let new = NewTopic::new(topic, partitions.max(1), TopicReplication::Fixed(1));
+    let results = futures_lite::future::block_on(admin.create_topics([&new], &AdminOptions::new()))
+        .map_err(|e| format!("cannot create topic '{topic}': {e}"))?;
+    for r in results {
+        match r {
+            Ok(_) | Err((_, rdkafka::types::RDKafkaErrorCode::TopicAlreadyExists)) => {}
+            Err((_, e)) => return Err(format!("cannot create topic '{topic}': {e}")),
+        }
+    }
+    Ok(())
 }

@@ -28,11 +28,11 @@ use brisk_engine::{Batch, CheckpointProgress, Counter, Sink, SinkContext, SinkEr
 use rdkafka::config::ClientConfig;
 use rdkafka::error::KafkaError;
 use rdkafka::message::{Header, OwnedHeaders};
-use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
+use rdkafka::producer::{BaseRecord, Producer};
 use rdkafka::types::RDKafkaErrorCode;
 
 use super::format::{KafkaOut, KafkaSerializer};
-use super::source::DeliveryErrors;
+use super::{CountingProducer, DeliveryErrors};
 
 /// How long a blocking producer call may take.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
@@ -156,7 +156,7 @@ impl<T, S> KafkaSink<T, S> {
         self
     }
 
-    fn producer(&self, transactional_id: Option<&str>) -> Result<Arc<Producer_>, SinkError> {
+    fn producer(&self, transactional_id: Option<&str>) -> Result<Arc<CountingProducer>, SinkError> {
         let mut c = ClientConfig::new();
         c.set("bootstrap.servers", &self.brokers)
             .set("partitioner", "murmur2_random")
@@ -170,18 +170,11 @@ impl<T, S> KafkaSink<T, S> {
         for (k, v) in &self.properties {
             c.set(k, v);
         }
-        let errors = Arc::new(DeliveryErrors::default());
-        let producer: BaseProducer<DeliveryErrors> = c
-            .create_with_context(DeliveryErrors::share(&errors))
+        let producer: CountingProducer = c
+            .create_with_context(DeliveryErrors::default())
             .map_err(|e| SinkError(format!("kafka({}): cannot create a producer: {e}", self.topic)))?;
-        Ok(Arc::new(Producer_ { producer, errors }))
+        Ok(Arc::new(producer))
     }
-}
-
-/// A producer and where its delivery failures are counted.
-pub(crate) struct Producer_ {
-    producer: BaseProducer<DeliveryErrors>,
-    errors: Arc<DeliveryErrors>,
 }
 
 impl<T: 'static, S: KafkaSerializer<T>> Sink<T> for KafkaSink<T, S> {
@@ -253,7 +246,7 @@ pub struct KafkaWriter<T, S> {
     delivery: KafkaDelivery,
     transactional: bool,
     core: usize,
-    producers: Vec<Arc<Producer_>>,
+    producers: Vec<Arc<CountingProducer>>,
     /// The producer taking records (its transaction is open, if transactional).
     current: usize,
     initialized: bool,
@@ -276,10 +269,14 @@ pub struct KafkaWriter<T, S> {
 
 /// The partition count of `topic`, creating it with `create` partitions
 /// when missing (if asked); runs on the blocking pool.
-fn topic_partitions(p: &Producer_, brokers: &str, topic: &str, create: Option<i32>) -> Result<i32, String> {
-    let count = |p: &Producer_| -> Result<i32, String> {
+fn topic_partitions(
+    p: &CountingProducer,
+    brokers: &str,
+    topic: &str,
+    create: Option<i32>,
+) -> Result<i32, String> {
+    let count = || -> Result<i32, String> {
         let md = p
-            .producer
             .client()
             .fetch_metadata(Some(topic), REQUEST_TIMEOUT)
             .map_err(|e| format!("cannot read the topic's metadata from {brokers}: {e}"))?;
@@ -289,28 +286,18 @@ fn topic_partitions(p: &Producer_, brokers: &str, topic: &str, create: Option<i3
             .find(|t| t.name() == topic && t.error().is_none())
             .map_or(0, |t| t.partitions().len() as i32))
     };
-    let n = count(p)?;
+    let n = count()?;
     if n > 0 {
         return Ok(n);
     }
     let Some(partitions) = create else {
         return Err(format!("topic '{topic}' does not exist on {brokers} (create it first)"));
     };
-    let admin: rdkafka::admin::AdminClient<rdkafka::client::DefaultClientContext> =
-        ClientConfig::new().set("bootstrap.servers", brokers).create().map_err(|e| e.to_string())?;
-    let new = rdkafka::admin::NewTopic::new(topic, partitions, rdkafka::admin::TopicReplication::Fixed(1));
-    let results =
-        futures_lite::future::block_on(admin.create_topics([&new], &rdkafka::admin::AdminOptions::new()))
-            .map_err(|e| format!("cannot create topic '{topic}': {e}"))?;
-    for r in results {
-        match r {
-            Ok(_) | Err((_, RDKafkaErrorCode::TopicAlreadyExists)) => {}
-            Err((_, e)) => return Err(format!("cannot create topic '{topic}': {e}")),
-        }
-    }
-    // Metadata follows creation with a delay on some brokers.
+    super::create_topic(brokers, topic, partitions)?;
+    // Metadata follows creation with a delay on some brokers (this runs on
+    // the blocking pool, not a core).
     for _ in 0..50 {
-        let n = count(p)?;
+        let n = count()?;
         if n > 0 {
             return Ok(n);
         }
@@ -354,9 +341,9 @@ impl<T, S> KafkaWriter<T, S> {
             glommio::executor()
                 .spawn_blocking(move || {
                     for p in &producers {
-                        p.producer.init_transactions(REQUEST_TIMEOUT)?;
+                        p.init_transactions(REQUEST_TIMEOUT)?;
                     }
-                    producers[0].producer.begin_transaction()
+                    producers[0].begin_transaction()
                 })
                 .await
                 .map_err(|e| blocking_err(&self.topic, "cannot initialize transactions", e))?;
@@ -368,7 +355,7 @@ impl<T, S> KafkaWriter<T, S> {
 
     fn check_errors(&self) -> Result<(), SinkError> {
         for p in &self.producers {
-            if let Some(e) = p.errors.take_error() {
+            if let Some(e) = p.context().error() {
                 if self.delivery == KafkaDelivery::None {
                     continue;
                 }
@@ -403,11 +390,11 @@ impl<T, S> KafkaWriter<T, S> {
                 r = r.headers(h);
             }
             loop {
-                match producer.producer.send(r) {
+                match producer.send(r) {
                     Ok(()) => break,
                     Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), back)) => {
                         r = back;
-                        producer.producer.poll(Duration::ZERO);
+                        producer.poll(Duration::ZERO);
                         glommio::timer::sleep(POLL_WAIT).await;
                     }
                     Err((e, _)) => return Err(blocking_err(&self.topic, "cannot produce", e)),
@@ -415,9 +402,8 @@ impl<T, S> KafkaWriter<T, S> {
             }
         }
         self.arena.clear();
-        producer.producer.poll(Duration::ZERO);
-        let failed: u64 =
-            self.producers.iter().map(|p| p.errors.failed.load(std::sync::atomic::Ordering::Acquire)).sum();
+        producer.poll(Duration::ZERO);
+        let failed: u64 = self.producers.iter().map(|p| p.context().failed()).sum();
         self.failed.add(failed.saturating_sub(self.failed_seen));
         self.failed_seen = failed;
         self.check_errors()
@@ -428,16 +414,16 @@ impl<T, S> KafkaWriter<T, S> {
         let p = self.producers[slot].clone();
         let started = std::time::Instant::now();
         loop {
-            p.producer.poll(Duration::ZERO);
+            p.poll(Duration::ZERO);
             self.check_errors()?;
-            if p.producer.in_flight_count() == 0 {
+            if p.in_flight_count() == 0 {
                 return Ok(());
             }
             if started.elapsed() > REQUEST_TIMEOUT {
                 return Err(SinkError(format!(
                     "kafka({}): {} records not acknowledged within {REQUEST_TIMEOUT:?}",
                     self.topic,
-                    p.producer.in_flight_count()
+                    p.in_flight_count()
                 )));
             }
             glommio::timer::sleep(POLL_WAIT).await;
@@ -452,12 +438,11 @@ impl<T, S> KafkaWriter<T, S> {
                 break;
             }
             let p = self.producers[slot].clone();
-            glommio::executor()
-                .spawn_blocking(move || p.producer.commit_transaction(REQUEST_TIMEOUT))
-                .await
-                .map_err(|e| {
+            glommio::executor().spawn_blocking(move || p.commit_transaction(REQUEST_TIMEOUT)).await.map_err(
+                |e| {
                     blocking_err(&self.topic, &format!("cannot commit the transaction of checkpoint {id}"), e)
-                })?;
+                },
+            )?;
             self.committed.add(1);
             self.set_aside.remove(0);
         }
@@ -522,7 +507,7 @@ impl<T: 'static, S: KafkaSerializer<T>> SinkWriter<T> for KafkaWriter<T, S> {
                 for slot in slots {
                     let p = self.producers[slot].clone();
                     glommio::executor()
-                        .spawn_blocking(move || p.producer.commit_transaction(REQUEST_TIMEOUT))
+                        .spawn_blocking(move || p.commit_transaction(REQUEST_TIMEOUT))
                         .await
                         .map_err(|e| blocking_err(&self.topic, "cannot commit the last transaction", e))?;
                     self.committed.add(1);
@@ -561,7 +546,6 @@ impl<T: 'static, S: KafkaSerializer<T>> SinkWriter<T> for KafkaWriter<T, S> {
                     )));
                 };
                 self.producers[next]
-                    .producer
                     .begin_transaction()
                     .map_err(|e| blocking_err(&self.topic, "cannot begin a transaction", e))?;
                 self.current = next;

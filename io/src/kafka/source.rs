@@ -22,7 +22,6 @@
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use brisk_engine::{
@@ -32,11 +31,11 @@ use brisk_engine::{
 use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
 use rdkafka::message::{Headers, Message};
-use rdkafka::producer::{BaseProducer, BaseRecord, Producer, ProducerContext};
-use rdkafka::{ClientContext, Offset, TopicPartitionList};
+use rdkafka::producer::{BaseRecord, Producer};
+use rdkafka::{Offset, TopicPartitionList};
 
 use super::format::{KafkaDeserializer, KafkaRecord};
-use super::{KafkaMalformed, StartOffsets, kafka_error};
+use super::{CountingProducer, DeliveryErrors, KafkaMalformed, StartOffsets};
 
 /// How long a blocking metadata or offset request may take.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
@@ -44,7 +43,7 @@ const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 const IDLE_POLL: Duration = Duration::from_millis(1);
 /// Pending offset commits kept (older ones are superseded by newer).
 const PENDING_COMMITS_MAX: usize = 8;
-/// Headers of one record copied for a deserializer; more are dropped.
+/// Headers of one record shown to a deserializer; more are dropped.
 const HEADERS_MAX: usize = 64;
 
 /// Which topics to read.
@@ -219,12 +218,11 @@ impl<T: 'static, D: KafkaDeserializer<T>> Source<T> for KafkaSource<D> {
                         c.set(k, v);
                     }
                 }
-                let failed = Arc::new(DeliveryErrors::default());
-                let producer: BaseProducer<DeliveryErrors> =
-                    c.create_with_context(DeliveryErrors::share(&failed)).map_err(|e| {
+                let producer: CountingProducer =
+                    c.create_with_context(DeliveryErrors::default()).map_err(|e| {
                         SourceError(format!("{}: cannot create the dead-letter producer: {e}", self.name))
                     })?;
-                Some(DeadLetters { producer, topic: topic.clone(), failed })
+                Some(DeadLetters { producer, topic: topic.clone() })
             }
             _ => None,
         };
@@ -252,7 +250,6 @@ impl<T: 'static, D: KafkaDeserializer<T>> Source<T> for KafkaSource<D> {
             records: ctx.counter("records_read"),
             skipped: ctx.counter("malformed_skipped"),
             dead_lettered: ctx.counter("malformed_dead_lettered"),
-            headers: Vec::new(),
         })
     }
 }
@@ -274,44 +271,9 @@ impl Part {
     }
 }
 
-/// Counts failed deliveries of a producer and keeps the first reason.
-#[derive(Default)]
-pub(crate) struct DeliveryErrors {
-    pub(crate) failed: AtomicU64,
-    pub(crate) first: std::sync::OnceLock<String>,
-    shared: Option<Arc<DeliveryErrors>>,
-}
-
-impl DeliveryErrors {
-    pub(crate) fn share(errors: &Arc<DeliveryErrors>) -> Self {
-        Self { shared: Some(errors.clone()), ..Default::default() }
-    }
-    pub(crate) fn take_error(&self) -> Option<String> {
-        (self.failed.load(Ordering::Acquire) > 0).then(|| self.first.get().cloned().unwrap_or_default())
-    }
-}
-
-impl ClientContext for DeliveryErrors {}
-
-impl ProducerContext for DeliveryErrors {
-    type DeliveryOpaque = ();
-    fn delivery(&self, result: &rdkafka::producer::DeliveryResult<'_>, _: ()) {
-        if let Err((e, m)) = result {
-            let target = self.shared.as_deref().unwrap_or(self);
-            let _ = target.first.set(format!(
-                "delivery to {} partition {} failed: {e}",
-                m.topic(),
-                m.partition()
-            ));
-            target.failed.fetch_add(1, Ordering::AcqRel);
-        }
-    }
-}
-
 struct DeadLetters {
-    producer: BaseProducer<DeliveryErrors>,
+    producer: CountingProducer,
     topic: String,
-    failed: Arc<DeliveryErrors>,
 }
 
 /// One core's reader of a [`KafkaSource`].
@@ -340,7 +302,6 @@ pub struct KafkaReader<D> {
     records: Counter,
     skipped: Counter,
     dead_lettered: Counter,
-    headers: Vec<(String, Option<Vec<u8>>)>,
 }
 
 impl<D> Drop for KafkaReader<D> {
@@ -444,7 +405,7 @@ impl<D> KafkaReader<D> {
         let deadline = self.clock.monotonic_ns() + REQUEST_TIMEOUT.as_nanos() as u64;
         loop {
             dl.producer.poll(Duration::ZERO);
-            if let Some(e) = dl.failed.take_error() {
+            if let Some(e) = dl.producer.context().error() {
                 return Err(SourceError(format!("{}: dead-letter topic '{}': {e}", self.name, dl.topic)));
             }
             if dl.producer.in_flight_count() == 0 {
@@ -507,7 +468,9 @@ fn resolve(
             StartOffsets::Latest => high,
             StartOffsets::Offset(o) => o.clamp(low, high),
             StartOffsets::Timestamp(ts) => {
-                by_time.add_partition_offset(&topic, partition, Offset::Offset(ts)).map_err(kafka_error)?;
+                by_time
+                    .add_partition_offset(&topic, partition, Offset::Offset(ts))
+                    .map_err(|e| e.to_string())?;
                 -1
             }
             StartOffsets::Committed { .. } => {
@@ -612,14 +575,10 @@ impl<T: 'static, D: KafkaDeserializer<T>> SourceReader<T> for KafkaReader<D> {
                 continue; // before a restored position, or past a bounded end
             }
             let timestamp = m.timestamp().to_millis();
-            self.headers.clear();
-            if let Some(h) = m.headers() {
-                for h in h.iter().take(HEADERS_MAX) {
-                    self.headers.push((h.key.to_string(), h.value.map(<[u8]>::to_vec)));
-                }
-            }
-            let headers: Vec<(&str, Option<&[u8]>)> =
-                self.headers.iter().map(|(k, v)| (k.as_str(), v.as_deref())).collect();
+            let headers: Vec<(&str, Option<&[u8]>)> = m
+                .headers()
+                .map(|h| h.iter().take(HEADERS_MAX).map(|h| (h.key, h.value)).collect())
+                .unwrap_or_default();
             let record = KafkaRecord {
                 topic: m.topic(),
                 partition: m.partition(),
