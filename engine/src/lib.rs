@@ -55,6 +55,7 @@ pub use config::{ExecutionMode, JobConfig, StateBackendKind};
 pub use error::{JobError, UserError};
 pub use graph::Partitioning;
 pub use metrics::{Counter, Metrics};
+pub use operator::Finisher;
 pub use operator::join::{Either, JoinContext, ProcessJoinFunction};
 pub use operator::keyed_process::{Collector, Context, KeyedProcessFunction, OpenContext, TimeDomain};
 pub use operator::sink::{

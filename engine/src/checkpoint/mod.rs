@@ -119,6 +119,11 @@ impl CheckpointShared {
     pub(crate) fn is_stopping(&self) -> bool {
         self.stop_at.load(Ordering::Acquire) != 0
     }
+    /// Whether the savepoint a stop waits for has completed.
+    pub(crate) fn stop_completed(&self) -> bool {
+        let at = self.stop_at.load(Ordering::Acquire);
+        at != 0 && self.completed.load(Ordering::Acquire) >= at
+    }
 }
 
 /// Messages from the cores to the coordinator.
@@ -164,6 +169,8 @@ pub(crate) struct Restored {
     /// Whether that root is this job's own `checkpoint_dir` (its segments
     /// are then this job's to delete).
     pub own_root: bool,
+    /// How many cores the run that wrote it had.
+    pub cores: usize,
 }
 
 impl Restored {

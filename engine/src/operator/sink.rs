@@ -79,6 +79,12 @@ pub trait SinkWriter<T>: 'static {
     fn final_commits(&mut self) -> Vec<Commit> {
         Vec::new()
     }
+    /// After the final `flush(true)`: what to do once the job's output is
+    /// final (see [`super::Finisher`]; a transactional Kafka writer commits
+    /// its last transactions there).
+    fn finisher(&mut self) -> Option<super::Finisher> {
+        None
+    }
 }
 
 /// A sink failure.
@@ -122,6 +128,12 @@ impl SinkContext {
     /// pre-commits at barriers; otherwise it writes plainly).
     pub fn checkpointing(&self) -> bool {
         self.core.checkpoints.is_some()
+    }
+    /// When the job restores from a checkpoint: how many cores the run that
+    /// wrote it had (a transactional sink aborts what the cores of that run
+    /// left open, including cores this run no longer has).
+    pub fn restored_cores(&self) -> Option<usize> {
+        self.core.checkpoints.as_ref()?.restored.as_ref().map(|r| r.cores)
     }
     /// A handle telling which checkpoint completed last (0: none, or no
     /// checkpointing), readable from the writer at any time.
@@ -168,6 +180,8 @@ pub(crate) struct SinkNode<T, W> {
     info: OperatorInfo,
     records_in: Counter,
     checkpoints: Option<Rc<CoreCheckpoints>>,
+    /// Where end-of-job finishers go.
+    job: std::sync::Arc<crate::runtime::core::JobShared>,
     /// No writer on this core (a single-writer sink elsewhere).
     writerless: bool,
     /// This sink's index among the core's sinks (for checkpoint tracking).
@@ -180,6 +194,7 @@ impl<T: 'static, W: SinkWriter<T>> SinkNode<T, W> {
         Rc::new(Self {
             index,
             checkpoints: core.checkpoints.clone(),
+            job: core.shared.clone(),
             writerless: writer.is_none(),
             state: RefCell::new(SinkState {
                 writer,
@@ -273,11 +288,13 @@ impl<T: 'static, W: SinkWriter<T>> SinkNode<T, W> {
             } else {
                 Ok(())
             };
-            if ended
-                && result.is_ok()
-                && let Some(cp) = &self.checkpoints
-            {
-                cp.sink_ended(self.index, writer.final_commits());
+            if ended && result.is_ok() {
+                if let Some(cp) = &self.checkpoints {
+                    cp.sink_ended(self.index, writer.final_commits());
+                }
+                if let Some(f) = writer.finisher() {
+                    self.job.add_finisher(self.info.name.to_string(), f);
+                }
             }
             let mut st = self.state.borrow_mut();
             st.writer = Some(writer);

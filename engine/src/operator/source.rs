@@ -61,6 +61,14 @@ pub trait SourceReader<T>: 'static {
     fn checkpoint_complete(&mut self, checkpoint: u64) {
         let _ = checkpoint;
     }
+
+    /// Called once when the reader's split has ended (input exhausted, or
+    /// stopped with a savepoint), just before the reader is dropped: what to
+    /// do once the job's output is final (see [`super::Finisher`]; a Kafka
+    /// reader commits its last offsets there).
+    fn finisher(&mut self) -> Option<super::Finisher> {
+        None
+    }
 }
 
 /// A split's position recorded by a checkpoint.
@@ -324,6 +332,9 @@ pub(crate) async fn run_source<T: 'static, R: SourceReader<T>>(
                 owned.after_push().await?;
                 if cp.stop_after(triggered) {
                     // Stop with savepoint: no final watermark, nothing after.
+                    if let Some(f) = reader.finisher() {
+                        core.shared.add_finisher(info.name.to_string(), f);
+                    }
                     out.control(Control::EndOfInput)?;
                     owned.after_push().await?;
                     owned.flush_all().await?;
@@ -389,6 +400,9 @@ pub(crate) async fn run_source<T: 'static, R: SourceReader<T>>(
             SourceStatus::Done => {
                 if let (Some(cp), Some(s)) = (&checkpoints, split_of) {
                     cp.source_ended(s.node, position_payload(reader.position(), s.split, s.splits));
+                }
+                if let Some(f) = reader.finisher() {
+                    core.shared.add_finisher(info.name.to_string(), f);
                 }
                 if watermark < MAX_WATERMARK {
                     out.control(Control::Watermark(MAX_WATERMARK))?;

@@ -71,11 +71,25 @@ pub(crate) struct JobShared {
     /// The longest time a core took to build its operators (µs), which
     /// includes loading restored state.
     build_us_max: std::sync::atomic::AtomicU64,
+    /// What sources and sinks leave to do once the job's output is final
+    /// (the receiver is the control thread's; one message per ended source
+    /// or sink instance, so bounded by the job graph).
+    finishers: std::sync::mpsc::Sender<(String, crate::operator::Finisher)>,
 }
 
 impl JobShared {
-    pub fn new() -> Arc<Self> {
-        Arc::new(Self { cancelled: AtomicBool::new(false), build_us_max: Default::default() })
+    /// The shared state, and where the control thread receives finishers.
+    pub fn new() -> (Arc<Self>, std::sync::mpsc::Receiver<(String, crate::operator::Finisher)>) {
+        let (finishers, rx) = std::sync::mpsc::channel();
+        (
+            Arc::new(Self { cancelled: AtomicBool::new(false), build_us_max: Default::default(), finishers }),
+            rx,
+        )
+    }
+    /// Hands `f` (of operator `name`) to the control thread, to run once
+    /// the job's output is final.
+    pub fn add_finisher(&self, name: String, f: crate::operator::Finisher) {
+        let _ = self.finishers.send((name, f));
     }
     /// Records that a core built its operators in `took`.
     pub fn built(&self, took: std::time::Duration) {
@@ -516,7 +530,7 @@ mod tests {
         assert_eq!(backlog, 16 << 20);
         glommio::LocalExecutorBuilder::default()
             .spawn(move || async move {
-                let core = Core::new(0, resolved, JobShared::new(), None);
+                let core = Core::new(0, resolved, JobShared::new().0, None);
                 // At the backlog: no wait.
                 core.segment_writes.started(backlog);
                 Owned::new(core.clone()).after_push().await.expect("no wait");

@@ -276,7 +276,7 @@ fn execute_once(
         }
     }
 
-    let shared = JobShared::new();
+    let (shared, finishers) = JobShared::new();
     let node_names: Vec<String> = nodes.iter().map(|n| n.meta.name.clone()).collect();
     let mut checkpointing = None;
     let mut restored = None;
@@ -429,6 +429,9 @@ fn execute_once(
             }
         }
     }
+    // Whether the output is final: the last checkpoint, or the savepoint the
+    // job stopped with, is complete (without checkpoints: no error).
+    let mut output_final = first.is_none();
     let mut checkpoints_completed = 0;
     let mut checkpoint_stats = Vec::new();
     let mut checkpoints_failed = 0;
@@ -447,6 +450,7 @@ fn execute_once(
             // All input processed: commit the end-of-input output.
             coordinator::finish(&settings, &cshared, &outcome).map_err(JobError::Checkpoint)?;
         }
+        output_final &= first.is_none() && (!cshared.is_stopping() || cshared.stop_completed());
         checkpoints_completed = outcome.completed;
         checkpoint_stats = outcome.stats;
         checkpoints_failed = outcome.failed;
@@ -459,6 +463,20 @@ fn execute_once(
             }
         }
     }
+    if output_final {
+        // What sources and sinks left for this moment.
+        for (name, finish) in finishers.try_iter() {
+            if let Err(e) = finish() {
+                first = Some(JobError::Sink {
+                    operator: name,
+                    core: 0,
+                    message: format!("after the job's end: {e}"),
+                });
+                break;
+            }
+        }
+    }
+    drop(finishers);
     match first {
         Some(e) => Err(e),
         None => Ok(JobResult {
@@ -553,7 +571,7 @@ fn prepare_restore(
     let prepared = Prepared {
         id: m.id,
         finished: m.finished,
-        restored: Restored { by_node, segment_root, own_root },
+        restored: Restored { by_node, segment_root, own_root, cores: m.cores },
         segments: m.segments.clone(),
         segment_bytes: m.segment_bytes(),
     };
