@@ -8,7 +8,8 @@ mod common;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::Duration;
 
 use brisk::io::kafka::{DisplayValue, Lines};
 use brisk::prelude::*;
@@ -36,6 +37,61 @@ fn lines(n: usize, users: usize) -> Vec<(Option<String>, String)> {
 
 fn config(cores: usize) -> JobConfig {
     JobConfig { pin_cores: false, ..JobConfig::with_cores(cores) }
+}
+
+/// A job running on its own thread; joined, its result and what was taken.
+type Running<T> = std::thread::JoinHandle<Result<(brisk::JobResult, T), brisk::JobError>>;
+
+/// An unbounded job on its own thread: `build` adds its operators and
+/// returns what to take after `execute` (collected output). Returns the
+/// job's control handle (to stop it with a savepoint) and the thread.
+fn spawn_job<B, T>(
+    config: JobConfig,
+    build: B,
+) -> (brisk::JobControl, Running<T>)
+where
+    B: FnOnce(&StreamEnv) -> Box<dyn FnOnce() -> T> + Send + 'static,
+    T: Send + 'static,
+{
+    let (control_tx, control_rx) = std::sync::mpsc::channel();
+    let job = std::thread::spawn(move || {
+        let env = StreamEnv::new(config);
+        control_tx.send(env.control()).unwrap();
+        let take = build(&env);
+        env.execute().map(|r| (r, take()))
+    });
+    (control_rx.recv().unwrap(), job)
+}
+
+/// A pass-through map that counts what goes by.
+fn counting<T>(seen: &Arc<AtomicU64>) -> impl Fn(T) -> T + Clone + Send + 'static {
+    let seen = seen.clone();
+    move |x| {
+        seen.fetch_add(1, Ordering::SeqCst);
+        x
+    }
+}
+
+/// Waits (at most 60 s) until `done`, calling `step` between checks (to
+/// move a manual clock).
+fn wait_until(what: &str, done: impl Fn() -> bool, step: impl Fn()) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while !done() {
+        assert!(std::time::Instant::now() < deadline, "timed out waiting until {what}");
+        step();
+        std::thread::yield_now();
+    }
+}
+
+/// A job on a manual clock at 1_000 s with checkpoints into `dir/chk`
+/// (far apart: only savepoints and the final one complete).
+fn manual_config(clock: &Arc<brisk::ManualClock>, dir: &std::path::Path, cores: usize) -> JobConfig {
+    JobConfig {
+        clock: clock.clone(),
+        checkpoint_dir: Some(dir.join("chk")),
+        checkpoint_interval_ms: 600_000,
+        ..config(cores)
+    }
 }
 
 fn parse(line: &str) -> (String, u64) {
@@ -248,4 +304,295 @@ fn exactly_once_runs_kafka_transactions_with_checkpoints() {
     // each core's last one at the end of input.
     assert!(commits >= 2, "{commits}");
     assert!(commits <= 2 * (checkpoints + 1), "{commits} commits for {checkpoints} checkpoints");
+}
+
+/// A bounded job commits its last offsets to the group once its output is
+/// final (after the final checkpoint; without checkpoints, at its end), so
+/// a later job starting from the committed offsets reads only what came
+/// after. The reader is gone by then: the commit is a finisher.
+#[test]
+fn a_bounded_job_commits_its_final_offsets_and_committed_start_resumes_there() {
+    for checkpoints in [false, true] {
+        let (_mock, brokers) = cluster(&[("in", 3)]);
+        produce(&brokers, "in", &lines(3_000, 7));
+        let dir = tempfile::tempdir().unwrap();
+        let run = |start: StartOffsets| {
+            let b = brokers.clone();
+            let config = JobConfig {
+                checkpoint_dir: checkpoints.then(|| dir.path().join(format!("chk-{start:?}"))),
+                // Long enough that only the final checkpoint completes.
+                checkpoint_interval_ms: if checkpoints { 600_000 } else { 0 },
+                ..config(2)
+            };
+            common::run_guarded(60, move || {
+                let env = StreamEnv::new(config);
+                let out = env
+                    .from_source(
+                        KafkaSource::new(&b, &["in"], Lines).bounded().with_group_id("g").with_start(start),
+                    )
+                    .collect();
+                env.execute().unwrap();
+                out.take()
+            })
+        };
+        let first = run(StartOffsets::Committed { or_latest: false });
+        assert_eq!(first.len(), 3_000, "checkpoints {checkpoints}: no commit yet, so from the earliest");
+        let ends: Vec<(i32, Option<i64>)> =
+            end_offsets(&brokers, "in").into_iter().map(|(p, o)| (p, Some(o))).collect();
+        assert_eq!(
+            committed(&brokers, "g", "in"),
+            ends,
+            "checkpoints {checkpoints}: final offsets committed"
+        );
+        produce(&brokers, "in", &(0..500).map(|i| (None, format!("late,{i}"))).collect::<Vec<_>>());
+        let mut second = run(StartOffsets::Committed { or_latest: false });
+        second.sort();
+        let mut want: Vec<String> = (0..500).map(|i| format!("late,{i}")).collect();
+        want.sort();
+        assert_eq!(second, want, "checkpoints {checkpoints}: only what follows the committed offsets");
+    }
+}
+
+/// Start positions other than the earliest: the latest (nothing of what is
+/// there), an offset (clamped to the partition), and a timestamp for which
+/// the broker finds no record (the end). The mock cluster does not look
+/// offsets up by timestamp (librdkafka's `rdkafka_mock_handlers.c` answers
+/// -1): the lookup itself is tested against tansu (`tests/kafka_broker.rs`).
+#[test]
+fn start_positions_latest_and_offset() {
+    let (_mock, brokers) = cluster(&[("in", 2)]);
+    // Partition p holds 100 records with timestamps 10_000 + 100 i.
+    for p in 0..2 {
+        let records: Vec<(i64, String)> = (0..100).map(|i| (10_000 + 100 * i, format!("{p},{i}"))).collect();
+        common::kafka::produce_at(&brokers, "in", p, &records);
+    }
+    let run = |start| common::kafka::read_pairs_from(&brokers, "in", start);
+    let from = |i| common::kafka::pairs(2, i, 100);
+    assert_eq!(run(StartOffsets::Earliest), from(0));
+    assert_eq!(run(StartOffsets::Latest), Vec::new(), "latest: none of what was there at the start");
+    // A timestamp the broker finds no record for starts at the end. (The
+    // mock answers "no offset" for every timestamp; the lookup itself is
+    // tested on tansu.)
+    assert_eq!(run(StartOffsets::Timestamp(15_050)), Vec::new(), "no offset found: the end");
+    assert_eq!(run(StartOffsets::Offset(70)), from(70));
+    assert_eq!(run(StartOffsets::Offset(1_000)), Vec::new(), "clamped to the end");
+}
+
+/// (window start, records in it), one per fired window.
+fn count_per_window(
+    _: &u8,
+    ctx: &brisk::window::WindowContext,
+    elements: &[String],
+    out: &mut Collector<'_, (i64, u64)>,
+) -> Result<(), UserError> {
+    out.collect((ctx.window.start(), elements.len() as u64));
+    Ok(())
+}
+
+fn window_counts(records: Vec<(i64, u64)>) -> BTreeMap<i64, u64> {
+    records.into_iter().collect()
+}
+
+/// The first event time of the watermark tests (Kafka timestamp 0 means
+/// "none" to librdkafka, which then stamps the produce time).
+const T0: i64 = 1_000_000;
+
+/// Per-partition watermarks: two partitions read on one core, each in
+/// timestamp order but the two far apart in the read order. The source's
+/// watermark is their minimum, so nothing of the partition read second is
+/// late; with one watermark for the reader, most of it would be.
+#[test]
+fn per_partition_watermarks_keep_a_slower_partition_on_time() {
+    let (_mock, brokers) = cluster(&[("in", 2)]);
+    let n = 5_000i64;
+    for p in 0..2 {
+        let records: Vec<(i64, String)> = (0..n).map(|i| (T0 + 10 * i, format!("{p},{i}"))).collect();
+        common::kafka::produce_at(&brokers, "in", p, &records);
+    }
+    let b = brokers.clone();
+    let (result, counts) = common::run_guarded(60, move || {
+        let env = StreamEnv::new(config(1));
+        let out = env
+            .from_source_with_watermarks(
+                KafkaSource::new(&b, &["in"], Lines).bounded(),
+                WatermarkStrategy::for_monotonous_timestamps(),
+            )
+            .key_by(|_: &String| 0u8)
+            .window(WindowAssigner::tumbling(1_000))
+            .process(count_per_window)
+            .collect();
+        (env.execute().unwrap(), out.take())
+    });
+    assert_eq!(result.metrics.total("late_records_dropped"), 0, "no record of either partition was late");
+    let counts = window_counts(counts);
+    assert_eq!(counts.len(), (n * 10 / 1_000) as usize, "{counts:?}");
+    assert!(counts.values().all(|&c| c == 200), "100 records of each partition per window: {counts:?}");
+}
+
+/// Idleness inside the source: a partition that has no data holds the
+/// watermark back (no window fires) until it has been idle for the
+/// strategy's idleness on the job's clock; after that the watermark follows
+/// the active partition alone and its windows fire before any end of input.
+/// Driven by a manual clock stepped 50 ms at a time; the unbounded job is
+/// ended by stop-with-savepoint.
+#[test]
+fn an_idle_partition_holds_the_watermark_until_its_idleness_passes() {
+    let (_mock, brokers) = cluster(&[("in", 2)]);
+    let records: Vec<(i64, String)> = (0..1_000).map(|i| (T0 + 10 * i, format!("0,{i}"))).collect();
+    common::kafka::produce_at(&brokers, "in", 0, &records);
+    let clock = brisk::ManualClock::new(1_000_000);
+    let dir = tempfile::tempdir().unwrap();
+    let (read, fired) = (Arc::new(AtomicU64::new(0)), Arc::new(AtomicU64::new(0)));
+    let (b, r, f) = (brokers.clone(), read.clone(), fired.clone());
+    let (control, job) = spawn_job(manual_config(&clock, dir.path(), 1), move |env| {
+        let out = env
+            .from_source_with_watermarks(
+                KafkaSource::new(&b, &["in"], Lines),
+                WatermarkStrategy::for_monotonous_timestamps().with_idleness(5_000),
+            )
+            .map(counting(&r))
+            .key_by(|_: &String| 0u8)
+            .window(WindowAssigner::tumbling(1_000))
+            .process(count_per_window)
+            .map(counting(&f))
+            .collect();
+        Box::new(move || out.take())
+    });
+    wait_until("every record is read", || read.load(Ordering::SeqCst) == 1_000, || {});
+    // Partition 1's idleness starts at the first periodic check after the
+    // start (1_000_000 + 200 at the earliest), so nothing can fire before
+    // 1_005_200 on the job's clock.
+    wait_until("a window fires", || fired.load(Ordering::SeqCst) > 0, || clock.advance_ms(50));
+    let first_fire = brisk::Clock::now_ms(&*clock);
+    println!("first window fired at clock {first_fire}");
+    assert!(first_fire > 1_005_200, "a window fired at {first_fire}, before partition 1 was idle");
+    // Partition 0's watermark is T0 + 9_989: windows T0 + [0, 1 s) ..
+    // [8 s, 9 s) fire, [9 s, 10 s) waits.
+    wait_until("nine windows fire", || fired.load(Ordering::SeqCst) == 9, || {});
+    control.stop_with_savepoint(dir.path().join("sp")).unwrap();
+    let (_, out) = job.join().unwrap().unwrap();
+    let counts = window_counts(out);
+    let want: BTreeMap<i64, u64> = (0..9).map(|w| (T0 + 1_000 * w, 100)).collect();
+    assert_eq!(counts, want, "first fired at clock {first_fire}");
+}
+
+/// Exactly-once across a stop with savepoint and a restore at fewer cores:
+/// the stopped run's last transactions are committed once its savepoint is
+/// complete; the restored run (1 core) also fences the transactional ids of
+/// the core it no longer has, and reads exactly what followed the
+/// savepoint. (The mock accepts transactions without enforcing them: this
+/// checks the protocol's steps and the record count, not read_committed.)
+#[test]
+fn exactly_once_stops_with_a_savepoint_and_restores_at_fewer_cores() {
+    let (_mock, brokers) = cluster(&[("in", 2), ("out", 2)]);
+    let n = 10_000;
+    produce(&brokers, "in", &lines(n, 13));
+    let dir = tempfile::tempdir().unwrap();
+    let sink = {
+        let b = brokers.clone();
+        move || {
+            KafkaSink::new(&b, "out", DisplayValue)
+                .with_delivery(KafkaDelivery::ExactlyOnce { transactional_id_prefix: "eos-rescale".into() })
+        }
+    };
+    let config = |cores: usize| JobConfig {
+        checkpoint_dir: Some(dir.path().join("chk")),
+        checkpoint_interval_ms: 20,
+        ..config(cores)
+    };
+    // Run 1: 2 cores, unbounded, stopped with a savepoint once all is read.
+    let read = Arc::new(AtomicU64::new(0));
+    let (b, r, s) = (brokers.clone(), read.clone(), sink.clone());
+    let (control, job) = spawn_job(config(2), move |env| {
+        env.from_source(KafkaSource::new(&b, &["in"], Lines)).map(counting(&r)).sink_to(s());
+        Box::new(|| ())
+    });
+    wait_until("every record is read", || read.load(Ordering::SeqCst) == n as u64, || {});
+    let savepoint = control.stop_with_savepoint(dir.path().join("sp")).unwrap();
+    let (first, ()) = job.join().unwrap().unwrap();
+    let m = &first.metrics;
+    assert_eq!(m.total("transactions_aborted_at_start"), 2 * brisk::io::kafka::sink::TRANSACTION_POOL as u64);
+    assert!(
+        m.total("transactions_committed") >= 2,
+        "each core's last transaction committed after the savepoint"
+    );
+    assert_eq!(read_values(&brokers, "out").len(), n, "run 1 wrote each record once");
+    // Run 2: 1 core from the savepoint, bounded, over what came after it.
+    produce(&brokers, "in", &(0..500).map(|i| (None, format!("after,{i}"))).collect::<Vec<_>>());
+    let (b, s) = (brokers.clone(), sink.clone());
+    let c = JobConfig { restore: Some(brisk::RestoreFrom::Path(savepoint)), ..config(1) };
+    let second = common::run_guarded(60, move || {
+        let env = StreamEnv::new(c);
+        // The same graph as run 1 (a map, then the sink).
+        env.from_source(KafkaSource::new(&b, &["in"], Lines).bounded()).map(|l: String| l).sink_to(s());
+        env.execute().unwrap()
+    });
+    let m = &second.metrics;
+    assert_eq!(
+        m.total("transactions_aborted_at_start"),
+        2 * brisk::io::kafka::sink::TRANSACTION_POOL as u64,
+        "core 0's own ids and those of core 1, which this run does not have"
+    );
+    assert_eq!(m.total("records_read"), 500, "only what followed the savepoint");
+    let mut out = read_values(&brokers, "out");
+    out.sort();
+    let mut want: Vec<String> = lines(n, 13).into_iter().map(|(_, v)| v).collect();
+    want.extend((0..500).map(|i| format!("after,{i}")));
+    want.sort();
+    assert_eq!(out.len(), want.len());
+    assert!(out == want, "every record exactly once across the stop and the restore");
+}
+
+/// Without checkpoints an exactly-once sink writes one transaction per
+/// core, committed once the job has ended without error (a finisher).
+#[test]
+fn exactly_once_without_checkpoints_commits_once_per_core_at_the_end() {
+    let (_mock, brokers) = cluster(&[("in", 2), ("out", 2)]);
+    produce(&brokers, "in", &lines(2_000, 13));
+    let b = brokers.clone();
+    let result = common::run_guarded(60, move || {
+        let env = StreamEnv::new(config(2));
+        env.from_source(KafkaSource::new(&b, &["in"], Lines).bounded()).sink_to(
+            KafkaSink::new(&b, "out", DisplayValue)
+                .with_delivery(KafkaDelivery::ExactlyOnce { transactional_id_prefix: "eos-plain".into() }),
+        );
+        env.execute().unwrap()
+    });
+    assert_eq!(result.metrics.total("transactions_committed"), 2);
+    assert_eq!(read_values(&brokers, "out").len(), 2_000);
+}
+
+/// A pattern subscription reads every matching topic (and no other), and
+/// finds a topic created while the job runs at its next discovery, on the
+/// job's clock.
+#[test]
+fn a_pattern_subscription_discovers_new_topics() {
+    let (mock, brokers) = cluster(&[("feed-a", 2), ("other", 1)]);
+    produce(&brokers, "feed-a", &(0..100).map(|i| (None, format!("a,{i}"))).collect::<Vec<_>>());
+    produce(&brokers, "other", &(0..50).map(|i| (None, format!("other,{i}"))).collect::<Vec<_>>());
+    let clock = brisk::ManualClock::new(1_000_000);
+    let dir = tempfile::tempdir().unwrap();
+    let read = Arc::new(AtomicU64::new(0));
+    let (b, r) = (brokers.clone(), read.clone());
+    let (control, job) = spawn_job(manual_config(&clock, dir.path(), 2), move |env| {
+        let source = KafkaSource::pattern(&b, "feed-.*", Lines)
+            .unwrap()
+            .with_discovery_interval(Duration::from_secs(10));
+        let out = env.from_source(source).map(counting(&r)).collect();
+        Box::new(move || out.take())
+    });
+    wait_until("feed-a is read", || read.load(Ordering::SeqCst) == 100, || {});
+    mock.create_topic("feed-b", 2, 1).unwrap();
+    produce(&brokers, "feed-b", &(0..60).map(|i| (None, format!("b,{i}"))).collect::<Vec<_>>());
+    let before = brisk::Clock::now_ms(&*clock);
+    wait_until("feed-b is read", || read.load(Ordering::SeqCst) == 160, || clock.advance_ms(100));
+    let found_after = brisk::Clock::now_ms(&*clock) - before;
+    println!("feed-b was read {found_after} ms after it was created, on the job's clock");
+    control.stop_with_savepoint(dir.path().join("sp")).unwrap();
+    let (_, mut out) = job.join().unwrap().unwrap();
+    out.sort();
+    let mut want: Vec<String> =
+        (0..100).map(|i| format!("a,{i}")).chain((0..60).map(|i| format!("b,{i}"))).collect();
+    want.sort();
+    assert_eq!(out, want, "both feed topics, nothing of 'other'");
 }

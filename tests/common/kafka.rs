@@ -21,18 +21,37 @@ pub struct Consumed {
 
 /// Produces `(key, value)` records to `topic` and waits for all of them.
 pub fn produce(brokers: &str, topic: &str, records: &[(Option<String>, String)]) {
+    send_all(
+        brokers,
+        records.iter().map(|(k, v)| {
+            let r: BaseRecord<'_, str, str> = BaseRecord::to(topic).payload(v.as_str());
+            match k {
+                Some(k) => r.key(k.as_str()),
+                None => r,
+            }
+        }),
+    );
+}
+
+/// Produces `(timestamp, value)` records to partition `partition` of
+/// `topic`, with those Kafka timestamps, and waits for all of them.
+pub fn produce_at(brokers: &str, topic: &str, partition: i32, records: &[(i64, String)]) {
+    send_all(
+        brokers,
+        records.iter().map(|(ts, v)| {
+            BaseRecord::<'_, str, str>::to(topic).payload(v.as_str()).partition(partition).timestamp(*ts)
+        }),
+    );
+}
+
+fn send_all<'a>(brokers: &str, records: impl Iterator<Item = BaseRecord<'a, str, str>>) {
     let producer: BaseProducer = ClientConfig::new()
         .set("bootstrap.servers", brokers)
         .set("partitioner", "murmur2_random")
         .set("linger.ms", "5")
         .create()
         .unwrap();
-    for (k, v) in records {
-        let mut r: BaseRecord<'_, str, str> = BaseRecord::to(topic).payload(v.as_str());
-        if let Some(k) = k {
-            r = r.key(k.as_str());
-        }
-        let mut r = r;
+    for mut r in records {
         loop {
             match producer.send(r) {
                 Ok(()) => break,
@@ -210,4 +229,34 @@ pub fn assert_both_cores_read(metrics: &brisk::Metrics) {
         metrics.entries().iter().filter(|e| e.metric == "records_read").map(|e| e.counter.get()).collect();
     assert_eq!(read.len(), 2, "a reader on each core: {read:?}");
     assert!(read.iter().all(|&r| r > 0), "both cores read partitions: {read:?}");
+}
+
+/// Reads `topic` (lines `<partition>,<i>`) with a bounded source on 2
+/// cores starting at `start`; returns the sorted `(partition, i)` pairs.
+pub fn read_pairs_from(brokers: &str, topic: &str, start: brisk::io::kafka::StartOffsets) -> Vec<(u64, u64)> {
+    use brisk::prelude::*;
+    let (b, t) = (brokers.to_string(), topic.to_string());
+    let lines = super::run_guarded(60, move || {
+        let env = StreamEnv::new(JobConfig { pin_cores: false, ..JobConfig::with_cores(2) });
+        let out = env
+            .from_source(KafkaSource::new(&b, &[&t], brisk::io::kafka::Lines).bounded().with_start(start))
+            .collect();
+        env.execute().unwrap();
+        out.take()
+    });
+    let mut got: Vec<(u64, u64)> = lines
+        .iter()
+        .map(|l: &String| {
+            let (p, i) = l.split_once(',').unwrap();
+            (p.parse().unwrap(), i.parse().unwrap())
+        })
+        .collect();
+    got.sort();
+    got
+}
+
+/// The sorted pairs `(p, j)` for partitions `0..partitions` and `j` in
+/// `from..to`.
+pub fn pairs(partitions: u64, from: u64, to: u64) -> Vec<(u64, u64)> {
+    (0..partitions).flat_map(|p| (from..to).map(move |j| (p, j))).collect()
 }

@@ -11,26 +11,28 @@
 //! # What has been verified, and where
 //!
 //! - Consumption, offsets in checkpoints, restore (also at another core
-//!   count), the malformed-record policies, group offset commits, at-least-
-//!   once output: against librdkafka's mock cluster (`io/tests/kafka.rs`)
-//!   and against tansu, a real Kafka-compatible broker started by
-//!   `tools/test-broker.sh` (`tests/kafka.rs`).
+//!   count), start positions, pattern subscription with discovery,
+//!   per-partition watermarks and idleness, the malformed-record policies,
+//!   group offset commits (also the last ones of a bounded job), at-least-
+//!   once output: against librdkafka's mock cluster (`tests/kafka_mock.rs`)
+//!   and, for the multi-partition, kill-and-restore and malformed-record
+//!   stories, against tansu, a real Kafka-compatible broker started by
+//!   `tools/test-broker.sh` (`tests/kafka_broker.rs`).
 //! - Exactly-once output: the protocol (transactional ids, `init_transactions`
-//!   at start, pre-commit at the barrier, commit once the checkpoint is
-//!   complete) runs against the mock cluster, which accepts transactions
-//!   but does not enforce them (a `read_committed` consumer still sees
-//!   aborted records), and tansu does not implement them at all. So the
-//!   read-committed guarantee itself is **not** verified here.
+//!   at start, also for the ids of cores a restore at fewer cores no longer
+//!   has; pre-commit at the barrier; commit once the checkpoint is complete;
+//!   at the end of input, commit once the job's last checkpoint or the
+//!   savepoint it stopped with is complete) runs against the mock cluster,
+//!   which accepts transactions but does not enforce them (a
+//!   `read_committed` consumer still sees aborted records), and tansu does
+//!   not implement them at all. So the read-committed guarantee itself is
+//!   **not** verified here.
 //! - Known gap of exactly-once: librdkafka cannot resume another
 //!   producer's transaction (Flink does it by reflection on the Java
 //!   client). A crash after a checkpoint completes and before the sink
-//!   commits that checkpoint's transaction (at its next flush or barrier)
-//!   loses that transaction at restore, when `init_transactions` aborts
-//!   it. Transactional ids are per core: after a restore at fewer cores,
-//!   lingering transactions of the cores that no longer exist are left to
-//!   the broker's transaction timeout. At the end of input the last
-//!   transaction is committed by the sink itself, not by the final
-//!   checkpoint.
+//!   commits that checkpoint's transaction (at its next flush or barrier,
+//!   or after the job's end) loses that transaction at restore, when
+//!   `init_transactions` aborts it.
 
 pub mod format;
 pub mod sink;

@@ -24,7 +24,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use brisk_engine::{Batch, CheckpointProgress, Counter, Sink, SinkContext, SinkError, SinkWriter};
+use brisk_engine::{Batch, CheckpointProgress, Counter, Finisher, Sink, SinkContext, SinkError, SinkWriter};
 use rdkafka::config::ClientConfig;
 use rdkafka::error::KafkaError;
 use rdkafka::message::{Header, OwnedHeaders};
@@ -185,6 +185,7 @@ impl<T: 'static, S: KafkaSerializer<T>> Sink<T> for KafkaSink<T, S> {
     }
 
     fn create_writer(&self, ctx: &SinkContext) -> Result<Self::Writer, SinkError> {
+        let mut orphans = Vec::new();
         let (producers, transactional) = match &self.delivery {
             KafkaDelivery::ExactlyOnce { transactional_id_prefix } => {
                 if transactional_id_prefix.is_empty() {
@@ -198,6 +199,16 @@ impl<T: 'static, S: KafkaSerializer<T>> Sink<T> for KafkaSink<T, S> {
                     let id = format!("{transactional_id_prefix}-{}-{slot}", ctx.core());
                     pool.push(self.producer(Some(&id))?);
                 }
+                // Restored from a run with more cores: this core also fences
+                // the ids of the cores that no longer exist (core c takes
+                // c + cores, c + 2 cores, ...), aborting what they left open.
+                let old = ctx.restored_cores().unwrap_or(0);
+                for gone in (ctx.core() + ctx.cores()..old).step_by(ctx.cores()) {
+                    for slot in 0..TRANSACTION_POOL {
+                        orphans
+                            .push(self.producer(Some(&format!("{transactional_id_prefix}-{gone}-{slot}")))?);
+                    }
+                }
                 (pool, true)
             }
             _ => (vec![self.producer(None)?], false),
@@ -210,6 +221,7 @@ impl<T: 'static, S: KafkaSerializer<T>> Sink<T> for KafkaSink<T, S> {
             transactional,
             core: ctx.core(),
             producers,
+            orphans,
             current: 0,
             initialized: false,
             partitions: None,
@@ -220,6 +232,7 @@ impl<T: 'static, S: KafkaSerializer<T>> Sink<T> for KafkaSink<T, S> {
             arena: Vec::new(),
             out: KafkaOut::default(),
             set_aside: Vec::new(),
+            ending: Vec::new(),
             progress: ctx.checkpoint_progress(),
             records: ctx.counter("records_out"),
             failed: ctx.counter("delivery_failed"),
@@ -247,6 +260,10 @@ pub struct KafkaWriter<T, S> {
     transactional: bool,
     core: usize,
     producers: Vec<Arc<CountingProducer>>,
+    /// Producers of the transactional ids of restored cores that no longer
+    /// exist: initialized once (which aborts their transactions), then
+    /// dropped.
+    orphans: Vec<Arc<CountingProducer>>,
     /// The producer taking records (its transaction is open, if transactional).
     current: usize,
     initialized: bool,
@@ -259,6 +276,9 @@ pub struct KafkaWriter<T, S> {
     out: KafkaOut,
     /// Pre-committed transactions: (checkpoint, producer slot).
     set_aside: Vec<(u64, usize)>,
+    /// At the end of input: the producer slots whose transactions the
+    /// finisher commits, in order.
+    ending: Vec<usize>,
     progress: CheckpointProgress,
     records: Counter,
     failed: Counter,
@@ -311,7 +331,11 @@ impl<T, S> Drop for KafkaWriter<T, S> {
         // Destroying a librdkafka client joins its threads and may wait for
         // the network: never on a core.
         let producers = std::mem::take(&mut self.producers);
-        let _ = std::thread::Builder::new().name("brisk-kafka-close".into()).spawn(move || drop(producers));
+        let orphans = std::mem::take(&mut self.orphans);
+        let _ = std::thread::Builder::new().name("brisk-kafka-close".into()).spawn(move || {
+            drop(producers);
+            drop(orphans);
+        });
     }
 }
 
@@ -338,16 +362,21 @@ impl<T, S> KafkaWriter<T, S> {
         self.partitions = Some(n);
         if self.transactional {
             let producers = self.producers.clone();
+            let orphans = std::mem::take(&mut self.orphans);
+            let n = producers.len() + orphans.len();
             glommio::executor()
                 .spawn_blocking(move || {
-                    for p in &producers {
+                    for p in producers.iter().chain(&orphans) {
                         p.init_transactions(REQUEST_TIMEOUT)?;
                     }
+                    // Destroying a client waits for its threads: here, on
+                    // the blocking pool.
+                    drop(orphans);
                     producers[0].begin_transaction()
                 })
                 .await
                 .map_err(|e| blocking_err(&self.topic, "cannot initialize transactions", e))?;
-            self.aborted_at_start.add(self.producers.len() as u64);
+            self.aborted_at_start.add(n as u64);
         }
         self.initialized = true;
         Ok(())
@@ -500,21 +529,32 @@ impl<T: 'static, S: KafkaSerializer<T>> SinkWriter<T> for KafkaWriter<T, S> {
             let current = self.current;
             self.settle(current).await?;
             if self.transactional {
-                // The end of input commits everything: the job's final
-                // checkpoint has no later barrier to carry it.
-                let mut slots: Vec<usize> = self.set_aside.drain(..).map(|(_, s)| s).collect();
-                slots.push(current);
-                for slot in slots {
-                    let p = self.producers[slot].clone();
-                    glommio::executor()
-                        .spawn_blocking(move || p.commit_transaction(REQUEST_TIMEOUT))
-                        .await
-                        .map_err(|e| blocking_err(&self.topic, "cannot commit the last transaction", e))?;
-                    self.committed.add(1);
-                }
+                // Everything is on the broker. The transactions still open
+                // are committed once the job's output is final (after its
+                // last checkpoint, or the savepoint it stopped with): see
+                // `finisher`.
+                self.ending = self.set_aside.drain(..).map(|(_, s)| s).collect();
+                self.ending.push(current);
             }
         }
         Ok(())
+    }
+
+    fn finisher(&mut self) -> Option<Finisher> {
+        if self.ending.is_empty() {
+            return None;
+        }
+        let producers: Vec<Arc<CountingProducer>> =
+            self.ending.drain(..).map(|slot| self.producers[slot].clone()).collect();
+        let (topic, committed) = (self.topic.clone(), self.committed.clone());
+        Some(Box::new(move || {
+            for p in producers {
+                p.commit_transaction(REQUEST_TIMEOUT)
+                    .map_err(|e| format!("kafka({topic}): cannot commit the last transactions: {e}"))?;
+                committed.add(1);
+            }
+            Ok(())
+        }))
     }
 
     async fn pre_commit(

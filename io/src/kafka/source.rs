@@ -25,7 +25,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use brisk_engine::{
-    Clock, Counter, Source, SourceContext, SourceError, SourceOutput, SourceReader, SourceStatus,
+    Clock, Counter, Finisher, Source, SourceContext, SourceError, SourceOutput, SourceReader, SourceStatus,
     StreamStatus,
 };
 use rdkafka::config::ClientConfig;
@@ -707,16 +707,39 @@ impl<T: 'static, D: KafkaDeserializer<T>> SourceReader<T> for KafkaReader<D> {
             newest = self.pending_commits.pop_front();
         }
         let Some((_, offsets)) = newest else { return };
-        let mut tpl = TopicPartitionList::new();
-        for (topic, partition, next) in &offsets {
-            let _ = tpl.add_partition_offset(topic, *partition, Offset::Offset(*next));
-        }
         tracing::debug!(source = %self.name, checkpoint, ?offsets, "committing offsets to the group");
-        if tpl.count() > 0 {
-            // Asynchronous: never waits; a failure only delays monitoring.
-            if let Err(e) = self.consumer.commit(&tpl, CommitMode::Async) {
-                tracing::warn!(source = %self.name, checkpoint, "cannot commit offsets to the group: {e}");
-            }
+        // Asynchronous: never waits; a failure only delays monitoring.
+        commit_offsets(&self.consumer, &self.name, &offsets, CommitMode::Async);
+    }
+
+    fn finisher(&mut self) -> Option<Finisher> {
+        // The split ended (bounded input, or stopped with a savepoint): its
+        // last offsets go to the group once the job's output is final. The
+        // reader is gone by then, so the finisher holds the consumer.
+        if !self.commit || !self.discovered_once {
+            return None;
         }
+        let offsets: Offsets = self.parts.iter().map(|p| (p.topic.clone(), p.partition, p.next)).collect();
+        let (consumer, name) = (self.consumer.clone(), self.name.clone());
+        Some(Box::new(move || {
+            tracing::debug!(source = %name, ?offsets, "committing the final offsets to the group");
+            commit_offsets(&consumer, &name, &offsets, CommitMode::Sync);
+            Ok(())
+        }))
+    }
+}
+
+/// Commits `offsets` to the consumer's group. Offsets there are for
+/// monitoring and `StartOffsets::Committed` only (positions come from
+/// checkpoints), so a failure is logged, not fatal.
+fn commit_offsets(consumer: &BaseConsumer, name: &str, offsets: &Offsets, mode: CommitMode) {
+    let mut tpl = TopicPartitionList::new();
+    for (topic, partition, next) in offsets {
+        let _ = tpl.add_partition_offset(topic, *partition, Offset::Offset(*next));
+    }
+    if tpl.count() > 0
+        && let Err(e) = consumer.commit(&tpl, mode)
+    {
+        tracing::warn!(source = %name, "cannot commit offsets to the group: {e}");
     }
 }
