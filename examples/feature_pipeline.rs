@@ -14,7 +14,6 @@
 //! ```
 
 use std::io::Write;
-use std::path::PathBuf;
 
 use brisk::io::kafka::{Csv, FnSerializer, KafkaOut};
 use brisk::prelude::*;
@@ -52,21 +51,8 @@ struct Cli {
     /// Also print every feature on stdout.
     #[arg(long)]
     print: bool,
-    /// Cores to run on (default: all available).
-    #[arg(long, value_parser = clap::value_parser!(u16).range(1..=1024))]
-    cores: Option<u16>,
-    /// Take checkpoints into this directory.
-    #[arg(long)]
-    checkpoint_dir: Option<PathBuf>,
-    /// Time between checkpoints, in ms.
-    #[arg(long, default_value_t = 1000, value_parser = clap::value_parser!(u64).range(1..))]
-    checkpoint_interval_ms: u64,
-    /// Restore from the newest checkpoint (`latest`) or a checkpoint or savepoint directory.
-    #[arg(long, requires = "checkpoint_dir")]
-    restore: Option<RestoreFrom>,
-    /// Where keyed state lives: memory or log.
-    #[arg(long, default_value = "memory")]
-    state_backend: brisk::StateBackendKind,
+    #[command(flatten)]
+    job: brisk::cli::JobArgs,
 }
 
 fn parse_delivery(s: &str) -> Result<KafkaDelivery, String> {
@@ -86,16 +72,9 @@ mod features;
 use features::{Feature, MovingAverage};
 
 fn main() -> anyhow::Result<()> {
-    brisk::init_logging();
     let cli = Cli::parse();
-    let env = StreamEnv::new(JobConfig {
-        cores: cli.cores.map(usize::from),
-        checkpoint_dir: cli.checkpoint_dir.clone(),
-        checkpoint_interval_ms: if cli.checkpoint_dir.is_some() { cli.checkpoint_interval_ms } else { 0 },
-        restore: cli.restore.clone(),
-        state_backend: cli.state_backend,
-        ..JobConfig::default()
-    });
+    cli.job.init_logging();
+    let env = StreamEnv::new(cli.job.config());
     let mut source = KafkaSource::new(&cli.brokers, &[&cli.input_topic], Csv::<Feature>::new())
         .with_group_id(&cli.group_id)
         .with_start(cli.start)

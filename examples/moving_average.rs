@@ -25,9 +25,8 @@ use clap::Parser;
 struct Cli {
     /// The input file (`user,value` per line).
     file: PathBuf,
-    /// Cores to run on (default: all available).
-    #[arg(long, value_parser = clap::value_parser!(u16).range(1..=1024))]
-    cores: Option<u16>,
+    #[command(flatten)]
+    job: brisk::cli::JobArgs,
 }
 
 #[path = "common/features.rs"]
@@ -36,9 +35,9 @@ mod features;
 use features::{Feature, MovingAverage};
 
 fn main() -> anyhow::Result<()> {
-    brisk::init_logging();
     let cli = Cli::parse();
-    let env = StreamEnv::new(JobConfig { cores: cli.cores.map(usize::from), ..JobConfig::default() });
+    cli.job.init_logging();
+    let env = StreamEnv::new(cli.job.config());
     env.from_source(FileSource::csv::<Feature>(&cli.file).trim(true).on_malformed(MalformedPolicy::Skip))
         .set_parallelism(1)
         .key_by(|f: &Feature| f.user.clone())

@@ -66,9 +66,6 @@ struct Cli {
     /// Emit a watermark after every record instead of periodically.
     #[arg(long)]
     watermark_every_event: bool,
-    /// Cores to run on (default: all available).
-    #[arg(long, value_parser = clap::value_parser!(u16).range(1..=1024))]
-    cores: Option<u16>,
     /// Where the window results go.
     #[arg(long)]
     output: PathBuf,
@@ -84,16 +81,6 @@ struct Cli {
     /// Mark an input idle after this many ms of processing time without records.
     #[arg(long, value_parser = clap::value_parser!(i64).range(1..))]
     idleness: Option<i64>,
-    /// Take checkpoints into this directory (OUT then is a directory of
-    /// committed part files).
-    #[arg(long)]
-    checkpoint_dir: Option<PathBuf>,
-    /// Time between checkpoints, in ms (needs --checkpoint-dir).
-    #[arg(long, value_parser = clap::value_parser!(u64).range(1..), requires = "checkpoint_dir")]
-    checkpoint_interval_ms: Option<u64>,
-    /// Restore from the newest checkpoint (`latest`) or a checkpoint or savepoint directory.
-    #[arg(long, requires = "checkpoint_dir")]
-    restore: Option<RestoreFrom>,
     /// Read commands from standard input while running: `savepoint DIR`
     /// takes a savepoint into DIR, `stop DIR` stops the job with one.
     #[arg(long, requires = "checkpoint_dir")]
@@ -101,13 +88,10 @@ struct Cli {
     /// Replay the input at this many records per second (per input file).
     #[arg(long, value_parser = parse_rate)]
     rate: Option<f64>,
-    /// Where window state lives: `memory` (the heap) or `log` (memory up to
-    /// --state-memory-budget per core, the rest in checksummed segment files).
-    #[arg(long, default_value = "memory")]
-    state_backend: brisk::StateBackendKind,
-    /// Log backend: bytes of state each core keeps in memory.
-    #[arg(long, value_parser = clap::value_parser!(u64).range(4096..))]
-    state_memory_budget: Option<u64>,
+    /// Standard job options (with --checkpoint-dir, OUT is a directory of
+    /// committed part files).
+    #[command(flatten)]
+    job: brisk::cli::JobArgs,
 }
 
 fn parse_rate(s: &str) -> Result<f64, String> {
@@ -248,20 +232,10 @@ fn java_double(x: f64) -> String {
 }
 
 fn main() -> anyhow::Result<()> {
-    brisk::init_logging();
     let cli = Cli::parse();
-    let checkpointing = cli.checkpoint_dir.is_some();
-    let env = StreamEnv::new(JobConfig {
-        cores: cli.cores.map(usize::from),
-        checkpoint_dir: cli.checkpoint_dir.clone(),
-        checkpoint_interval_ms: cli.checkpoint_interval_ms.unwrap_or(0),
-        restore: cli.restore.clone(),
-        state_backend: cli.state_backend,
-        state_memory_budget_bytes: cli
-            .state_memory_budget
-            .map_or(JobConfig::default().state_memory_budget_bytes, |b| b as usize),
-        ..JobConfig::default()
-    });
+    cli.job.init_logging();
+    let checkpointing = cli.job.checkpoint_dir.is_some();
+    let env = StreamEnv::new(cli.job.config());
     let is_count = matches!(cli.window, Spec::Count { .. });
     if is_count && (cli.trigger.is_some() || cli.evictor.is_some()) {
         anyhow::bail!("--trigger and --evictor apply to time windows only, not to --window count:...");
@@ -381,7 +355,7 @@ fn main() -> anyhow::Result<()> {
         result.metrics.total("records_written"),
         result.checkpoints_completed
     )?;
-    if cli.state_backend == brisk::StateBackendKind::Log {
+    if cli.job.state_backend == brisk::StateBackendKind::Log {
         writeln!(
             err,
             "window_csv: log backend: {} window rows evicted, {} read back",

@@ -20,9 +20,8 @@ use clap::Parser;
 struct Cli {
     /// The text file to read.
     file: PathBuf,
-    /// Cores to run on (default: all available).
-    #[arg(long, value_parser = clap::value_parser!(u16).range(1..=1024))]
-    cores: Option<u16>,
+    #[command(flatten)]
+    job: brisk::cli::JobArgs,
 }
 
 fn words(line: String) -> Vec<(String, u64)> {
@@ -33,13 +32,9 @@ fn words(line: String) -> Vec<(String, u64)> {
 }
 
 fn main() -> anyhow::Result<()> {
-    brisk::init_logging();
     let cli = Cli::parse();
-    let config = JobConfig {
-        cores: cli.cores.map(usize::from),
-        execution_mode: ExecutionMode::Batch,
-        ..JobConfig::default()
-    };
+    cli.job.init_logging();
+    let config = JobConfig { execution_mode: ExecutionMode::Batch, ..cli.job.config() };
     let env = StreamEnv::new(config);
     env.from_source(FileSource::lines(&cli.file))
         .flat_map(words)

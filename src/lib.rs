@@ -8,6 +8,7 @@
 //! | `brisk::*` | `brisk-engine` | the DataStream API, operators, runtime |
 //! | [`brisk::io`](io) | `brisk-io` | connectors: generators, files, stdout, Kafka |
 //! | [`brisk::state`](state) | `brisk-state` | keyed state and key groups |
+//! | [`brisk::cli`](cli) | this crate | [`cli::JobArgs`]: the options every job accepts |
 //!
 //! # Example
 //! ```
@@ -27,6 +28,8 @@
 
 pub use brisk_engine::*;
 pub use brisk_io as io;
+
+pub mod cli;
 pub use brisk_state as state;
 
 /// The engine's prelude plus the connectors.
@@ -50,9 +53,19 @@ pub mod prelude {
 /// anyway, and the message appeared once per state file opened. Set
 /// `RUST_LOG` to see it.
 pub fn init_logging() {
+    init_logging_with(None);
+}
+
+/// [`init_logging`] with a filter of the job's configuration
+/// (`--log-level`), used when `RUST_LOG` is not set. An invalid filter
+/// falls back to the default (parsers validate it first: see
+/// [`cli::JobArgs`]).
+pub fn init_logging_with(filter: Option<&str>) {
     use tracing_subscriber::EnvFilter;
-    let filter =
-        EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("warn,glommio::reactor=off"));
+    const DEFAULT: &str = "warn,glommio::reactor=off";
+    let filter = EnvFilter::try_from_default_env()
+        .or_else(|_| EnvFilter::try_new(filter.unwrap_or(DEFAULT)))
+        .unwrap_or_else(|_| EnvFilter::new(DEFAULT));
     let _ = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).try_init();
 }
 

@@ -45,10 +45,7 @@ type Running<T> = std::thread::JoinHandle<Result<(brisk::JobResult, T), brisk::J
 /// An unbounded job on its own thread: `build` adds its operators and
 /// returns what to take after `execute` (collected output). Returns the
 /// job's control handle (to stop it with a savepoint) and the thread.
-fn spawn_job<B, T>(
-    config: JobConfig,
-    build: B,
-) -> (brisk::JobControl, Running<T>)
+fn spawn_job<B, T>(config: JobConfig, build: B) -> (brisk::JobControl, Running<T>)
 where
     B: FnOnce(&StreamEnv) -> Box<dyn FnOnce() -> T> + Send + 'static,
     T: Send + 'static,

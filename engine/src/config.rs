@@ -115,6 +115,13 @@ pub struct JobConfig {
     pub restart_delay_ms: u64,
     /// Where keyed state lives.
     pub state_backend: StateBackendKind,
+    /// Serve the REST API and web UI on this address while the job runs
+    /// (`None`: no server). An address other than loopback needs
+    /// `web_token`.
+    pub web_ui: Option<std::net::SocketAddr>,
+    /// The bearer token every mutating REST call must carry (required when
+    /// `web_ui` is not a loopback address; optional on loopback).
+    pub web_token: Option<String>,
     /// Log backend: bytes of keyed state each core keeps in memory (managed
     /// memory); beyond it, entries are evicted to the log.
     pub state_memory_budget_bytes: usize,
@@ -138,6 +145,9 @@ pub struct JobConfig {
     pub tune_allocator: bool,
 }
 
+/// The shortest accepted `web_token`.
+pub const WEB_TOKEN_LEN_MIN: usize = 16;
+
 impl std::fmt::Debug for JobConfig {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("JobConfig")
@@ -153,6 +163,8 @@ impl std::fmt::Debug for JobConfig {
             .field("restore", &self.restore)
             .field("restart_attempts", &self.restart_attempts)
             .field("state_backend", &self.state_backend)
+            .field("web_ui", &self.web_ui)
+            .field("web_token", &self.web_token.as_ref().map(|_| "<set>"))
             .field("state_memory_budget_bytes", &self.state_memory_budget_bytes)
             .field("incremental_checkpoints", &self.incremental_checkpoints)
             .field("tune_allocator", &self.tune_allocator)
@@ -180,6 +192,8 @@ impl Default for JobConfig {
             restart_attempts: 0,
             restart_delay_ms: 1000,
             state_backend: StateBackendKind::Memory,
+            web_ui: None,
+            web_token: None,
             state_memory_budget_bytes: STATE_MEMORY_BUDGET_DEFAULT,
             state_dir: None,
             incremental_checkpoints: true,
@@ -257,6 +271,22 @@ impl JobConfig {
         }
         if self.checkpoint_timeout_ms == 0 {
             return Err(JobError::Config("checkpoint_timeout_ms = 0: must be positive".into()));
+        }
+        if let Some(addr) = self.web_ui {
+            // R16: a server reachable from elsewhere takes no action without
+            // a token.
+            let token = self.web_token.as_deref().unwrap_or("");
+            if !addr.ip().is_loopback() && token.is_empty() {
+                return Err(JobError::Config(format!(
+                    "web_ui = {addr} is not a loopback address: set web_token (--web-token or \
+                     BRISK_WEB_TOKEN) so that only holders of it can cancel or savepoint the job"
+                )));
+            }
+        }
+        if self.web_token.as_deref().is_some_and(|t| t.len() < WEB_TOKEN_LEN_MIN) {
+            return Err(JobError::Config(format!(
+                "web_token: must be at least {WEB_TOKEN_LEN_MIN} characters"
+            )));
         }
         Ok(ResolvedConfig {
             cores,

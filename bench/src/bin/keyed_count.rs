@@ -28,9 +28,8 @@ struct Cli {
     /// Distinct keys.
     #[arg(long, default_value_t = 10_000, value_parser = clap::value_parser!(u64).range(1..))]
     keys: u64,
-    /// Cores (default: all available).
-    #[arg(long, value_parser = clap::value_parser!(u16).range(1..=1024))]
-    cores: Option<u16>,
+    #[command(flatten)]
+    job: brisk::cli::JobArgs,
     /// Emit one result per key at the end instead of one per event.
     #[arg(long)]
     batch: bool,
@@ -71,8 +70,8 @@ fn limit(events: u64, keys: u64) -> (u64, f64) {
 }
 
 fn main() -> anyhow::Result<()> {
-    brisk::init_logging();
     let cli = Cli::parse();
+    cli.job.init_logging();
     let (events, keys) = (cli.events, cli.keys);
     if cli.limit {
         let (total, secs) = limit(events, keys);
@@ -84,11 +83,7 @@ fn main() -> anyhow::Result<()> {
         return Ok(());
     }
     let mode = if cli.batch { ExecutionMode::Batch } else { ExecutionMode::Streaming };
-    let env = StreamEnv::new(JobConfig {
-        cores: cli.cores.map(usize::from),
-        execution_mode: mode,
-        ..JobConfig::default()
-    });
+    let env = StreamEnv::new(JobConfig { execution_mode: mode, ..cli.job.config() });
     env.from_source(GeneratorSource::new(events, move |i| {
         let e = kw_event(i, keys);
         (e.key, 1u64, e.value)

@@ -35,19 +35,6 @@ struct Cli {
     /// Distinct keys.
     #[arg(long, default_value_t = 10_000, value_parser = clap::value_parser!(u64).range(1..))]
     keys: u64,
-    /// Cores (default: all available).
-    #[arg(long, value_parser = clap::value_parser!(u16).range(1..=1024))]
-    cores: Option<u16>,
-    /// Take checkpoints into this directory.
-    #[arg(long)]
-    checkpoint_dir: Option<std::path::PathBuf>,
-    /// Time between checkpoints, in ms (needs --checkpoint-dir).
-    #[arg(long, value_parser = clap::value_parser!(u64).range(1..), requires = "checkpoint_dir")]
-    checkpoint_interval_ms: Option<u64>,
-    /// Resume from this checkpoint or savepoint (`latest`: the newest in
-    /// --checkpoint-dir).
-    #[arg(long, requires = "checkpoint_dir")]
-    restore: Option<RestoreFrom>,
     /// Stop with a savepoint once this event index has been generated.
     #[arg(long, requires_all = ["savepoint_dir", "checkpoint_dir"])]
     savepoint_at: Option<u64>,
@@ -61,16 +48,6 @@ struct Cli {
     /// Print the event rate sampled every this many ms.
     #[arg(long, value_parser = clap::value_parser!(u64).range(10..))]
     timeline_ms: Option<u64>,
-    /// Where window state lives: `memory` or `log` (Flink's hashmap and
-    /// rocksdb).
-    #[arg(long, default_value = "memory")]
-    state_backend: brisk::StateBackendKind,
-    /// Log backend: bytes of state each core keeps in memory.
-    #[arg(long, value_parser = clap::value_parser!(u64).range(4096..))]
-    state_memory_budget: Option<u64>,
-    /// Log backend: full checkpoints instead of incremental ones.
-    #[arg(long)]
-    full_checkpoints: bool,
     /// Generate at most this many events per second (over all cores), for
     /// sustained-load runs; unlimited by default.
     #[arg(long, value_parser = clap::value_parser!(u64).range(1..))]
@@ -87,6 +64,8 @@ struct Cli {
     /// for sustained-load runs.
     #[arg(long)]
     interleaved: bool,
+    #[command(flatten)]
+    job: brisk::cli::JobArgs,
 }
 
 /// Events generated, summed over cores (updated every [`COUNT_BATCH`]).
@@ -118,21 +97,12 @@ impl AggregateFunction<(u64, i64, u64)> for CountSum {
 }
 
 fn main() -> anyhow::Result<()> {
-    brisk::init_logging();
     let cli = Cli::parse();
+    cli.job.init_logging();
     let (events, keys) = (cli.events, cli.keys);
-    let env_budget =
-        cli.state_memory_budget.map_or(JobConfig::default().state_memory_budget_bytes, |b| b as usize);
-    let env = StreamEnv::new(JobConfig {
-        cores: cli.cores.map(usize::from),
-        checkpoint_dir: cli.checkpoint_dir.clone(),
-        checkpoint_interval_ms: cli.checkpoint_interval_ms.unwrap_or(0),
-        restore: cli.restore.clone(),
-        state_backend: cli.state_backend,
-        state_memory_budget_bytes: env_budget,
-        incremental_checkpoints: !cli.full_checkpoints,
-        ..JobConfig::default()
-    });
+    let config = cli.job.config();
+    let env_budget = config.state_memory_budget_bytes;
+    let env = StreamEnv::new(config);
     let counting = cli.timeline_ms.is_some();
     let (reached, reached_rx) = std::sync::mpsc::sync_channel::<()>(1);
     let savepoint_at = cli.savepoint_at;
@@ -244,7 +214,7 @@ fn main() -> anyhow::Result<()> {
             sync[sync.len() - 1] as f64 / 1000.0,
         );
     }
-    if cli.state_backend == brisk::StateBackendKind::Log {
+    if cli.job.state_backend == brisk::StateBackendKind::Log {
         println!(
             "# log backend: {} rows evicted, {} written, {} read back, {} segments compacted",
             result.metrics.total("state_evicted"),

@@ -1,0 +1,120 @@
+//! The options every brisk job accepts, as one `clap` argument group.
+//!
+//! A job's own `clap` parser flattens [`JobArgs`] beside its own options,
+//! then builds its [`JobConfig`](crate::JobConfig) from it:
+//!
+//! ```no_run
+//! use brisk::prelude::*;
+//! use clap::Parser;
+//!
+//! #[derive(Parser)]
+//! struct Cli {
+//!     /// Lines to read.
+//!     #[arg(long)]
+//!     input: std::path::PathBuf,
+//!     #[command(flatten)]
+//!     job: brisk::cli::JobArgs,
+//! }
+//!
+//! let cli = Cli::parse();
+//! cli.job.init_logging();
+//! let env = StreamEnv::new(cli.job.config());
+//! ```
+//!
+//! A bad value is rejected by clap before the job starts, with a message
+//! naming the option (`invalid value 'x' for '--web-ui <HOST:PORT>'`).
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use brisk_engine::{JobConfig, RestoreFrom, StateBackendKind};
+
+/// The standard options of a brisk job: cores, checkpoints, restore, state
+/// backend, web UI and log level.
+#[derive(Debug, Clone, clap::Args)]
+#[command(next_help_heading = "Job options")]
+pub struct JobArgs {
+    /// Cores to run on, one pinned executor each (default: all available).
+    #[arg(long, value_parser = clap::value_parser!(u16).range(1..=1024))]
+    pub cores: Option<u16>,
+    /// Take checkpoints into this directory (`chk-N/`).
+    #[arg(long, value_name = "DIR")]
+    pub checkpoint_dir: Option<PathBuf>,
+    /// Time between checkpoints in ms (default 1000 with --checkpoint-dir;
+    /// 0: only savepoints and the final checkpoint).
+    #[arg(long, value_name = "MS", requires = "checkpoint_dir")]
+    pub checkpoint_interval_ms: Option<u64>,
+    /// Restore from the newest checkpoint in --checkpoint-dir (`latest`) or
+    /// from a checkpoint or savepoint directory.
+    #[arg(long, value_name = "latest|DIR", requires = "checkpoint_dir")]
+    pub restore: Option<RestoreFrom>,
+    /// Where keyed state lives: `memory` (heap) or `log` (log-structured
+    /// files, larger than memory).
+    #[arg(long, default_value = "memory", value_name = "memory|log")]
+    pub state_backend: StateBackendKind,
+    /// Log backend: bytes of keyed state each core keeps in memory.
+    #[arg(long, value_name = "BYTES", value_parser = clap::value_parser!(u64).range(4096..))]
+    pub state_memory_budget: Option<u64>,
+    /// Log backend: full checkpoints instead of incremental ones.
+    #[arg(long)]
+    pub full_checkpoints: bool,
+    /// Serve the REST API and web UI on this address while the job runs
+    /// (e.g. 127.0.0.1:8081). An address other than loopback needs
+    /// --web-token.
+    #[arg(long, value_name = "HOST:PORT")]
+    pub web_ui: Option<SocketAddr>,
+    /// The token every mutating REST call must carry (`Authorization:
+    /// Bearer TOKEN`); read from BRISK_WEB_TOKEN when not given.
+    #[arg(long, value_name = "TOKEN", env = "BRISK_WEB_TOKEN", hide_env_values = true, value_parser = parse_token)]
+    pub web_token: Option<String>,
+    /// Log filter, e.g. `info` or `warn,brisk=debug` (RUST_LOG's syntax);
+    /// RUST_LOG wins when set. Default: warn.
+    #[arg(long, value_name = "FILTER", value_parser = parse_log_filter)]
+    pub log_level: Option<String>,
+}
+
+/// Checkpoint interval when `--checkpoint-dir` is given without one.
+pub const CHECKPOINT_INTERVAL_MS_DEFAULT: u64 = 1000;
+
+fn parse_token(s: &str) -> Result<String, String> {
+    let min = brisk_engine::config::WEB_TOKEN_LEN_MIN;
+    if s.len() < min {
+        return Err(format!("must be at least {min} characters"));
+    }
+    Ok(s.to_string())
+}
+
+fn parse_log_filter(s: &str) -> Result<String, String> {
+    tracing_subscriber::EnvFilter::try_new(s).map_err(|e| format!("not a log filter: {e}"))?;
+    Ok(s.to_string())
+}
+
+impl JobArgs {
+    /// The job configuration these options describe (the rest defaults).
+    pub fn config(&self) -> JobConfig {
+        let defaults = JobConfig::default();
+        JobConfig {
+            cores: self.cores.map(usize::from),
+            checkpoint_dir: self.checkpoint_dir.clone(),
+            checkpoint_interval_ms: match &self.checkpoint_dir {
+                Some(_) => self.checkpoint_interval_ms.unwrap_or(CHECKPOINT_INTERVAL_MS_DEFAULT),
+                None => 0,
+            },
+            restore: self.restore.clone(),
+            state_backend: self.state_backend,
+            state_memory_budget_bytes: self
+                .state_memory_budget
+                .map_or(defaults.state_memory_budget_bytes, |b| usize::try_from(b).unwrap_or(usize::MAX)),
+            incremental_checkpoints: !self.full_checkpoints,
+            web_ui: self.web_ui,
+            web_token: self.web_token.clone(),
+            ..defaults
+        }
+    }
+
+    /// Installs the log subscriber with `--log-level` (see
+    /// [`init_logging_with`](crate::init_logging_with)).
+    pub fn init_logging(&self) {
+        crate::init_logging_with(self.log_level.as_deref());
+    }
+}
