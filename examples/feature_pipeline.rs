@@ -113,7 +113,7 @@ fn main() -> anyhow::Result<()> {
         m.total("records_read"),
         m.total("malformed_skipped"),
         m.total("malformed_dead_lettered"),
-        m.operator_total(&format!("kafka({})", cli.output_topic), "records_out"),
+        m.operator_total(&format!("kafka({})", cli.output_topic), "records_written"),
         result.elapsed.as_secs_f64()
     );
     Ok(())

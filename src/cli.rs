@@ -1,7 +1,7 @@
 //! The options every brisk job accepts, as one `clap` argument group.
 //!
 //! A job's own `clap` parser flattens [`JobArgs`] beside its own options,
-//! then builds its [`JobConfig`](crate::JobConfig) from it:
+//! then builds its [`JobConfig`] from it:
 //!
 //! ```no_run
 //! use brisk::prelude::*;
@@ -58,10 +58,10 @@ pub struct JobArgs {
     /// Log backend: full checkpoints instead of incremental ones.
     #[arg(long)]
     pub full_checkpoints: bool,
-    /// Serve the REST API and web UI on this address while the job runs
-    /// (e.g. 127.0.0.1:8081). An address other than loopback needs
-    /// --web-token.
-    #[arg(long, value_name = "HOST:PORT")]
+    /// Serve the REST API and web UI while the job runs, on this address
+    /// (`--web-ui` alone: 127.0.0.1:8081). An address other than loopback
+    /// needs --web-token.
+    #[arg(long, value_name = "HOST:PORT", num_args = 0..=1, default_missing_value = WEB_UI_DEFAULT)]
     pub web_ui: Option<SocketAddr>,
     /// The token every mutating REST call must carry (`Authorization:
     /// Bearer TOKEN`); read from BRISK_WEB_TOKEN when not given.
@@ -72,6 +72,9 @@ pub struct JobArgs {
     #[arg(long, value_name = "FILTER", value_parser = parse_log_filter)]
     pub log_level: Option<String>,
 }
+
+/// Where `--web-ui` without an address serves (Flink's port).
+pub const WEB_UI_DEFAULT: &str = "127.0.0.1:8081";
 
 /// Checkpoint interval when `--checkpoint-dir` is given without one.
 pub const CHECKPOINT_INTERVAL_MS_DEFAULT: u64 = 1000;

@@ -60,6 +60,8 @@ fn the_options_set_the_job_configuration() {
 
     let c = parse(&["--checkpoint-dir", "d", "--checkpoint-interval-ms", "0"]).unwrap().job.config();
     assert_eq!(c.checkpoint_interval_ms, 0, "0: savepoints and the final checkpoint only");
+    let c = parse(&["--web-ui"]).unwrap().job.config();
+    assert_eq!(c.web_ui, Some("127.0.0.1:8081".parse().unwrap()), "--web-ui alone: loopback, Flink's port");
     let c = parse(&[]).unwrap().job.config();
     assert_eq!((c.cores, c.checkpoint_dir, c.checkpoint_interval_ms, c.web_ui), (None, None, 0, None));
 }

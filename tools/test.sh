@@ -36,3 +36,5 @@ echo "== cargo clippy -D warnings"
 cargo clippy --workspace --all-targets --locked -- -D warnings
 echo "== cargo test"
 cargo test --workspace --locked
+echo "== web UI in headless Chromium"
+tools/ui-test.sh target/ui/brisk-ui.png

@@ -178,13 +178,16 @@ pub(crate) fn plain_exchanges<T: Send + 'static>(
 /// the tasks to spawn.
 pub(crate) struct CoreBuilder {
     pub core: Rc<Core>,
+    /// Node names, for the metrics of each node's output.
+    names: Vec<String>,
     outputs: Vec<Option<Box<dyn Any>>>,
     pub tasks: Vec<(String, LocalFuture<'static, Result<(), JobError>>)>,
 }
 
 impl CoreBuilder {
-    pub fn new(core: Rc<Core>, nodes: usize) -> Self {
-        Self { core, outputs: (0..nodes).map(|_| None).collect(), tasks: Vec::new() }
+    pub fn new(core: Rc<Core>, names: Vec<String>) -> Self {
+        let outputs = (0..names.len()).map(|_| None).collect();
+        Self { core, names, outputs, tasks: Vec::new() }
     }
 
     /// The operator info of `meta` on this core.
@@ -192,8 +195,19 @@ impl CoreBuilder {
         OperatorInfo { name: Rc::from(meta.name.as_str()), core: self.core.index() }
     }
 
-    /// The output of node `id`: its consumers, fanned out if several.
+    /// The output of node `id`: its consumers, fanned out if several,
+    /// observed (records out and watermark, per core) for the monitor.
     pub fn output<T: Clone + 'static>(&mut self, id: NodeId) -> Box<dyn Push<T>> {
+        let inner = self.consumers(id);
+        let name = &self.names[id];
+        Box::new(crate::runtime::core::Observed {
+            inner,
+            records_out: self.core.counter(name, "records_out"),
+            watermark: self.core.gauge(name, "watermark", crate::batch::MIN_WATERMARK),
+        })
+    }
+
+    fn consumers<T: Clone + 'static>(&mut self, id: NodeId) -> Box<dyn Push<T>> {
         match self.outputs[id].take() {
             None => Box::new(Discard),
             Some(any) => {

@@ -46,6 +46,7 @@ pub mod operator;
 pub(crate) mod runtime;
 pub mod stream;
 pub mod watermark;
+pub(crate) mod web;
 pub mod window;
 
 pub use batch::{BATCH_RECORDS_MAX, Batch, Control, MAX_WATERMARK, MIN_WATERMARK, StreamStatus, Timestamp};
@@ -54,7 +55,7 @@ pub use clock::{Clock, ManualClock, SystemClock};
 pub use config::{ExecutionMode, JobConfig, StateBackendKind};
 pub use error::{JobError, UserError};
 pub use graph::Partitioning;
-pub use metrics::{Counter, Metrics};
+pub use metrics::{Counter, Gauge, Metrics};
 pub use operator::Finisher;
 pub use operator::join::{Either, JoinContext, ProcessJoinFunction};
 pub use operator::keyed_process::{Collector, Context, KeyedProcessFunction, OpenContext, TimeDomain};

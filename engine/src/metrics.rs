@@ -4,7 +4,7 @@
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 
 /// A monotonically increasing count owned by one core.
 #[derive(Debug, Clone, Default)]
@@ -22,6 +22,42 @@ impl Counter {
     pub fn get(&self) -> u64 {
         self.0.load(Ordering::Relaxed)
     }
+}
+
+/// A value its core sets and the control thread reads (an operator's
+/// current watermark).
+#[derive(Debug, Clone)]
+pub struct Gauge(Arc<AtomicI64>);
+
+impl Gauge {
+    /// A gauge holding `v`.
+    pub fn new(v: i64) -> Self {
+        Self(Arc::new(AtomicI64::new(v)))
+    }
+
+    /// Sets the value. Only the owning core may call this.
+    #[inline]
+    pub fn set(&self, v: i64) {
+        self.0.store(v, Ordering::Relaxed);
+    }
+
+    /// The current value.
+    pub fn get(&self) -> i64 {
+        self.0.load(Ordering::Relaxed)
+    }
+}
+
+/// One registered gauge: which operator, which metric, which core.
+#[derive(Debug, Clone)]
+pub struct GaugeEntry {
+    /// Operator display name.
+    pub operator: String,
+    /// Metric name, e.g. `watermark`.
+    pub metric: String,
+    /// Core the gauge belongs to.
+    pub core: usize,
+    /// The gauge.
+    pub gauge: Gauge,
 }
 
 /// One registered counter: which operator, which metric, which core.

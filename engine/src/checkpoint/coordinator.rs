@@ -32,12 +32,14 @@ pub(crate) enum Request {
 pub struct JobControl {
     pub(crate) tx: Sender<Request>,
     pub(crate) rx: Receiver<Request>,
+    /// Where the job's REST API listens, once it does.
+    pub(crate) web: std::sync::Arc<std::sync::OnceLock<std::net::SocketAddr>>,
 }
 
 impl Default for JobControl {
     fn default() -> Self {
         let (tx, rx) = bounded(16);
-        Self { tx, rx }
+        Self { tx, rx, web: Default::default() }
     }
 }
 
@@ -58,6 +60,13 @@ impl JobControl {
     /// after the savepoint's barrier and nothing after it is committed.
     pub fn stop_with_savepoint(&self, dir: impl AsRef<Path>) -> Result<PathBuf, String> {
         self.request(dir.as_ref(), true)
+    }
+
+    /// Where the job's REST API and web UI listen (`JobConfig::web_ui`;
+    /// with port 0, the port the system chose), once the job has started
+    /// serving them.
+    pub fn web_address(&self) -> Option<std::net::SocketAddr> {
+        self.web.get().copied()
     }
 
     fn request(&self, dir: &Path, stop: bool) -> Result<PathBuf, String> {
@@ -349,6 +358,18 @@ impl Coordinator {
     fn abandon(&mut self, reason: &str) {
         let Some(f) = self.in_flight.take() else { return };
         tracing::warn!("checkpoint {} abandoned: {reason}", f.id);
+        let event = crate::web::CheckpointEvent {
+            id: f.id,
+            status: "FAILED",
+            savepoint: f.savepoint.is_some(),
+            triggered_ms: f.triggered_ms,
+            duration_ms: f.started.elapsed().as_millis() as u64,
+            bytes: 0,
+            full_bytes: 0,
+            sync_us: 0,
+            reason: Some(reason.to_string()),
+        };
+        self.job.monitor(|| crate::web::MonitorMsg::Checkpoint(event));
         self.doomed.insert(f.id);
         self.sweep(false);
         if let Some((_, reply)) = f.savepoint {
@@ -462,6 +483,20 @@ impl Coordinator {
             sync_us: parts.iter().map(|p| p.sync_us).max().unwrap_or(0),
         });
         self.shared.completed.store(id, Ordering::Release);
+        if let Some(s) = self.stats.last() {
+            let event = crate::web::CheckpointEvent {
+                id,
+                status: "COMPLETED",
+                savepoint: f.savepoint.is_some(),
+                triggered_ms: s.triggered_ms,
+                duration_ms: s.duration_ms,
+                bytes: s.bytes,
+                full_bytes: s.full_bytes,
+                sync_us: s.sync_us,
+                reason: None,
+            };
+            self.job.monitor(|| crate::web::MonitorMsg::Checkpoint(event));
+        }
         tracing::info!(
             "checkpoint {id} complete: {} files, {} bytes, {} segments of {} bytes, {} ms",
             manifest.files.len(),

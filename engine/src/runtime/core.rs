@@ -30,7 +30,7 @@ use crate::batch::{Batch, Control};
 use crate::checkpoint::tracker::CoreCheckpoints;
 use crate::config::ResolvedConfig;
 use crate::error::JobError;
-use crate::metrics::{Counter, CounterEntry};
+use crate::metrics::{Counter, CounterEntry, Gauge, GaugeEntry};
 use crate::runtime::timers::ProcessingTimeService;
 
 /// The input end of an operator instance on one core: its upstream calls it
@@ -75,16 +75,26 @@ pub(crate) struct JobShared {
     /// (the receiver is the control thread's; one message per ended source
     /// or sink instance, so bounded by the job graph).
     finishers: std::sync::mpsc::Sender<(String, crate::operator::Finisher)>,
+    /// The web server's monitor, when the job serves one.
+    monitor: Option<crossbeam::channel::Sender<crate::web::MonitorMsg>>,
 }
 
 impl JobShared {
     /// The shared state, and where the control thread receives finishers.
-    pub fn new() -> (Arc<Self>, std::sync::mpsc::Receiver<(String, crate::operator::Finisher)>) {
+    pub fn new(
+        monitor: Option<crossbeam::channel::Sender<crate::web::MonitorMsg>>,
+    ) -> (Arc<Self>, std::sync::mpsc::Receiver<(String, crate::operator::Finisher)>) {
         let (finishers, rx) = std::sync::mpsc::channel();
-        (
-            Arc::new(Self { cancelled: AtomicBool::new(false), build_us_max: Default::default(), finishers }),
-            rx,
-        )
+        let shared =
+            Self { cancelled: AtomicBool::new(false), build_us_max: Default::default(), finishers, monitor };
+        (Arc::new(shared), rx)
+    }
+    /// Tells the web server's monitor, if there is one (never blocks: the
+    /// channel is unbounded and its messages few).
+    pub fn monitor(&self, msg: impl FnOnce() -> crate::web::MonitorMsg) {
+        if let Some(m) = &self.monitor {
+            let _ = m.send(msg());
+        }
     }
     /// Hands `f` (of operator `name`) to the control thread, to run once
     /// the job's output is final.
@@ -117,6 +127,7 @@ pub struct Core {
     /// Channels held for barrier alignment by the current push (see gate.rs).
     blocks: RefCell<Vec<Rc<glommio::sync::Semaphore>>>,
     counters: RefCell<Vec<CounterEntry>>,
+    gauges: RefCell<Vec<GaugeEntry>>,
     pub(crate) timers: Rc<ProcessingTimeService>,
     /// Checkpoint bookkeeping, when checkpointing is on.
     pub(crate) checkpoints: Option<Rc<CoreCheckpoints>>,
@@ -151,6 +162,7 @@ impl Core {
             blocks: RefCell::new(Vec::new()),
             checkpoints,
             counters: RefCell::new(Vec::new()),
+            gauges: RefCell::new(Vec::new()),
             timers: Rc::default(),
             memory_budget,
             segment_writes: Rc::default(),
@@ -290,6 +302,24 @@ impl Core {
             counter: counter.clone(),
         });
         counter
+    }
+
+    /// Registers a gauge of `operator` on this core (starting at `initial`).
+    pub fn gauge(&self, operator: &str, metric: &str, initial: i64) -> Gauge {
+        let gauge = Gauge::new(initial);
+        self.gauges.borrow_mut().push(GaugeEntry {
+            operator: operator.to_string(),
+            metric: metric.to_string(),
+            core: self.index,
+            gauge: gauge.clone(),
+        });
+        gauge
+    }
+
+    /// What the core registered so far, for the monitor: its counters and
+    /// gauges (shared handles: they keep counting).
+    pub(crate) fn registered(&self) -> (Vec<CounterEntry>, Vec<GaugeEntry>) {
+        (self.counters.borrow().clone(), self.gauges.borrow().clone())
     }
 
     pub(crate) fn take_counters(&self) -> Vec<CounterEntry> {
@@ -437,6 +467,28 @@ impl<T> Push<T> for NoRecords {
     }
 }
 
+/// A node's output as seen by the monitor: counts the records that leave
+/// it and keeps its newest watermark (one counter add per batch).
+pub(crate) struct Observed<T> {
+    pub inner: Box<dyn Push<T>>,
+    pub records_out: Counter,
+    pub watermark: Gauge,
+}
+
+impl<T> Push<T> for Observed<T> {
+    #[inline]
+    fn push(&mut self, batch: &mut Batch<T>) -> Result<(), JobError> {
+        self.records_out.add(batch.len() as u64);
+        self.inner.push(batch)
+    }
+    fn control(&mut self, control: Control) -> Result<(), JobError> {
+        if let Control::Watermark(w) = control {
+            self.watermark.set(w);
+        }
+        self.inner.control(control)
+    }
+}
+
 /// Hands each batch to several consumers (a stream used more than once).
 pub(crate) struct Tee<T> {
     outputs: Vec<Box<dyn Push<T>>>,
@@ -530,7 +582,7 @@ mod tests {
         assert_eq!(backlog, 16 << 20);
         glommio::LocalExecutorBuilder::default()
             .spawn(move || async move {
-                let core = Core::new(0, resolved, JobShared::new().0, None);
+                let core = Core::new(0, resolved, JobShared::new(None).0, None);
                 // At the backlog: no wait.
                 core.segment_writes.started(backlog);
                 Owned::new(core.clone()).after_push().await.expect("no wait");

@@ -43,6 +43,7 @@ use crate::config::{ExecutionMode, IO_MEMORY_BYTES, JobConfig, ResolvedConfig, S
 use crate::error::JobError;
 use crate::graph::{CoreBuilder, NodeFactory, NodeMeta, NodeSpec};
 use crate::metrics::{CounterEntry, Metrics};
+use crate::web::{JobState, MonitorMsg, WebServer};
 
 /// What a finished job reports.
 #[derive(Debug, Clone)]
@@ -152,10 +153,33 @@ pub(crate) fn execute(
             config.cores.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get())),
         );
     }
+    let web = match config.web_ui {
+        Some(addr) => {
+            let rc = config.resolve()?;
+            let mut metas: Vec<NodeMeta> = nodes.iter().map(|n| n.meta.clone()).collect();
+            crate::graph::fill_active_cores(&mut metas, rc.cores);
+            let server =
+                WebServer::start(addr, config.web_token.clone(), &metas, rc.cores, control.clone(), config)?;
+            let _ = control.web.set(server.addr);
+            eprintln!("brisk: REST API and web UI on http://{}/", server.addr);
+            Some(server)
+        }
+        None => None,
+    };
+    let monitor = web.as_ref().map(WebServer::sender);
+    let tell = |msg: MonitorMsg| {
+        if let Some(m) = &monitor {
+            let _ = m.send(msg);
+        }
+    };
     let mut attempt = 0;
     let mut restore = config.restore.clone();
     loop {
-        match execute_once(&nodes, config, restore.clone(), control) {
+        let outcome = execute_once(&nodes, config, restore.clone(), control, monitor.clone(), attempt);
+        if let Err(e) = &outcome {
+            tell(MonitorMsg::Failure { message: e.to_string() });
+        }
+        match outcome {
             Err(e)
                 if attempt < config.restart_attempts
                     && config.checkpoint_dir.is_some()
@@ -173,6 +197,12 @@ pub(crate) fn execute(
                 restore = Some(RestoreFrom::Latest);
             }
             other => {
+                let state = match &other {
+                    Ok(_) => JobState::Finished,
+                    Err(e) if e.is_cancellation() => JobState::Cancelled,
+                    Err(_) => JobState::Failed,
+                };
+                tell(MonitorMsg::Ended { state });
                 return other.map(|mut r| {
                     r.restarts = attempt;
                     r
@@ -211,6 +241,8 @@ fn execute_once(
     config: &JobConfig,
     restore: Option<RestoreFrom>,
     control: &JobControl,
+    monitor: Option<crossbeam::channel::Sender<MonitorMsg>>,
+    attempt: u32,
 ) -> Result<JobResult, JobError> {
     let mut rc = config.resolve()?;
     // The log backend's scratch directory of this run (its segments unless
@@ -276,7 +308,8 @@ fn execute_once(
         }
     }
 
-    let (shared, finishers) = JobShared::new();
+    let (shared, finishers) = JobShared::new(monitor);
+    shared.monitor(|| MonitorMsg::Attempt { shared: shared.clone(), attempt });
     let node_names: Vec<String> = nodes.iter().map(|n| n.meta.name.clone()).collect();
     let mut checkpointing = None;
     let mut restored = None;
@@ -618,12 +651,16 @@ async fn build_and_run(
         connected.push(v);
     }
 
-    let mut builder = CoreBuilder::new(core.clone(), metas.len());
+    let mut builder = CoreBuilder::new(core.clone(), metas.iter().map(|m| m.name.clone()).collect());
     let build_started = Instant::now();
     for ((factory, meta), ends) in factories.into_iter().zip(metas).zip(connected).rev() {
         factory.instantiate(&mut builder, meta, ends)?;
     }
     core.shared.built(build_started.elapsed());
+    core.shared.monitor(|| {
+        let (counters, gauges) = core.registered();
+        MonitorMsg::Registered { counters, gauges }
+    });
 
     // Run every task; the first failure wakes this future, which then drops
     // (cancels) the rest.

@@ -234,7 +234,7 @@ impl<T: 'static, S: KafkaSerializer<T>> Sink<T> for KafkaSink<T, S> {
             set_aside: Vec::new(),
             ending: Vec::new(),
             progress: ctx.checkpoint_progress(),
-            records: ctx.counter("records_out"),
+            records: ctx.counter("records_written"),
             failed: ctx.counter("delivery_failed"),
             failed_seen: 0,
             committed: ctx.counter("transactions_committed"),

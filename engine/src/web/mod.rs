@@ -1,0 +1,516 @@
+//! The REST API and web UI of a running job, served from a control thread
+//! (`brisk-web`), never a core.
+//!
+//! | part | what it holds |
+//! | --- | --- |
+//! | [`Monitor`] (this file) | the control side's view of the job: graph, registered counters and gauges, sampled rates, checkpoint history, exceptions, state |
+//! | `http.rs` | the server: routes, JSON and Prometheus output, the actions, and the R16 rules (token, body limit, fixed routes, no stack traces) |
+//! | `assets/` | the web UI, embedded in the binary |
+//!
+//! Cores and the checkpoint coordinator tell the monitor what happens
+//! through one channel ([`MonitorMsg`]): a core sends the handles of its
+//! counters and gauges once its operators are built (they are shared
+//! atomics: the monitor reads them while the core updates them), the
+//! coordinator sends each checkpoint's outcome, the runtime each attempt's
+//! start and each failure. Messages are few (per core and attempt, per
+//! checkpoint, per failure) and the monitor keeps bounded histories.
+
+mod http;
+
+use std::collections::{BTreeMap, VecDeque};
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use crossbeam::channel::{Receiver, Sender};
+use serde::Serialize;
+
+use crate::batch::MIN_WATERMARK;
+use crate::checkpoint::JobControl;
+use crate::error::JobError;
+use crate::graph::NodeMeta;
+use crate::metrics::{CounterEntry, GaugeEntry};
+use crate::runtime::core::JobShared;
+
+/// Checkpoints kept in the history the API serves.
+const CHECKPOINT_HISTORY_MAX: usize = 100;
+/// Exceptions kept.
+const EXCEPTIONS_MAX: usize = 50;
+/// Rate samples kept per operator (one per [`SAMPLE_INTERVAL`]): five
+/// minutes of charts.
+const SAMPLES_MAX: usize = 300;
+/// How often counters are sampled for rates.
+const SAMPLE_INTERVAL: Duration = Duration::from_secs(1);
+
+/// What the runtime, the cores and the coordinator tell the monitor.
+pub(crate) enum MonitorMsg {
+    /// A run (first or restart) begins: actions go to its `shared`.
+    Attempt { shared: Arc<JobShared>, attempt: u32 },
+    /// A core built its operators: handles of what it counts.
+    Registered { counters: Vec<CounterEntry>, gauges: Vec<GaugeEntry> },
+    /// A checkpoint completed or failed.
+    Checkpoint(CheckpointEvent),
+    /// The run failed (it may restart).
+    Failure { message: String },
+    /// The job ended: finished, failed or cancelled.
+    Ended { state: JobState },
+}
+
+/// One checkpoint's outcome, as the API shows it.
+#[derive(Debug, Clone, Serialize)]
+pub(crate) struct CheckpointEvent {
+    pub id: u64,
+    /// `COMPLETED` or `FAILED`.
+    pub status: &'static str,
+    /// Whether it was a savepoint.
+    pub savepoint: bool,
+    /// Epoch ms of the job's clock.
+    pub triggered_ms: i64,
+    pub duration_ms: u64,
+    /// Bytes it added (incremental) and bytes it restores.
+    pub bytes: u64,
+    pub full_bytes: u64,
+    /// The longest synchronous part on any core (µs): operators
+    /// serializing their state while the barrier passed.
+    pub sync_us: u64,
+    /// Why it failed.
+    pub reason: Option<String>,
+}
+
+/// Where the job is in its life.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub(crate) enum JobState {
+    Running,
+    Restarting,
+    Finished,
+    Failed,
+    Cancelled,
+}
+
+/// The graph as the API shows it.
+#[derive(Debug, Clone, Serialize)]
+struct NodeView {
+    id: usize,
+    name: String,
+    kind: &'static str,
+    /// One instance per core (a single-writer sink writes on core 0 only).
+    parallelism: usize,
+    inputs: Vec<InputView>,
+    /// Whether it runs in the same chain as its (single) input: a plain call
+    /// on the same core, no exchange.
+    chained: bool,
+    is_source: bool,
+    is_sink: bool,
+    bounded: Option<bool>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+struct InputView {
+    from: usize,
+    partitioning: String,
+}
+
+/// The monitor: owned by the web thread.
+pub(crate) struct Monitor {
+    job_name: String,
+    cores: usize,
+    started: Instant,
+    started_epoch_ms: i64,
+    graph: Vec<NodeView>,
+    state: JobState,
+    attempt: u32,
+    shared: Option<Arc<JobShared>>,
+    /// A cancel that came before the first run had started: applied to it.
+    cancel_pending: bool,
+    control: JobControl,
+    counters: Vec<CounterEntry>,
+    gauges: Vec<GaugeEntry>,
+    /// Per (operator, metric): the last sample's total and its rate
+    /// history (per second).
+    rates: BTreeMap<(String, String), Rate>,
+    last_sample: Instant,
+    checkpoints: VecDeque<CheckpointEvent>,
+    checkpoints_completed: u64,
+    checkpoints_failed: u64,
+    exceptions: VecDeque<(i64, String)>,
+    checkpoint_dir: Option<std::path::PathBuf>,
+}
+
+#[derive(Default)]
+struct Rate {
+    last: u64,
+    history: VecDeque<f64>,
+}
+
+/// Metrics whose rate per second is sampled.
+const RATED: &[&str] = &["records_out", "records_in", "records_read", "records_written"];
+
+impl Monitor {
+    fn new(
+        name: String,
+        metas: &[NodeMeta],
+        cores: usize,
+        control: JobControl,
+        config: &crate::JobConfig,
+    ) -> Self {
+        let graph = metas
+            .iter()
+            .map(|m| NodeView {
+                id: m.id,
+                name: m.name.clone(),
+                kind: m.kind,
+                parallelism: if m.inputs.iter().any(|(_, p)| *p == crate::Partitioning::Global) {
+                    1
+                } else {
+                    cores
+                },
+                inputs: m
+                    .inputs
+                    .iter()
+                    .map(|(f, p)| InputView { from: *f, partitioning: format!("{p:?}") })
+                    .collect(),
+                chained: m.inputs.len() == 1 && !m.inputs[0].1.is_exchange(),
+                is_source: m.inputs.is_empty(),
+                is_sink: m.is_sink,
+                bounded: m.bounded,
+            })
+            .collect();
+        Self {
+            job_name: name,
+            cores,
+            started: Instant::now(),
+            started_epoch_ms: epoch_ms(),
+            graph,
+            state: JobState::Running,
+            attempt: 0,
+            shared: None,
+            cancel_pending: false,
+            control,
+            counters: Vec::new(),
+            gauges: Vec::new(),
+            rates: BTreeMap::new(),
+            last_sample: Instant::now(),
+            checkpoints: VecDeque::new(),
+            checkpoints_completed: 0,
+            checkpoints_failed: 0,
+            exceptions: VecDeque::new(),
+            checkpoint_dir: config.checkpoint_dir.clone(),
+        }
+    }
+
+    fn on_message(&mut self, msg: MonitorMsg) {
+        match msg {
+            MonitorMsg::Attempt { shared, attempt } => {
+                if self.cancel_pending {
+                    shared.cancel();
+                }
+                self.shared = Some(shared);
+                self.attempt = attempt;
+                self.state = JobState::Running;
+                // A restart builds new operators: new counters.
+                self.counters.clear();
+                self.gauges.clear();
+                for r in self.rates.values_mut() {
+                    r.last = 0;
+                }
+            }
+            MonitorMsg::Registered { counters, gauges } => {
+                self.counters.extend(counters);
+                self.gauges.extend(gauges);
+            }
+            MonitorMsg::Checkpoint(c) => {
+                if c.status == "COMPLETED" {
+                    self.checkpoints_completed += 1;
+                } else {
+                    self.checkpoints_failed += 1;
+                }
+                if self.checkpoints.len() == CHECKPOINT_HISTORY_MAX {
+                    self.checkpoints.pop_front();
+                }
+                self.checkpoints.push_back(c);
+            }
+            MonitorMsg::Failure { message } => {
+                if self.exceptions.len() == EXCEPTIONS_MAX {
+                    self.exceptions.pop_front();
+                }
+                self.exceptions.push_back((epoch_ms(), message));
+                self.state = JobState::Restarting;
+            }
+            MonitorMsg::Ended { state } => self.state = state,
+        }
+    }
+
+    /// Samples rated counters if a sample is due.
+    fn sample(&mut self) {
+        let elapsed = self.last_sample.elapsed();
+        if elapsed < SAMPLE_INTERVAL {
+            return;
+        }
+        self.last_sample = Instant::now();
+        let mut totals: BTreeMap<(String, String), u64> = BTreeMap::new();
+        for e in self.counters.iter().filter(|e| RATED.contains(&e.metric.as_str())) {
+            *totals.entry((e.operator.clone(), e.metric.clone())).or_default() += e.counter.get();
+        }
+        for (key, total) in totals {
+            let r = self.rates.entry(key).or_default();
+            let rate = total.saturating_sub(r.last) as f64 / elapsed.as_secs_f64();
+            r.last = total;
+            if r.history.len() == SAMPLES_MAX {
+                r.history.pop_front();
+            }
+            r.history.push_back(rate);
+        }
+    }
+
+    /// Cancels the current run, or the first one once it starts.
+    fn cancel(&mut self) {
+        match &self.shared {
+            Some(s) => s.cancel(),
+            None => self.cancel_pending = true,
+        }
+    }
+
+    fn counter_total(&self, operator: &str, metric: &str) -> u64 {
+        self.counters
+            .iter()
+            .filter(|e| e.operator == operator && e.metric == metric)
+            .map(|e| e.counter.get())
+            .sum()
+    }
+
+    fn overview(&self) -> serde_json::Value {
+        let sources: u64 = self
+            .graph
+            .iter()
+            .filter(|n| n.is_source)
+            .map(|n| self.counter_total(&n.name, "records_out"))
+            .sum();
+        let rate: f64 = self
+            .graph
+            .iter()
+            .filter(|n| n.is_source)
+            .filter_map(|n| self.rates.get(&(n.name.clone(), "records_out".into())))
+            .filter_map(|r| r.history.back())
+            .sum();
+        serde_json::json!({
+            "name": self.job_name,
+            "state": self.state,
+            "cores": self.cores,
+            "started_ms": self.started_epoch_ms,
+            "uptime_ms": self.started.elapsed().as_millis() as u64,
+            "restarts": self.attempt,
+            "records_from_sources": sources,
+            "source_rate_per_s": rate,
+            "checkpoints_completed": self.checkpoints_completed,
+            "checkpoints_failed": self.checkpoints_failed,
+            "exceptions": self.exceptions.len(),
+        })
+    }
+
+    fn graph_json(&self) -> serde_json::Value {
+        serde_json::json!({ "cores": self.cores, "nodes": self.graph })
+    }
+
+    /// Per operator and core: every counter and gauge, with rates.
+    fn operators(&self) -> serde_json::Value {
+        let mut ops = Vec::new();
+        for n in &self.graph {
+            let mut per_core: BTreeMap<usize, serde_json::Map<String, serde_json::Value>> = BTreeMap::new();
+            for e in self.counters.iter().filter(|e| e.operator == n.name) {
+                let m = per_core.entry(e.core).or_default();
+                let v = m.get(&e.metric).and_then(|v| v.as_u64()).unwrap_or(0) + e.counter.get();
+                m.insert(e.metric.clone(), v.into());
+            }
+            for g in self.gauges.iter().filter(|g| g.operator == n.name) {
+                let v = g.gauge.get();
+                let shown = if g.metric == "watermark" && v == MIN_WATERMARK {
+                    serde_json::Value::Null
+                } else {
+                    v.into()
+                };
+                per_core.entry(g.core).or_default().insert(g.metric.clone(), shown);
+            }
+            let watermark = self
+                .gauges
+                .iter()
+                .filter(|g| g.operator == n.name && g.metric == "watermark")
+                .map(|g| g.gauge.get())
+                .min()
+                .filter(|&w| w != MIN_WATERMARK);
+            let rates: serde_json::Map<String, serde_json::Value> = self
+                .rates
+                .iter()
+                .filter(|((op, _), _)| *op == n.name)
+                .map(|((_, metric), r)| (metric.clone(), r.history.back().copied().unwrap_or(0.0).into()))
+                .collect();
+            let history: serde_json::Map<String, serde_json::Value> = self
+                .rates
+                .iter()
+                .filter(|((op, _), _)| *op == n.name)
+                .map(|((_, metric), r)| {
+                    (metric.clone(), r.history.iter().copied().collect::<Vec<f64>>().into())
+                })
+                .collect();
+            ops.push(serde_json::json!({
+                "id": n.id,
+                "name": n.name,
+                "watermark": watermark,
+                "rates_per_s": rates,
+                "rate_history": history,
+                "per_core": per_core
+                    .into_iter()
+                    .map(|(core, mut m)| {
+                        m.insert("core".into(), core.into());
+                        serde_json::Value::Object(m)
+                    })
+                    .collect::<Vec<_>>(),
+            }));
+        }
+        serde_json::json!({ "sample_interval_ms": SAMPLE_INTERVAL.as_millis() as u64, "operators": ops })
+    }
+
+    fn checkpoints_json(&self) -> serde_json::Value {
+        serde_json::json!({
+            "completed": self.checkpoints_completed,
+            "failed": self.checkpoints_failed,
+            "history": self.checkpoints.iter().rev().collect::<Vec<_>>(),
+        })
+    }
+
+    fn exceptions_json(&self) -> serde_json::Value {
+        let list: Vec<serde_json::Value> = self
+            .exceptions
+            .iter()
+            .rev()
+            .map(|(t, m)| serde_json::json!({ "time_ms": t, "message": m }))
+            .collect();
+        serde_json::json!({ "exceptions": list })
+    }
+
+    /// Prometheus text exposition (version 0.0.4) of every counter and gauge.
+    fn prometheus(&self) -> String {
+        use std::fmt::Write;
+        let mut by_metric: BTreeMap<&str, Vec<String>> = BTreeMap::new();
+        for e in &self.counters {
+            by_metric.entry(&e.metric).or_default().push(format!(
+                "brisk_{}{{operator=\"{}\",core=\"{}\"}} {}",
+                sanitize(&e.metric),
+                escape_label(&e.operator),
+                e.core,
+                e.counter.get()
+            ));
+        }
+        let mut out = String::new();
+        for (metric, lines) in &by_metric {
+            let _ = writeln!(out, "# TYPE brisk_{} counter", sanitize(metric));
+            for l in lines {
+                let _ = writeln!(out, "{l}");
+            }
+        }
+        let mut gauges: BTreeMap<&str, Vec<String>> = BTreeMap::new();
+        for g in &self.gauges {
+            let v = g.gauge.get();
+            if g.metric == "watermark" && v == MIN_WATERMARK {
+                continue;
+            }
+            gauges.entry(&g.metric).or_default().push(format!(
+                "brisk_{}{{operator=\"{}\",core=\"{}\"}} {}",
+                sanitize(&g.metric),
+                escape_label(&g.operator),
+                g.core,
+                v
+            ));
+        }
+        for (metric, lines) in &gauges {
+            let _ = writeln!(out, "# TYPE brisk_{} gauge", sanitize(metric));
+            for l in lines {
+                let _ = writeln!(out, "{l}");
+            }
+        }
+        let _ = writeln!(out, "# TYPE brisk_checkpoints_completed counter");
+        let _ = writeln!(out, "brisk_checkpoints_completed {}", self.checkpoints_completed);
+        let _ = writeln!(out, "# TYPE brisk_checkpoints_failed counter");
+        let _ = writeln!(out, "brisk_checkpoints_failed {}", self.checkpoints_failed);
+        let _ = writeln!(out, "# TYPE brisk_restarts counter");
+        let _ = writeln!(out, "brisk_restarts {}", self.attempt);
+        out
+    }
+}
+
+/// A metric name as Prometheus allows it (`[a-zA-Z0-9_]`).
+fn sanitize(name: &str) -> String {
+    name.chars().map(|c| if c.is_ascii_alphanumeric() { c } else { '_' }).collect()
+}
+
+/// A label value with `\`, `"` and newlines escaped.
+fn escape_label(v: &str) -> String {
+    v.replace('\\', "\\\\").replace('"', "\\\"").replace('\n', "\\n")
+}
+
+fn epoch_ms() -> i64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64)
+}
+
+/// The running server: stops (and joins its thread) when dropped.
+pub(crate) struct WebServer {
+    tx: Sender<MonitorMsg>,
+    stop: Option<Sender<()>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+    /// Where it listens (the port the OS chose, for port 0).
+    pub addr: SocketAddr,
+}
+
+impl WebServer {
+    /// Binds `addr` and starts the `brisk-web` thread.
+    pub fn start(
+        addr: SocketAddr,
+        token: Option<String>,
+        metas: &[NodeMeta],
+        cores: usize,
+        control: JobControl,
+        config: &crate::JobConfig,
+    ) -> Result<Self, JobError> {
+        let server = tiny_http::Server::http(addr)
+            .map_err(|e| JobError::Config(format!("web_ui = {addr}: cannot listen: {e}")))?;
+        let bound = server
+            .server_addr()
+            .to_ip()
+            .ok_or_else(|| JobError::Config(format!("web_ui = {addr}: not an IP address")))?;
+        let (tx, rx) = crossbeam::channel::unbounded();
+        let (stop_tx, stop_rx) = crossbeam::channel::bounded(1);
+        let name =
+            metas.iter().find(|m| m.inputs.is_empty()).map_or("job".into(), |m| format!("{} job", m.name));
+        let monitor = Monitor::new(name, metas, cores, control, config);
+        let thread = std::thread::Builder::new()
+            .name("brisk-web".into())
+            .spawn(move || http::serve(server, monitor, rx, stop_rx, token))
+            .map_err(|e| JobError::Runtime {
+                core: 0,
+                message: format!("cannot start the web server: {e}"),
+            })?;
+        tracing::info!("REST API and web UI on http://{bound}/");
+        Ok(Self { tx, stop: Some(stop_tx), thread: Some(thread), addr: bound })
+    }
+
+    /// Where cores and the coordinator send what happens.
+    pub fn sender(&self) -> Sender<MonitorMsg> {
+        self.tx.clone()
+    }
+}
+
+impl Drop for WebServer {
+    fn drop(&mut self) {
+        drop(self.stop.take());
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+/// Receives monitor messages until the channel is empty.
+fn drain(monitor: &mut Monitor, rx: &Receiver<MonitorMsg>) {
+    while let Ok(msg) = rx.try_recv() {
+        monitor.on_message(msg);
+    }
+}

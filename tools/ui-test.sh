@@ -1,0 +1,81 @@
+#!/usr/bin/env bash
+# The web UI in a real browser: starts the KW benchmark job with --web-ui on
+# a free loopback port, loads the page in headless Chromium (Debian's
+# `chromium`, installed here if missing), checks that the job graph and live
+# numbers appear in the rendered page, and saves a screenshot.
+#
+#   tools/ui-test.sh [SCREENSHOT.png]     (default: target/ui/brisk-ui.png)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+shot="${1:-target/ui/brisk-ui.png}"
+mkdir -p "$(dirname "$shot")"
+
+if ! command -v chromium >/dev/null 2>&1; then
+  echo "installing chromium (Debian package) for the UI test"
+  sudo_cmd=""
+  [ "$(id -u)" -eq 0 ] || sudo_cmd="sudo"
+  $sudo_cmd apt-get update -q >/dev/null
+  DEBIAN_FRONTEND=noninteractive $sudo_cmd apt-get install -y -q chromium >/dev/null
+fi
+
+cargo build -q -p brisk-bench --bin keyed_window
+work="$(mktemp -d)"
+job_pid=""
+cleanup() {
+  if [ -n "$job_pid" ]; then
+    kill "$job_pid" 2>/dev/null || true
+    wait "$job_pid" 2>/dev/null || true
+  fi
+  rm -rf "$work"
+}
+trap cleanup EXIT
+
+# Port 0: the system picks a free port; the job prints the address.
+target/debug/keyed_window --events 1000000000 --rate 50000 --keys 1000 --cores 2 \
+  --checkpoint-dir "$work/chk" --checkpoint-interval-ms 500 --web-ui 127.0.0.1:0 \
+  >"$work/job.out" 2>&1 &
+job_pid=$!
+url=""
+for _ in $(seq 1 600); do
+  url="$(grep -o 'http://127.0.0.1:[0-9]*/' "$work/job.out" | head -1 || true)"
+  [ -n "$url" ] && break
+  kill -0 "$job_pid" 2>/dev/null || { cat "$work/job.out" >&2; echo "the job ended before serving" >&2; exit 1; }
+  sleep 0.1
+done
+[ -n "$url" ] || { echo "no web UI address in the job's output" >&2; exit 1; }
+echo "job serving $url"
+# Let rates and a checkpoint or two accumulate.
+sleep 3
+
+browser=(chromium --headless --no-sandbox --disable-gpu --disable-dev-shm-usage
+  --disable-background-networking --disable-component-update --disable-sync
+  --no-first-run --no-default-browser-check --user-data-dir="$work/profile"
+  --window-size=1280,1400 --virtual-time-budget=5000)
+"${browser[@]}" --dump-dom "$url" >"$work/dom.html" 2>"$work/chromium.log" || {
+  cat "$work/chromium.log" >&2; exit 1; }
+"${browser[@]}" --screenshot="$shot" "$url" >/dev/null 2>>"$work/chromium.log" || {
+  cat "$work/chromium.log" >&2; exit 1; }
+
+fail=0
+check() { # description, then a command that must succeed
+  local what="$1"; shift
+  if "$@"; then echo "ok: $what"; else echo "FAILED: $what" >&2; fail=1; fi
+}
+dom="$work/dom.html"
+check "the page loaded its data" grep -q 'data-loaded="true"' "$dom"
+check "the job is running" grep -q '<span id="job-state" class="state RUNNING">RUNNING</span>' "$dom"
+nodes=$(grep -o '<g class="node"' "$dom" | wc -l)
+check "the graph shows the job's operators ($nodes nodes)" test "$nodes" -ge 4
+check "the graph names the window operator" grep -q 'window count and sum' "$dom"
+check "the graph marks the keyed exchange" grep -q '>HASH<' "$dom"
+check "records from sources are counted" grep -Eq '<span id="records">[0-9.]+( k| M)?</span>' "$dom"
+check "the source rate is shown" grep -Eq '<span id="rate">[0-9.,]+( k| M)?/s</span>' "$dom"
+check "operator rows per core" grep -q '<td class="num">1</td>' "$dom"
+check "a completed checkpoint is listed" grep -q 'class="COMPLETED"' "$dom"
+size=$(stat -c %s "$shot" 2>/dev/null || echo 0)
+check "a screenshot was saved ($shot, $size bytes)" test "$size" -gt 20000
+if [ "$fail" -ne 0 ]; then
+  echo "--- rendered page:" >&2; head -c 4000 "$dom" >&2; echo >&2
+  exit 1
+fi
+echo "web UI verified in headless Chromium; screenshot: $shot"
