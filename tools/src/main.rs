@@ -16,13 +16,24 @@
 //! brisk kafka consume --brokers 127.0.0.1:19092 --topic features --count 100000 [--print]
 //! ```
 //!
-//! Job operations (`brisk jobs ...`, `brisk checkpoints ...`) join it with the
-//! REST API.
+//! and operates jobs: a running one through its REST API (started with
+//! `--web-ui`), checkpoint directories offline:
+//!
+//! ```text
+//! brisk jobs list|show [--address 127.0.0.1:8081]
+//! brisk jobs cancel [--token T]
+//! brisk jobs savepoint [--dir DIR] [--stop] [--token T]
+//! brisk checkpoints list DIR
+//! brisk checkpoints verify DIR            # exit status 1 if any is corrupt
+//! brisk checkpoints inspect DIR|CHK [--key-groups 10]
+//! ```
 
 use std::io::{BufWriter, Write};
 
 use clap::{Parser, Subcommand};
 
+mod checkpoints;
+mod jobs;
 mod kafka;
 
 /// brisk's command-line tool.
@@ -44,6 +55,13 @@ enum Command {
     Kafka {
         #[command(subcommand)]
         what: Kafka,
+    },
+    /// A running job, through its REST API (a job started with --web-ui).
+    Jobs(jobs::Jobs),
+    /// Checkpoint directories, offline: list, verify checksums, inspect.
+    Checkpoints {
+        #[command(subcommand)]
+        what: checkpoints::Checkpoints,
     },
 }
 
@@ -160,9 +178,15 @@ fn feature_line(
 
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
-    if let Command::Kafka { what } = cli.command {
-        return kafka::run(what);
-    }
+    let cli = match cli.command {
+        Command::Kafka { what } => return kafka::run(what),
+        Command::Jobs(jobs) => return jobs::run(jobs, &mut std::io::stdout().lock()),
+        Command::Checkpoints { what } => {
+            let clean = checkpoints::run(what, &mut std::io::stdout().lock())?;
+            std::process::exit(if clean { 0 } else { 1 });
+        }
+        command => Cli { command },
+    };
     let stdout = std::io::stdout();
     let mut out = BufWriter::with_capacity(1 << 16, stdout.lock());
     let result = match cli.command {
@@ -175,7 +199,9 @@ fn main() -> anyhow::Result<()> {
                 writeln!(out)
             })
         }
-        Command::Kafka { .. } => unreachable!("handled above"),
+        Command::Kafka { .. } | Command::Jobs(_) | Command::Checkpoints { .. } => {
+            unreachable!("handled above")
+        }
         Command::Generate { what: Generate::Words { lines, vocabulary, seed } } => {
             let mut rng = SplitMix(seed);
             (0..lines).try_for_each(|_| {
