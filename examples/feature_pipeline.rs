@@ -107,6 +107,7 @@ fn main() -> anyhow::Result<()> {
         ));
     }
     let result = env.execute()?;
+    cli.job.report(&result);
     let m = &result.metrics;
     eprintln!(
         "feature_pipeline: {} lines read, {} malformed skipped, {} dead-lettered, {} features written in {:.2} s",

@@ -47,6 +47,7 @@ fn main() -> anyhow::Result<()> {
             let _ = write!(out, "{user},{value},{avg}");
         }));
     let result = env.execute()?;
+    cli.job.report(&result);
     eprintln!("malformed lines skipped: {}", result.metrics.total("malformed_skipped"));
     Ok(())
 }

@@ -45,6 +45,7 @@ fn main() -> anyhow::Result<()> {
         .sink_to(StdoutSink::lines_with(|(word, count): &(String, u64), out: &mut Vec<u8>| {
             let _ = write!(out, "{word}\t{count}");
         }));
-    env.execute()?;
+    let result = env.execute()?;
+    cli.job.report(&result);
     Ok(())
 }

@@ -115,6 +115,14 @@ impl JobArgs {
         }
     }
 
+    /// Prints what a job that ended reports to operators on stderr: each
+    /// sink's latency percentiles (stdout stays the job's output).
+    pub fn report(&self, result: &brisk_engine::JobResult) {
+        for l in &result.latency {
+            eprintln!("{l}");
+        }
+    }
+
     /// Installs the log subscriber with `--log-level` (see
     /// [`init_logging_with`](crate::init_logging_with)).
     pub fn init_logging(&self) {

@@ -184,6 +184,14 @@ fn the_api_reports_the_running_job() {
     let first = &cps["history"][0];
     assert_eq!(first["status"], "COMPLETED");
     assert!(first["id"].as_u64().unwrap() > 0 && first["triggered_ms"].as_i64().unwrap() > 0, "{first}");
+    // Latency at the sink, from the generator's schedule.
+    let lat = wait_for("latency at the sink", || {
+        let l = get(a, "/api/latency").json();
+        let s = l["sinks"].as_array()?.first()?.clone();
+        (s["count"].as_u64()? > 0).then_some(s)
+    });
+    assert_eq!(lat["sink"], "discard");
+    assert!(lat["p50_us"].as_u64().unwrap() <= lat["max_us"].as_u64().unwrap(), "{lat}");
     // Prometheus text.
     let m = get(a, "/metrics");
     assert_eq!(m.status, 200);
@@ -191,6 +199,11 @@ fn the_api_reports_the_running_job() {
     assert!(m.body.contains("# TYPE brisk_records_out counter"), "{}", m.body);
     assert!(m.body.contains("brisk_records_out{operator=\"numbers\",core=\"0\"}"), "{}", m.body);
     assert!(m.body.contains("brisk_checkpoints_completed "), "{}", m.body);
+    assert!(
+        m.body.contains("brisk_sink_latency_microseconds{sink=\"discard\",quantile=\"0.99\"}"),
+        "{}",
+        m.body
+    );
     // The UI's assets.
     let page = get(a, "/");
     assert_eq!(page.status, 200);

@@ -72,6 +72,7 @@ check "records from sources are counted" grep -Eq '<span id="records">[0-9.]+( k
 check "the source rate is shown" grep -Eq '<span id="rate">[0-9.,]+( k| M)?/s</span>' "$dom"
 check "operator rows per core" grep -q '<td class="num">1</td>' "$dom"
 check "a completed checkpoint is listed" grep -q 'class="COMPLETED"' "$dom"
+check "latency at the sink is shown" grep -Eq '<td>discard</td><td class="num">[0-9.]+( k| M)?</td><td class="num">[0-9.,]+ ms</td>' "$dom"
 size=$(stat -c %s "$shot" 2>/dev/null || echo 0)
 check "a screenshot was saved ($shot, $size bytes)" test "$size" -gt 20000
 if [ "$fail" -ne 0 ]; then

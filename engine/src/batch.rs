@@ -123,6 +123,13 @@ pub enum Control {
     Barrier(u64),
     /// The input has ended; nothing follows.
     EndOfInput,
+    /// A latency marker: when (epoch µs) the newest record a source had
+    /// emitted before it was created (the generator's scheduled time, a
+    /// Kafka timestamp) or read. It travels behind those records, through
+    /// every operator, and one channel of each exchange, to the sinks, which
+    /// record now − this in their latency histograms (Flink's
+    /// `LatencyMarker`).
+    Latency(i64),
 }
 
 /// What crosses an exchange channel.

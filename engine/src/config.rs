@@ -90,6 +90,11 @@ pub struct JobConfig {
     /// Processing time between periodic watermarks, in milliseconds (Flink's
     /// `pipeline.auto-watermark-interval`; 0 turns periodic emission off).
     pub auto_watermark_interval_ms: i64,
+    /// Processing time between latency markers a source emits (Flink's
+    /// `metrics.latency.interval`), in milliseconds; 0 turns them off. Each
+    /// sink records how long markers took to reach it (see
+    /// [`JobResult::latency`](crate::JobResult::latency)).
+    pub latency_interval_ms: u64,
     /// Pin executors to CPUs (`true` in production; tests running many jobs
     /// at once may turn it off).
     pub pin_cores: bool,
@@ -145,6 +150,9 @@ pub struct JobConfig {
     pub tune_allocator: bool,
 }
 
+/// Default time between latency markers: 5 per second per source split.
+pub const LATENCY_INTERVAL_MS_DEFAULT: u64 = 200;
+
 /// The shortest accepted `web_token`.
 pub const WEB_TOKEN_LEN_MIN: usize = 16;
 
@@ -157,6 +165,7 @@ impl std::fmt::Debug for JobConfig {
             .field("exchange_queue_batches", &self.exchange_queue_batches)
             .field("flush_interval_us", &self.flush_interval_us)
             .field("auto_watermark_interval_ms", &self.auto_watermark_interval_ms)
+            .field("latency_interval_ms", &self.latency_interval_ms)
             .field("pin_cores", &self.pin_cores)
             .field("checkpoint_dir", &self.checkpoint_dir)
             .field("checkpoint_interval_ms", &self.checkpoint_interval_ms)
@@ -181,6 +190,7 @@ impl Default for JobConfig {
             exchange_queue_batches: EXCHANGE_QUEUE_BATCHES_DEFAULT,
             flush_interval_us: FLUSH_INTERVAL_US_DEFAULT,
             auto_watermark_interval_ms: crate::operator::watermarks::AUTO_WATERMARK_INTERVAL_MS_DEFAULT,
+            latency_interval_ms: LATENCY_INTERVAL_MS_DEFAULT,
             pin_cores: true,
             clock: Arc::new(SystemClock::default()),
             checkpoint_dir: None,
@@ -295,6 +305,7 @@ impl JobConfig {
             exchange_queue_batches: self.exchange_queue_batches,
             flush_interval_ns: self.flush_interval_us.saturating_mul(1000),
             auto_watermark_interval_ms: self.auto_watermark_interval_ms,
+            latency_interval_ns: self.latency_interval_ms.saturating_mul(1_000_000),
             pin_cores: self.pin_cores,
             clock: self.clock.clone(),
             state_backend: self.state_backend,
@@ -319,6 +330,8 @@ pub(crate) struct ResolvedConfig {
     pub exchange_queue_batches: usize,
     pub flush_interval_ns: u64,
     pub auto_watermark_interval_ms: i64,
+    /// Between latency markers (0: none).
+    pub latency_interval_ns: u64,
     pub pin_cores: bool,
     pub clock: Arc<dyn Clock>,
     pub state_backend: StateBackendKind,

@@ -112,3 +112,80 @@ impl Metrics {
         &self.entries
     }
 }
+
+/// Latency at one sink: how long latency markers took from their origin
+/// (a record's creation, or the source's read) to the sink, merged over
+/// cores. In microseconds.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct SinkLatency {
+    /// The sink's name.
+    pub sink: String,
+    /// Markers recorded.
+    pub count: u64,
+    /// Median, µs.
+    pub p50_us: u64,
+    /// 99th percentile, µs.
+    pub p99_us: u64,
+    /// 99.9th percentile, µs.
+    pub p999_us: u64,
+    /// Largest, µs.
+    pub max_us: u64,
+}
+
+/// Largest latency a histogram tracks (one hour, in µs); beyond it values
+/// are clamped.
+pub(crate) const LATENCY_MAX_US: u64 = 3_600_000_000;
+
+/// A latency histogram (µs, three significant digits).
+pub(crate) fn latency_histogram() -> hdrhistogram::Histogram<u64> {
+    hdrhistogram::Histogram::new_with_bounds(1, LATENCY_MAX_US, 3).expect("valid histogram bounds")
+}
+
+impl SinkLatency {
+    /// Summarizes `hist` (merged over cores) for sink `sink`.
+    pub(crate) fn of(sink: &str, hist: &hdrhistogram::Histogram<u64>) -> Self {
+        Self {
+            sink: sink.to_string(),
+            count: hist.len(),
+            p50_us: hist.value_at_quantile(0.5),
+            p99_us: hist.value_at_quantile(0.99),
+            p999_us: hist.value_at_quantile(0.999),
+            max_us: hist.max(),
+        }
+    }
+
+    /// Merges per-core histograms into one summary per sink, sorted by name.
+    pub(crate) fn merge(
+        parts: impl IntoIterator<Item = (String, hdrhistogram::Histogram<u64>)>,
+    ) -> Vec<Self> {
+        let mut by_sink: BTreeMap<String, hdrhistogram::Histogram<u64>> = BTreeMap::new();
+        for (sink, h) in parts {
+            match by_sink.get_mut(&sink) {
+                Some(m) => {
+                    // Same bounds everywhere: adding cannot fail.
+                    let _ = m.add(&h);
+                }
+                None => {
+                    by_sink.insert(sink, h);
+                }
+            }
+        }
+        by_sink.iter().map(|(s, h)| Self::of(s, h)).collect()
+    }
+}
+
+impl std::fmt::Display for SinkLatency {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let ms = |us: u64| us as f64 / 1000.0;
+        write!(
+            f,
+            "latency at {}: p50 {:.3} ms, p99 {:.3} ms, p99.9 {:.3} ms, max {:.3} ms ({} markers)",
+            self.sink,
+            ms(self.p50_us),
+            ms(self.p99_us),
+            ms(self.p999_us),
+            ms(self.max_us),
+            self.count
+        )
+    }
+}

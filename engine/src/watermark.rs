@@ -79,8 +79,9 @@ impl WatermarkValve {
             Control::Watermark(w) => self.on_watermark(channel, w, out),
             Control::Status(s) => self.on_status(channel, s, out),
             Control::EndOfInput => self.on_end(channel, out),
-            // Barriers are aligned by the gate, not combined.
-            Control::Barrier(_) => out.push(control),
+            // Barriers are aligned by the gate, not combined; latency
+            // markers pass as they come.
+            Control::Barrier(_) | Control::Latency(_) => out.push(control),
         }
     }
 

@@ -217,6 +217,17 @@ impl<T: 'static, F: Fn(u64) -> T + 'static> SourceReader<T> for GeneratorReader<
             }
         }
         self.emitted += produced;
+        if let (Some(rate), Some(start), true) = (self.rate, self.start_ns, produced > 0) {
+            // The newest record's scheduled time, as wall-clock time: how
+            // far behind its schedule the source is counts as latency
+            // (no coordinated omission).
+            let scheduled = start + ((self.emitted - 1) as f64 * 1e9 / rate) as u64;
+            let behind_us = self.clock.monotonic_ns().saturating_sub(scheduled) / 1000;
+            let now_us = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_micros() as i64);
+            out.created_at(now_us - behind_us as i64);
+        }
         Ok(if self.ranges.is_empty() { SourceStatus::Done } else { SourceStatus::More })
     }
 

@@ -93,6 +93,7 @@ fn main() -> anyhow::Result<()> {
     .name("count and sum")
     .sink_to(brisk::DiscardSink);
     let result = env.execute()?;
+    cli.job.report(&result);
     let secs = result.elapsed.as_secs_f64();
     let delivered = result.metrics.total("records_in");
     let expected = if cli.batch { keys.min(events) } else { events };

@@ -173,6 +173,7 @@ fn main() -> anyhow::Result<()> {
         })
     });
     let result = env.execute()?;
+    cli.job.report(&result);
     drop(job_done);
     let secs = result.elapsed.as_secs_f64();
     if let Some(r) = &result.restored {

@@ -789,7 +789,7 @@ where
                 // flushes); the state is as of the barrier.
                 s.snapshot(id);
             }
-            Control::EndOfInput | Control::Status(_) => {}
+            Control::EndOfInput | Control::Status(_) | Control::Latency(_) => {}
         }
         s.next.control(control)
     }

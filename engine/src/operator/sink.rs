@@ -182,6 +182,8 @@ pub(crate) struct SinkNode<T, W> {
     checkpoints: Option<Rc<CoreCheckpoints>>,
     /// Where end-of-job finishers go.
     job: std::sync::Arc<crate::runtime::core::JobShared>,
+    /// How long latency markers took to get here, in µs.
+    latency: RefCell<Latency>,
     /// No writer on this core (a single-writer sink elsewhere).
     writerless: bool,
     /// This sink's index among the core's sinks (for checkpoint tracking).
@@ -195,6 +197,10 @@ impl<T: 'static, W: SinkWriter<T>> SinkNode<T, W> {
             index,
             checkpoints: core.checkpoints.clone(),
             job: core.shared.clone(),
+            latency: RefCell::new(Latency {
+                hist: crate::metrics::latency_histogram(),
+                published: std::time::Instant::now(),
+            }),
             writerless: writer.is_none(),
             state: RefCell::new(SinkState {
                 writer,
@@ -304,6 +310,45 @@ impl<T: 'static, W: SinkWriter<T>> SinkNode<T, W> {
     }
 }
 
+/// A sink's latency histogram on one core.
+struct Latency {
+    hist: hdrhistogram::Histogram<u64>,
+    /// When the monitor last got a copy.
+    published: std::time::Instant,
+}
+
+/// How often a sink sends its histogram to the web monitor.
+const LATENCY_PUBLISH_INTERVAL: std::time::Duration = std::time::Duration::from_secs(1);
+
+impl<T: 'static, W: SinkWriter<T>> SinkNode<T, W> {
+    fn record_latency(&self, created_us: i64) {
+        let us = (super::source::epoch_us() - created_us).max(0) as u64;
+        let mut l = self.latency.borrow_mut();
+        l.hist.saturating_record(us.clamp(1, crate::metrics::LATENCY_MAX_US));
+        if l.published.elapsed() >= LATENCY_PUBLISH_INTERVAL {
+            l.published = std::time::Instant::now();
+            let (name, core) = (self.info.name.to_string(), self.info.core);
+            self.job.monitor(|| crate::web::MonitorMsg::Latency { sink: name, core, hist: l.hist.clone() });
+        }
+    }
+
+    /// At the end of input: the histogram goes to the job's result (and
+    /// the monitor).
+    fn publish_final_latency(&self) {
+        let l = self.latency.borrow();
+        if l.hist.is_empty() {
+            return;
+        }
+        let name = self.info.name.to_string();
+        self.job.monitor(|| crate::web::MonitorMsg::Latency {
+            sink: name.clone(),
+            core: self.info.core,
+            hist: l.hist.clone(),
+        });
+        self.job.sink_latency(name, l.hist.clone());
+    }
+}
+
 /// The `Push` handle upstream holds for a sink.
 pub(crate) struct SinkHandle<T: 'static, W: SinkWriter<T>> {
     pub node: Rc<SinkNode<T, W>>,
@@ -352,6 +397,7 @@ impl<T: 'static, W: SinkWriter<T>> Push<T> for SinkHandle<T, W> {
             Control::EndOfInput => {
                 st.ended = true;
                 drop(st);
+                n.publish_final_latency();
                 if n.writerless
                     && let Some(cp) = &n.checkpoints
                 {
@@ -375,6 +421,10 @@ impl<T: 'static, W: SinkWriter<T>> Push<T> for SinkHandle<T, W> {
                 }
             }
             Control::Status(_) => {}
+            Control::Latency(created_us) => {
+                drop(st);
+                n.record_latency(created_us);
+            }
         }
         Ok(())
     }

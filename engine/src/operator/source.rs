@@ -166,6 +166,8 @@ pub struct SourceOutput<'a, T> {
     /// Per-event mode: `(records before it, watermark)` to emit mid-batch.
     marks: &'a mut Vec<(usize, Timestamp)>,
     error: Option<String>,
+    /// When the newest record of this batch was created (epoch µs).
+    origin_us: Option<i64>,
 }
 
 impl<T: 'static> SourceOutput<'_, T> {
@@ -247,6 +249,19 @@ impl<T: 'static> SourceOutput<'_, T> {
     pub fn mark_status(&mut self, status: StreamStatus) {
         self.status = Some(status);
     }
+    /// When the newest record of this batch came into being (epoch µs): a
+    /// generator's scheduled time, a Kafka record's timestamp. A latency
+    /// marker sent after this batch carries it, so sinks measure latency
+    /// from creation, including any lag of the source behind its
+    /// schedule; without it, from the time the batch was read.
+    pub fn created_at(&mut self, epoch_us: i64) {
+        self.origin_us = Some(self.origin_us.map_or(epoch_us, |o| o.max(epoch_us)));
+    }
+}
+
+/// Now, in epoch µs (latency markers).
+pub(crate) fn epoch_us() -> i64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_micros() as i64)
 }
 
 /// The positions recorded for source node `node` in the restored checkpoint.
@@ -303,6 +318,7 @@ pub(crate) async fn run_source<T: 'static, R: SourceReader<T>>(
     let mut marks = Vec::new();
     let mut watermark = MIN_WATERMARK;
     let mut completed_seen = 0;
+    let mut next_marker = std::time::Instant::now();
     let fail =
         |e: SourceError| JobError::Source { operator: info.name.to_string(), core: info.core, message: e.0 };
     loop {
@@ -344,6 +360,7 @@ pub(crate) async fn run_source<T: 'static, R: SourceReader<T>>(
         }
         marks.clear();
         let mut output = SourceOutput {
+            origin_us: None,
             batch: &mut batch,
             watermark: None,
             status: None,
@@ -353,6 +370,7 @@ pub(crate) async fn run_source<T: 'static, R: SourceReader<T>>(
         };
         let status = info.guard_async(reader.next_batch(&mut output)).await?.map_err(fail)?;
         let (mut wm, mut st, error) = (output.watermark, output.status, output.error);
+        let origin_us = output.origin_us;
         if let Some(e) = error {
             return Err(info.user_error(format!("timestamp assignment failed: {e}")));
         }
@@ -389,6 +407,15 @@ pub(crate) async fn run_source<T: 'static, R: SourceReader<T>>(
         }
         if let Some(s) = st {
             out.control(Control::Status(s))?;
+        }
+        if core.config.latency_interval_ns > 0 {
+            // Behind this batch's records: when they were created (or now).
+            // The split's last batch always gets one.
+            let now = std::time::Instant::now();
+            if now >= next_marker || status == SourceStatus::Done {
+                next_marker = now + std::time::Duration::from_nanos(core.config.latency_interval_ns);
+                out.control(Control::Latency(origin_us.unwrap_or_else(epoch_us)))?;
+            }
         }
         owned.after_push().await?;
         match status {

@@ -489,7 +489,7 @@ impl<T: 'static> Push<T> for TimestampsAndWatermarksHandle<T> {
                 Ok(())
             }
             Control::Watermark(_) | Control::Status(_) => Ok(()),
-            Control::Barrier(_) => s.next.control(control),
+            Control::Barrier(_) | Control::Latency(_) => s.next.control(control),
             Control::EndOfInput => {
                 s.ended = true;
                 s.next.control(control)

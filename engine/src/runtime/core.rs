@@ -77,17 +77,37 @@ pub(crate) struct JobShared {
     finishers: std::sync::mpsc::Sender<(String, crate::operator::Finisher)>,
     /// The web server's monitor, when the job serves one.
     monitor: Option<crossbeam::channel::Sender<crate::web::MonitorMsg>>,
+    /// Each sink's latency histogram at its end of input, per core.
+    latencies: std::sync::mpsc::Sender<(String, hdrhistogram::Histogram<u64>)>,
+}
+
+/// What the control thread receives from a run's cores besides counters.
+pub(crate) struct JobReceivers {
+    /// Finishers left by sources and sinks.
+    pub finishers: std::sync::mpsc::Receiver<(String, crate::operator::Finisher)>,
+    /// Latency histograms of the sinks that reached their end of input.
+    pub latencies: std::sync::mpsc::Receiver<(String, hdrhistogram::Histogram<u64>)>,
 }
 
 impl JobShared {
     /// The shared state, and where the control thread receives finishers.
     pub fn new(
         monitor: Option<crossbeam::channel::Sender<crate::web::MonitorMsg>>,
-    ) -> (Arc<Self>, std::sync::mpsc::Receiver<(String, crate::operator::Finisher)>) {
-        let (finishers, rx) = std::sync::mpsc::channel();
-        let shared =
-            Self { cancelled: AtomicBool::new(false), build_us_max: Default::default(), finishers, monitor };
-        (Arc::new(shared), rx)
+    ) -> (Arc<Self>, JobReceivers) {
+        let (finishers, finishers_rx) = std::sync::mpsc::channel();
+        let (latencies, latencies_rx) = std::sync::mpsc::channel();
+        let shared = Self {
+            cancelled: AtomicBool::new(false),
+            build_us_max: Default::default(),
+            finishers,
+            monitor,
+            latencies,
+        };
+        (Arc::new(shared), JobReceivers { finishers: finishers_rx, latencies: latencies_rx })
+    }
+    /// Hands a sink's final latency histogram (one core's) to the runtime.
+    pub fn sink_latency(&self, sink: String, hist: hdrhistogram::Histogram<u64>) {
+        let _ = self.latencies.send((sink, hist));
     }
     /// Tells the web server's monitor, if there is one (never blocks: the
     /// channel is unbounded and its messages few).

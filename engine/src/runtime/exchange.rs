@@ -198,6 +198,8 @@ struct SenderState<T, R: Router<T>> {
     channels: Vec<OutChannel<R::Out>>,
     router: R,
     closed: bool,
+    /// The channel the next latency marker goes to (round-robin).
+    next_marker: usize,
     _record: std::marker::PhantomData<fn(T)>,
 }
 
@@ -228,7 +230,13 @@ impl<T: 'static, R: Router<T>> ExchangeSender<T, R> {
         let allocated = core.counter(&info.name, "exchange_batches_allocated");
         allocated.add(channels.len() as u64);
         Rc::new(Self {
-            state: RefCell::new(SenderState { channels, router, closed: false, _record: Default::default() }),
+            state: RefCell::new(SenderState {
+                channels,
+                router,
+                closed: false,
+                next_marker: 0,
+                _record: Default::default(),
+            }),
             senders,
             drain_lock: FairLock::default(),
             unsent: Cell::new(false),
@@ -361,7 +369,16 @@ impl<T: 'static, R: Router<T>> Push<T> for SenderHandle<T, R> {
         {
             let mut st = s.state.borrow_mut();
             s.check_open(&st)?;
-            for d in 0..st.channels.len() {
+            // A latency marker samples one path: one channel, behind the
+            // records staged for it (Flink sends it to a random channel).
+            let channels = if let Control::Latency(_) = control {
+                let d = st.next_marker % st.channels.len();
+                st.next_marker = d + 1;
+                d..d + 1
+            } else {
+                0..st.channels.len()
+            };
+            for d in channels {
                 if !st.channels[d].staging.is_empty() {
                     s.ship(&mut st, d);
                 }

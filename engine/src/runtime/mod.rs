@@ -64,6 +64,9 @@ pub struct JobResult {
     pub checkpoints_failed: u64,
     /// What the last run restored from, and how long that took.
     pub restored: Option<RestoreStats>,
+    /// Per sink: how long latency markers took from their origin to it
+    /// (see [`JobConfig::latency_interval_ms`]), merged over cores.
+    pub latency: Vec<crate::metrics::SinkLatency>,
 }
 
 /// How a run restored its state.
@@ -308,7 +311,7 @@ fn execute_once(
         }
     }
 
-    let (shared, finishers) = JobShared::new(monitor);
+    let (shared, receivers) = JobShared::new(monitor);
     shared.monitor(|| MonitorMsg::Attempt { shared: shared.clone(), attempt });
     let node_names: Vec<String> = nodes.iter().map(|n| n.meta.name.clone()).collect();
     let mut checkpointing = None;
@@ -340,6 +343,7 @@ fn execute_once(
                     checkpoints: Vec::new(),
                     checkpoints_failed: 0,
                     restored: None,
+                    latency: Vec::new(),
                 });
             }
             restore_stats = Some(RestoreStats {
@@ -498,7 +502,7 @@ fn execute_once(
     }
     if output_final {
         // What sources and sinks left for this moment.
-        for (name, finish) in finishers.try_iter() {
+        for (name, finish) in receivers.finishers.try_iter() {
             if let Err(e) = finish() {
                 first = Some(JobError::Sink {
                     operator: name,
@@ -509,7 +513,8 @@ fn execute_once(
             }
         }
     }
-    drop(finishers);
+    let latency = crate::metrics::SinkLatency::merge(receivers.latencies.try_iter());
+    drop(receivers);
     match first {
         Some(e) => Err(e),
         None => Ok(JobResult {
@@ -522,6 +527,7 @@ fn execute_once(
             checkpoints_failed,
             restored: restore_stats
                 .map(|r| RestoreStats { rebuild_ms: shared.build_time_max().as_millis() as u64, ..r }),
+            latency,
         }),
     }
 }

@@ -124,6 +124,7 @@ fn handle(mut req: Request, m: &mut Monitor, token: Option<&str>, action_running
         "/api/operators" => Some(Reply::json(200, &m.operators())),
         "/api/checkpoints" => Some(Reply::json(200, &m.checkpoints_json())),
         "/api/exceptions" => Some(Reply::json(200, &m.exceptions_json())),
+        "/api/latency" => Some(Reply::json(200, &m.latency_json())),
         "/metrics" => Some(Reply::asset("text/plain; version=0.0.4; charset=utf-8", &m.prometheus())),
         _ => None,
     };

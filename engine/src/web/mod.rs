@@ -54,6 +54,8 @@ pub(crate) enum MonitorMsg {
     Failure { message: String },
     /// The job ended: finished, failed or cancelled.
     Ended { state: JobState },
+    /// A sink's latency histogram on one core so far (cumulative).
+    Latency { sink: String, core: usize, hist: hdrhistogram::Histogram<u64> },
 }
 
 /// One checkpoint's outcome, as the API shows it.
@@ -135,6 +137,10 @@ pub(crate) struct Monitor {
     checkpoints_failed: u64,
     exceptions: VecDeque<(i64, String)>,
     checkpoint_dir: Option<std::path::PathBuf>,
+    /// Per (sink, core): the newest cumulative histogram.
+    latency: BTreeMap<(String, usize), hdrhistogram::Histogram<u64>>,
+    /// Per sink: p99 at each sample, µs.
+    latency_history: BTreeMap<String, VecDeque<u64>>,
 }
 
 #[derive(Default)]
@@ -196,6 +202,8 @@ impl Monitor {
             checkpoints_failed: 0,
             exceptions: VecDeque::new(),
             checkpoint_dir: config.checkpoint_dir.clone(),
+            latency: BTreeMap::new(),
+            latency_history: BTreeMap::new(),
         }
     }
 
@@ -211,6 +219,7 @@ impl Monitor {
                 // A restart builds new operators: new counters.
                 self.counters.clear();
                 self.gauges.clear();
+                self.latency.clear();
                 for r in self.rates.values_mut() {
                     r.last = 0;
                 }
@@ -238,6 +247,9 @@ impl Monitor {
                 self.state = JobState::Restarting;
             }
             MonitorMsg::Ended { state } => self.state = state,
+            MonitorMsg::Latency { sink, core, hist } => {
+                self.latency.insert((sink, core), hist);
+            }
         }
     }
 
@@ -251,6 +263,13 @@ impl Monitor {
         let mut totals: BTreeMap<(String, String), u64> = BTreeMap::new();
         for e in self.counters.iter().filter(|e| RATED.contains(&e.metric.as_str())) {
             *totals.entry((e.operator.clone(), e.metric.clone())).or_default() += e.counter.get();
+        }
+        for s in self.sink_latencies() {
+            let h = self.latency_history.entry(s.sink.clone()).or_default();
+            if h.len() == SAMPLES_MAX {
+                h.pop_front();
+            }
+            h.push_back(s.p99_us);
         }
         for (key, total) in totals {
             let r = self.rates.entry(key).or_default();
@@ -370,6 +389,29 @@ impl Monitor {
         serde_json::json!({ "sample_interval_ms": SAMPLE_INTERVAL.as_millis() as u64, "operators": ops })
     }
 
+    /// Per sink, merged over cores.
+    fn sink_latencies(&self) -> Vec<crate::metrics::SinkLatency> {
+        crate::metrics::SinkLatency::merge(self.latency.iter().map(|((s, _), h)| (s.clone(), h.clone())))
+    }
+
+    fn latency_json(&self) -> serde_json::Value {
+        let sinks: Vec<serde_json::Value> = self
+            .sink_latencies()
+            .into_iter()
+            .map(|s| {
+                let history: Vec<u64> = self
+                    .latency_history
+                    .get(&s.sink)
+                    .map(|h| h.iter().copied().collect())
+                    .unwrap_or_default();
+                let mut v = serde_json::to_value(&s).unwrap_or_default();
+                v["p99_history_us"] = history.into();
+                v
+            })
+            .collect();
+        serde_json::json!({ "sample_interval_ms": SAMPLE_INTERVAL.as_millis() as u64, "sinks": sinks })
+    }
+
     fn checkpoints_json(&self) -> serde_json::Value {
         serde_json::json!({
             "completed": self.checkpoints_completed,
@@ -426,6 +468,20 @@ impl Monitor {
             let _ = writeln!(out, "# TYPE brisk_{} gauge", sanitize(metric));
             for l in lines {
                 let _ = writeln!(out, "{l}");
+            }
+        }
+        let latencies = self.sink_latencies();
+        if !latencies.is_empty() {
+            let _ = writeln!(out, "# TYPE brisk_sink_latency_microseconds summary");
+            for s in &latencies {
+                let sink = escape_label(&s.sink);
+                for (q, v) in [("0.5", s.p50_us), ("0.99", s.p99_us), ("0.999", s.p999_us), ("1", s.max_us)] {
+                    let _ = writeln!(
+                        out,
+                        "brisk_sink_latency_microseconds{{sink=\"{sink}\",quantile=\"{q}\"}} {v}"
+                    );
+                }
+                let _ = writeln!(out, "brisk_sink_latency_microseconds_count{{sink=\"{sink}\"}} {}", s.count);
             }
         }
         let _ = writeln!(out, "# TYPE brisk_checkpoints_completed counter");

@@ -1160,7 +1160,7 @@ where
                 s.flush()?;
                 s.snapshot(id);
             }
-            Control::EndOfInput | Control::Status(_) => {}
+            Control::EndOfInput | Control::Status(_) | Control::Latency(_) => {}
         }
         s.flush()?;
         s.late.control(control)?;

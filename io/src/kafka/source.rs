@@ -575,6 +575,10 @@ impl<T: 'static, D: KafkaDeserializer<T>> SourceReader<T> for KafkaReader<D> {
                 continue; // before a restored position, or past a bounded end
             }
             let timestamp = m.timestamp().to_millis();
+            if let Some(ts) = timestamp.filter(|&t| t > 0) {
+                // Latency is measured from the record's Kafka timestamp.
+                out.created_at(ts.saturating_mul(1000));
+            }
             let headers: Vec<(&str, Option<&[u8]>)> = m
                 .headers()
                 .map(|h| h.iter().take(HEADERS_MAX).map(|h| (h.key, h.value)).collect())

@@ -103,16 +103,36 @@ function drawGraph(graph, operators) {
 }
 
 function drawThroughput(graph, operators) {
-  const canvas = $("throughput");
+  const sources = new Set(graph.nodes.filter((n) => n.is_source).map((n) => n.id));
+  const series = operators.filter((o) => sources.has(o.id) && o.rate_history.records_out).map((o) => ({ name: o.name, values: o.rate_history.records_out }));
+  drawSeries($("throughput"), series, (v) => number(v) + "/s");
+}
+
+function drawLatency(lat) {
+  const series = lat.sinks.map((s) => ({ name: s.sink, values: s.p99_history_us.map((us) => us / 1000) }));
+  drawSeries($("latency-chart"), series, (v) => fmt.format(v) + " ms");
+  const body = $("latency").tBodies[0];
+  if (lat.sinks.length === 0) return;
+  body.replaceChildren();
+  const ms = (us) => fmt.format(us / 1000) + " ms";
+  for (const s of lat.sinks) {
+    const tr = el("tr", {});
+    tr.appendChild(el("td", {}, s.sink));
+    tr.appendChild(el("td", { class: "num" }, number(s.count)));
+    for (const v of [s.p50_us, s.p99_us, s.p999_us, s.max_us]) tr.appendChild(el("td", { class: "num" }, ms(v)));
+    body.appendChild(tr);
+  }
+}
+
+// One line per series, newest at the right edge, one point per second.
+function drawSeries(canvas, series, label) {
   const ctx = canvas.getContext("2d");
   const w = canvas.width, h = canvas.height;
   ctx.clearRect(0, 0, w, h);
-  const sources = new Set(graph.nodes.filter((n) => n.is_source).map((n) => n.id));
-  const series = operators.filter((o) => sources.has(o.id) && o.rate_history.records_out).map((o) => ({ name: o.name, values: o.rate_history.records_out }));
-  const max = Math.max(1, ...series.flatMap((s) => s.values));
+  const max = Math.max(1e-9, ...series.flatMap((s) => s.values));
   ctx.font = "11px system-ui";
   ctx.fillStyle = "#6b7385";
-  ctx.fillText(number(max) + "/s", 4, 12);
+  ctx.fillText(label(max), 4, 12);
   series.forEach((s, k) => {
     ctx.strokeStyle = colors[k % colors.length];
     ctx.beginPath();
@@ -173,8 +193,9 @@ function fillExceptions(ex) {
 
 async function refresh() {
   try {
-    const [overview, graph, ops, cps, ex] = await Promise.all([
+    const [overview, graph, ops, cps, ex, lat] = await Promise.all([
       get("/api/overview"), get("/api/graph"), get("/api/operators"), get("/api/checkpoints"), get("/api/exceptions"),
+      get("/api/latency"),
     ]);
     $("job-name").textContent = overview.name;
     $("job-state").textContent = overview.state;
@@ -186,6 +207,7 @@ async function refresh() {
     $("restarts").textContent = overview.restarts;
     drawGraph(graph, ops.operators);
     drawThroughput(graph, ops.operators);
+    drawLatency(lat);
     fillOperators(ops.operators);
     fillCheckpoints(cps);
     fillExceptions(ex);
