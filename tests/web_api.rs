@@ -172,10 +172,39 @@ fn the_api_reports_the_running_job() {
         let cores = source["per_core"].as_array()?;
         let flowing = cores.len() == 2 && cores.iter().all(|c| c["records_out"].as_u64().unwrap_or(0) > 0);
         let reduce = ops["operators"].as_array()?.iter().find(|o| o["name"] == "max per key")?.clone();
-        (flowing && reduce["watermark"].is_i64() && source["rates_per_s"]["records_out"].as_f64()? > 0.0)
+        let fed = reduce["records_in"].as_u64()? > 0;
+        (flowing
+            && fed
+            && reduce["watermark"].is_i64()
+            && source["rates_per_s"]["records_out"].as_f64()? > 0.0)
             .then_some(ops)
     });
     println!("operators: {}", ops["operators"][0]);
+    // Where tasks spend their time, and what the exchange holds.
+    let ops = wait_for("task time and queue figures", || {
+        let ops = get(a, "/api/operators").json();
+        let list = ops["operators"].as_array()?.clone();
+        let source = list.iter().find(|o| o["name"] == "numbers")?;
+        let reduce = list.iter().find(|o| o["name"] == "max per key")?;
+        let timed = source["per_core"]
+            .as_array()?
+            .iter()
+            .all(|c| c["busy_ratio"].is_f64() && c["idle_ratio"].is_f64());
+        let queued = reduce["per_core"].as_array()?.iter().all(|c| {
+            c["input_queue_capacity"].as_u64()
+                == Some(2 * brisk::config::EXCHANGE_QUEUE_BATCHES_DEFAULT as u64)
+        });
+        (timed && queued).then_some(ops)
+    });
+    for o in ops["operators"].as_array().unwrap() {
+        for c in o["per_core"].as_array().unwrap() {
+            for k in ["busy_ratio", "backpressured_ratio", "idle_ratio"] {
+                if let Some(r) = c[k].as_f64() {
+                    assert!((0.0..=1.0).contains(&r), "{k} {r} in {c}");
+                }
+            }
+        }
+    }
     // Checkpoints complete and are listed with their figures.
     let cps = wait_for("a completed checkpoint", || {
         let c = get(a, "/api/checkpoints").json();

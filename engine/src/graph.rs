@@ -304,7 +304,9 @@ impl CoreBuilder {
                 Box::new(crate::runtime::core::NoRecords { from_core })
             };
             let what = format!("receiver of '{}' from core {from_core}", meta.name);
-            self.spawn(what, run_receiver(self.core.clone(), rx, recycle, port));
+            let time = crate::runtime::exchange::TaskTime::new(&self.core, &meta.name);
+            let received = self.core.counter(&meta.name, "exchange_received");
+            self.spawn(what, run_receiver(self.core.clone(), rx, recycle, port, time, received));
         }
     }
 }

@@ -1,6 +1,7 @@
 //! The DataStream API: [`StreamEnv`] builds a job graph from
 //! [`DataStream`]s and [`KeyedStream`]s and runs it.
 
+use crate::runtime::exchange::TaskTime;
 use std::cell::RefCell;
 use std::hash::Hash;
 use std::marker::PhantomData;
@@ -197,14 +198,16 @@ impl StreamEnv {
                     }
                     let split_watermarks = strategy.map(|s| SplitWatermarks::new(s, &core));
                     let split_of = SplitOf { node: meta.id, split: core.index(), splits };
+                    let time = TaskTime::new(&core, &meta.name);
                     b.spawn(
                         format!("source '{}'", meta.name),
-                        run_source(core, info, reader, out, split_watermarks, Some(split_of)),
+                        run_source(core, info, reader, out, split_watermarks, Some(split_of), time),
                     );
                 } else {
+                    let time = TaskTime::new(&core, &meta.name);
                     b.spawn(
                         format!("source '{}' (no split)", meta.name),
-                        run_source(core, info, NoSplit, out, None, None),
+                        run_source(core, info, NoSplit, out, None, None, time),
                     );
                 }
                 Ok(())

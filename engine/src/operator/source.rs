@@ -309,6 +309,7 @@ pub(crate) async fn run_source<T: 'static, R: SourceReader<T>>(
     mut out: Box<dyn Push<T>>,
     mut split_watermarks: Option<SplitWatermarks<T>>,
     split_of: Option<SplitOf>,
+    time: crate::runtime::exchange::TaskTime,
 ) -> Result<(), JobError> {
     let checkpoints = core.checkpoints.clone();
     let shared = checkpoints.as_ref().map(|c| c.shared());
@@ -368,6 +369,7 @@ pub(crate) async fn run_source<T: 'static, R: SourceReader<T>>(
             marks: &mut marks,
             error: None,
         };
+        let started = std::time::Instant::now();
         let status = info.guard_async(reader.next_batch(&mut output)).await?.map_err(fail)?;
         let (mut wm, mut st, error) = (output.watermark, output.status, output.error);
         let origin_us = output.origin_us;
@@ -417,12 +419,16 @@ pub(crate) async fn run_source<T: 'static, R: SourceReader<T>>(
                 out.control(Control::Latency(origin_us.unwrap_or_else(epoch_us)))?;
             }
         }
+        let pushed = time.busy(started);
         owned.after_push().await?;
+        let drained = time.backpressured(pushed);
         match status {
             SourceStatus::More => glommio::yield_if_needed().await,
             SourceStatus::Wait(d) => {
                 owned.flush_all().await?;
+                let flushed = time.backpressured(drained);
                 glommio::timer::sleep(d).await;
+                time.idle(flushed);
             }
             SourceStatus::Done => {
                 if let (Some(cp), Some(s)) = (&checkpoints, split_of) {

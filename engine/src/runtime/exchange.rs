@@ -30,6 +30,7 @@ use std::cell::{Cell, RefCell};
 use std::collections::VecDeque;
 use std::rc::Rc;
 use std::sync::Arc;
+use std::time::Instant;
 
 use brisk_state::{MaxParallelism, key_hash};
 use crossbeam::queue::ArrayQueue;
@@ -212,6 +213,9 @@ pub(crate) struct ExchangeSender<T, R: Router<T>> {
     info: OperatorInfo,
     batches_allocated: Counter,
     pending_max: Counter,
+    /// Messages handed to each destination's channel (the receiver counts
+    /// what it took: the difference is what the channel holds).
+    sent_to: Vec<Counter>,
 }
 
 impl<T: 'static, R: Router<T>> ExchangeSender<T, R> {
@@ -227,6 +231,7 @@ impl<T: 'static, R: Router<T>> ExchangeSender<T, R> {
                 in_flight: false,
             });
         }
+        let senders_len = senders.len();
         let allocated = core.counter(&info.name, "exchange_batches_allocated");
         allocated.add(channels.len() as u64);
         Rc::new(Self {
@@ -241,6 +246,9 @@ impl<T: 'static, R: Router<T>> ExchangeSender<T, R> {
             drain_lock: FairLock::default(),
             unsent: Cell::new(false),
             pending_max: core.counter(&info.name, "exchange_pending_batches_max"),
+            sent_to: (0..senders_len)
+                .map(|d| core.counter(&info.name, &format!("{SENT_TO_CORE}{d}")))
+                .collect(),
             info,
             batches_allocated: allocated,
         })
@@ -250,7 +258,10 @@ impl<T: 'static, R: Router<T>> ExchangeSender<T, R> {
         let ch = &mut st.channels[d];
         if ch.pending.is_empty() && !ch.in_flight {
             match self.senders[d].try_send(msg) {
-                Ok(()) => return,
+                Ok(()) => {
+                    self.sent_to[d].add(1);
+                    return;
+                }
                 Err(GlommioError::WouldBlock(ResourceType::Channel(m))) => ch.pending.push_back(m),
                 Err(_) => {
                     st.closed = true;
@@ -318,6 +329,7 @@ impl<T: 'static, R: Router<T>> Outlet for ExchangeSender<T, R> {
                     if sent.is_err() {
                         return Err(JobError::Cancelled { core: self.info.core });
                     }
+                    self.sent_to[d].add(1);
                 }
             }
             let st = self.state.borrow();
@@ -399,6 +411,8 @@ pub(crate) async fn run_receiver<P: Send + 'static>(
     rx: ConnectedReceiver<Message<P>>,
     recycle: Recycle<P>,
     mut downstream: Box<dyn Push<P>>,
+    time: TaskTime,
+    received: Counter,
 ) -> Result<(), JobError> {
     let mut owned = Owned::new(core.clone());
     loop {
@@ -407,10 +421,16 @@ pub(crate) async fn run_receiver<P: Send + 'static>(
             None => {
                 // Nothing to do right now: send partial buffers downstream
                 // before parking, so results do not wait for more input.
+                let t = Instant::now();
                 owned.flush_all().await?;
-                rx.recv().await
+                let parked = time.backpressured(t);
+                let msg = rx.recv().await;
+                time.idle(parked);
+                msg
             }
         };
+        let t = Instant::now();
+        received.add(1);
         match msg {
             None => return Err(JobError::Cancelled { core: core.index() }),
             Some(Message::Data(mut batch)) => {
@@ -427,8 +447,53 @@ pub(crate) async fn run_receiver<P: Send + 'static>(
                 }
             }
         }
+        let t = time.busy(t);
         owned.after_push().await?;
+        time.backpressured(t);
         glommio::yield_if_needed().await;
+    }
+}
+
+/// Metric prefix of the messages an exchange sender handed to core N's
+/// channel (`exchange_sent_to_core_N`); the receiving side counts
+/// `exchange_received`.
+pub(crate) const SENT_TO_CORE: &str = "exchange_sent_to_core_";
+
+/// Where a driving task's time goes (Flink's busy, backpressured and idle
+/// time per task): nanoseconds counted per core under the task's head
+/// operator, two clock reads per batch.
+#[derive(Clone)]
+pub(crate) struct TaskTime {
+    busy: Counter,
+    backpressured: Counter,
+    idle: Counter,
+}
+
+impl TaskTime {
+    /// The counters of the task whose first operator is `operator`.
+    pub fn new(core: &Core, operator: &str) -> Self {
+        Self {
+            busy: core.counter(operator, "busy_ns"),
+            backpressured: core.counter(operator, "backpressured_ns"),
+            idle: core.counter(operator, "idle_ns"),
+        }
+    }
+    fn add(counter: &Counter, since: Instant) -> Instant {
+        let now = Instant::now();
+        counter.add(now.saturating_duration_since(since).as_nanos() as u64);
+        now
+    }
+    /// Time since `since` was work; returns now.
+    pub fn busy(&self, since: Instant) -> Instant {
+        Self::add(&self.busy, since)
+    }
+    /// Time since `since` was spent waiting for room downstream.
+    pub fn backpressured(&self, since: Instant) -> Instant {
+        Self::add(&self.backpressured, since)
+    }
+    /// Time since `since` was spent waiting for input.
+    pub fn idle(&self, since: Instant) -> Instant {
+        Self::add(&self.idle, since)
     }
 }
 

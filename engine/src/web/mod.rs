@@ -137,6 +137,10 @@ pub(crate) struct Monitor {
     checkpoints_failed: u64,
     exceptions: VecDeque<(i64, String)>,
     checkpoint_dir: Option<std::path::PathBuf>,
+    /// Per (operator, time metric, core): where the task's time went.
+    task_time: BTreeMap<(String, String, usize), Rate>,
+    /// Batches each exchange channel holds at most.
+    queue_capacity: usize,
     /// Per (sink, core): the newest cumulative histogram.
     latency: BTreeMap<(String, usize), hdrhistogram::Histogram<u64>>,
     /// Per sink: p99 at each sample, µs.
@@ -151,6 +155,8 @@ struct Rate {
 
 /// Metrics whose rate per second is sampled.
 const RATED: &[&str] = &["records_out", "records_in", "records_read", "records_written"];
+/// Task time counters (ns): sampled per core into fractions of a second.
+const TIMED: &[&str] = &["busy_ns", "backpressured_ns", "idle_ns"];
 
 impl Monitor {
     fn new(
@@ -204,6 +210,8 @@ impl Monitor {
             checkpoint_dir: config.checkpoint_dir.clone(),
             latency: BTreeMap::new(),
             latency_history: BTreeMap::new(),
+            task_time: BTreeMap::new(),
+            queue_capacity: config.exchange_queue_batches,
         }
     }
 
@@ -223,6 +231,7 @@ impl Monitor {
                 for r in self.rates.values_mut() {
                     r.last = 0;
                 }
+                self.task_time.clear();
             }
             MonitorMsg::Registered { counters, gauges } => {
                 self.counters.extend(counters);
@@ -263,6 +272,14 @@ impl Monitor {
         let mut totals: BTreeMap<(String, String), u64> = BTreeMap::new();
         for e in self.counters.iter().filter(|e| RATED.contains(&e.metric.as_str())) {
             *totals.entry((e.operator.clone(), e.metric.clone())).or_default() += e.counter.get();
+        }
+        for e in self.counters.iter().filter(|e| TIMED.contains(&e.metric.as_str())) {
+            let r = self.task_time.entry((e.operator.clone(), e.metric.clone(), e.core)).or_default();
+            let v = e.counter.get();
+            let rate = v.saturating_sub(r.last) as f64 / elapsed.as_secs_f64();
+            r.last = v;
+            r.history.clear();
+            r.history.push_back(rate);
         }
         for s in self.sink_latencies() {
             let h = self.latency_history.entry(s.sink.clone()).or_default();
@@ -341,6 +358,37 @@ impl Monitor {
                 let v = m.get(&e.metric).and_then(|v| v.as_u64()).unwrap_or(0) + e.counter.get();
                 m.insert(e.metric.clone(), v.into());
             }
+            // Where each core's task time went over the last sample, as
+            // fractions of wall time; and what its input channels hold.
+            for ((op, metric, core), r) in &self.task_time {
+                if *op == n.name
+                    && let Some(rate) = r.history.back()
+                {
+                    let key = metric.trim_end_matches("_ns").to_string() + "_ratio";
+                    per_core.entry(*core).or_default().insert(key, (rate / 1e9).min(1.0).into());
+                }
+            }
+            for core in 0..self.cores {
+                let prefix = format!("{}{core}", crate::runtime::exchange::SENT_TO_CORE);
+                let sent: u64 = self
+                    .counters
+                    .iter()
+                    .filter(|e| e.operator == n.name && e.metric == prefix)
+                    .map(|e| e.counter.get())
+                    .sum();
+                let receivers: Vec<&CounterEntry> = self
+                    .counters
+                    .iter()
+                    .filter(|e| e.operator == n.name && e.core == core && e.metric == "exchange_received")
+                    .collect();
+                if receivers.is_empty() {
+                    continue;
+                }
+                let received: u64 = receivers.iter().map(|e| e.counter.get()).sum();
+                let m = per_core.entry(core).or_default();
+                m.insert("input_queue_batches".into(), sent.saturating_sub(received).into());
+                m.insert("input_queue_capacity".into(), (receivers.len() * self.queue_capacity).into());
+            }
             for g in self.gauges.iter().filter(|g| g.operator == n.name) {
                 let v = g.gauge.get();
                 let shown = if g.metric == "watermark" && v == MIN_WATERMARK {
@@ -357,6 +405,17 @@ impl Monitor {
                 .map(|g| g.gauge.get())
                 .min()
                 .filter(|&w| w != MIN_WATERMARK);
+            // What came in: everything its inputs sent out (a sink counts
+            // its own), over all cores.
+            let records_in: u64 = if n.is_sink {
+                self.counter_total(&n.name, "records_in")
+            } else {
+                n.inputs
+                    .iter()
+                    .filter_map(|i| self.graph.iter().find(|g| g.id == i.from))
+                    .map(|f| self.counter_total(&f.name, "records_out"))
+                    .sum()
+            };
             let rates: serde_json::Map<String, serde_json::Value> = self
                 .rates
                 .iter()
@@ -375,6 +434,8 @@ impl Monitor {
                 "id": n.id,
                 "name": n.name,
                 "watermark": watermark,
+                "records_in": records_in,
+                "records_out": self.counter_total(&n.name, "records_out"),
                 "rates_per_s": rates,
                 "rate_history": history,
                 "per_core": per_core

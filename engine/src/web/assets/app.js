@@ -63,9 +63,9 @@ function layout(nodes) {
     const c = depth.get(n.id);
     const r = rows.get(c) || 0;
     rows.set(c, r + 1);
-    pos.set(n.id, { x: 10 + c * 200, y: 10 + r * 70 });
+    pos.set(n.id, { x: 10 + c * 200, y: 10 + r * 80 });
   }
-  return { pos, height: 20 + Math.max(...rows.values()) * 70 };
+  return { pos, height: 20 + Math.max(...rows.values()) * 80 };
 }
 
 function drawGraph(graph, operators) {
@@ -82,7 +82,7 @@ function drawGraph(graph, operators) {
   for (const n of graph.nodes) {
     for (const i of n.inputs) {
       const a = pos.get(i.from), b = pos.get(n.id);
-      svg.appendChild(el("path", { svg: true, d: `M${a.x + 160},${a.y + 25} C${a.x + 180},${a.y + 25} ${b.x - 20},${b.y + 25} ${b.x},${b.y + 25}` }));
+      svg.appendChild(el("path", { svg: true, d: `M${a.x + 160},${a.y + 31} C${a.x + 180},${a.y + 31} ${b.x - 20},${b.y + 31} ${b.x},${b.y + 31}` }));
       if (i.partitioning !== "Forward") {
         svg.appendChild(el("text", { svg: true, class: "edge-label", x: (a.x + 160 + b.x) / 2 - 15, y: (a.y + b.y) / 2 + 20 }, i.partitioning.toUpperCase()));
       }
@@ -91,13 +91,16 @@ function drawGraph(graph, operators) {
   for (const n of graph.nodes) {
     const p = pos.get(n.id);
     const g = el("g", { svg: true, class: "node", "data-id": n.id });
-    g.appendChild(el("rect", { svg: true, x: p.x, y: p.y, width: 160, height: 50 }));
+    g.appendChild(el("rect", { svg: true, x: p.x, y: p.y, width: 160, height: 62 }));
     g.appendChild(el("text", { svg: true, x: p.x + 8, y: p.y + 17 }, n.name.length > 24 ? n.name.slice(0, 23) + "…" : n.name));
     const o = ops.get(n.id);
     const rate = o && o.rates_per_s.records_out !== undefined ? number(o.rates_per_s.records_out) + "/s" : "";
+    const bp = o ? Math.max(0, ...o.per_core.map((c) => c.backpressured_ratio || 0)) : 0;
+    if (bp > 0.5) g.setAttribute("class", "node backpressured");
     const wm = o && o.watermark !== null ? " wm " + o.watermark : "";
     g.appendChild(el("text", { svg: true, class: "sub", x: p.x + 8, y: p.y + 32 }, `${n.kind} ×${n.parallelism}${n.chained ? " (chained)" : ""}`));
     g.appendChild(el("text", { svg: true, class: "sub", x: p.x + 8, y: p.y + 45 }, rate + wm));
+    if (o) g.appendChild(el("text", { svg: true, class: "sub", x: p.x + 8, y: p.y + 58 }, `in ${number(o.records_in)} · out ${number(o.records_out)}`));
     svg.appendChild(g);
   }
 }
@@ -153,13 +156,19 @@ function fillOperators(operators) {
   body.replaceChildren();
   for (const o of operators) {
     for (const c of o.per_core) {
-      const other = Object.entries(c).filter(([k]) => !["core", "records_out", "watermark"].includes(k)).map(([k, v]) => `${k} ${number(v)}`).join(", ");
+      const shown = ["core", "records_out", "watermark", "busy_ratio", "backpressured_ratio", "idle_ratio", "input_queue_batches", "input_queue_capacity", "busy_ns", "backpressured_ns", "idle_ns", "exchange_received"];
+      const other = Object.entries(c).filter(([k]) => !shown.includes(k) && !k.startsWith("exchange_sent_to_core_")).map(([k, v]) => `${k} ${number(v)}`).join(", ");
+      const pct = (v) => (v === undefined ? "–" : Math.round(v * 100) + "%");
       const tr = el("tr", {});
       tr.appendChild(el("td", {}, o.name));
       tr.appendChild(el("td", { class: "num" }, c.core));
       tr.appendChild(el("td", { class: "num" }, number(c.records_out)));
       tr.appendChild(el("td", { class: "num" }, c.core === o.per_core[0].core && o.rates_per_s.records_out !== undefined ? number(o.rates_per_s.records_out) : ""));
       tr.appendChild(el("td", { class: "num" }, c.watermark === null || c.watermark === undefined ? "–" : c.watermark));
+      tr.appendChild(el("td", { class: "num" }, pct(c.busy_ratio)));
+      tr.appendChild(el("td", { class: "num" + (c.backpressured_ratio > 0.5 ? " hot" : "") }, pct(c.backpressured_ratio)));
+      tr.appendChild(el("td", { class: "num" }, pct(c.idle_ratio)));
+      tr.appendChild(el("td", { class: "num" }, c.input_queue_capacity ? `${c.input_queue_batches}/${c.input_queue_capacity}` : "–"));
       tr.appendChild(el("td", {}, other));
       body.appendChild(tr);
     }
