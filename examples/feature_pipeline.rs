@@ -106,8 +106,7 @@ fn main() -> anyhow::Result<()> {
             },
         ));
     }
-    let result = env.execute()?;
-    cli.job.report(&result);
+    let result = cli.job.execute(env)?;
     let m = &result.metrics;
     eprintln!(
         "feature_pipeline: {} lines read, {} malformed skipped, {} dead-lettered, {} features written in {:.2} s",

@@ -46,8 +46,7 @@ fn main() -> anyhow::Result<()> {
         .sink_to(StdoutSink::lines_with(|(user, value, avg): &(String, f64, f64), out: &mut Vec<u8>| {
             let _ = write!(out, "{user},{value},{avg}");
         }));
-    let result = env.execute()?;
-    cli.job.report(&result);
+    let result = cli.job.execute(env)?;
     eprintln!("malformed lines skipped: {}", result.metrics.total("malformed_skipped"));
     Ok(())
 }

@@ -346,8 +346,7 @@ fn main() -> anyhow::Result<()> {
             }
         });
     }
-    let result = env.execute()?;
-    cli.job.report(&result);
+    let result = cli.job.execute(env)?;
     let dropped = result.metrics.total("late_records_dropped");
     let mut err = std::io::stderr().lock();
     writeln!(

@@ -45,7 +45,6 @@ fn main() -> anyhow::Result<()> {
         .sink_to(StdoutSink::lines_with(|(word, count): &(String, u64), out: &mut Vec<u8>| {
             let _ = write!(out, "{word}\t{count}");
         }));
-    let result = env.execute()?;
-    cli.job.report(&result);
+    cli.job.execute(env)?;
     Ok(())
 }

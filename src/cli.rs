@@ -79,6 +79,40 @@ pub const WEB_UI_DEFAULT: &str = "127.0.0.1:8081";
 /// Checkpoint interval when `--checkpoint-dir` is given without one.
 pub const CHECKPOINT_INTERVAL_MS_DEFAULT: u64 = 1000;
 
+/// Draws the progress of `control`'s job until `stop` (on its own thread,
+/// never a core).
+fn draw_progress(control: &brisk_engine::JobControl, stop: &std::sync::atomic::AtomicBool) {
+    use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+    let bar = ProgressBar::with_draw_target(None, ProgressDrawTarget::stderr());
+    let style = ProgressStyle::with_template(
+        "{bar:40.cyan/blue} {percent:>3}%  {human_pos}/{human_len}  {rate}  ETA {eta}",
+    )
+    .map(|s| {
+        s.with_key("rate", |state: &indicatif::ProgressState, w: &mut dyn std::fmt::Write| {
+            let _ = match state.per_sec() {
+                r if r >= 1e6 => write!(w, "{:.1} M/s", r / 1e6),
+                r if r >= 1e3 => write!(w, "{:.1} k/s", r / 1e3),
+                r => write!(w, "{r:.0}/s"),
+            };
+        })
+    })
+    .unwrap_or_else(|_| ProgressStyle::default_bar());
+    bar.set_style(style);
+    while !stop.load(std::sync::atomic::Ordering::Acquire) {
+        if let Some((done, total)) = control.progress() {
+            bar.set_length(total);
+            bar.set_position(done);
+        }
+        // A drawing thread, not a core: it may sleep.
+        #[allow(clippy::disallowed_methods)]
+        std::thread::sleep(PROGRESS_REDRAW);
+    }
+    bar.finish_and_clear();
+}
+
+/// How often the progress bar is redrawn.
+const PROGRESS_REDRAW: std::time::Duration = std::time::Duration::from_millis(200);
+
 fn parse_token(s: &str) -> Result<String, String> {
     let min = brisk_engine::config::WEB_TOKEN_LEN_MIN;
     if s.len() < min {
@@ -113,6 +147,33 @@ impl JobArgs {
             web_token: self.web_token.clone(),
             ..defaults
         }
+    }
+
+    /// Runs the job: while it runs, a progress bar with rate and ETA on
+    /// stderr when stderr is a terminal and its bounded sources know their
+    /// size (records of a generator, bytes of files); at the end,
+    /// [`report`](Self::report).
+    pub fn execute(
+        &self,
+        env: brisk_engine::StreamEnv,
+    ) -> Result<brisk_engine::JobResult, brisk_engine::JobError> {
+        use std::io::IsTerminal;
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let bar = std::io::stderr().is_terminal().then(|| {
+            let (control, stop) = (env.control(), stop.clone());
+            std::thread::Builder::new()
+                .name("brisk-progress".into())
+                .spawn(move || draw_progress(&control, &stop))
+        });
+        let result = env.execute();
+        stop.store(true, std::sync::atomic::Ordering::Release);
+        if let Some(Ok(t)) = bar {
+            let _ = t.join();
+        }
+        if let Ok(r) = &result {
+            self.report(r);
+        }
+        result
     }
 
     /// Prints what a job that ended reports to operators on stderr: each

@@ -172,7 +172,8 @@ fn the_api_reports_the_running_job() {
         let cores = source["per_core"].as_array()?;
         let flowing = cores.len() == 2 && cores.iter().all(|c| c["records_out"].as_u64().unwrap_or(0) > 0);
         let reduce = ops["operators"].as_array()?.iter().find(|o| o["name"] == "max per key")?.clone();
-        let fed = reduce["records_in"].as_u64()? > 0;
+        let fed = reduce["records_in"].as_u64()? > 0
+            && reduce["per_core"].as_array()?.iter().all(|c| c["records_in"].as_u64().unwrap_or(0) > 0);
         (flowing
             && fed
             && reduce["watermark"].is_i64()
@@ -212,6 +213,10 @@ fn the_api_reports_the_running_job() {
     });
     let first = &cps["history"][0];
     assert_eq!(first["status"], "COMPLETED");
+    // Alignment (the keyed exchange has a channel per core) happens within
+    // the checkpoint.
+    let (align, took) = (first["alignment_us"].as_u64().unwrap(), first["duration_ms"].as_u64().unwrap());
+    assert!(align <= took * 1000 + 1000, "alignment {align} µs within {took} ms: {first}");
     assert!(first["id"].as_u64().unwrap() > 0 && first["triggered_ms"].as_i64().unwrap() > 0, "{first}");
     // Latency at the sink, from the generator's schedule.
     let lat = wait_for("latency at the sink", || {

@@ -306,7 +306,8 @@ impl CoreBuilder {
             let what = format!("receiver of '{}' from core {from_core}", meta.name);
             let time = crate::runtime::exchange::TaskTime::new(&self.core, &meta.name);
             let received = self.core.counter(&meta.name, "exchange_received");
-            self.spawn(what, run_receiver(self.core.clone(), rx, recycle, port, time, received));
+            let records = self.core.counter(&meta.name, "records_received");
+            self.spawn(what, run_receiver(self.core.clone(), rx, recycle, port, time, received, records));
         }
     }
 }

@@ -201,7 +201,7 @@ impl StreamEnv {
                     let time = TaskTime::new(&core, &meta.name);
                     b.spawn(
                         format!("source '{}'", meta.name),
-                        run_source(core, info, reader, out, split_watermarks, Some(split_of), time),
+                        run_source(core.clone(), info, reader, out, split_watermarks, Some(split_of), time),
                     );
                 } else {
                     let time = TaskTime::new(&core, &meta.name);

@@ -330,6 +330,7 @@ impl<T: 'static, P: LineParser<T>> Source<T> for FileSource<P> {
             path: self.path.clone(),
             parser: self.parser.clone(),
             policy: self.policy,
+            initial: pieces.clone(),
             pieces: pieces.into_iter().rev().collect(),
             rate,
             emitted: 0,
@@ -355,6 +356,8 @@ pub struct FileReader<P> {
     policy: MalformedPolicy,
     /// Pieces after the current one, last first (popped from the back).
     pieces: Vec<Piece>,
+    /// Every piece this reader started with (progress).
+    initial: Vec<Piece>,
     /// Records per second for this split, if paced.
     rate: Option<f64>,
     emitted: u64,
@@ -627,6 +630,23 @@ impl<T: 'static, P: LineParser<T>> SourceReader<T> for FileReader<P> {
         }
         self.emitted += (room - out.remaining()) as u64;
         Ok(if self.done { SourceStatus::Done } else { SourceStatus::More })
+    }
+
+    fn progress(&self) -> Option<(u64, u64)> {
+        // Bytes, once the file's size is known (it is opened at the first
+        // batch).
+        self.file.as_ref()?;
+        let len = |p: &Piece| match *p {
+            Piece::Whole { split, splits } => {
+                let s = splits.max(1);
+                self.file_size * (split + 1) / s - self.file_size * split / s
+            }
+            Piece::Range { start, end } => end.saturating_sub(start),
+        };
+        let current = if self.done { 0 } else { self.end.saturating_sub(self.next_offset()) };
+        let left = current + self.pieces.iter().map(len).sum::<u64>();
+        let total = self.initial.iter().map(len).sum::<u64>().max(left);
+        Some((total - left, total))
     }
 
     fn position(&self) -> Option<Vec<u8>> {

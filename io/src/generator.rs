@@ -128,7 +128,9 @@ impl<T: 'static, F: Fn(u64) -> T + Clone + Send + 'static> Source<T> for Generat
                 )));
             }
         };
+        let total = ranges.iter().map(SplitRange::remaining).sum();
         Ok(GeneratorReader {
+            total,
             f: self.f.clone(),
             ranges,
             current: 0,
@@ -148,6 +150,13 @@ struct SplitRange {
     stride: u64,
 }
 
+impl SplitRange {
+    /// Records still to emit.
+    fn remaining(&self) -> u64 {
+        self.end.saturating_sub(self.next).div_ceil(self.stride.max(1))
+    }
+}
+
 /// Records interleaved from one split to the next.
 const SPLIT_CHUNK_RECORDS: u64 = 256;
 
@@ -162,6 +171,8 @@ pub struct GeneratorReader<F> {
     emitted: u64,
     start_ns: Option<u64>,
     clock: Arc<dyn Clock>,
+    /// Records this reader had to emit when it started (progress).
+    total: u64,
 }
 
 /// How many records a rate-limited split may have emitted by `elapsed_ns`,
@@ -229,6 +240,11 @@ impl<T: 'static, F: Fn(u64) -> T + 'static> SourceReader<T> for GeneratorReader<
             out.created_at(now_us - behind_us as i64);
         }
         Ok(if self.ranges.is_empty() { SourceStatus::Done } else { SourceStatus::More })
+    }
+
+    fn progress(&self) -> Option<(u64, u64)> {
+        let left: u64 = self.ranges.iter().map(SplitRange::remaining).sum();
+        Some((self.total - left.min(self.total), self.total))
     }
 
     fn position(&self) -> Option<Vec<u8>> {

@@ -169,15 +169,21 @@ fn show(client: &Client, out: &mut impl std::io::Write) -> anyhow::Result<()> {
         }
     }
     let cps = client.get("/api/checkpoints")?;
-    writeln!(out, "\n{:>6} {:<10} {:>10} {:>12}", "id", "status", "duration", "bytes")?;
+    writeln!(
+        out,
+        "\n{:>6} {:<10} {:>10} {:>12} {:>10} {:>10}",
+        "id", "status", "duration", "bytes", "sync", "alignment"
+    )?;
     for c in cps["history"].as_array().into_iter().flatten().take(10) {
         writeln!(
             out,
-            "{:>6} {:<10} {:>8}ms {:>12} {}",
+            "{:>6} {:<10} {:>8}ms {:>12} {:>8}µs {:>8}µs {}",
             c["id"],
             c["status"].as_str().unwrap_or("?"),
             c["duration_ms"],
             c["bytes"],
+            c["sync_us"],
+            c["alignment_us"],
             c["reason"].as_str().unwrap_or("")
         )?;
     }

@@ -92,8 +92,7 @@ fn main() -> anyhow::Result<()> {
     .reduce(|a: (u64, u64, u64), b: (u64, u64, u64)| (a.0, a.1 + b.1, a.2 + b.2))
     .name("count and sum")
     .sink_to(brisk::DiscardSink);
-    let result = env.execute()?;
-    cli.job.report(&result);
+    let result = cli.job.execute(env)?;
     let secs = result.elapsed.as_secs_f64();
     let delivered = result.metrics.total("records_in");
     let expected = if cli.batch { keys.min(events) } else { events };

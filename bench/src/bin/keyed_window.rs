@@ -172,8 +172,7 @@ fn main() -> anyhow::Result<()> {
             (epoch_start, samples)
         })
     });
-    let result = env.execute()?;
-    cli.job.report(&result);
+    let result = cli.job.execute(env)?;
     drop(job_done);
     let secs = result.elapsed.as_secs_f64();
     if let Some(r) = &result.restored {

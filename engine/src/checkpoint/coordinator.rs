@@ -34,12 +34,14 @@ pub struct JobControl {
     pub(crate) rx: Receiver<Request>,
     /// Where the job's REST API listens, once it does.
     pub(crate) web: std::sync::Arc<std::sync::OnceLock<std::net::SocketAddr>>,
+    /// How far bounded sources have read.
+    pub(crate) progress: std::sync::Arc<crate::operator::source::ProgressBoard>,
 }
 
 impl Default for JobControl {
     fn default() -> Self {
         let (tx, rx) = bounded(16);
-        Self { tx, rx, web: Default::default() }
+        Self { tx, rx, web: Default::default(), progress: Default::default() }
     }
 }
 
@@ -67,6 +69,14 @@ impl JobControl {
     /// serving them.
     pub fn web_address(&self) -> Option<std::net::SocketAddr> {
         self.web.get().copied()
+    }
+
+    /// How far the job's bounded sources have read, summed over splits:
+    /// `(done, total)` in their own units (records of a generator, bytes of
+    /// a file); `None` before any reports or when no source knows its size.
+    /// Readable from any thread while the job runs.
+    pub fn progress(&self) -> Option<(u64, u64)> {
+        self.progress.get()
     }
 
     fn request(&self, dir: &Path, stop: bool) -> Result<PathBuf, String> {
@@ -109,6 +119,7 @@ struct InFlight {
 #[derive(Clone, Default)]
 struct Ack {
     sync_us: u64,
+    align_us: u64,
     files: Vec<FileEntry>,
     segments: Vec<SegmentFile>,
     final_states: Vec<(usize, Vec<u8>)>,
@@ -367,6 +378,7 @@ impl Coordinator {
             bytes: 0,
             full_bytes: 0,
             sync_us: 0,
+            alignment_us: 0,
             reason: Some(reason.to_string()),
         };
         self.job.monitor(|| crate::web::MonitorMsg::Checkpoint(event));
@@ -388,6 +400,7 @@ impl Coordinator {
                 commits,
                 sink_dirs,
                 sync_us,
+                align_us,
                 writing_from,
             } => {
                 self.acked_upto[core] = self.acked_upto[core].max(id);
@@ -395,7 +408,10 @@ impl Coordinator {
                 self.sweep(false);
                 self.shared_segments.saw(&segments);
                 if let Some(f) = self.in_flight.as_mut().filter(|f| f.id == id) {
-                    f.acks.insert(core, Ack { sync_us, files, segments, final_states, commits, sink_dirs });
+                    f.acks.insert(
+                        core,
+                        Ack { sync_us, align_us, files, segments, final_states, commits, sink_dirs },
+                    );
                 }
             }
             ToCoordinator::Failed { core, id, reason, writing_from } => {
@@ -417,6 +433,7 @@ impl Coordinator {
                     core,
                     Ack {
                         sync_us: 0,
+                        align_us: 0,
                         files: Vec::new(),
                         segments: Vec::new(),
                         final_states,
@@ -481,6 +498,7 @@ impl Coordinator {
             full_bytes: manifest.state_bytes() + manifest.segment_bytes(),
             triggered_ms: manifest.triggered_ms,
             sync_us: parts.iter().map(|p| p.sync_us).max().unwrap_or(0),
+            alignment_us: parts.iter().map(|p| p.align_us).max().unwrap_or(0),
         });
         self.shared.completed.store(id, Ordering::Release);
         if let Some(s) = self.stats.last() {
@@ -493,6 +511,7 @@ impl Coordinator {
                 bytes: s.bytes,
                 full_bytes: s.full_bytes,
                 sync_us: s.sync_us,
+                alignment_us: s.alignment_us,
                 reason: None,
             };
             self.job.monitor(|| crate::web::MonitorMsg::Checkpoint(event));

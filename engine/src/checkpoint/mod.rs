@@ -62,6 +62,10 @@ pub struct CheckpointStats {
     /// spent serializing their state while the barrier passed (records on
     /// that core wait meanwhile; writing the files is asynchronous).
     pub sync_us: u64,
+    /// The longest barrier alignment on any core, in µs: how long an
+    /// operator with several input channels held the channels that had
+    /// delivered the barrier while waiting for the rest.
+    pub alignment_us: u64,
 }
 
 /// Where a job restores from.
@@ -142,6 +146,9 @@ pub(crate) enum ToCoordinator {
         sink_dirs: Vec<PathBuf>,
         /// Time this core's operators spent serializing their snapshots.
         sync_us: u64,
+        /// The longest barrier alignment on this core (µs): from the first
+        /// channel delivering the barrier to the last.
+        align_us: u64,
         /// The oldest checkpoint this core still writes a state file for
         /// (`u64::MAX`: none).
         writing_from: u64,

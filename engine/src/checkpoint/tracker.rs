@@ -40,6 +40,8 @@ struct Progress {
     done: bool,
     /// Time spent serializing snapshots on this core (µs).
     sync_us: u64,
+    /// The longest barrier alignment on this core (µs).
+    align_us: u64,
 }
 
 /// One core's checkpoint bookkeeping (present only when checkpointing is on).
@@ -238,6 +240,13 @@ impl CoreCheckpoints {
         }
     }
 
+    /// An operator of this core aligned barrier `id` in `us` microseconds.
+    pub fn aligned(&self, id: u64, us: u64) {
+        let mut progress = self.progress.borrow_mut();
+        let p = progress.entry(id).or_default();
+        p.align_us = p.align_us.max(us);
+    }
+
     /// A source's state at the end of its input: carried into every later
     /// checkpoint (the coordinator writes it).
     pub fn source_ended(&self, node: usize, payload: Vec<u8>) {
@@ -302,6 +311,7 @@ impl CoreCheckpoints {
                 commits,
                 sink_dirs: self.sink_dirs.borrow().clone(),
                 sync_us: p.sync_us,
+                align_us: p.align_us,
                 writing_from,
             }
         } else {

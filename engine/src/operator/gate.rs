@@ -30,6 +30,8 @@ struct Gated<T> {
     ended: Vec<bool>,
     /// The barrier being aligned and which channels delivered it.
     aligning: Option<(u64, Vec<bool>)>,
+    /// When the first channel delivered it.
+    aligning_since: Option<std::time::Instant>,
     /// The newest barrier forwarded.
     last_barrier: u64,
     /// Held channels wait on this; released all at once.
@@ -48,9 +50,12 @@ impl<T> Gated<T> {
             _ => {}
         }
         let channels = self.ended.len();
+        if self.aligning.is_none() {
+            self.aligning_since = Some(std::time::Instant::now());
+        }
         let (_, arrived) = self.aligning.get_or_insert_with(|| (id, vec![false; channels]));
         arrived[channel] = true;
-        if self.try_complete()? {
+        if self.try_complete(core)? {
             return Ok(());
         }
         self.held += 1;
@@ -59,12 +64,15 @@ impl<T> Gated<T> {
     }
 
     /// Forwards the aligned barrier once every live channel has it.
-    fn try_complete(&mut self) -> Result<bool, JobError> {
+    fn try_complete(&mut self, core: &Core) -> Result<bool, JobError> {
         let Some((id, arrived)) = &self.aligning else { return Ok(false) };
         if !arrived.iter().zip(&self.ended).all(|(a, e)| *a || *e) {
             return Ok(false);
         }
         let id = *id;
+        if let (Some(since), Some(cp)) = (self.aligning_since.take(), &core.checkpoints) {
+            cp.aligned(id, since.elapsed().as_micros() as u64);
+        }
         self.aligning = None;
         self.last_barrier = id;
         self.release_held();
@@ -74,6 +82,7 @@ impl<T> Gated<T> {
 
     fn release_held(&mut self) {
         self.aligning = None;
+        self.aligning_since = None;
         if self.held > 0 {
             self.release.signal(self.held);
             self.held = 0;
@@ -97,6 +106,7 @@ pub(crate) fn gate<T: 'static>(
         emitted: Vec::new(),
         ended: vec![false; channels],
         aligning: None,
+        aligning_since: None,
         last_barrier: 0,
         release: Rc::new(Semaphore::new(0)),
         held: 0,
@@ -127,7 +137,7 @@ impl<T> Push<T> for GatePort<T> {
         }
         if control == Control::EndOfInput {
             node.ended[self.channel] = true;
-            node.try_complete()?;
+            node.try_complete(&self.core)?;
             if self.core.is_stopping() {
                 // Stop with savepoint: inputs end without the final
                 // watermark an ended channel would otherwise stand for.

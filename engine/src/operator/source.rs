@@ -4,6 +4,7 @@
 
 use std::future::Future;
 use std::rc::Rc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use crate::batch::{
@@ -60,6 +61,13 @@ pub trait SourceReader<T>: 'static {
     /// block the core.
     fn checkpoint_complete(&mut self, checkpoint: u64) {
         let _ = checkpoint;
+    }
+
+    /// How far this split has read: `(done, total)` in the source's own
+    /// units (records, bytes), for progress bars; `None` when unknown
+    /// (unbounded input, size not known yet).
+    fn progress(&self) -> Option<(u64, u64)> {
+        None
     }
 
     /// Called once when the reader's split has ended (input exhausted, or
@@ -259,6 +267,46 @@ impl<T: 'static> SourceOutput<'_, T> {
     }
 }
 
+/// How far a job's bounded sources have read: one pair of counters per
+/// core (padded to its own cache line), to which each source task adds what
+/// changed since its last report. Read by [`crate::JobControl::progress`].
+#[derive(Default)]
+pub(crate) struct ProgressBoard {
+    slots: std::sync::OnceLock<Box<[ProgressSlot]>>,
+}
+
+/// One core's `(done, total)`, alone on its cache line.
+type ProgressSlot = crossbeam::utils::CachePadded<(AtomicU64, AtomicU64)>;
+
+impl ProgressBoard {
+    /// Sizes the board for `cores` (once per job; a restart reuses it).
+    pub fn init(&self, cores: usize) {
+        let _ = self.slots.get_or_init(|| (0..cores).map(|_| Default::default()).collect());
+    }
+    /// Adds what source tasks of `core` read (or learned of their total).
+    fn add(&self, core: usize, done: i64, total: i64) {
+        if let Some(s) = self.slots.get().and_then(|s| s.get(core)) {
+            s.0.fetch_add(done as u64, Ordering::Relaxed);
+            s.1.fetch_add(total as u64, Ordering::Relaxed);
+        }
+    }
+    /// `(done, total)` over all cores, if any source reported a total.
+    pub fn get(&self) -> Option<(u64, u64)> {
+        let slots = self.slots.get()?;
+        let (d, t) = slots.iter().fold((0u64, 0u64), |(d, t), s| {
+            (d.wrapping_add(s.0.load(Ordering::Relaxed)), t.wrapping_add(s.1.load(Ordering::Relaxed)))
+        });
+        (t > 0).then_some((d.min(t), t))
+    }
+    /// Zeroes the counters (a restarted run reports from scratch).
+    pub fn reset(&self) {
+        for s in self.slots.get().into_iter().flatten() {
+            s.0.store(0, Ordering::Relaxed);
+            s.1.store(0, Ordering::Relaxed);
+        }
+    }
+}
+
 /// Now, in epoch µs (latency markers).
 pub(crate) fn epoch_us() -> i64 {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_micros() as i64)
@@ -311,6 +359,10 @@ pub(crate) async fn run_source<T: 'static, R: SourceReader<T>>(
     split_of: Option<SplitOf>,
     time: crate::runtime::exchange::TaskTime,
 ) -> Result<(), JobError> {
+    let progress = core.shared.progress.clone();
+    // A reader that knows its size at once reports it before reading.
+    let mut reported = reader.progress().unwrap_or((0, 0));
+    progress.add(core.index(), reported.0 as i64, reported.1 as i64);
     let checkpoints = core.checkpoints.clone();
     let shared = checkpoints.as_ref().map(|c| c.shared());
     let mut injected = 0;
@@ -417,6 +469,14 @@ pub(crate) async fn run_source<T: 'static, R: SourceReader<T>>(
             if now >= next_marker || status == SourceStatus::Done {
                 next_marker = now + std::time::Duration::from_nanos(core.config.latency_interval_ns);
                 out.control(Control::Latency(origin_us.unwrap_or_else(epoch_us)))?;
+            }
+        }
+        if let Some((done, total)) = reader.progress() {
+            // Only what changed: one add per counter on this core's line.
+            let (d, t) = (done as i64 - reported.0 as i64, total as i64 - reported.1 as i64);
+            if d != 0 || t != 0 {
+                progress.add(core.index(), d, t);
+                reported = (done, total);
             }
         }
         let pushed = time.busy(started);

@@ -79,6 +79,8 @@ pub(crate) struct JobShared {
     monitor: Option<crossbeam::channel::Sender<crate::web::MonitorMsg>>,
     /// Each sink's latency histogram at its end of input, per core.
     latencies: std::sync::mpsc::Sender<(String, hdrhistogram::Histogram<u64>)>,
+    /// Where sources report how far they have read (the job's control).
+    pub progress: Arc<crate::operator::source::ProgressBoard>,
 }
 
 /// What the control thread receives from a run's cores besides counters.
@@ -93,6 +95,7 @@ impl JobShared {
     /// The shared state, and where the control thread receives finishers.
     pub fn new(
         monitor: Option<crossbeam::channel::Sender<crate::web::MonitorMsg>>,
+        progress: Arc<crate::operator::source::ProgressBoard>,
     ) -> (Arc<Self>, JobReceivers) {
         let (finishers, finishers_rx) = std::sync::mpsc::channel();
         let (latencies, latencies_rx) = std::sync::mpsc::channel();
@@ -102,6 +105,7 @@ impl JobShared {
             finishers,
             monitor,
             latencies,
+            progress,
         };
         (Arc::new(shared), JobReceivers { finishers: finishers_rx, latencies: latencies_rx })
     }
@@ -602,7 +606,7 @@ mod tests {
         assert_eq!(backlog, 16 << 20);
         glommio::LocalExecutorBuilder::default()
             .spawn(move || async move {
-                let core = Core::new(0, resolved, JobShared::new(None).0, None);
+                let core = Core::new(0, resolved, JobShared::new(None, Default::default()).0, None);
                 // At the backlog: no wait.
                 core.segment_writes.started(backlog);
                 Owned::new(core.clone()).after_push().await.expect("no wait");

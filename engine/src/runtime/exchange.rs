@@ -413,6 +413,7 @@ pub(crate) async fn run_receiver<P: Send + 'static>(
     mut downstream: Box<dyn Push<P>>,
     time: TaskTime,
     received: Counter,
+    records: Counter,
 ) -> Result<(), JobError> {
     let mut owned = Owned::new(core.clone());
     loop {
@@ -434,6 +435,7 @@ pub(crate) async fn run_receiver<P: Send + 'static>(
         match msg {
             None => return Err(JobError::Cancelled { core: core.index() }),
             Some(Message::Data(mut batch)) => {
+                records.add(batch.len() as u64);
                 downstream.push(&mut batch)?;
                 batch.clear();
                 let _ = recycle.push(batch);

@@ -311,7 +311,9 @@ fn execute_once(
         }
     }
 
-    let (shared, receivers) = JobShared::new(monitor);
+    control.progress.init(rc.cores);
+    control.progress.reset();
+    let (shared, receivers) = JobShared::new(monitor, control.progress.clone());
     shared.monitor(|| MonitorMsg::Attempt { shared: shared.clone(), attempt });
     let node_names: Vec<String> = nodes.iter().map(|n| n.meta.name.clone()).collect();
     let mut checkpointing = None;

@@ -75,6 +75,8 @@ pub(crate) struct CheckpointEvent {
     /// The longest synchronous part on any core (µs): operators
     /// serializing their state while the barrier passed.
     pub sync_us: u64,
+    /// The longest barrier alignment on any core (µs).
+    pub alignment_us: u64,
     /// Why it failed.
     pub reason: Option<String>,
 }
@@ -388,6 +390,28 @@ impl Monitor {
                 let m = per_core.entry(core).or_default();
                 m.insert("input_queue_batches".into(), sent.saturating_sub(received).into());
                 m.insert("input_queue_capacity".into(), (receivers.len() * self.queue_capacity).into());
+            }
+            // Records in per core: received from exchanges, or what the
+            // chained (same-core) input sent out; a sink counts its own.
+            if !n.is_sink && !n.is_source {
+                for core in 0..self.cores {
+                    let mut total = 0;
+                    for i in &n.inputs {
+                        let Some(from) = self.graph.iter().find(|g| g.id == i.from) else { continue };
+                        let (op, metric) = if i.partitioning == "Forward" {
+                            (&from.name, "records_out")
+                        } else {
+                            (&n.name, "records_received")
+                        };
+                        total += self
+                            .counters
+                            .iter()
+                            .filter(|e| e.operator == *op && e.metric == metric && e.core == core)
+                            .map(|e| e.counter.get())
+                            .sum::<u64>();
+                    }
+                    per_core.entry(core).or_default().insert("records_in".into(), total.into());
+                }
             }
             for g in self.gauges.iter().filter(|g| g.operator == n.name) {
                 let v = g.gauge.get();

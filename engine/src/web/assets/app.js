@@ -156,12 +156,13 @@ function fillOperators(operators) {
   body.replaceChildren();
   for (const o of operators) {
     for (const c of o.per_core) {
-      const shown = ["core", "records_out", "watermark", "busy_ratio", "backpressured_ratio", "idle_ratio", "input_queue_batches", "input_queue_capacity", "busy_ns", "backpressured_ns", "idle_ns", "exchange_received"];
+      const shown = ["core", "records_in", "records_received", "records_out", "watermark", "busy_ratio", "backpressured_ratio", "idle_ratio", "input_queue_batches", "input_queue_capacity", "busy_ns", "backpressured_ns", "idle_ns", "exchange_received"];
       const other = Object.entries(c).filter(([k]) => !shown.includes(k) && !k.startsWith("exchange_sent_to_core_")).map(([k, v]) => `${k} ${number(v)}`).join(", ");
       const pct = (v) => (v === undefined ? "–" : Math.round(v * 100) + "%");
       const tr = el("tr", {});
       tr.appendChild(el("td", {}, o.name));
       tr.appendChild(el("td", { class: "num" }, c.core));
+      tr.appendChild(el("td", { class: "num" }, number(c.records_in)));
       tr.appendChild(el("td", { class: "num" }, number(c.records_out)));
       tr.appendChild(el("td", { class: "num" }, c.core === o.per_core[0].core && o.rates_per_s.records_out !== undefined ? number(o.rates_per_s.records_out) : ""));
       tr.appendChild(el("td", { class: "num" }, c.watermark === null || c.watermark === undefined ? "–" : c.watermark));
@@ -188,6 +189,7 @@ function fillCheckpoints(cp) {
     tr.appendChild(el("td", { class: "num" }, bytes(c.bytes)));
     tr.appendChild(el("td", { class: "num" }, bytes(c.full_bytes)));
     tr.appendChild(el("td", { class: "num" }, fmt.format(c.sync_us / 1000) + " ms"));
+    tr.appendChild(el("td", { class: "num" }, fmt.format(c.alignment_us / 1000) + " ms"));
     tr.appendChild(el("td", {}, c.reason || ""));
     body.appendChild(tr);
   }
