@@ -18,7 +18,7 @@ if ! command -v chromium >/dev/null 2>&1; then
   DEBIAN_FRONTEND=noninteractive $sudo_cmd apt-get install -y -q chromium >/dev/null
 fi
 
-cargo build -q -p brisk-bench --bin keyed_window
+cargo build -q -p brisk-bench --bin keyed_window -p brisk-tools --bin brisk
 work="$(mktemp -d)"
 job_pid=""
 cleanup() {
@@ -44,8 +44,15 @@ for _ in $(seq 1 600); do
 done
 [ -n "$url" ] || { echo "no web UI address in the job's output" >&2; exit 1; }
 echo "job serving $url"
-# Let rates and a checkpoint or two accumulate.
-sleep 3
+# Until a checkpoint is complete and the sink has latency figures (asked
+# through the CLI), at most 60 s.
+address="${url#http://}"; address="${address%/}"
+for _ in $(seq 1 300); do
+  show="$(target/debug/brisk jobs show --address "$address" 2>&1 || true)"
+  if grep -q COMPLETED <<<"$show" && grep -q "latency at" <<<"$show"; then break; fi
+  sleep 0.2
+done
+grep -q COMPLETED <<<"$show" || { echo "no checkpoint completed within 60 s: $show" >&2; exit 1; }
 
 browser=(chromium --headless --no-sandbox --disable-gpu --disable-dev-shm-usage
   --disable-background-networking --disable-component-update --disable-sync

@@ -187,6 +187,20 @@ fn show(client: &Client, out: &mut impl std::io::Write) -> anyhow::Result<()> {
             c["reason"].as_str().unwrap_or("")
         )?;
     }
+    let lat = client.get("/api/latency")?;
+    for s in lat["sinks"].as_array().into_iter().flatten() {
+        let ms = |k: &str| s[k].as_u64().unwrap_or(0) as f64 / 1000.0;
+        writeln!(
+            out,
+            "latency at {}: p50 {:.3} ms, p99 {:.3} ms, p99.9 {:.3} ms, max {:.3} ms ({} markers)",
+            s["sink"].as_str().unwrap_or("?"),
+            ms("p50_us"),
+            ms("p99_us"),
+            ms("p999_us"),
+            ms("max_us"),
+            s["count"]
+        )?;
+    }
     let ex = client.get("/api/exceptions")?;
     let list = ex["exceptions"].as_array().cloned().unwrap_or_default();
     if !list.is_empty() {

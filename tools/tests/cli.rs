@@ -140,6 +140,7 @@ fn jobs_are_shown_savepointed_and_cancelled_through_the_rest_api() {
     let o = brisk(&["jobs", "show", "--address", &addr]);
     assert!(o.status.success(), "{}", text(&o));
     assert!(text(&o).contains("count per key") && text(&o).contains("pairs"), "{}", text(&o));
+    assert!(text(&o).contains("alignment"), "{}", text(&o));
 
     let sp = dir.path().join("sp");
     let o = brisk(&["jobs", "savepoint", "--address", &addr, "--dir", sp.to_str().unwrap()]);
