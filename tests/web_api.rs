@@ -322,6 +322,23 @@ fn only_embedded_assets_are_served_and_bad_requests_get_clean_errors() {
         assert_eq!(r.json()["error"], "not found", "{path}");
         assert!(!r.body.contains("root:") && !r.body.contains("[package]"), "{path} read a file: {}", r.body);
     }
+    // DNS rebinding: a page elsewhere whose name now points at 127.0.0.1
+    // sends its own name as Host, and reads nothing.
+    let mut s = TcpStream::connect(a).unwrap();
+    s.write_all(b"GET /api/overview HTTP/1.1\r\nHost: evil.example:80\r\nConnection: close\r\n\r\n").unwrap();
+    let mut raw = String::new();
+    let _ = s.read_to_string(&mut raw);
+    assert!(raw.starts_with("HTTP/1.1 403"), "{raw}");
+    assert!(!raw.contains("\"cores\""), "{raw}");
+    let localhost = format!("localhost:{}", a.port());
+    let mut s = TcpStream::connect(a).unwrap();
+    s.write_all(
+        format!("GET /api/overview HTTP/1.1\r\nHost: {localhost}\r\nConnection: close\r\n\r\n").as_bytes(),
+    )
+    .unwrap();
+    let mut raw = String::new();
+    let _ = s.read_to_string(&mut raw);
+    assert!(raw.starts_with("HTTP/1.1 200"), "localhost is fine: {raw}");
     // Wrong methods.
     assert_eq!(send(a, "DELETE /api/overview HTTP/1.1", b"").status, 405);
     assert_eq!(get(a, "/api/cancel").status, 405);

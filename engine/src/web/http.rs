@@ -9,6 +9,10 @@
 //!   Bearer TOKEN`: 401 without one, 403 with a wrong one. A request that
 //!   carries an `Origin` other than its own host is refused (403), so a web
 //!   page elsewhere cannot make a browser cancel a job on loopback.
+//! - Bound to loopback, only requests naming a loopback host (`Host:
+//!   127.0.0.1:PORT`, `localhost:PORT`, `[::1]:PORT`) are answered: a page
+//!   elsewhere that rebinds its DNS name to 127.0.0.1 gets 403 and reads
+//!   nothing.
 //! - Request bodies are limited to [`BODY_MAX`] bytes: 413 beyond.
 //! - Errors are one JSON line `{"error": "..."}`; a handler that panics
 //!   answers 500 with no detail (the panic goes to the log, not the client).
@@ -58,6 +62,7 @@ pub(super) fn serve(
     rx: Receiver<MonitorMsg>,
     stop: Receiver<()>,
     token: Option<String>,
+    bound: std::net::SocketAddr,
 ) {
     let action_running = Arc::new(AtomicBool::new(false));
     loop {
@@ -75,6 +80,9 @@ pub(super) fn serve(
             }
         };
         let outcome = std::panic::catch_unwind(AssertUnwindSafe(|| {
+            if bound.ip().is_loopback() && !loopback_host(header(&req, "Host"), bound.port()) {
+                return respond(req, Reply::error(403, "requests must name a loopback host"));
+            }
             handle(req, &mut monitor, token.as_deref(), &action_running)
         }));
         if outcome.is_err() {
@@ -169,6 +177,14 @@ fn refuse(req: &Request, token: Option<&str>) -> Option<Reply> {
         Some(given) if !same(given.as_bytes(), token.as_bytes()) => Some(Reply::error(403, "wrong token")),
         Some(_) => None,
     }
+}
+
+/// Whether `host` (a `Host` header) names this loopback server.
+fn loopback_host(host: Option<&str>, port: u16) -> bool {
+    let Some(host) = host else { return false };
+    ["127.0.0.1", "localhost", "[::1]"]
+        .iter()
+        .any(|h| host == format!("{h}:{port}") || (port == 80 && host == *h))
 }
 
 /// Compares in time independent of where the inputs differ.

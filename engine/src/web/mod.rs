@@ -625,7 +625,7 @@ impl WebServer {
         let monitor = Monitor::new(name, metas, cores, control, config);
         let thread = std::thread::Builder::new()
             .name("brisk-web".into())
-            .spawn(move || http::serve(server, monitor, rx, stop_rx, token))
+            .spawn(move || http::serve(server, monitor, rx, stop_rx, token, bound))
             .map_err(|e| JobError::Runtime {
                 core: 0,
                 message: format!("cannot start the web server: {e}"),
