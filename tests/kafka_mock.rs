@@ -211,67 +211,65 @@ fn a_failure_restores_offsets_and_at_least_once_output_has_no_gap() {
 /// One run of the scenario above; `false` if the input ended before the
 /// failure could be injected.
 fn failure_scenario(cores: usize, n: usize) -> bool {
-    {
-        let (_mock, brokers) = cluster(&[("in", 3), ("out", 2)]);
-        produce(&brokers, "in", &lines(n, 97));
-        let dir = tempfile::tempdir().unwrap();
-        let config = JobConfig {
-            checkpoint_dir: Some(dir.path().join("chk")),
-            checkpoint_interval_ms: 10,
-            restart_attempts: 2,
-            restart_delay_ms: 10,
-            ..config(cores)
-        };
-        let armed = Arc::new(AtomicBool::new(true));
-        let (b, fail) = (brokers.clone(), armed.clone());
-        let chk = dir.path().join("chk");
-        let first_seen = std::sync::OnceLock::new();
-        let result = common::run_guarded(120, move || {
-            let env = StreamEnv::new(config);
-            env.from_source(KafkaSource::new(&b, &["in"], Lines).bounded().with_group_id("g"))
-                .map(move |l: String| {
-                    let (u, i) = parse(&l);
-                    // Once a checkpoint triggered after records flowed is
-                    // complete (two past the newest one at the first
-                    // check), so that the restart restores offsets past 0.
-                    if i % 64 == 0 && fail.load(Ordering::SeqCst) {
-                        let newest = newest_complete(&chk);
-                        let base = *first_seen.get_or_init(|| newest);
-                        if newest >= base + 2 && fail.swap(false, Ordering::SeqCst) {
-                            panic!("injected failure at {i}");
-                        }
+    let (_mock, brokers) = cluster(&[("in", 3), ("out", 2)]);
+    produce(&brokers, "in", &lines(n, 97));
+    let dir = tempfile::tempdir().unwrap();
+    let config = JobConfig {
+        checkpoint_dir: Some(dir.path().join("chk")),
+        checkpoint_interval_ms: 10,
+        restart_attempts: 2,
+        restart_delay_ms: 10,
+        ..config(cores)
+    };
+    let armed = Arc::new(AtomicBool::new(true));
+    let (b, fail) = (brokers.clone(), armed.clone());
+    let chk = dir.path().join("chk");
+    let first_seen = std::sync::OnceLock::new();
+    let result = common::run_guarded(120, move || {
+        let env = StreamEnv::new(config);
+        env.from_source(KafkaSource::new(&b, &["in"], Lines).bounded().with_group_id("g"))
+            .map(move |l: String| {
+                let (u, i) = parse(&l);
+                // Once a checkpoint triggered after records flowed is
+                // complete (two past the newest one at the first
+                // check), so that the restart restores offsets past 0.
+                if i % 64 == 0 && fail.load(Ordering::SeqCst) {
+                    let newest = newest_complete(&chk);
+                    let base = *first_seen.get_or_init(|| newest);
+                    if newest >= base + 2 && fail.swap(false, Ordering::SeqCst) {
+                        panic!("injected failure at {i}");
                     }
-                    format!("{u},{i}")
-                })
-                .key_by(|l: &String| l.split(',').next().unwrap().to_string())
-                .process(Forward)
-                .sink_to(KafkaSink::new(&b, "out", DisplayValue));
-            env.execute()
-        })
-        .unwrap();
-        if armed.load(Ordering::SeqCst) {
-            return false;
-        }
-        assert_eq!(result.restarts, 1, "{cores} cores");
-        let out = read_values(&brokers, "out");
-        let distinct: std::collections::BTreeSet<&String> = out.iter().collect();
-        assert_eq!(distinct.len(), n, "{cores} cores: every input reflected ({} written)", out.len());
-        let reread = result.metrics.total("records_read");
-        println!(
-            "{cores} cores: {} records written for {n} inputs after one restart; {reread} read after it",
-            out.len()
-        );
-        assert!(
-            reread < n as u64,
-            "{cores} cores: the restart resumed from checkpointed offsets ({reread} read)"
-        );
-        let ends: BTreeMap<i32, i64> = end_offsets(&brokers, "in").into_iter().collect();
-        let commits = committed(&brokers, "g", "in");
-        let total: i64 = commits.iter().filter_map(|(_, o)| *o).sum();
-        assert!(total > 0, "{cores} cores: offsets committed: {commits:?}");
-        for (p, o) in commits {
-            assert!(o.unwrap_or(0) <= ends[&p], "partition {p}: committed {o:?} beyond the end {}", ends[&p]);
-        }
+                }
+                format!("{u},{i}")
+            })
+            .key_by(|l: &String| l.split(',').next().unwrap().to_string())
+            .process(Forward)
+            .sink_to(KafkaSink::new(&b, "out", DisplayValue));
+        env.execute()
+    })
+    .unwrap();
+    if armed.load(Ordering::SeqCst) {
+        return false;
+    }
+    assert_eq!(result.restarts, 1, "{cores} cores");
+    let out = read_values(&brokers, "out");
+    let distinct: std::collections::BTreeSet<&String> = out.iter().collect();
+    assert_eq!(distinct.len(), n, "{cores} cores: every input reflected ({} written)", out.len());
+    let reread = result.metrics.total("records_read");
+    println!(
+        "{cores} cores: {} records written for {n} inputs after one restart; {reread} read after it",
+        out.len()
+    );
+    assert!(
+        reread < n as u64,
+        "{cores} cores: the restart resumed from checkpointed offsets ({reread} read)"
+    );
+    let ends: BTreeMap<i32, i64> = end_offsets(&brokers, "in").into_iter().collect();
+    let commits = committed(&brokers, "g", "in");
+    let total: i64 = commits.iter().filter_map(|(_, o)| *o).sum();
+    assert!(total > 0, "{cores} cores: offsets committed: {commits:?}");
+    for (p, o) in commits {
+        assert!(o.unwrap_or(0) <= ends[&p], "partition {p}: committed {o:?} beyond the end {}", ends[&p]);
     }
     true
 }

@@ -14,6 +14,12 @@ pub trait Clock: Send + Sync + 'static {
     fn monotonic_ns(&self) -> u64;
 }
 
+/// Wall-clock time in microseconds since the Unix epoch, whatever the job's
+/// clock: latency is measured in real time (markers, sinks, the monitor).
+pub fn wall_us() -> i64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_micros() as i64)
+}
+
 /// The real clock.
 #[derive(Debug)]
 pub struct SystemClock {

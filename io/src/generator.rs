@@ -234,10 +234,7 @@ impl<T: 'static, F: Fn(u64) -> T + 'static> SourceReader<T> for GeneratorReader<
             // (no coordinated omission).
             let scheduled = start + ((self.emitted - 1) as f64 * 1e9 / rate) as u64;
             let behind_us = self.clock.monotonic_ns().saturating_sub(scheduled) / 1000;
-            let now_us = std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map_or(0, |d| d.as_micros() as i64);
-            out.created_at(now_us - behind_us as i64);
+            out.created_at(brisk_engine::clock::wall_us() - behind_us as i64);
         }
         Ok(if self.ranges.is_empty() { SourceStatus::Done } else { SourceStatus::More })
     }

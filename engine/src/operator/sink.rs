@@ -322,7 +322,7 @@ const LATENCY_PUBLISH_INTERVAL: std::time::Duration = std::time::Duration::from_
 
 impl<T: 'static, W: SinkWriter<T>> SinkNode<T, W> {
     fn record_latency(&self, created_us: i64) {
-        let us = (super::source::epoch_us() - created_us).max(0) as u64;
+        let us = (crate::clock::wall_us() - created_us).max(0) as u64;
         let mut l = self.latency.borrow_mut();
         l.hist.saturating_record(us.clamp(1, crate::metrics::LATENCY_MAX_US));
         if l.published.elapsed() >= LATENCY_PUBLISH_INTERVAL {

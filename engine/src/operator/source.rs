@@ -307,11 +307,6 @@ impl ProgressBoard {
     }
 }
 
-/// Now, in epoch µs (latency markers).
-pub(crate) fn epoch_us() -> i64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_micros() as i64)
-}
-
 /// The positions recorded for source node `node` in the restored checkpoint.
 pub(crate) fn restored_positions(
     core: &Core,
@@ -468,7 +463,7 @@ pub(crate) async fn run_source<T: 'static, R: SourceReader<T>>(
             let now = std::time::Instant::now();
             if now >= next_marker || status == SourceStatus::Done {
                 next_marker = now + std::time::Duration::from_nanos(core.config.latency_interval_ns);
-                out.control(Control::Latency(origin_us.unwrap_or_else(epoch_us)))?;
+                out.control(Control::Latency(origin_us.unwrap_or_else(crate::clock::wall_us)))?;
             }
         }
         if let Some((done, total)) = reader.progress() {

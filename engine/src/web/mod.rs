@@ -590,7 +590,7 @@ fn escape_label(v: &str) -> String {
 }
 
 fn epoch_ms() -> i64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64)
+    crate::clock::wall_us() / 1000
 }
 
 /// The running server: stops (and joins its thread) when dropped.
