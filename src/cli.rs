@@ -58,6 +58,12 @@ pub struct JobArgs {
     /// Log backend: full checkpoints instead of incremental ones.
     #[arg(long)]
     pub full_checkpoints: bool,
+    /// Flink's runtime mode: `streaming` (continuous results), `batch`
+    /// (bounded inputs only: final results at the end of input, and
+    /// processing-time timers fire then) or `automatic` (batch when every
+    /// source is bounded).
+    #[arg(long, default_value = "streaming", value_name = "streaming|batch|automatic")]
+    pub execution_mode: brisk_engine::ExecutionMode,
     /// Serve the REST API and web UI while the job runs, on this address
     /// (`--web-ui` alone: 127.0.0.1:8081). An address other than loopback
     /// needs --web-token.
@@ -143,6 +149,7 @@ impl JobArgs {
                 .state_memory_budget
                 .map_or(defaults.state_memory_budget_bytes, |b| usize::try_from(b).unwrap_or(usize::MAX)),
             incremental_checkpoints: !self.full_checkpoints,
+            execution_mode: self.execution_mode,
             web_ui: self.web_ui,
             web_token: self.web_token.clone(),
             ..defaults

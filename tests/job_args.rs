@@ -36,6 +36,8 @@ fn the_options_set_the_job_configuration() {
         "--state-memory-budget",
         "1048576",
         "--full-checkpoints",
+        "--execution-mode",
+        "batch",
         "--web-ui",
         "127.0.0.1:9081",
         "--log-level",
@@ -55,6 +57,7 @@ fn the_options_set_the_job_configuration() {
     assert_eq!(c.state_backend, brisk::StateBackendKind::Log);
     assert_eq!(c.state_memory_budget_bytes, 1 << 20);
     assert!(!c.incremental_checkpoints);
+    assert_eq!(c.execution_mode, ExecutionMode::Batch);
     assert_eq!(c.web_ui, Some("127.0.0.1:9081".parse().unwrap()));
     assert_eq!(cli.job.log_level.as_deref(), Some("info,brisk=debug"));
 
@@ -76,6 +79,7 @@ fn bad_values_are_rejected_naming_the_option() {
         (&["--web-token", "short"], "--web-token"),
         (&["--log-level", "info,,=[["], "--log-level"),
         (&["--state-backend", "rocksdb"], "--state-backend"),
+        (&["--execution-mode", "lazy"], "--execution-mode"),
         (&["--state-memory-budget", "12"], "--state-memory-budget"),
         (&["--checkpoint-interval-ms", "100"], "--checkpoint-dir"),
         (&["--checkpoint-dir", "d", "--checkpoint-interval-ms", "soon"], "--checkpoint-interval-ms"),

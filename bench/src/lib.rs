@@ -3,10 +3,13 @@
 //! | target | what it measures |
 //! | --- | --- |
 //! | `keyed_count` (bin) | the KW events of shared/BENCHMARKS.md through a `key_by` exchange into a keyed count and sum |
+//! | `nexmark` (bin, [`nexmark`]) | the Nexmark queries over the in-process generator or CSV files; `--generate-to` writes the files |
 //! | `exchange` (criterion) | records per second through forward, rebalance and key-by hand-offs between cores |
 //!
 //! Every harness prints its configuration with its result, and a last line
 //! that scripts parse (`keyed_count events=.. keys=.. cores=.. secs=.. events_per_s=..`).
+
+pub mod nexmark;
 
 /// The KW workload's event `i` (shared/BENCHMARKS.md): `key = fmix64(i) mod
 /// keys` (unsigned), `timestamp_ms = i / 1000`, `value = i mod 100`.

@@ -74,6 +74,18 @@ pub enum ExecutionMode {
     Automatic,
 }
 
+impl std::str::FromStr for ExecutionMode {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s.to_ascii_lowercase().as_str() {
+            "streaming" => Ok(Self::Streaming),
+            "batch" => Ok(Self::Batch),
+            "automatic" => Ok(Self::Automatic),
+            _ => Err(format!("execution mode '{s}': expected 'streaming', 'batch' or 'automatic'")),
+        }
+    }
+}
+
 /// Configuration of one job run.
 #[derive(Clone)]
 pub struct JobConfig {

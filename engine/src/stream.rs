@@ -14,7 +14,7 @@ use crate::config::JobConfig;
 use crate::error::JobError;
 use crate::error::UserError;
 use crate::graph::{FnFactory, NodeFactory, NodeId, NodeMeta, NodeSpec, Partitioning, plain_exchanges};
-use crate::operator::basic::{FilterOp, FlatMapOp, Identity, MapOp};
+use crate::operator::basic::{CombineOp, FilterOp, FlatMapOp, Identity, MapOp};
 use crate::operator::join::{Either, IntervalJoinFn, ProcessJoinFunction};
 use crate::operator::keyed_process::Collector;
 use crate::operator::keyed_process::{KeyOwner, KeyedProcessFunction, KeyedProcessHandle, KeyedProcessOp};
@@ -347,6 +347,27 @@ impl<T: Data> DataStream<T> {
     ) -> DataStream<O> {
         self.chain("flat_map", move |_, next, info| {
             Box::new(FlatMapOp { f, out: Batch::default(), next, info })
+        })
+    }
+
+    /// Combines the records of each batch that have equal keys into one, with
+    /// `merge(earlier, later)`, before they go on: the local half of a
+    /// two-phase aggregation (Flink SQL's local-global aggregation). Put it
+    /// before a `key_by` whose downstream aggregation can take the combined
+    /// records as input, and a hot key costs the exchange and its core one
+    /// record per batch instead of one per event. The combined record takes
+    /// the place of the key's first record and the latest timestamp of those
+    /// merged. Nothing is held from one batch to the next: no state, no added
+    /// latency, and watermarks keep their place between records. For window
+    /// aggregations, make the window part of the key (the pane of a sliding
+    /// window, `timestamp / slide`), so that merged records share windows.
+    pub fn combine_in_batch<K: Eq + Hash + Send + 'static>(
+        &self,
+        key: impl FnMut(&T) -> K + Clone + Send + 'static,
+        merge: impl FnMut(&mut T, T) + Clone + Send + 'static,
+    ) -> DataStream<T> {
+        self.chain("combine_in_batch", move |_, next, info| {
+            Box::new(CombineOp { key, merge, slots: Default::default(), out: Batch::default(), next, info })
         })
     }
 

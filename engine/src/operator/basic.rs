@@ -103,3 +103,51 @@ impl<T> Push<T> for Identity<T> {
         self.next.control(control)
     }
 }
+
+/// `combine_in_batch`: records of one input batch with equal keys become one
+/// record (`merge`d in arrival order), placed where the key first appeared;
+/// its timestamp is the latest of the merged records'. Nothing is held
+/// between batches, so the operator has no state to checkpoint and adds no
+/// latency.
+pub(crate) struct CombineOp<T, K, KF, MF> {
+    pub key: KF,
+    pub merge: MF,
+    pub slots: rustc_hash::FxHashMap<K, usize>,
+    pub out: Batch<T>,
+    pub next: Box<dyn Push<T>>,
+    pub info: OperatorInfo,
+}
+
+impl<T, K: Eq + std::hash::Hash, KF: FnMut(&T) -> K, MF: FnMut(&mut T, T)> Push<T>
+    for CombineOp<T, K, KF, MF>
+{
+    fn push(&mut self, batch: &mut Batch<T>) -> Result<(), JobError> {
+        let (key, merge, slots, out) = (&mut self.key, &mut self.merge, &mut self.slots, &mut self.out);
+        let guarded = self.info.guard(|| {
+            for (r, ts) in batch.drain() {
+                match slots.entry(key(&r)) {
+                    std::collections::hash_map::Entry::Occupied(slot) => {
+                        let i = *slot.get();
+                        merge(&mut out.records[i], r);
+                        if let Some(ts) = ts {
+                            out.timestamps[i] = out.timestamps[i].max(ts);
+                        }
+                    }
+                    std::collections::hash_map::Entry::Vacant(slot) => {
+                        slot.insert(out.records.len());
+                        out.push_with(r, ts);
+                    }
+                }
+            }
+        });
+        self.slots.clear();
+        guarded?;
+        if self.out.is_empty() {
+            return Ok(());
+        }
+        self.next.push(&mut self.out)
+    }
+    fn control(&mut self, control: Control) -> Result<(), JobError> {
+        self.next.control(control)
+    }
+}

@@ -1,0 +1,67 @@
+#!/usr/bin/env bash
+# Nexmark side by side: brisk and the real Flink (shared/flink) on the same machine, over
+# the same CSV files, in one go.
+#   bench/nexmark_vs_flink.sh EVENTS [CORES] [QUERY...]      (default: 2 cores, every query)
+# brisk's generator writes EVENTS events as person/auction/bid.csv; each query then runs
+#   - in brisk:  nexmark --query qN --input-dir DIR --cores CORES (discarding results), and
+#   - in Flink:  shared/flink/sql.sh over the same files (header rows cut), parallelism
+#                CORES, the query of tests/nexmark/queries/ inserted into a blackhole table.
+# Both parse the files. Flink's time includes its JVM and mini cluster start: the script
+# also times Flink's q0 on empty files once and reports the ratio with that start
+# subtracted too.
+# Prints one table row per query: brisk secs, Flink secs, Flink secs less start, ratios.
+set -euo pipefail
+here="$(cd "$(dirname "$0")" && pwd)"
+root="$(cd "$here/.." && pwd)"
+shared="${BRISK_SHARED:-$root/../shared}"
+events="${1:?usage: nexmark_vs_flink.sh EVENTS [CORES] [QUERY...]}"
+cores="${2:-2}"
+shift $(( $# >= 2 ? 2 : 1 ))
+queries=("$@")
+[ ${#queries[@]} -gt 0 ] || queries=(q0 q1 q2 q3 q4 q5 q7 q8 q9 q11 q12 q14)
+(cd "$root" && cargo build --release -q -p brisk-bench --bin nexmark)
+nexmark="$root/target/release/nexmark"
+work="${BRISK_BENCH_DIR:-$(mktemp -d)}"
+mkdir -p "$work"
+data="$work/data" flink_data="$work/flink-data" empty="$work/empty"
+if [ ! -f "$data/bid.csv" ] || [ "$(cat "$data/events" 2>/dev/null)" != "$events" ]; then
+  "$nexmark" --generate-to "$data" --events "$events" | tail -1
+  echo "$events" > "$data/events"
+  mkdir -p "$flink_data" "$empty"
+  for t in person auction bid; do
+    tail -n +2 "$data/$t.csv" > "$flink_data/$t.csv"
+    : > "$empty/$t.csv"
+  done
+fi
+export BRISK_FLINK_PARALLELISM="$cores"
+flink_run() { # query dir -> seconds
+  local sql="$work/$1.sql"
+  sed "s|\${DIR}|$2|g" "$root/tests/nexmark/ddl.sql" > "$sql"
+  if [ "$1" = q12 ]; then
+    echo "CREATE VIEW B AS SELECT *, PROCTIME() AS p_time FROM bid;" >> "$sql"
+    echo "CREATE TABLE sink WITH ('connector' = 'blackhole') AS SELECT bidder, count(*) AS bid_count, window_start, window_end FROM TABLE(TUMBLE(TABLE B, DESCRIPTOR(p_time), INTERVAL '10' SECOND)) GROUP BY bidder, window_start, window_end;" >> "$sql"
+  else
+    local body
+    body="$(grep -v '^--' "$root/tests/nexmark/queries/$1.sql")"
+    printf "CREATE TABLE sink WITH ('connector' = 'blackhole') AS\n%s\n" "$body" >> "$sql"
+  fi
+  local start end
+  start=$(date +%s.%N)
+  "$shared/flink/sql.sh" "$sql" >/dev/null 2>"$work/$1.flink.log" || { echo "flink failed on $1: see $work/$1.flink.log" >&2; return 1; }
+  end=$(date +%s.%N)
+  echo "$end - $start" | bc
+}
+echo "# $(date -u +%Y-%m-%dT%H:%MZ) $(nproc) CPUs, $(uname -r), events=$events cores=$cores"
+flink_start="$(flink_run q0 "$empty")"
+echo "# Flink start (q0 on empty files): ${flink_start} s"
+printf "| query | events read | brisk s | brisk events/s | Flink s | Flink s less start | Flink events/s | ratio | ratio less start |\n| --- | --- | --- | --- | --- | --- | --- | --- | --- |\n"
+for q in "${queries[@]}"; do
+  line="$("$nexmark" --query "$q" --input-dir "$data" --cores "$cores" | tail -1)"
+  read_events="$(sed -E 's/.* events=([0-9]+).*/\1/' <<<"$line")"
+  brisk_s="$(sed -E 's/.* secs=([0-9.]+).*/\1/' <<<"$line")"
+  flink_s="$(flink_run "$q" "$flink_data")"
+  less=$(echo "$flink_s - $flink_start" | bc)
+  printf "| %s | %s | %.3f | %.0f | %.1f | %.1f | %.0f | %.1f× | %.1f× |\n" "$q" "$read_events" "$brisk_s" \
+    "$(echo "$read_events / $brisk_s" | bc -l)" "$flink_s" "$less" "$(echo "$read_events / $less" | bc -l)" \
+    "$(echo "$flink_s / $brisk_s" | bc -l)" "$(echo "$less / $brisk_s" | bc -l)"
+done

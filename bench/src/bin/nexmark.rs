@@ -1,0 +1,113 @@
+//! Nexmark on brisk (shared/BENCHMARKS.md, workload 2).
+//!
+//! ```text
+//! cargo run --release -p brisk-bench --bin nexmark -- --query q5 --events 100000000 --cores 2
+//! cargo run --release -p brisk-bench --bin nexmark -- --generate-to /tmp/nexmark --events 1000000
+//! cargo run --release -p brisk-bench --bin nexmark -- --query q5 --input-dir /tmp/nexmark --output q5.csv
+//! ```
+//!
+//! The last line is `nexmark query=qN events=N cores=C secs=S events_per_s=R`;
+//! `events` counts every generated event (persons, auctions and bids), or,
+//! over files, the rows of the files the query reads.
+
+use std::path::PathBuf;
+
+use brisk::prelude::*;
+use brisk_bench::nexmark::csv::write_tables;
+use brisk_bench::nexmark::generator::GeneratorConfig;
+use brisk_bench::nexmark::queries::{Input, Output, Query, Tables, build};
+use clap::Parser;
+
+/// Runs a Nexmark query, or writes the events as CSV files.
+#[derive(Parser)]
+struct Cli {
+    /// The query to run.
+    #[arg(long, value_enum, required_unless_present = "generate_to")]
+    query: Option<Query>,
+    /// Events to generate (persons, auctions and bids together).
+    #[arg(long, default_value_t = 10_000_000)]
+    events: u64,
+    /// Events per second of event time (nexmark's `first-event.rate`): sets
+    /// the spacing of timestamps, not the speed of the run.
+    #[arg(long, default_value_t = 10_000_000, value_parser = clap::value_parser!(u64).range(1..))]
+    event_rate: u64,
+    /// Generate at most this many events per second of wall time (over all
+    /// cores); unlimited by default.
+    #[arg(long, value_parser = clap::value_parser!(u64).range(1..))]
+    rate_limit: Option<u64>,
+    /// Write `person.csv`, `auction.csv` and `bid.csv` of `--events` events
+    /// into this directory instead of running a query.
+    #[arg(long, conflicts_with_all = ["query", "input_dir", "output"])]
+    generate_to: Option<PathBuf>,
+    /// Read the events from `person.csv`, `auction.csv` and `bid.csv` in
+    /// this directory (as written by `--generate-to`).
+    #[arg(long, conflicts_with = "rate_limit")]
+    input_dir: Option<PathBuf>,
+    /// Write the query's result rows to this CSV file (default: discard).
+    #[arg(long)]
+    output: Option<PathBuf>,
+    #[command(flatten)]
+    job: brisk::cli::JobArgs,
+}
+
+fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    cli.job.init_logging();
+    let config = GeneratorConfig { rate_per_s: cli.event_rate as f64, ..GeneratorConfig::default() };
+    if let Some(dir) = &cli.generate_to {
+        let start = std::time::Instant::now();
+        let counts = write_tables(dir, &config, cli.events)
+            .map_err(|e| anyhow::anyhow!("writing {}: {e}", dir.display()))?;
+        let secs = start.elapsed().as_secs_f64();
+        println!(
+            "nexmark generate events={} persons={} auctions={} bids={} dir={} secs={secs:.3} events_per_s={:.0}",
+            cli.events,
+            counts.persons,
+            counts.auctions,
+            counts.bids,
+            dir.display(),
+            cli.events as f64 / secs
+        );
+        return Ok(());
+    }
+    let query = cli.query.expect("clap requires --query without --generate-to");
+    let (input, events) = match &cli.input_dir {
+        Some(dir) => (Input::Files(dir.clone()), rows_read(query, dir)?),
+        None => (
+            Input::Generator { config, events: cli.events, rate_limit: cli.rate_limit.map(|r| r as f64) },
+            cli.events,
+        ),
+    };
+    let env = StreamEnv::new(cli.job.config());
+    build(query, &Tables::new(&env, input), &Output(cli.output.clone()));
+    let result = cli.job.execute(env)?;
+    let secs = result.elapsed.as_secs_f64();
+    println!("# results={}", result.metrics.total("records_written").max(result.metrics.total("records_in")));
+    println!(
+        "nexmark query={} events={events} cores={} secs={secs:.3} events_per_s={:.0}",
+        query.name(),
+        result.cores,
+        events as f64 / secs
+    );
+    Ok(())
+}
+
+/// Rows (less headers) of the files `query` reads in `dir`.
+fn rows_read(query: Query, dir: &std::path::Path) -> anyhow::Result<u64> {
+    let files: &[&str] = match query {
+        Query::Q3 | Query::Q8 => &["person.csv", "auction.csv"],
+        Query::Q4 | Query::Q9 => &["auction.csv", "bid.csv"],
+        _ => &["bid.csv"],
+    };
+    let mut rows = 0;
+    for f in files {
+        let path = dir.join(f);
+        let bytes = std::fs::read(&path).map_err(|e| anyhow::anyhow!("reading {}: {e}", path.display()))?;
+        rows += bytecount(&bytes).saturating_sub(1);
+    }
+    Ok(rows)
+}
+
+fn bytecount(bytes: &[u8]) -> u64 {
+    bytes.iter().filter(|&&b| b == b'\n').count() as u64
+}
