@@ -56,7 +56,7 @@ flink_start="$(flink_run q0 "$empty")"
 echo "# Flink start (q0 on empty files): ${flink_start} s"
 printf "| query | events read | brisk s | brisk events/s | Flink s | Flink s less start | Flink events/s | ratio | ratio less start |\n| --- | --- | --- | --- | --- | --- | --- | --- | --- |\n"
 for q in "${queries[@]}"; do
-  line="$("$nexmark" --query "$q" --input-dir "$data" --cores "$cores" | tail -1)"
+  line="$("$nexmark" --query "$q" --input-dir "$data" --cores "$cores" 2>/dev/null | tail -1)"
   read_events="$(sed -E 's/.* events=([0-9]+).*/\1/' <<<"$line")"
   brisk_s="$(sed -E 's/.* secs=([0-9.]+).*/\1/' <<<"$line")"
   flink_s="$(flink_run "$q" "$flink_data")"
