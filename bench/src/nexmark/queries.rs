@@ -28,7 +28,7 @@ use brisk::prelude::*;
 use serde::{Deserialize, Serialize};
 
 use super::csv::{AuctionRow, BidRow, PersonRow, Ts};
-use super::generator::{GeneratorConfig, Kind, kind};
+use super::generator::GeneratorConfig;
 use super::model::{Auction, Bid, Event, Person, Text};
 
 /// Flink's DDL: `WATERMARK FOR dateTime AS dateTime - INTERVAL '4' SECOND`.
@@ -950,10 +950,4 @@ fn q12(t: &Tables<'_>, out: &Output) {
         .window(WindowAssigner::tumbling(10_000).processing_time())
         .aggregate_with(SumCounts, count_rows);
     out.sink(windows);
-}
-
-/// How many of events `0..events` are bids (for rates per bid).
-pub fn bids_in(events: u64) -> u64 {
-    let full = events / 50 * 46;
-    full + (events / 50 * 50..events).filter(|&n| kind(n) == Kind::Bid).count() as u64
 }
