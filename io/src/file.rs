@@ -112,8 +112,16 @@ impl<T> Clone for Csv<T> {
     }
 }
 
+impl<T> Default for Csv<T> {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
 impl<T> Csv<T> {
-    fn new() -> Self {
+    /// A parser of comma-separated rows without a header; for use inside
+    /// another [`LineParser`] (a [`FileSource::csv`] makes its own).
+    pub fn new() -> Self {
         Self {
             delimiter: b',',
             has_header: false,
@@ -125,6 +133,12 @@ impl<T> Csv<T> {
             record: csv::ByteRecord::new(),
             _type: PhantomData,
         }
+    }
+
+    /// Whether the first line is a header (fields then match by name).
+    pub fn with_header(mut self, yes: bool) -> Self {
+        self.has_header = yes;
+        self
     }
 
     fn split_fields(&mut self, line: &[u8]) -> &csv::ByteRecord {
@@ -207,6 +221,18 @@ impl FileSource<Lines> {
         Self {
             path: Arc::new(path.as_ref().to_path_buf()),
             parser: Lines,
+            policy: MalformedPolicy::Fail,
+            rate_per_s: None,
+        }
+    }
+
+    /// The lines of `path`, each made a record by `parser`: for formats
+    /// that neither [`FileSource::lines`] nor [`FileSource::csv`] read, or a
+    /// hand-written parser where serde's generality costs too much.
+    pub fn with_parser<T, P: LineParser<T>>(path: impl AsRef<Path>, parser: P) -> FileSource<P> {
+        FileSource {
+            path: Arc::new(path.as_ref().to_path_buf()),
+            parser,
             policy: MalformedPolicy::Fail,
             rate_per_s: None,
         }
@@ -421,7 +447,7 @@ impl<P> FileReader<P> {
     async fn next_line(&mut self) -> Result<Line, SourceError> {
         loop {
             let rest = &self.buf[self.buf_pos..];
-            if let Some(i) = rest.iter().position(|&b| b == b'\n') {
+            if let Some(i) = memchr::memchr(b'\n', rest) {
                 let start = self.buf_pos;
                 return Ok(Line::At {
                     offset: self.buf_offset + start as u64,
@@ -447,7 +473,7 @@ impl<P> FileReader<P> {
     /// Discards bytes up to and including the next newline.
     async fn skip_past_newline(&mut self) -> Result<(), SourceError> {
         loop {
-            if let Some(i) = self.buf[self.buf_pos..].iter().position(|&b| b == b'\n') {
+            if let Some(i) = memchr::memchr(b'\n', &self.buf[self.buf_pos..]) {
                 self.buf_pos += i + 1;
                 return Ok(());
             }
@@ -509,7 +535,7 @@ impl<P> FileReader<P> {
             if chunk.is_empty() {
                 break;
             }
-            newlines += chunk.iter().filter(|&&b| b == b'\n').count() as u64;
+            newlines += memchr::memchr_iter(b'\n', &chunk).count() as u64;
             pos += chunk.len() as u64;
         }
         Ok(newlines + 1)

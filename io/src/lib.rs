@@ -29,7 +29,7 @@ pub mod kafka;
 pub mod sink;
 pub mod transactional;
 
-pub use file::{FileSource, MalformedPolicy};
+pub use file::{Csv, FileSource, LineParser, Lines, MalformedPolicy};
 pub use generator::GeneratorSource;
 pub use kafka::{KafkaDelivery, KafkaMalformed, KafkaSink, KafkaSource, StartOffsets};
 pub use sink::{FileSink, StdoutSink};
