@@ -34,16 +34,33 @@ if [ ! -f "$data/bid.csv" ] || [ "$(cat "$data/events" 2>/dev/null)" != "$events
   done
 fi
 export BRISK_FLINK_PARALLELISM="$cores"
+# The blackhole sink's columns per query (an INSERT, so that sql.sh waits for the job: it
+# does not wait for a CREATE TABLE ... AS SELECT).
+declare -A sink_columns=(
+  [q0]='auction BIGINT, bidder BIGINT, price BIGINT, `dateTime` TIMESTAMP(3), extra VARCHAR'
+  [q1]='auction BIGINT, bidder BIGINT, price DECIMAL(23, 3), `dateTime` TIMESTAMP(3), extra VARCHAR'
+  [q2]='auction BIGINT, price BIGINT'
+  [q3]='name VARCHAR, city VARCHAR, state VARCHAR, id BIGINT'
+  [q4]='category BIGINT, avg_final BIGINT'
+  [q5]='auction BIGINT, num BIGINT'
+  [q7]='auction BIGINT, price BIGINT, bidder BIGINT, `dateTime` TIMESTAMP(3), extra VARCHAR'
+  [q8]='id BIGINT, name VARCHAR, starttime TIMESTAMP(3)'
+  [q9]='id BIGINT, itemName VARCHAR, description VARCHAR, initialBid BIGINT, reserve BIGINT, `dateTime` TIMESTAMP(3), expires TIMESTAMP(3), seller BIGINT, category BIGINT, extra VARCHAR, auction BIGINT, bidder BIGINT, price BIGINT, bid_dateTime TIMESTAMP(3), bid_extra VARCHAR'
+  [q11]='bidder BIGINT, bid_count BIGINT, starttime TIMESTAMP(3), endtime TIMESTAMP(3)'
+  [q12]='bidder BIGINT, bid_count BIGINT, window_start TIMESTAMP_LTZ(3), window_end TIMESTAMP_LTZ(3)'
+  [q14]='auction BIGINT, bidder BIGINT, price DECIMAL(23, 3), bidTimeType VARCHAR, `dateTime` TIMESTAMP(3), extra VARCHAR, c_counts BIGINT'
+)
 flink_run() { # query dir -> seconds
   local sql="$work/$1.sql"
   sed "s|\${DIR}|$2|g" "$root/tests/nexmark/ddl.sql" > "$sql"
+  echo "CREATE TABLE sink (${sink_columns[$1]}) WITH ('connector' = 'blackhole');" >> "$sql"
   if [ "$1" = q12 ]; then
     echo "CREATE VIEW B AS SELECT *, PROCTIME() AS p_time FROM bid;" >> "$sql"
-    echo "CREATE TABLE sink WITH ('connector' = 'blackhole') AS SELECT bidder, count(*) AS bid_count, window_start, window_end FROM TABLE(TUMBLE(TABLE B, DESCRIPTOR(p_time), INTERVAL '10' SECOND)) GROUP BY bidder, window_start, window_end;" >> "$sql"
+    echo "INSERT INTO sink SELECT bidder, count(*) AS bid_count, window_start, window_end FROM TABLE(TUMBLE(TABLE B, DESCRIPTOR(p_time), INTERVAL '10' SECOND)) GROUP BY bidder, window_start, window_end;" >> "$sql"
   else
     local body
     body="$(grep -v '^--' "$root/tests/nexmark/queries/$1.sql")"
-    printf "CREATE TABLE sink WITH ('connector' = 'blackhole') AS\n%s\n" "$body" >> "$sql"
+    printf "INSERT INTO sink\n%s\n" "$body" >> "$sql"
   fi
   local start end
   start=$(date +%s.%N)

@@ -4,12 +4,51 @@
 //! | --- | --- |
 //! | `keyed_count` (bin) | the KW events of shared/BENCHMARKS.md through a `key_by` exchange into a keyed count and sum |
 //! | `nexmark` (bin, [`nexmark`]) | the Nexmark queries over the in-process generator or CSV files; `--generate-to` writes the files |
+//! | `ysb` (bin, [`ysb`]) | the Yahoo streaming benchmark over the in-process generator, JSON files or Kafka; `--generate-to` writes the files |
 //! | `exchange` (criterion) | records per second through forward, rebalance and key-by hand-offs between cores |
 //!
 //! Every harness prints its configuration with its result, and a last line
 //! that scripts parse (`keyed_count events=.. keys=.. cores=.. secs=.. events_per_s=..`).
 
 pub mod nexmark;
+pub mod ysb;
+
+/// Sums the counts of `(key, count)` records: the window aggregate of
+/// counts combined per batch before the exchange.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct SumCounts;
+
+impl<K> brisk::prelude::AggregateFunction<(K, u64)> for SumCounts {
+    type Acc = u64;
+    type Out = u64;
+    fn create_accumulator(&mut self) -> u64 {
+        0
+    }
+    fn add(&mut self, v: (K, u64), acc: u64) -> u64 {
+        acc + v.1
+    }
+    fn get_result(&mut self, acc: &u64) -> u64 {
+        *acc
+    }
+    fn merge(&mut self, a: u64, b: u64) -> u64 {
+        a + b
+    }
+}
+
+/// Newlines in the file at `path`, read in 1 MiB pieces.
+pub fn count_lines(path: &std::path::Path) -> std::io::Result<u64> {
+    use std::io::Read;
+    let mut file = std::fs::File::open(path)?;
+    let mut buf = vec![0u8; 1 << 20];
+    let mut lines = 0;
+    loop {
+        let n = file.read(&mut buf)?;
+        if n == 0 {
+            return Ok(lines);
+        }
+        lines += memchr::memchr_iter(b'\n', &buf[..n]).count() as u64;
+    }
+}
 
 /// The KW workload's event `i` (shared/BENCHMARKS.md): `key = fmix64(i) mod
 /// keys` (unsigned), `timestamp_ms = i / 1000`, `value = i mod 100`.

@@ -3,7 +3,11 @@
 //! the real Flink), at one and two cores; q12, on processing time, is
 //! checked by invariants.
 
+mod common;
+
 use std::collections::{BTreeMap, HashMap};
+
+use common::assert_same_rows;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
@@ -54,37 +58,6 @@ fn expected(name: &str) -> Vec<String> {
     let path = fixtures().join("expected").join(format!("{name}.csv"));
     let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
     text.lines().map(String::from).collect()
-}
-
-/// Compares as multisets; on a difference, shows a few rows of each side.
-fn assert_same_rows(what: &str, mut got: Vec<String>, mut want: Vec<String>) {
-    got.sort();
-    want.sort();
-    if got == want {
-        return;
-    }
-    let only = |a: &[String], b: &[String]| -> Vec<String> {
-        let mut counts: HashMap<&String, i64> = HashMap::new();
-        for r in b {
-            *counts.entry(r).or_default() += 1;
-        }
-        a.iter()
-            .filter(|r| {
-                let c = counts.entry(r).or_default();
-                *c -= 1;
-                *c < 0
-            })
-            .take(5)
-            .cloned()
-            .collect()
-    };
-    panic!(
-        "{what}: {} rows, Flink {} rows\nonly in brisk: {:#?}\nonly in Flink: {:#?}",
-        got.len(),
-        want.len(),
-        only(&got, &want),
-        only(&want, &got)
-    );
 }
 
 #[test]

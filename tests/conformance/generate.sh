@@ -9,10 +9,7 @@
 # Needs Java 17 and python3; CI never runs this, it compares against the committed files.
 set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
-root="$(cd "$here/../.." && pwd)"
-shared="${BRISK_SHARED:-$root/../shared}"
-home="${BRISK_FLINK_HOME:-$HOME/.cache/brisk-flink}"
-[ -f "$home/flink-lib-path" ] || "$shared/flink/setup.sh" >/dev/null
+. "$here/../flink-env.sh"
 lib="$(cat "$home/flink-lib-path")"
 classes="$home/brisk-conformance-classes"
 mkdir -p "$classes"

@@ -10,11 +10,7 @@
 # Needs Java 17 and python3; about 15 s per query. CI never runs this.
 set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
-root="$(cd "$here/../.." && pwd)"
-shared="${BRISK_SHARED:-$root/../shared}"
-home="${BRISK_FLINK_HOME:-$HOME/.cache/brisk-flink}"
-[ -f "$home/flink-lib-path" ] || "$shared/flink/setup.sh" >/dev/null
-export JAVA_HOME="${JAVA_HOME:-$(dirname "$(dirname "$(readlink -f "$(command -v java)")")")}"
+. "$here/../flink-env.sh"
 (cd "$root" && cargo build --release -q -p brisk-bench --bin nexmark)
 nexmark="$root/target/release/nexmark"
 work="$(mktemp -d)"

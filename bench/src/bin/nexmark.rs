@@ -102,12 +102,9 @@ fn rows_read(query: Query, dir: &std::path::Path) -> anyhow::Result<u64> {
     let mut rows = 0;
     for f in files {
         let path = dir.join(f);
-        let bytes = std::fs::read(&path).map_err(|e| anyhow::anyhow!("reading {}: {e}", path.display()))?;
-        rows += bytecount(&bytes).saturating_sub(1);
+        rows += brisk_bench::count_lines(&path)
+            .map_err(|e| anyhow::anyhow!("reading {}: {e}", path.display()))?
+            .saturating_sub(1);
     }
     Ok(rows)
-}
-
-fn bytecount(bytes: &[u8]) -> u64 {
-    bytes.iter().filter(|&&b| b == b'\n').count() as u64
 }

@@ -58,7 +58,7 @@ const ID_LEAD: i64 = 10;
 const MIN_STRING_LENGTH: i32 = 3;
 const HOT_CHANNELS_RATIO: i32 = 2;
 const CHANNELS: usize = 10_000;
-const HOT_CHANNELS: [&str; 4] = ["Google", "Facebook", "Baidu", "Apple"];
+pub(crate) const HOT_CHANNELS: [&str; 4] = ["Google", "Facebook", "Baidu", "Apple"];
 const US_STATES: [&str; 6] = ["AZ", "CA", "ID", "OR", "WA", "WY"];
 const US_CITIES: [&str; 10] = [
     "Phoenix",

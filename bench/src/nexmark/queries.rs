@@ -27,9 +27,10 @@ use std::path::{Path, PathBuf};
 use brisk::prelude::*;
 use serde::{Deserialize, Serialize};
 
-use super::csv::{AuctionRow, BidRow, PersonRow, Ts};
+use super::csv::{CsvTable, TableParser, Ts};
 use super::generator::GeneratorConfig;
 use super::model::{Auction, Bid, Event, Person, Text};
+use crate::SumCounts;
 
 /// Flink's DDL: `WATERMARK FOR dateTime AS dateTime - INTERVAL '4' SECOND`.
 pub const OUT_OF_ORDERNESS_MS: i64 = 4000;
@@ -150,11 +151,8 @@ impl<'a> Tables<'a> {
         self.env.from_source(source).name("nexmark generator")
     }
 
-    fn file<R, T: brisk::Data>(&self, dir: &Path, name: &str, convert: fn(R) -> T) -> DataStream<T>
-    where
-        R: serde::de::DeserializeOwned + brisk::Data,
-    {
-        self.env.from_source(FileSource::csv::<R>(dir.join(name)).has_header(true)).name(name).map(convert)
+    fn file<T: brisk::Data + CsvTable>(&self, dir: &Path, name: &str) -> DataStream<T> {
+        self.env.from_source(FileSource::with_parser(dir.join(name), TableParser::<T>::default())).name(name)
     }
 
     /// Every event, with timestamps and watermarks (generator input only).
@@ -183,7 +181,7 @@ impl<'a> Tables<'a> {
                 _ => None,
             }),
             Input::Files(dir) => self
-                .file(dir, "bid.csv", |r: BidRow| Bid::from(r))
+                .file::<Bid>(dir, "bid.csv")
                 .assign_timestamps_and_watermarks(watermarks(|b: &Bid| b.date_time)),
         }
     }
@@ -196,7 +194,7 @@ impl<'a> Tables<'a> {
                 _ => None,
             }),
             Input::Files(dir) => self
-                .file(dir, "person.csv", |r: PersonRow| Person::from(r))
+                .file::<Person>(dir, "person.csv")
                 .assign_timestamps_and_watermarks(watermarks(|p: &Person| p.date_time)),
         }
     }
@@ -209,7 +207,7 @@ impl<'a> Tables<'a> {
                 _ => None,
             }),
             Input::Files(dir) => self
-                .file(dir, "auction.csv", |r: AuctionRow| Auction::from(r))
+                .file::<Auction>(dir, "auction.csv")
                 .assign_timestamps_and_watermarks(watermarks(|a: &Auction| a.date_time)),
         }
     }
@@ -229,7 +227,8 @@ impl<'a> Tables<'a> {
 pub struct Output(pub Option<PathBuf>);
 
 impl Output {
-    fn sink<T: brisk::Data + Serialize>(&self, rows: DataStream<T>) {
+    /// Sends `rows` to the CSV file, or discards them.
+    pub fn sink<T: brisk::Data + Serialize>(&self, rows: DataStream<T>) {
         match &self.0 {
             Some(path) => rows.sink_to(FileSink::csv(path)),
             None => rows.sink_to(brisk::DiscardSink),
@@ -643,27 +642,6 @@ fn q9(t: &Tables<'_>, out: &Output) {
         bid_date_time: Ts(b.date_time),
         bid_extra: b.extra.clone(),
     }));
-}
-
-/// Counts records of `(key, count)`.
-#[derive(Clone)]
-struct SumCounts;
-
-impl AggregateFunction<(u64, u64)> for SumCounts {
-    type Acc = u64;
-    type Out = u64;
-    fn create_accumulator(&mut self) -> u64 {
-        0
-    }
-    fn add(&mut self, v: (u64, u64), acc: u64) -> u64 {
-        acc + v.1
-    }
-    fn get_result(&mut self, acc: &u64) -> u64 {
-        *acc
-    }
-    fn merge(&mut self, a: u64, b: u64) -> u64 {
-        a + b
-    }
 }
 
 #[derive(Clone, Debug, Serialize)]
