@@ -1,7 +1,8 @@
 //! YSB's views per campaign and window equal Flink SQL's on the same
 //! generated JSON file (fixture in tests/ysb/, made by tests/ysb/generate.sh
-//! with the real Flink), at one and two cores, over the JSON file and over the
-//! in-process binary generator; a malformed event fails the job with its line.
+//! with the real Flink), at one and two cores, over the JSON file, over the
+//! in-process binary generator, and through Kafka (librdkafka's mock
+//! cluster); a malformed event fails the job with its line.
 
 mod common;
 
@@ -41,7 +42,11 @@ fn rows(dir: &Path, name: &str, args: &[&str]) -> Vec<String> {
     let mut all = args.to_vec();
     all.extend(["--output", out.to_str().unwrap()]);
     ysb_ok(&all);
-    let text = std::fs::read_to_string(&out).expect("job output");
+    read_rows(&out)
+}
+
+fn read_rows(out: &Path) -> Vec<String> {
+    let text = std::fs::read_to_string(out).expect("job output");
     let mut lines = text.lines();
     assert_eq!(lines.next(), Some("campaign_id,window_start,window_end,views"));
     lines.map(String::from).collect()
@@ -86,4 +91,30 @@ fn a_malformed_event_fails_the_job_naming_its_line_and_field() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("malformed line 42 of"), "{stderr}");
     assert!(stderr.contains("ad_type 'billboard-"), "{stderr}");
+}
+
+#[test]
+fn events_through_kafka_give_flink_sqls_rows() {
+    use brisk::prelude::*;
+    use brisk_bench::nexmark::queries::Output as Rows;
+    use brisk_bench::ysb::generator::{Generator, YsbConfig};
+    use brisk_bench::ysb::job::{Input, build, build_producer};
+
+    let mock = rdkafka::mocking::MockCluster::new(1).unwrap();
+    mock.create_topic("ads", 2, 1).unwrap();
+    let brokers = mock.bootstrap_servers();
+    let config = || JobConfig { pin_cores: false, ..JobConfig::with_cores(2) };
+    let generator = Generator::new(YsbConfig { rate_per_s: 1000, ..YsbConfig::default() });
+    let env = StreamEnv::new(config());
+    build_producer(&env, generator.clone(), 30_000, &brokers, "ads", 2);
+    env.execute().expect("produce");
+
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("kafka.csv");
+    let env = StreamEnv::new(config());
+    let input = Input::Kafka { brokers: brokers.clone(), topic: "ads".into() };
+    build(&env, input, generator.ids().campaign_table(), &Rows(Some(out.clone())));
+    let result = env.execute().expect("consume");
+    assert_eq!(result.metrics.operator_total("ysb kafka", "records_out"), 30_000);
+    assert_same_rows("through Kafka at 2 cores", read_rows(&out), expected());
 }

@@ -4,6 +4,7 @@
 //! cargo run --release -p brisk-bench --bin ysb -- --events 100000000 --cores 2
 //! cargo run --release -p brisk-bench --bin ysb -- --generate-to /tmp/ysb --events 1000000
 //! cargo run --release -p brisk-bench --bin ysb -- --input-dir /tmp/ysb --output views.csv
+//! cargo run --release -p brisk-bench --bin ysb -- --kafka-brokers localhost:9092 --topic ads --produce
 //! cargo run --release -p brisk-bench --bin ysb -- --kafka-brokers localhost:9092 --topic ads
 //! ```
 //!
@@ -15,7 +16,7 @@ use std::path::PathBuf;
 
 use brisk_bench::nexmark::queries::Output;
 use brisk_bench::ysb::generator::{Generator, YsbConfig, read_campaigns, write_inputs};
-use brisk_bench::ysb::job::{Input, build};
+use brisk_bench::ysb::job::{Input, build, build_producer};
 use clap::Parser;
 
 /// Runs YSB, or writes its input files.
@@ -50,6 +51,14 @@ struct Cli {
     /// The Kafka topic.
     #[arg(long, requires = "kafka_brokers")]
     topic: Option<String>,
+    /// With `--kafka-brokers` and `--topic`: write `--events` generated
+    /// events to the topic as JSON values instead of reading it.
+    #[arg(long, requires = "kafka_brokers", conflicts_with_all = ["output", "campaigns"])]
+    produce: bool,
+    /// Partitions of the topic `--produce` creates if it is missing
+    /// (default: one per core).
+    #[arg(long, requires = "produce", value_parser = clap::value_parser!(i32).range(1..))]
+    partitions: Option<i32>,
     /// The `ad_id,campaign_id` table for Kafka input (default: the
     /// generator's table for `--seed`).
     #[arg(long, requires = "kafka_brokers")]
@@ -80,6 +89,22 @@ fn main() -> anyhow::Result<()> {
         return Ok(());
     }
     let generator = Generator::new(config);
+    if let (true, Some(brokers), Some(topic)) = (cli.produce, &cli.kafka_brokers, &cli.topic) {
+        let config = cli.job.config();
+        let cores = config.cores.unwrap_or_else(brisk::JobConfig::available_cores);
+        let partitions = cli.partitions.unwrap_or(cores as i32);
+        let env = brisk::StreamEnv::new(config);
+        build_producer(&env, generator, cli.events, brokers, topic, partitions);
+        let result = cli.job.execute(env)?;
+        let secs = result.elapsed.as_secs_f64();
+        println!(
+            "ysb produce events={} topic={topic} partitions={partitions} cores={} secs={secs:.3} events_per_s={:.0}",
+            cli.events,
+            result.cores,
+            cli.events as f64 / secs
+        );
+        return Ok(());
+    }
     let (name, input, campaigns, events) = if let Some(dir) = &cli.input_dir {
         let events_file = dir.join("events.json");
         let lines = brisk_bench::count_lines(&events_file)

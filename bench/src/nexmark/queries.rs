@@ -151,8 +151,10 @@ impl<'a> Tables<'a> {
         self.env.from_source(source).name("nexmark generator")
     }
 
-    fn file<T: brisk::Data + CsvTable>(&self, dir: &Path, name: &str) -> DataStream<T> {
-        self.env.from_source(FileSource::with_parser(dir.join(name), TableParser::<T>::default())).name(name)
+    fn file<T: brisk::Data + CsvTable>(&self, dir: &Path, name: &str, texts: &[&str]) -> DataStream<T> {
+        self.env
+            .from_source(FileSource::with_parser(dir.join(name), TableParser::<T>::reading(texts)))
+            .name(name)
     }
 
     /// Every event, with timestamps and watermarks (generator input only).
@@ -167,8 +169,9 @@ impl<'a> Tables<'a> {
             .clone()
     }
 
-    /// The bids, with timestamps and watermarks.
-    pub fn bids(&self) -> DataStream<Bid> {
+    /// The bids, with timestamps and watermarks; of the text columns, a
+    /// file run reads only those named in `texts` (the others are empty).
+    pub fn bids(&self, texts: &[&str]) -> DataStream<Bid> {
         match &self.input {
             Input::Generator { config, .. } if self.events.borrow().is_none() => {
                 let config = config.clone();
@@ -181,33 +184,35 @@ impl<'a> Tables<'a> {
                 _ => None,
             }),
             Input::Files(dir) => self
-                .file::<Bid>(dir, "bid.csv")
+                .file::<Bid>(dir, "bid.csv", texts)
                 .assign_timestamps_and_watermarks(watermarks(|b: &Bid| b.date_time)),
         }
     }
 
-    /// The persons, with timestamps and watermarks.
-    pub fn persons(&self) -> DataStream<Person> {
+    /// The persons, with timestamps and watermarks; of the text columns, a
+    /// file run reads only those named in `texts` (the others are empty).
+    pub fn persons(&self, texts: &[&str]) -> DataStream<Person> {
         match &self.input {
             Input::Generator { config, .. } => self.events(config).flat_map(|e| match e {
                 Event::Person(p) => Some(*p),
                 _ => None,
             }),
             Input::Files(dir) => self
-                .file::<Person>(dir, "person.csv")
+                .file::<Person>(dir, "person.csv", texts)
                 .assign_timestamps_and_watermarks(watermarks(|p: &Person| p.date_time)),
         }
     }
 
-    /// The auctions, with timestamps and watermarks.
-    pub fn auctions(&self) -> DataStream<Auction> {
+    /// The auctions, with timestamps and watermarks; of the text columns, a
+    /// file run reads only those named in `texts` (the others are empty).
+    pub fn auctions(&self, texts: &[&str]) -> DataStream<Auction> {
         match &self.input {
             Input::Generator { config, .. } => self.events(config).flat_map(|e| match e {
                 Event::Auction(a) => Some(*a),
                 _ => None,
             }),
             Input::Files(dir) => self
-                .file::<Auction>(dir, "auction.csv")
+                .file::<Auction>(dir, "auction.csv", texts)
                 .assign_timestamps_and_watermarks(watermarks(|a: &Auction| a.date_time)),
         }
     }
@@ -276,7 +281,7 @@ struct BidRowOut {
 }
 
 fn q0(t: &Tables<'_>, out: &Output) {
-    out.sink(t.bids().map(|b| BidRowOut {
+    out.sink(t.bids(&["extra"]).map(|b| BidRowOut {
         auction: b.auction,
         bidder: b.bidder,
         price: b.price,
@@ -296,7 +301,7 @@ struct Q1Row {
 }
 
 fn q1(t: &Tables<'_>, out: &Output) {
-    out.sink(t.bids().map(|b| Q1Row {
+    out.sink(t.bids(&["extra"]).map(|b| Q1Row {
         auction: b.auction,
         bidder: b.bidder,
         price: Dec3(b.price * 908),
@@ -312,7 +317,9 @@ struct Q2Row {
 }
 
 fn q2(t: &Tables<'_>, out: &Output) {
-    out.sink(t.bids().filter(|b| b.auction % 123 == 0).map(|b| Q2Row { auction: b.auction, price: b.price }));
+    out.sink(
+        t.bids(&[]).filter(|b| b.auction % 123 == 0).map(|b| Q2Row { auction: b.auction, price: b.price }),
+    );
 }
 
 #[derive(Clone, Debug, Serialize)]
@@ -329,24 +336,27 @@ struct Q14Row {
 
 fn q14(t: &Tables<'_>, out: &Output) {
     // 0.908 × price in (1 000 000, 50 000 000), exactly, in thousandths.
-    let rows = t.bids().filter(|b| (1_000_000_000 + 1..50_000_000_000).contains(&(b.price * 908))).map(|b| {
-        let hour = b.date_time.rem_euclid(86_400_000) / 3_600_000;
-        let bid_time_type = match hour {
-            8..=18 => "dayTime",
-            h if h <= 6 || h >= 20 => "nightTime",
-            _ => "otherTime",
-        };
-        let c_counts = b.extra.as_str().bytes().filter(|&c| c == b'c').count() as u64;
-        Q14Row {
-            auction: b.auction,
-            bidder: b.bidder,
-            price: Dec3(b.price * 908),
-            bid_time_type,
-            date_time: Ts(b.date_time),
-            extra: b.extra,
-            c_counts,
-        }
-    });
+    let rows = t
+        .bids(&["extra"])
+        .filter(|b| (1_000_000_000 + 1..50_000_000_000).contains(&(b.price * 908)))
+        .map(|b| {
+            let hour = b.date_time.rem_euclid(86_400_000) / 3_600_000;
+            let bid_time_type = match hour {
+                8..=18 => "dayTime",
+                h if h <= 6 || h >= 20 => "nightTime",
+                _ => "otherTime",
+            };
+            let c_counts = b.extra.as_str().bytes().filter(|&c| c == b'c').count() as u64;
+            Q14Row {
+                auction: b.auction,
+                bidder: b.bidder,
+                price: Dec3(b.price * 908),
+                bid_time_type,
+                date_time: Ts(b.date_time),
+                extra: b.extra,
+                c_counts,
+            }
+        });
     out.sink(rows);
 }
 
@@ -408,10 +418,10 @@ impl KeyedProcessFunction<u64, Either<Person, Auction>, Q3Row> for LocalItems {
 fn q3(t: &Tables<'_>, out: &Output) {
     t.all_events();
     let persons = t
-        .persons()
+        .persons(&["name", "city", "state"])
         .filter(|p| matches!(p.state.as_str(), "OR" | "ID" | "CA"))
         .map(Either::<Person, Auction>::Left);
-    let auctions = t.auctions().filter(|a| a.category == 10).map(Either::<Person, Auction>::Right);
+    let auctions = t.auctions(&[]).filter(|a| a.category == 10).map(Either::<Person, Auction>::Right);
     let joined = persons
         .union(&[auctions])
         .key_by(|e: &Either<Person, Auction>| match e {
@@ -539,12 +549,17 @@ impl<O: brisk::Data> KeyedProcessFunction<u64, Either<Auction, Bid>, O> for Winn
 }
 
 /// Auctions and bids keyed by auction into [`WinningBids`]; bids are
-/// combined per batch by (auction, ms), keeping the best.
-fn winning_bids<O: brisk::Data>(t: &Tables<'_>, emit: fn(&Auction, &Bid) -> O) -> DataStream<O> {
+/// combined per batch by (auction, ms), keeping the best. `texts`: the text
+/// columns `emit` reads, of auctions and of bids.
+fn winning_bids<O: brisk::Data>(
+    t: &Tables<'_>,
+    texts: [&[&str]; 2],
+    emit: fn(&Auction, &Bid) -> O,
+) -> DataStream<O> {
     t.all_events();
-    let auctions = t.auctions().map(Either::<Auction, Bid>::Left);
+    let auctions = t.auctions(texts[0]).map(Either::<Auction, Bid>::Left);
     let bids = t
-        .bids()
+        .bids(texts[1])
         .combine_in_batch(
             |b| (b.auction, b.date_time),
             |best, b| {
@@ -600,7 +615,7 @@ impl KeyedProcessFunction<u64, (u64, u64), Q4Row> for CategoryAverage {
 /// Each row updates its category's average: the last row of a category is
 /// its result (Flink's q4 is an updating query, too).
 fn q4(t: &Tables<'_>, out: &Output) {
-    let finals = winning_bids(t, |a, b| (a.category, b.price));
+    let finals = winning_bids(t, [&[], &[]], |a, b| (a.category, b.price));
     out.sink(finals.key_by(|f: &(u64, u64)| f.0).process(CategoryAverage::default()));
 }
 
@@ -625,7 +640,7 @@ struct Q9Row {
 }
 
 fn q9(t: &Tables<'_>, out: &Output) {
-    out.sink(winning_bids(t, |a, b| Q9Row {
+    out.sink(winning_bids(t, [&["itemName", "description", "extra"], &["extra"]], |a, b| Q9Row {
         id: a.id,
         item_name: a.item_name.clone(),
         description: a.description.clone(),
@@ -656,7 +671,7 @@ const Q5_SLIDE_MS: i64 = 2_000;
 fn q5(t: &Tables<'_>, out: &Output) {
     // (window end, auction, bids) per 10 s window every 2 s.
     let counts = t
-        .bids()
+        .bids(&[])
         .map(|b| (b.auction, b.date_time.div_euclid(Q5_SLIDE_MS), 1u64))
         .combine_in_batch(|c| (c.0, c.1), |acc, c| acc.2 += c.2)
         .map(|c| (c.0, c.2))
@@ -781,7 +796,7 @@ impl KeyedProcessFunction<i64, HighestBids, Q7Row> for HighestBid {
 
 fn q7(t: &Tables<'_>, out: &Output) {
     let highest = t
-        .bids()
+        .bids(&["extra"])
         .flat_map(|b| {
             let window = b.date_time.div_euclid(Q7_SIZE_MS) * Q7_SIZE_MS;
             let at_end = (b.date_time == window).then(|| HighestBids {
@@ -839,8 +854,8 @@ impl AggregateFunction<Either<Text, ()>> for NewSellers {
 
 fn q8(t: &Tables<'_>, out: &Output) {
     t.all_events();
-    let persons = t.persons().map(|p| (p.id, Either::<Text, ()>::Left(p.name)));
-    let sellers = t.auctions().map(|a| (a.seller, Either::<Text, ()>::Right(())));
+    let persons = t.persons(&["name"]).map(|p| (p.id, Either::<Text, ()>::Left(p.name)));
+    let sellers = t.auctions(&[]).map(|a| (a.seller, Either::<Text, ()>::Right(())));
     let rows = persons
         .union(&[sellers])
         .key_by(|e: &(u64, Either<Text, ()>)| e.0)
@@ -909,7 +924,7 @@ fn count_rows(
 
 fn q11(t: &Tables<'_>, out: &Output) {
     let sessions = t
-        .bids()
+        .bids(&[])
         .map(|b| (b.bidder, b.date_time, 1u64))
         .combine_in_batch(|c| (c.0, c.1), |acc, c| acc.2 += c.2)
         .map(|c| (c.0, c.2))
@@ -921,7 +936,7 @@ fn q11(t: &Tables<'_>, out: &Output) {
 
 fn q12(t: &Tables<'_>, out: &Output) {
     let windows = t
-        .bids()
+        .bids(&[])
         .map(|b| (b.bidder, 1u64))
         .combine_in_batch(|c| c.0, |acc, c| acc.1 += c.1)
         .key_by(|c: &(u64, u64)| c.0)

@@ -14,11 +14,12 @@
 
 use std::path::PathBuf;
 
+use brisk::io::kafka::{FnSerializer, KafkaOut, KafkaPartitioner};
 use brisk::prelude::*;
 use serde::Serialize;
 
 use super::generator::{CampaignTable, Generator};
-use super::model::{AdEvent, AdEventJson, EventType, Id};
+use super::model::{AdEvent, AdEventJson, EventType, Id, write_json};
 use crate::SumCounts;
 use crate::nexmark::csv::Ts;
 use crate::nexmark::queries::Output;
@@ -111,4 +112,30 @@ pub fn build(env: &StreamEnv, input: Input, campaigns: CampaignTable, out: &Outp
             },
         );
     out.sink(views);
+}
+
+/// Adds a job to `env` that writes events `0..events` of `generator` to
+/// Kafka as JSON values (no key), creating the topic with `partitions`
+/// partitions if it is missing. Core `c` writes partition `c % partitions`,
+/// so with as many partitions as cores each partition's event times ascend.
+pub fn build_producer(
+    env: &StreamEnv,
+    generator: Generator,
+    events: u64,
+    brokers: &str,
+    topic: &str,
+    partitions: i32,
+) {
+    let json = FnSerializer(|e: &AdEvent, out: &mut KafkaOut| {
+        write_json(&mut out.value, e);
+        out.value.pop(); // the newline
+    });
+    env.from_source(GeneratorSource::new(events, move |n| generator.event(n)).interleaved())
+        .name("ysb generator")
+        .sink_to(
+            KafkaSink::new(brokers, topic, json)
+                .create_topic_if_missing(partitions)
+                .with_partitioner(KafkaPartitioner::Fixed)
+                .with_property("linger.ms", "5"),
+        );
 }
