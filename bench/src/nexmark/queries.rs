@@ -9,7 +9,7 @@
 //! | q2 | bids → `auction mod 123 = 0` |
 //! | q3 | persons in OR/ID/CA ∪ auctions of category 10 → key by person → join, both sides kept (a regular join) |
 //! | q4 | auctions ∪ bids → key by auction → highest bid within the auction's lifetime, final when it closes → key by category → running average |
-//! | q5 | bids → count per (auction, 2 s pane), combined per batch → key by auction → 10 s windows every 2 s → key by window → the auctions with the most bids |
+//! | q5 | bids → count per (auction, 2 s pane), combined per batch → to each of the pane's five 10 s windows → key by (window, auction mod 16) → counts per auction, the part's maximum at the window's end → key by window → the auctions with the most bids |
 //! | q7 | bids → per 10 s window the highest price and its bids, combined per batch → key by window → bids at the maximum |
 //! | q8 | persons ∪ auctions → key by person → 10 s windows: persons who also opened an auction |
 //! | q9 | as q4, emitting the winning bid with its auction |
@@ -667,35 +667,141 @@ struct Q5Row {
 
 const Q5_SIZE_MS: i64 = 10_000;
 const Q5_SLIDE_MS: i64 = 2_000;
+/// q5 counts each window's auctions in this many parts (by auction id), so
+/// that a window's work spreads over the cores.
+const Q5_PARTS: u64 = 16;
+
+/// The auctions with the most bids in one window, among all auctions or one
+/// part of them.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+struct HotAuctions {
+    end: i64,
+    max: u64,
+    auctions: Vec<u64>,
+}
+
+impl HotAuctions {
+    fn merge(&mut self, other: HotAuctions) {
+        if other.max > self.max {
+            *self = other;
+        } else if other.max == self.max {
+            self.auctions.extend(other.auctions);
+        }
+    }
+}
+
+/// q5's first step, keyed by (window end, part): bids per auction of the
+/// window, then, at the window's end, the part's hottest auctions. A count
+/// that arrives after its window ended is dropped, as Flink's window
+/// operator drops it. One timer per window and part, none per auction.
+#[derive(Clone, Default)]
+struct WindowCounts {
+    counts: ValueState<rustc_hash::FxHashMap<u64, u64>>,
+}
+
+impl KeyedProcessFunction<(i64, u64), (i64, u64, u64), HotAuctions> for WindowCounts {
+    fn open(&mut self, ctx: &mut OpenContext<'_, (i64, u64)>) -> Result<(), UserError> {
+        self.counts = ctx.value_state("counts")?;
+        Ok(())
+    }
+
+    fn process_element(
+        &mut self,
+        (end, auction, n): (i64, u64, u64),
+        ctx: &mut Context<'_, (i64, u64)>,
+        _out: &mut Collector<'_, HotAuctions>,
+    ) -> Result<(), UserError> {
+        if end - 1 <= ctx.current_watermark() {
+            return Ok(());
+        }
+        let mut counts = ctx.value(&self.counts);
+        match counts.get_mut() {
+            Some(c) => *c.entry(auction).or_default() += n,
+            None => {
+                counts.set(std::iter::once((auction, n)).collect());
+                ctx.register_event_time_timer(end - 1);
+            }
+        }
+        Ok(())
+    }
+
+    fn on_timer(
+        &mut self,
+        _at: i64,
+        ctx: &mut Context<'_, (i64, u64)>,
+        out: &mut Collector<'_, HotAuctions>,
+    ) -> Result<(), UserError> {
+        let Some(counts) = ctx.value(&self.counts).clear() else { return Ok(()) };
+        let end = ctx.current_key().0;
+        let max = counts.values().copied().max().unwrap_or(0);
+        out.collect(HotAuctions {
+            end,
+            max,
+            auctions: counts.into_iter().filter(|c| c.1 == max).map(|c| c.0).collect(),
+        });
+        Ok(())
+    }
+}
+
+/// q5's last step, keyed by window end: the parts' hottest auctions merged,
+/// emitted at the window's end (the parts' results, stamped with that time,
+/// have all arrived when the watermark passes it).
+#[derive(Clone, Default)]
+struct HottestAuctions {
+    hot: ValueState<HotAuctions>,
+}
+
+impl KeyedProcessFunction<i64, HotAuctions, Q5Row> for HottestAuctions {
+    fn open(&mut self, ctx: &mut OpenContext<'_, i64>) -> Result<(), UserError> {
+        self.hot = ctx.value_state("hot")?;
+        Ok(())
+    }
+
+    fn process_element(
+        &mut self,
+        part: HotAuctions,
+        ctx: &mut Context<'_, i64>,
+        _out: &mut Collector<'_, Q5Row>,
+    ) -> Result<(), UserError> {
+        let end = part.end;
+        let mut hot = ctx.value(&self.hot);
+        match hot.get_mut() {
+            Some(h) => h.merge(part),
+            None => {
+                hot.set(part);
+                ctx.register_event_time_timer(end - 1);
+            }
+        }
+        Ok(())
+    }
+
+    fn on_timer(
+        &mut self,
+        _at: i64,
+        ctx: &mut Context<'_, i64>,
+        out: &mut Collector<'_, Q5Row>,
+    ) -> Result<(), UserError> {
+        let Some(hot) = ctx.value(&self.hot).clear() else { return Ok(()) };
+        for auction in hot.auctions {
+            out.collect(Q5Row { auction, num: hot.max });
+        }
+        Ok(())
+    }
+}
 
 fn q5(t: &Tables<'_>, out: &Output) {
-    // (window end, auction, bids) per 10 s window every 2 s.
-    let counts = t
+    // Bids per (auction, 2 s pane), combined per batch; each pane's count
+    // goes to the five 10 s windows that contain the pane.
+    let panes = Q5_SIZE_MS / Q5_SLIDE_MS;
+    let hot = t
         .bids(&[])
         .map(|b| (b.auction, b.date_time.div_euclid(Q5_SLIDE_MS), 1u64))
         .combine_in_batch(|c| (c.0, c.1), |acc, c| acc.2 += c.2)
-        .map(|c| (c.0, c.2))
-        .key_by(|c: &(u64, u64)| c.0)
-        .window(WindowAssigner::sliding(Q5_SIZE_MS, Q5_SLIDE_MS))
-        .aggregate_with(
-            SumCounts,
-            |auction: &u64, ctx: &WindowContext, counts: &[u64], out: &mut Collector<'_, (i64, u64, u64)>| {
-                for &n in counts {
-                    out.collect((ctx.window.end(), *auction, n));
-                }
-                Ok(())
-            },
-        );
-    // Per window: the auctions whose count is the maximum.
-    let hot = counts.key_by(|c: &(i64, u64, u64)| c.0).window(WindowAssigner::tumbling(Q5_SLIDE_MS)).process(
-        |_: &i64, _: &WindowContext, counts: &[(i64, u64, u64)], out: &mut Collector<'_, Q5Row>| {
-            let max = counts.iter().map(|c| c.2).max().unwrap_or(0);
-            for c in counts.iter().filter(|c| c.2 == max) {
-                out.collect(Q5Row { auction: c.1, num: c.2 });
-            }
-            Ok(())
-        },
-    );
+        .flat_map(move |(auction, pane, n)| (1..=panes).map(move |i| ((pane + i) * Q5_SLIDE_MS, auction, n)))
+        .key_by(|c: &(i64, u64, u64)| (c.0, c.1 % Q5_PARTS))
+        .process(WindowCounts::default())
+        .key_by(|h: &HotAuctions| h.end)
+        .process(HottestAuctions::default());
     out.sink(hot);
 }
 
