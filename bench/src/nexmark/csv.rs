@@ -268,6 +268,14 @@ impl<'a> Fields<'a> {
         })
     }
 
+    /// Takes a field of `len` bytes at the start of the rest, which ends
+    /// there or at a delimiter.
+    fn take(&mut self, len: usize) {
+        let rest = self.rest.unwrap_or_default();
+        self.index += 1;
+        self.rest = (len < rest.len()).then(|| &rest[len + 1..]);
+    }
+
     fn bad(&self, field: &[u8], what: &str) -> String {
         let index = self.index - 1;
         let name = self.header.split(',').nth(index).unwrap_or("?");
@@ -276,6 +284,16 @@ impl<'a> Fields<'a> {
 
     /// An unsigned integer field.
     pub fn u64(&mut self) -> Result<u64, String> {
+        // Fast path: digits up to the delimiter, split and parsed in one pass.
+        if let Some(rest) = self.rest {
+            let digits = rest.iter().take(20).take_while(|c| c.is_ascii_digit()).count();
+            let ends = digits == rest.len() || rest[digits] == b',';
+            if digits > 0 && digits < 20 && ends {
+                let v = rest[..digits].iter().fold(0u64, |a, &c| a * 10 + (c - b'0') as u64);
+                self.take(digits);
+                return Ok(v);
+            }
+        }
         let f = self.next()?;
         (!f.is_empty() && f.len() <= 20)
             .then_some(())
@@ -290,6 +308,16 @@ impl<'a> Fields<'a> {
 
     /// A `TIMESTAMP(3)` field, as ms since the epoch.
     pub fn ts(&mut self) -> Result<i64, String> {
+        // Fast path: `YYYY-MM-DD HH:MM:SS.mmm` and the delimiter.
+        const LEN: usize = 23;
+        if let Some(rest) = self.rest
+            && rest.len() >= LEN
+            && (rest.len() == LEN || rest[LEN] == b',')
+            && let Some(ms) = parse_ts_bytes(&rest[..LEN])
+        {
+            self.take(LEN);
+            return Ok(ms);
+        }
         let f = self.next()?;
         parse_ts_bytes(f).ok_or_else(|| self.bad(f, "a timestamp (YYYY-MM-DD HH:MM:SS.mmm)"))
     }
