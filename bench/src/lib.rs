@@ -35,21 +35,6 @@ impl<K> brisk::prelude::AggregateFunction<(K, u64)> for SumCounts {
     }
 }
 
-/// Newlines in the file at `path`, read in 1 MiB pieces.
-pub fn count_lines(path: &std::path::Path) -> std::io::Result<u64> {
-    use std::io::Read;
-    let mut file = std::fs::File::open(path)?;
-    let mut buf = vec![0u8; 1 << 20];
-    let mut lines = 0;
-    loop {
-        let n = file.read(&mut buf)?;
-        if n == 0 {
-            return Ok(lines);
-        }
-        lines += memchr::memchr_iter(b'\n', &buf[..n]).count() as u64;
-    }
-}
-
 /// The KW workload's event `i` (shared/BENCHMARKS.md): `key = fmix64(i) mod
 /// keys` (unsigned), `timestamp_ms = i / 1000`, `value = i mod 100`.
 #[inline]

@@ -218,12 +218,7 @@ pub struct FileSource<P> {
 impl FileSource<Lines> {
     /// The lines of `path` as `String`s.
     pub fn lines(path: impl AsRef<Path>) -> Self {
-        Self {
-            path: Arc::new(path.as_ref().to_path_buf()),
-            parser: Lines,
-            policy: MalformedPolicy::Fail,
-            rate_per_s: None,
-        }
+        Self::with_parser(path, Lines)
     }
 
     /// The lines of `path`, each made a record by `parser`: for formats
@@ -241,12 +236,7 @@ impl FileSource<Lines> {
     /// The CSV rows of `path`, deserialized into `T`:
     /// `FileSource::csv::<Trip>("trips.csv")`.
     pub fn csv<T: DeserializeOwned + 'static>(path: impl AsRef<Path>) -> FileSource<Csv<T>> {
-        FileSource {
-            path: Arc::new(path.as_ref().to_path_buf()),
-            parser: Csv::new(),
-            policy: MalformedPolicy::Fail,
-            rate_per_s: None,
-        }
+        Self::with_parser(path, Csv::new())
     }
 }
 

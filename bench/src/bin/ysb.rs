@@ -9,8 +9,8 @@
 //! ```
 //!
 //! The last line is `ysb input=I events=N cores=C secs=S events_per_s=R`,
-//! where `I` is `generator`, `json` or `kafka`; over a file, `events` counts
-//! its lines.
+//! where `I` is `generator`, `json` or `kafka`; over a file or Kafka,
+//! `events` counts what the source read.
 
 use std::path::PathBuf;
 
@@ -106,29 +106,27 @@ fn main() -> anyhow::Result<()> {
         return Ok(());
     }
     let (name, input, campaigns, events) = if let Some(dir) = &cli.input_dir {
-        let events_file = dir.join("events.json");
-        let lines = brisk_bench::count_lines(&events_file)
-            .map_err(|e| anyhow::anyhow!("reading {}: {e}", events_file.display()))?;
         let campaigns = read_campaigns(&dir.join("campaigns.csv")).map_err(anyhow::Error::msg)?;
-        ("json", Input::JsonFile(events_file), campaigns, lines)
+        ("json", Input::JsonFile(dir.join("events.json")), campaigns, None)
     } else if let (Some(brokers), Some(topic)) = (&cli.kafka_brokers, &cli.topic) {
         let campaigns = match &cli.campaigns {
             Some(path) => read_campaigns(path).map_err(anyhow::Error::msg)?,
             None => generator.ids().campaign_table(),
         };
-        ("kafka", Input::Kafka { brokers: brokers.clone(), topic: topic.clone() }, campaigns, 0)
+        ("kafka", Input::Kafka { brokers: brokers.clone(), topic: topic.clone() }, campaigns, None)
     } else {
         let campaigns = generator.ids().campaign_table();
         let input =
             Input::Generator { generator, events: cli.events, rate_limit: cli.rate_limit.map(|r| r as f64) };
-        ("generator", input, campaigns, cli.events)
+        ("generator", input, campaigns, Some(cli.events))
     };
     let env = brisk::StreamEnv::new(cli.job.config());
     build(&env, input, campaigns, &Output(cli.output.clone()));
     let result = cli.job.execute(env)?;
     let secs = result.elapsed.as_secs_f64();
-    // Over Kafka, the events are what the sources read.
-    let events = if events == 0 { result.metrics.operator_total("ysb kafka", "records_out") } else { events };
+    // Over a file or Kafka, the events are what the source read.
+    let events =
+        events.unwrap_or_else(|| result.metrics.operator_total(&format!("ysb {name}"), "records_out"));
     println!("# results={}", result.metrics.total("records_written").max(result.metrics.total("records_in")));
     println!(
         "ysb input={name} events={events} cores={} secs={secs:.3} events_per_s={:.0}",

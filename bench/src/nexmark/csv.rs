@@ -246,14 +246,19 @@ impl<'a> Fields<'a> {
         self.texts & (1 << self.index.min(63)) != 0
     }
 
-    fn column(&self) -> String {
-        let name = self.header.split(',').nth(self.index).unwrap_or("?");
-        format!("column {} ({name})", self.index + 1)
+    /// `column N (name)` for the 0-based column `index`.
+    fn column(&self, index: usize) -> String {
+        let name = self.header.split(',').nth(index).unwrap_or("?");
+        format!("column {} ({name})", index + 1)
     }
 
     fn next(&mut self) -> Result<&'a [u8], String> {
         let Some(rest) = self.rest else {
-            return Err(format!("{} is missing: the row has only {} fields", self.column(), self.index));
+            return Err(format!(
+                "{} is missing: the row has only {} fields",
+                self.column(self.index),
+                self.index
+            ));
         };
         self.index += 1;
         Ok(match memchr::memchr(b',', rest) {
@@ -277,9 +282,7 @@ impl<'a> Fields<'a> {
     }
 
     fn bad(&self, field: &[u8], what: &str) -> String {
-        let index = self.index - 1;
-        let name = self.header.split(',').nth(index).unwrap_or("?");
-        format!("column {} ({name}): {:?} is not {what}", index + 1, String::from_utf8_lossy(field))
+        format!("{}: {:?} is not {what}", self.column(self.index - 1), String::from_utf8_lossy(field))
     }
 
     /// An unsigned integer field.

@@ -78,9 +78,7 @@ pub fn build(env: &StreamEnv, input: Input, campaigns: CampaignTable, out: &Outp
             };
             env.from_source(source).name("ysb generator")
         }
-        Input::JsonFile(path) => {
-            env.from_source(FileSource::with_parser(path, AdEventJson)).name("ysb json file")
-        }
+        Input::JsonFile(path) => env.from_source(FileSource::with_parser(path, AdEventJson)).name("ysb json"),
         Input::Kafka { brokers, topic } => env
             .from_source(KafkaSource::new(&brokers, &[topic.as_str()], AdEventJson).bounded())
             .name("ysb kafka"),
