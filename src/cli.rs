@@ -64,6 +64,14 @@ pub struct JobArgs {
     /// source is bounded).
     #[arg(long, default_value = "streaming", value_name = "streaming|batch|automatic")]
     pub execution_mode: brisk_engine::ExecutionMode,
+    /// Processing time between periodic watermarks, in ms (Flink's
+    /// `pipeline.auto-watermark-interval`; default 200; 0: none).
+    #[arg(long, value_name = "MS", value_parser = clap::value_parser!(u32))]
+    pub auto_watermark_interval_ms: Option<u32>,
+    /// Processing time between latency markers from each source, in ms
+    /// (Flink's `metrics.latency.interval`; default 200; 0: none).
+    #[arg(long, value_name = "MS", value_parser = clap::value_parser!(u32))]
+    pub latency_interval_ms: Option<u32>,
     /// Serve the REST API and web UI while the job runs, on this address
     /// (`--web-ui` alone: 127.0.0.1:8081). An address other than loopback
     /// needs --web-token.
@@ -150,6 +158,10 @@ impl JobArgs {
                 .map_or(defaults.state_memory_budget_bytes, |b| usize::try_from(b).unwrap_or(usize::MAX)),
             incremental_checkpoints: !self.full_checkpoints,
             execution_mode: self.execution_mode,
+            auto_watermark_interval_ms: self
+                .auto_watermark_interval_ms
+                .map_or(defaults.auto_watermark_interval_ms, i64::from),
+            latency_interval_ms: self.latency_interval_ms.map_or(defaults.latency_interval_ms, u64::from),
             web_ui: self.web_ui,
             web_token: self.web_token.clone(),
             ..defaults

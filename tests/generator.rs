@@ -65,3 +65,25 @@ fn an_invalid_rate_is_rejected() {
     let msg = env.execute().unwrap_err().to_string();
     assert!(msg.contains("generator rate = 0"), "{msg}");
 }
+
+#[test]
+fn an_anchored_rate_catches_up_from_its_start() {
+    // The clock stands still, 2 s after the schedule's anchor: at 1 000/s
+    // records 0..=2000 are due (record j at j ms), so all 2 001 come out at
+    // once. A schedule that started at the first batch would let one record
+    // out and wait for the clock forever; the job runs on another thread so
+    // that this shows as a failure, not a hung test.
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let clock = brisk::ManualClock::new(10_000);
+        let env = StreamEnv::new(JobConfig { pin_cores: false, clock, ..JobConfig::with_cores(1) });
+        let out =
+            env.from_source(GeneratorSource::new(2_001, |i| i).with_rate_from(1_000.0, 8_000_000)).collect();
+        let result = env.execute().map(|_| out.take()).map_err(|e| e.to_string());
+        let _ = tx.send(result);
+    });
+    match rx.recv_timeout(std::time::Duration::from_secs(60)) {
+        Ok(result) => assert_eq!(result.unwrap(), (0..2_001).collect::<Vec<_>>()),
+        Err(_) => panic!("the job did not finish within 60 s: the schedule did not start at its anchor"),
+    }
+}

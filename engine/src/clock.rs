@@ -12,6 +12,11 @@ pub trait Clock: Send + Sync + 'static {
     /// Monotonic nanoseconds since an arbitrary origin fixed for the clock's
     /// lifetime (for rates, deadlines and latency).
     fn monotonic_ns(&self) -> u64;
+    /// Wall-clock processing time in microseconds since the Unix epoch
+    /// (by default [`Clock::now_ms`] in microseconds).
+    fn now_us(&self) -> i64 {
+        self.now_ms().saturating_mul(1000)
+    }
 }
 
 /// Wall-clock time in microseconds since the Unix epoch, whatever the job's
@@ -38,6 +43,9 @@ impl Clock for SystemClock {
     }
     fn monotonic_ns(&self) -> u64 {
         self.origin.elapsed().as_nanos() as u64
+    }
+    fn now_us(&self) -> i64 {
+        wall_us()
     }
 }
 
@@ -70,6 +78,9 @@ impl Clock for ManualClock {
     }
     fn monotonic_ns(&self) -> u64 {
         self.now_ns.load(Ordering::SeqCst).max(0) as u64
+    }
+    fn now_us(&self) -> i64 {
+        self.now_ns.load(Ordering::SeqCst) / 1000
     }
 }
 

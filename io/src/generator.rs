@@ -6,6 +6,8 @@
 //! `s` of `k` the indices `s, s + k, s + 2k, ...`. With a rate limit, each split emits its share of
 //! the total rate, record by record on a schedule (`start + j / rate`), so a
 //! slow consumer shows as lag behind the schedule rather than a lower rate.
+//! The schedule starts at the first batch, or at a given wall-clock instant
+//! ([`GeneratorSource::with_rate_from`]).
 
 use std::time::Duration;
 
@@ -19,6 +21,8 @@ pub struct GeneratorSource<F> {
     count: Option<u64>,
     f: F,
     rate_per_s: Option<f64>,
+    /// Wall-clock microseconds at which a rate-limited schedule starts.
+    schedule_from_us: Option<i64>,
     splits: Option<usize>,
     interleaved: bool,
 }
@@ -26,12 +30,19 @@ pub struct GeneratorSource<F> {
 impl<F> GeneratorSource<F> {
     /// `count` records: `f(0)`, ..., `f(count - 1)`.
     pub fn new(count: u64, f: F) -> Self {
-        Self { count: Some(count), f, rate_per_s: None, splits: None, interleaved: false }
+        Self {
+            count: Some(count),
+            f,
+            rate_per_s: None,
+            schedule_from_us: None,
+            splits: None,
+            interleaved: false,
+        }
     }
 
     /// Records without end.
     pub fn unbounded(f: F) -> Self {
-        Self { count: None, f, rate_per_s: None, splits: None, interleaved: false }
+        Self { count: None, f, rate_per_s: None, schedule_from_us: None, splits: None, interleaved: false }
     }
 
     /// Divides the indices into `splits` splits (like the partitions of a
@@ -60,6 +71,20 @@ impl<F> GeneratorSource<F> {
     /// evenly by the splits). Must be positive.
     pub fn with_rate(mut self, events_per_s: f64) -> Self {
         self.rate_per_s = Some(events_per_s);
+        self
+    }
+
+    /// As [`with_rate`](Self::with_rate), with the schedule anchored at
+    /// `start_us` (wall-clock microseconds since the Unix epoch, on the job's
+    /// clock) rather than at the first batch: record `j` of a split is due
+    /// at `start_us + j / rate` however long the job took to start, and a
+    /// source that starts late first catches up. With a generator whose
+    /// event time is `start + index / rate`, a record is due when its event
+    /// time comes, so event time is processing time, and how late a
+    /// result is can be read off its event time (latency benchmarks).
+    pub fn with_rate_from(mut self, events_per_s: f64, start_us: i64) -> Self {
+        self.rate_per_s = Some(events_per_s);
+        self.schedule_from_us = Some(start_us);
         self
     }
 }
@@ -136,6 +161,7 @@ impl<T: 'static, F: Fn(u64) -> T + Clone + Send + 'static> Source<T> for Generat
             current: 0,
             splits: k,
             rate,
+            schedule_from_us: self.schedule_from_us,
             emitted: 0,
             start_ns: None,
             clock: ctx.clock(),
@@ -168,8 +194,11 @@ pub struct GeneratorReader<F> {
     /// Total splits of the source.
     splits: u64,
     rate: Option<f64>,
+    schedule_from_us: Option<i64>,
     emitted: u64,
-    start_ns: Option<u64>,
+    /// When the schedule started, on the monotonic clock (negative if
+    /// before the clock's origin).
+    start_ns: Option<i64>,
     clock: Arc<dyn Clock>,
     /// Records this reader had to emit when it started (progress).
     total: u64,
@@ -192,9 +221,18 @@ impl<T: 'static, F: Fn(u64) -> T + 'static> SourceReader<T> for GeneratorReader<
         let mut allowed = out.remaining() as u64;
         if let Some(rate) = self.rate {
             // The schedule runs on the job's injected clock.
-            let now = self.clock.monotonic_ns();
-            let start = *self.start_ns.get_or_insert(now);
-            let (due, wait) = schedule(rate, now - start, self.emitted);
+            let now = self.clock.monotonic_ns() as i64;
+            let start = *self.start_ns.get_or_insert_with(|| match self.schedule_from_us {
+                // The anchor on the monotonic clock (possibly before its
+                // origin): as long before now as the wall clock is past it;
+                // a future anchor counts as now.
+                Some(from_us) => {
+                    let late_us = self.clock.now_us().saturating_sub(from_us).max(0);
+                    now.saturating_sub(late_us.saturating_mul(1000))
+                }
+                None => now,
+            });
+            let (due, wait) = schedule(rate, now.saturating_sub(start).max(0) as u64, self.emitted);
             allowed = allowed.min(due.saturating_sub(self.emitted));
             if allowed == 0 {
                 return Ok(SourceStatus::Wait(wait.max(Duration::from_micros(10))));
@@ -232,9 +270,9 @@ impl<T: 'static, F: Fn(u64) -> T + 'static> SourceReader<T> for GeneratorReader<
             // The newest record's scheduled time, as wall-clock time: how
             // far behind its schedule the source is counts as latency
             // (no coordinated omission).
-            let scheduled = start + ((self.emitted - 1) as f64 * 1e9 / rate) as u64;
-            let behind_us = self.clock.monotonic_ns().saturating_sub(scheduled) / 1000;
-            out.created_at(brisk_engine::clock::wall_us() - behind_us as i64);
+            let scheduled = start.saturating_add(((self.emitted - 1) as f64 * 1e9 / rate) as i64);
+            let behind_us = (self.clock.monotonic_ns() as i64).saturating_sub(scheduled).max(0) / 1000;
+            out.created_at(brisk_engine::clock::wall_us() - behind_us);
         }
         Ok(if self.ranges.is_empty() { SourceStatus::Done } else { SourceStatus::More })
     }
