@@ -10,6 +10,7 @@
 //! Every harness prints its configuration with its result, and a last line
 //! that scripts parse (`keyed_count events=.. keys=.. cores=.. secs=.. events_per_s=..`).
 
+pub mod latency;
 pub mod nexmark;
 pub mod ysb;
 

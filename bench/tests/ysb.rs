@@ -113,7 +113,7 @@ fn events_through_kafka_give_flink_sqls_rows() {
     let out = dir.path().join("kafka.csv");
     let env = StreamEnv::new(config());
     let input = Input::Kafka { brokers: brokers.clone(), topic: "ads".into() };
-    build(&env, input, generator.ids().campaign_table(), &Rows(Some(out.clone())));
+    build(&env, input, generator.ids().campaign_table(), &Rows::to(Some(out.clone())));
     let result = env.execute().expect("consume");
     assert_eq!(result.metrics.operator_total("ysb kafka", "records_out"), 30_000);
     assert_same_rows("through Kafka at 2 cores", read_rows(&out), expected());

@@ -9,10 +9,20 @@
 //! The last line is `nexmark query=qN events=N cores=C secs=S events_per_s=R`;
 //! `events` counts every generated event (persons, auctions and bids), or,
 //! over files, the rows the query's file sources read.
+//!
+//! Latency (shared/BENCHMARKS.md, workload 4): with `--latency`, event time
+//! is processing time (the events' clock starts now and runs at
+//! `--rate-limit` events per second), and q5 and q7 also print how late
+//! their window results reach the sink (see `brisk_bench::latency`):
+//!
+//! ```text
+//! nexmark --query q5 --events 60000000 --rate-limit 1000000 --latency --auto-watermark-interval-ms 1
+//! ```
 
 use std::path::PathBuf;
 
 use brisk::prelude::*;
+use brisk_bench::latency::WindowLatency;
 use brisk_bench::nexmark::csv::write_tables;
 use brisk_bench::nexmark::generator::GeneratorConfig;
 use brisk_bench::nexmark::queries::{Input, Output, Query, Tables, build};
@@ -46,6 +56,11 @@ struct Cli {
     /// Write the query's result rows to this CSV file (default: discard).
     #[arg(long)]
     output: Option<PathBuf>,
+    /// Measure latency: event time starts now and advances with wall time
+    /// (the event rate becomes the rate limit), and q5 and q7 print how late
+    /// their window results are.
+    #[arg(long, requires = "rate_limit", conflicts_with = "event_rate")]
+    latency: bool,
     #[command(flatten)]
     job: brisk::cli::JobArgs,
 }
@@ -53,7 +68,20 @@ struct Cli {
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     cli.job.init_logging();
-    let config = GeneratorConfig { rate_per_s: cli.event_rate as f64, ..GeneratorConfig::default() };
+    let mut config = GeneratorConfig { rate_per_s: cli.event_rate as f64, ..GeneratorConfig::default() };
+    // A latency run: events' time starts at a whole millisecond of now and
+    // runs at the rate limit, and so does the generator's schedule.
+    let schedule_from_us = match (cli.latency, cli.rate_limit) {
+        (true, Some(rate)) => {
+            let now_ms = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_err(|e| anyhow::anyhow!("the system clock is before 1970: {e}"))?
+                .as_millis() as i64;
+            config = GeneratorConfig { rate_per_s: rate as f64, base_time_ms: now_ms };
+            Some(now_ms * 1000)
+        }
+        _ => None,
+    };
     if let Some(dir) = &cli.generate_to {
         let start = std::time::Instant::now();
         let counts = write_tables(dir, &config, cli.events)
@@ -73,10 +101,17 @@ fn main() -> anyhow::Result<()> {
     let query = cli.query.expect("clap requires --query without --generate-to");
     let input = match &cli.input_dir {
         Some(dir) => Input::Files(dir.clone()),
-        None => Input::Generator { config, events: cli.events, rate_limit: cli.rate_limit.map(|r| r as f64) },
+        None => Input::Generator {
+            config,
+            events: cli.events,
+            rate_limit: cli.rate_limit.map(|r| r as f64),
+            schedule_from_us,
+        },
     };
     let env = StreamEnv::new(cli.job.config());
-    build(query, &Tables::new(&env, input), &Output(cli.output.clone()));
+    let window_latency = cli.latency.then(WindowLatency::default);
+    let output = Output { path: cli.output.clone(), window_latency: window_latency.clone() };
+    build(query, &Tables::new(&env, input), &output);
     let result = cli.job.execute(env)?;
     let secs = result.elapsed.as_secs_f64();
     // Over files: the rows the query's file sources read (named after their files).
@@ -87,6 +122,9 @@ fn main() -> anyhow::Result<()> {
             .sum(),
         None => cli.events,
     };
+    if let Some(summary) = window_latency.as_ref().and_then(WindowLatency::summary) {
+        println!("{summary}");
+    }
     println!("# results={}", result.metrics.total("records_written").max(result.metrics.total("records_in")));
     println!(
         "nexmark query={} events={events} cores={} secs={secs:.3} events_per_s={:.0}",

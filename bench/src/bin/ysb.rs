@@ -121,7 +121,7 @@ fn main() -> anyhow::Result<()> {
         ("generator", input, campaigns, Some(cli.events))
     };
     let env = brisk::StreamEnv::new(cli.job.config());
-    build(&env, input, campaigns, &Output(cli.output.clone()));
+    build(&env, input, campaigns, &Output::to(cli.output.clone()));
     let result = cli.job.execute(env)?;
     let secs = result.elapsed.as_secs_f64();
     // Over a file or Kafka, the events are what the source read.

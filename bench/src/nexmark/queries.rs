@@ -28,9 +28,10 @@ use brisk::prelude::*;
 use serde::{Deserialize, Serialize};
 
 use super::csv::{CsvTable, TableParser, Ts};
-use super::generator::GeneratorConfig;
+use super::generator::{GeneratorConfig, bids_in};
 use super::model::{Auction, Bid, Event, Person, Text};
 use crate::SumCounts;
+use crate::latency::{WindowLatency, Windowed};
 
 /// Flink's DDL: `WATERMARK FOR dateTime AS dateTime - INTERVAL '4' SECOND`.
 pub const OUT_OF_ORDERNESS_MS: i64 = 4000;
@@ -111,6 +112,9 @@ pub enum Input {
         events: u64,
         /// At most this many events per second of wall time (all splits).
         rate_limit: Option<f64>,
+        /// Where a rate limit's schedule starts (wall-clock µs): from the
+        /// first batch when `None` (see `GeneratorSource::with_rate_from`).
+        schedule_from_us: Option<i64>,
     },
     /// `person.csv`, `auction.csv` and `bid.csv` in a directory.
     Files(PathBuf),
@@ -136,17 +140,25 @@ impl<'a> Tables<'a> {
         Self { env, input, events: RefCell::new(None) }
     }
 
-    fn generator<T: brisk::Data + Sync>(
+    /// A generator source of records `f(0..count(events))`, where `count`
+    /// says how many of the run's events are of the kind `f` makes (a rate
+    /// limit is scaled by the same share).
+    fn generator_of<T: brisk::Data + Sync>(
         &self,
+        count: fn(u64) -> u64,
         f: impl Fn(u64) -> T + Clone + Send + Sync + 'static,
     ) -> DataStream<T> {
-        let Input::Generator { events, rate_limit, .. } = &self.input else {
+        let Input::Generator { events, rate_limit, schedule_from_us, .. } = &self.input else {
             unreachable!("generator input")
         };
-        let source = GeneratorSource::new(*events, f).interleaved();
-        let source = match rate_limit {
-            Some(r) => source.with_rate(*r),
-            None => source,
+        let records = count(*events);
+        let source = GeneratorSource::new(records, f).interleaved();
+        let source = match (rate_limit, schedule_from_us) {
+            (Some(r), None) if records > 0 => source.with_rate(*r * records as f64 / *events as f64),
+            (Some(r), Some(from)) if records > 0 => {
+                source.with_rate_from(*r * records as f64 / *events as f64, *from)
+            }
+            _ => source,
         };
         self.env.from_source(source).name("nexmark generator")
     }
@@ -163,7 +175,7 @@ impl<'a> Tables<'a> {
         events
             .get_or_insert_with(|| {
                 let config = config.clone();
-                self.generator(move |n| config.event(n))
+                self.generator_of(|n| n, move |n| config.event(n))
                     .assign_timestamps_and_watermarks(watermarks(Event::date_time))
             })
             .clone()
@@ -175,8 +187,7 @@ impl<'a> Tables<'a> {
         match &self.input {
             Input::Generator { config, .. } if self.events.borrow().is_none() => {
                 let config = config.clone();
-                self.generator(move |n| config.bid(n))
-                    .flat_map(|b| b)
+                self.generator_of(bids_in, move |k| config.nth_bid(k))
                     .assign_timestamps_and_watermarks(watermarks(|b: &Bid| b.date_time))
             }
             Input::Generator { config, .. } => self.events(config).flat_map(|e| match e {
@@ -228,15 +239,41 @@ impl<'a> Tables<'a> {
 }
 
 /// Where result rows go.
-#[derive(Clone, Debug, Default)]
-pub struct Output(pub Option<PathBuf>);
+#[derive(Clone, Default)]
+pub struct Output {
+    /// The CSV file for the rows (default: discard them).
+    pub path: Option<PathBuf>,
+    /// Records how late windowed results are (q5 and q7; see
+    /// [`crate::latency`]).
+    pub window_latency: Option<WindowLatency>,
+}
 
 impl Output {
+    /// Rows to the CSV file at `path`, or discarded.
+    pub fn to(path: Option<PathBuf>) -> Self {
+        Self { path, window_latency: None }
+    }
+
     /// Sends `rows` to the CSV file, or discards them.
     pub fn sink<T: brisk::Data + Serialize>(&self, rows: DataStream<T>) {
-        match &self.0 {
+        match &self.path {
             Some(path) => rows.sink_to(FileSink::csv(path)),
             None => rows.sink_to(brisk::DiscardSink),
+        }
+    }
+
+    /// As [`sink`](Self::sink), recording each row's lateness first when
+    /// window latency is measured.
+    pub fn sink_windowed<T: brisk::Data + Serialize + Windowed>(&self, rows: DataStream<T>) {
+        match &self.window_latency {
+            Some(latency) => {
+                let latency = latency.clone();
+                self.sink(rows.map(move |r: T| {
+                    latency.record(&r);
+                    r
+                }))
+            }
+            None => self.sink(rows),
         }
     }
 }
@@ -663,6 +700,21 @@ fn q9(t: &Tables<'_>, out: &Output) {
 struct Q5Row {
     auction: u64,
     num: u64,
+    /// When the row's window closed (not a column).
+    #[serde(skip)]
+    closes_at_ms: i64,
+}
+
+impl Windowed for Q5Row {
+    fn closes_at_ms(&self) -> i64 {
+        self.closes_at_ms
+    }
+}
+
+/// The first event time at which the watermark of a bounded-out-of-orderness
+/// strategy reaches `timer`.
+fn closes_at(timer: i64) -> i64 {
+    timer + OUT_OF_ORDERNESS_MS + 1
 }
 
 const Q5_SIZE_MS: i64 = 10_000;
@@ -691,12 +743,38 @@ impl HotAuctions {
 }
 
 /// q5's first step, keyed by (window end, part): bids per auction of the
-/// window, then, at the window's end, the part's hottest auctions. A count
+/// window, and, kept up to date as counts arrive, the part's hottest
+/// auctions, so that the window's end emits them without scanning its
+/// counts (the window closes in constant time, whatever its size). A count
 /// that arrives after its window ended is dropped, as Flink's window
 /// operator drops it. One timer per window and part, none per auction.
 #[derive(Clone, Default)]
 struct WindowCounts {
-    counts: ValueState<rustc_hash::FxHashMap<u64, u64>>,
+    counts: ValueState<PartCounts>,
+}
+
+/// The bids per auction of one window and part, and the auctions at the
+/// highest count.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+struct PartCounts {
+    counts: rustc_hash::FxHashMap<u64, u64>,
+    max: u64,
+    hottest: Vec<u64>,
+}
+
+impl PartCounts {
+    fn add(&mut self, auction: u64, n: u64) {
+        let c = self.counts.entry(auction).or_default();
+        *c += n;
+        // Counts only grow: an auction reaching the maximum was below it.
+        if *c > self.max {
+            self.max = *c;
+            self.hottest.clear();
+            self.hottest.push(auction);
+        } else if *c == self.max {
+            self.hottest.push(auction);
+        }
+    }
 }
 
 impl KeyedProcessFunction<(i64, u64), (i64, u64, u64), HotAuctions> for WindowCounts {
@@ -716,9 +794,11 @@ impl KeyedProcessFunction<(i64, u64), (i64, u64, u64), HotAuctions> for WindowCo
         }
         let mut counts = ctx.value(&self.counts);
         match counts.get_mut() {
-            Some(c) => *c.entry(auction).or_default() += n,
+            Some(c) => c.add(auction, n),
             None => {
-                counts.set(std::iter::once((auction, n)).collect());
+                let mut c = PartCounts::default();
+                c.add(auction, n);
+                counts.set(c);
                 ctx.register_event_time_timer(end - 1);
             }
         }
@@ -731,14 +811,8 @@ impl KeyedProcessFunction<(i64, u64), (i64, u64, u64), HotAuctions> for WindowCo
         ctx: &mut Context<'_, (i64, u64)>,
         out: &mut Collector<'_, HotAuctions>,
     ) -> Result<(), UserError> {
-        let Some(counts) = ctx.value(&self.counts).clear() else { return Ok(()) };
-        let end = ctx.current_key().0;
-        let max = counts.values().copied().max().unwrap_or(0);
-        out.collect(HotAuctions {
-            end,
-            max,
-            auctions: counts.into_iter().filter(|c| c.1 == max).map(|c| c.0).collect(),
-        });
+        let Some(part) = ctx.value(&self.counts).clear() else { return Ok(()) };
+        out.collect(HotAuctions { end: ctx.current_key().0, max: part.max, auctions: part.hottest });
         Ok(())
     }
 }
@@ -777,13 +851,13 @@ impl KeyedProcessFunction<i64, HotAuctions, Q5Row> for HottestAuctions {
 
     fn on_timer(
         &mut self,
-        _at: i64,
+        at: i64,
         ctx: &mut Context<'_, i64>,
         out: &mut Collector<'_, Q5Row>,
     ) -> Result<(), UserError> {
         let Some(hot) = ctx.value(&self.hot).clear() else { return Ok(()) };
         for auction in hot.auctions {
-            out.collect(Q5Row { auction, num: hot.max });
+            out.collect(Q5Row { auction, num: hot.max, closes_at_ms: closes_at(at) });
         }
         Ok(())
     }
@@ -802,7 +876,7 @@ fn q5(t: &Tables<'_>, out: &Output) {
         .process(WindowCounts::default())
         .key_by(|h: &HotAuctions| h.end)
         .process(HottestAuctions::default());
-    out.sink(hot);
+    out.sink_windowed(hot);
 }
 
 const Q7_SIZE_MS: i64 = 10_000;
@@ -816,6 +890,15 @@ struct Q7Row {
     bidder: u64,
     date_time: Ts,
     extra: Text,
+    /// When the row's window closed (not a column).
+    #[serde(skip)]
+    closes_at_ms: i64,
+}
+
+impl Windowed for Q7Row {
+    fn closes_at_ms(&self) -> i64 {
+        self.closes_at_ms
+    }
 }
 
 /// Bids of one 10 s window at its highest price so far; `at_end` holds the
@@ -881,7 +964,7 @@ impl KeyedProcessFunction<i64, HighestBids, Q7Row> for HighestBid {
 
     fn on_timer(
         &mut self,
-        _at: i64,
+        at: i64,
         ctx: &mut Context<'_, i64>,
         out: &mut Collector<'_, Q7Row>,
     ) -> Result<(), UserError> {
@@ -894,6 +977,7 @@ impl KeyedProcessFunction<i64, HighestBids, Q7Row> for HighestBid {
                 bidder: b.bidder,
                 date_time: Ts(b.date_time),
                 extra: b.extra,
+                closes_at_ms: closes_at(at),
             });
         }
         Ok(())
@@ -917,7 +1001,7 @@ fn q7(t: &Tables<'_>, out: &Output) {
         .combine_in_batch(|h| h.window, HighestBids::merge)
         .key_by(|h: &HighestBids| h.window)
         .process(HighestBid::default());
-    out.sink(highest);
+    out.sink_windowed(highest);
 }
 
 #[derive(Clone, Debug, Serialize)]
