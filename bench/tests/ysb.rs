@@ -106,13 +106,13 @@ fn events_through_kafka_give_flink_sqls_rows() {
     let config = || JobConfig { pin_cores: false, ..JobConfig::with_cores(2) };
     let generator = Generator::new(YsbConfig { rate_per_s: 1000, ..YsbConfig::default() });
     let env = StreamEnv::new(config());
-    build_producer(&env, generator.clone(), 30_000, &brokers, "ads", 2);
+    build_producer(&env, generator.clone(), 30_000, (&brokers, "ads", 2), &[]);
     env.execute().expect("produce");
 
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("kafka.csv");
     let env = StreamEnv::new(config());
-    let input = Input::Kafka { brokers: brokers.clone(), topic: "ads".into() };
+    let input = Input::Kafka { brokers: brokers.clone(), topic: "ads".into(), properties: Vec::new() };
     build(&env, input, generator.ids().campaign_table(), &Rows::to(Some(out.clone())));
     let result = env.execute().expect("consume");
     assert_eq!(result.metrics.operator_total("ysb kafka", "records_out"), 30_000);

@@ -59,6 +59,11 @@ struct Cli {
     /// (default: one per core).
     #[arg(long, requires = "produce", value_parser = clap::value_parser!(i32).range(1..))]
     partitions: Option<i32>,
+    /// A librdkafka property for the Kafka source or sink, `KEY=VALUE`
+    /// (repeatable), e.g. `security.protocol=SSL` or, for a broker that
+    /// mishandles idempotent producers, `enable.idempotence=false`.
+    #[arg(long = "kafka-property", value_name = "KEY=VALUE", requires = "kafka_brokers", value_parser = parse_property)]
+    kafka_properties: Vec<(String, String)>,
     /// The `ad_id,campaign_id` table for Kafka input (default: the
     /// generator's table for `--seed`).
     #[arg(long, requires = "kafka_brokers")]
@@ -94,7 +99,7 @@ fn main() -> anyhow::Result<()> {
         let cores = config.cores.unwrap_or_else(brisk::JobConfig::available_cores);
         let partitions = cli.partitions.unwrap_or(cores as i32);
         let env = brisk::StreamEnv::new(config);
-        build_producer(&env, generator, cli.events, brokers, topic, partitions);
+        build_producer(&env, generator, cli.events, (brokers, topic, partitions), &cli.kafka_properties);
         let result = cli.job.execute(env)?;
         let secs = result.elapsed.as_secs_f64();
         println!(
@@ -113,7 +118,16 @@ fn main() -> anyhow::Result<()> {
             Some(path) => read_campaigns(path).map_err(anyhow::Error::msg)?,
             None => generator.ids().campaign_table(),
         };
-        ("kafka", Input::Kafka { brokers: brokers.clone(), topic: topic.clone() }, campaigns, None)
+        (
+            "kafka",
+            Input::Kafka {
+                brokers: brokers.clone(),
+                topic: topic.clone(),
+                properties: cli.kafka_properties.clone(),
+            },
+            campaigns,
+            None,
+        )
     } else {
         let campaigns = generator.ids().campaign_table();
         let input =
@@ -134,4 +148,25 @@ fn main() -> anyhow::Result<()> {
         events as f64 / secs
     );
     Ok(())
+}
+
+/// `KEY=VALUE` as a pair; the key must not be empty.
+fn parse_property(s: &str) -> Result<(String, String), String> {
+    match s.split_once('=') {
+        Some((k, v)) if !k.trim().is_empty() => Ok((k.trim().to_string(), v.to_string())),
+        _ => Err(format!("'{s}' is not KEY=VALUE")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn kafka_properties_are_key_value_pairs() {
+        assert_eq!(parse_property("linger.ms=5"), Ok(("linger.ms".into(), "5".into())));
+        assert_eq!(parse_property("sasl.password=a=b"), Ok(("sasl.password".into(), "a=b".into())));
+        assert!(parse_property("novalue").unwrap_err().contains("'novalue' is not KEY=VALUE"));
+        assert!(parse_property("=5").is_err());
+    }
 }

@@ -50,6 +50,8 @@ pub enum Input {
         brokers: String,
         /// The topic.
         topic: String,
+        /// librdkafka consumer properties (`key`, `value`).
+        properties: Vec<(String, String)>,
     },
 }
 
@@ -79,8 +81,13 @@ pub fn build(env: &StreamEnv, input: Input, campaigns: CampaignTable, out: &Outp
             env.from_source(source).name("ysb generator")
         }
         Input::JsonFile(path) => env.from_source(FileSource::with_parser(path, AdEventJson)).name("ysb json"),
-        Input::Kafka { brokers, topic } => env
-            .from_source(KafkaSource::new(&brokers, &[topic.as_str()], AdEventJson).bounded())
+        Input::Kafka { brokers, topic, properties } => env
+            .from_source(
+                properties.iter().fold(
+                    KafkaSource::new(&brokers, &[topic.as_str()], AdEventJson).bounded(),
+                    |s, (k, v)| s.with_property(k, v),
+                ),
+            )
             .name("ysb kafka"),
     };
     let views = events
@@ -116,13 +123,13 @@ pub fn build(env: &StreamEnv, input: Input, campaigns: CampaignTable, out: &Outp
 /// Kafka as JSON values (no key), creating the topic with `partitions`
 /// partitions if it is missing. Core `c` writes partition `c % partitions`,
 /// so with as many partitions as cores each partition's event times ascend.
+/// `properties` are librdkafka producer properties (`key`, `value`).
 pub fn build_producer(
     env: &StreamEnv,
     generator: Generator,
     events: u64,
-    brokers: &str,
-    topic: &str,
-    partitions: i32,
+    (brokers, topic, partitions): (&str, &str, i32),
+    properties: &[(String, String)],
 ) {
     let json = FnSerializer(|e: &AdEvent, out: &mut KafkaOut| {
         write_json(&mut out.value, e);
@@ -131,9 +138,12 @@ pub fn build_producer(
     env.from_source(GeneratorSource::new(events, move |n| generator.event(n)).interleaved())
         .name("ysb generator")
         .sink_to(
-            KafkaSink::new(brokers, topic, json)
-                .create_topic_if_missing(partitions)
-                .with_partitioner(KafkaPartitioner::Fixed)
-                .with_property("linger.ms", "5"),
+            properties.iter().fold(
+                KafkaSink::new(brokers, topic, json)
+                    .create_topic_if_missing(partitions)
+                    .with_partitioner(KafkaPartitioner::Fixed)
+                    .with_property("linger.ms", "5"),
+                |s, (k, v)| s.with_property(k, v),
+            ),
         );
 }
