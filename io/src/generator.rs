@@ -4,8 +4,10 @@
 //! per split (as Flink's `fromSequence` does), unless
 //! [interleaved](GeneratorSource::interleaved); an unbounded or interleaved one gives split
 //! `s` of `k` the indices `s, s + k, s + 2k, ...`. With a rate limit, each split emits its share of
-//! the total rate, record by record on a schedule (`start + j / rate`), so a
-//! slow consumer shows as lag behind the schedule rather than a lower rate.
+//! the total rate, on a schedule (record `j` is due at `start + j / rate`),
+//! in batches of at least 100 µs of it so that the core pauses between
+//! them; a slow consumer shows as lag behind the schedule rather than a
+//! lower rate.
 //! The schedule starts at the first batch, or at a given wall-clock instant
 //! ([`GeneratorSource::with_rate_from`]).
 
@@ -183,6 +185,10 @@ impl SplitRange {
     }
 }
 
+/// The least a rate-limited reader emits at a time, in ns of its schedule
+/// (fewer only when fewer are left or fit in the batch).
+const RATE_BATCH_NS: u64 = 100_000;
+
 /// Records interleaved from one split to the next.
 const SPLIT_CHUNK_RECORDS: u64 = 256;
 
@@ -232,11 +238,22 @@ impl<T: 'static, F: Fn(u64) -> T + 'static> SourceReader<T> for GeneratorReader<
                 }
                 None => now,
             });
-            let (due, wait) = schedule(rate, now.saturating_sub(start).max(0) as u64, self.emitted);
-            allowed = allowed.min(due.saturating_sub(self.emitted));
-            if allowed == 0 {
-                return Ok(SourceStatus::Wait(wait.max(Duration::from_micros(10))));
+            let elapsed_ns = now.saturating_sub(start).max(0) as u64;
+            let (due, wait) = schedule(rate, elapsed_ns, self.emitted);
+            let ready = due.saturating_sub(self.emitted);
+            // Records go out in batches of at least RATE_BATCH_NS of the
+            // schedule (or what is left): emitting the one or two records
+            // due at each turn keeps the core busy without a pause, and the
+            // core's other tasks (periodic watermarks, processing-time
+            // timers) wait for glommio's preemption (100 ms).
+            let left: u64 = self.ranges.iter().map(SplitRange::remaining).sum();
+            let batch = ((rate * RATE_BATCH_NS as f64 / 1e9) as u64).clamp(1, allowed.min(left).max(1));
+            if ready < batch {
+                let at_ns = ((self.emitted + batch - 1) as f64 * 1e9 / rate).ceil() as u64;
+                let until = Duration::from_nanos(at_ns.saturating_sub(elapsed_ns));
+                return Ok(SourceStatus::Wait(until.max(wait).max(Duration::from_micros(10))));
             }
+            allowed = allowed.min(ready);
         }
         let several = self.ranges.len() > 1;
         let mut produced = 0;

@@ -84,13 +84,17 @@ pub(crate) async fn run_processing_time(
         let tickers: Vec<Rc<dyn Ticker>> = service.tickers.borrow().clone();
         let mut next: Option<i64> = None;
         for t in &tickers {
-            match t.next_due_ms() {
+            let due = match t.next_due_ms() {
                 Some(due) if due <= now => {
                     t.fire(now)?;
                     owned.after_push().await?;
+                    // Its next due time counts for the wait below.
+                    t.next_due_ms()
                 }
-                Some(due) => next = Some(next.map_or(due, |n: i64| n.min(due))),
-                None => {}
+                due => due,
+            };
+            if let Some(due) = due {
+                next = Some(next.map_or(due, |n: i64| n.min(due)));
             }
         }
         owned.flush_all().await?;
