@@ -218,6 +218,13 @@ pub(crate) fn schedule(rate_per_s: f64, elapsed_ns: u64, emitted: u64) -> (u64, 
     (due, Duration::from_nanos(next_at_ns.saturating_sub(elapsed_ns)))
 }
 
+/// The fewest records a rate-limited reader emits at once: `RATE_BATCH_NS`
+/// of its schedule, but at least one, and no more than fit in the batch
+/// (`room`) or are left.
+pub(crate) fn rate_batch(rate_per_s: f64, room: u64, left: u64) -> u64 {
+    ((rate_per_s * RATE_BATCH_NS as f64 / 1e9) as u64).clamp(1, room.min(left).max(1))
+}
+
 impl<T: 'static, F: Fn(u64) -> T + 'static> SourceReader<T> for GeneratorReader<F> {
     async fn next_batch(&mut self, out: &mut SourceOutput<'_, T>) -> Result<SourceStatus, SourceError> {
         self.ranges.retain(|r| r.next < r.end);
@@ -247,7 +254,7 @@ impl<T: 'static, F: Fn(u64) -> T + 'static> SourceReader<T> for GeneratorReader<
             // core's other tasks (periodic watermarks, processing-time
             // timers) wait for glommio's preemption (100 ms).
             let left: u64 = self.ranges.iter().map(SplitRange::remaining).sum();
-            let batch = ((rate * RATE_BATCH_NS as f64 / 1e9) as u64).clamp(1, allowed.min(left).max(1));
+            let batch = rate_batch(rate, allowed, left);
             if ready < batch {
                 let at_ns = ((self.emitted + batch - 1) as f64 * 1e9 / rate).ceil() as u64;
                 let until = Duration::from_nanos(at_ns.saturating_sub(elapsed_ns));
@@ -309,6 +316,17 @@ impl<T: 'static, F: Fn(u64) -> T + 'static> SourceReader<T> for GeneratorReader<
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_fast_schedule_goes_out_in_batches_of_100_us() {
+        // 4 M/s: 400 records per 100 µs; a slow schedule: one at a time.
+        assert_eq!(rate_batch(4e6, 1024, u64::MAX), 400);
+        assert_eq!(rate_batch(1000.0, 1024, u64::MAX), 1);
+        // Never more than fit in the batch or are left, never none.
+        assert_eq!(rate_batch(1e9, 1024, u64::MAX), 1024);
+        assert_eq!(rate_batch(4e6, 1024, 7), 7);
+        assert_eq!(rate_batch(4e6, 0, 0), 1);
+    }
 
     #[test]
     fn schedule_allows_rate_times_elapsed() {
