@@ -11,8 +11,8 @@
 //! Jet's Nexmark q5 latency is measured the same way.
 
 use std::sync::{Arc, Mutex};
-use std::time::{SystemTime, UNIX_EPOCH};
 
+use brisk::clock::wall_us;
 use hdrhistogram::Histogram;
 
 /// A result row that knows when its window closed.
@@ -37,11 +37,6 @@ impl Default for WindowLatency {
         let h = Histogram::new_with_bounds(1, 3_600_000_000, 3).expect("valid bounds");
         Self(Arc::new(Mutex::new((h, 0))))
     }
-}
-
-/// Microseconds since the Unix epoch.
-fn wall_us() -> i64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_micros() as i64)
 }
 
 impl WindowLatency {
