@@ -22,6 +22,8 @@ use std::rc::Rc;
 use std::sync::Arc;
 
 use brisk_engine::RestoredPosition;
+
+use crate::shared::{SharedLine, is_utf8};
 use brisk_engine::{Counter, Source, SourceContext, SourceError, SourceOutput, SourceReader, SourceStatus};
 use glommio::io::BufferedFile;
 use serde::de::DeserializeOwned;
@@ -30,6 +32,9 @@ use serde::de::DeserializeOwned;
 pub const READ_CHUNK_BYTES: usize = 256 * 1024;
 /// Longest accepted line; a longer one is malformed.
 pub const LINE_BYTES_MAX: usize = 16 * 1024 * 1024;
+/// Read buffers a reader keeps for reuse while records still share its
+/// current one (see [`crate::shared`]).
+const SPARE_BUFFERS: usize = 4;
 /// Bytes of a malformed line quoted in an error message.
 const QUOTE_BYTES_MAX: usize = 120;
 
@@ -67,6 +72,12 @@ pub trait LineParser<T>: Clone + Send + 'static {
     }
     /// Parses a line: `Ok(None)` ignores it (e.g. an empty CSV line).
     fn parse(&mut self, line: &[u8]) -> Result<Option<T>, String>;
+    /// Parses a line of the source's shared read buffer: a parser whose
+    /// records keep text overrides this to slice it without a copy
+    /// ([`SharedLine::text`]). The default calls [`Self::parse`].
+    fn parse_shared(&mut self, line: &SharedLine<'_>) -> Result<Option<T>, String> {
+        self.parse(line.bytes())
+    }
 }
 
 /// Lines as `String`s; invalid UTF-8 is malformed.
@@ -354,7 +365,9 @@ impl<T: 'static, P: LineParser<T>> Source<T> for FileSource<P> {
             clock: ctx.clock(),
             skipped: ctx.counter("malformed_skipped"),
             file: None,
-            buf: Vec::new(),
+            buf: Arc::default(),
+            spare: Vec::new(),
+            utf8_upto: 0,
             buf_pos: 0,
             buf_offset: 0,
             read_pos: 0,
@@ -381,8 +394,14 @@ pub struct FileReader<P> {
     clock: Arc<dyn brisk_engine::Clock>,
     skipped: Counter,
     file: Option<Rc<BufferedFile>>,
-    /// Unconsumed bytes; `buf[0]` is at file offset `buf_offset`.
-    buf: Vec<u8>,
+    /// Unconsumed bytes; `buf[0]` is at file offset `buf_offset`. Records
+    /// may share it ([`SharedLine::text`]); it is mutated only when they
+    /// are gone (`Arc::get_mut`).
+    buf: Arc<Vec<u8>>,
+    /// Former buffers, reused once no record shares them.
+    spare: Vec<Arc<Vec<u8>>>,
+    /// `buf[..utf8_upto]` is valid UTF-8 and ends with a newline.
+    utf8_upto: usize,
     buf_pos: usize,
     buf_offset: u64,
     read_pos: u64,
@@ -415,11 +434,6 @@ impl<P> FileReader<P> {
         if self.read_pos >= self.file_size {
             return Ok(false);
         }
-        if self.buf_pos > 0 {
-            self.buf.drain(..self.buf_pos);
-            self.buf_offset += self.buf_pos as u64;
-            self.buf_pos = 0;
-        }
         let file = self.file.clone().expect("opened");
         let want = READ_CHUNK_BYTES.min((self.file_size - self.read_pos) as usize);
         let chunk = file.read_at(self.read_pos, want).await.map_err(|e| self.io_error("read", e))?;
@@ -428,9 +442,50 @@ impl<P> FileReader<P> {
             self.file_size = self.read_pos;
             return Ok(false);
         }
-        self.buf.extend_from_slice(&chunk);
+        self.refill(&chunk);
         self.read_pos += chunk.len() as u64;
         Ok(true)
+    }
+
+    /// Makes the buffer the unconsumed bytes followed by `chunk`, in a
+    /// buffer no record shares, and validates the complete lines it now
+    /// holds as UTF-8 (once: the unconsumed bytes hold no newline, so none of
+    /// them was validated before).
+    fn refill(&mut self, chunk: &[u8]) {
+        let keep = self.buf.len() - self.buf_pos;
+        if let Some(buf) = Arc::get_mut(&mut self.buf) {
+            buf.drain(..self.buf_pos);
+            buf.extend_from_slice(chunk);
+        } else {
+            let free = self.spare.iter_mut().position(|b| Arc::get_mut(b).is_some());
+            let mut next = match free {
+                Some(i) => self.spare.swap_remove(i),
+                None => Arc::new(Vec::with_capacity(keep + chunk.len())),
+            };
+            let buf = Arc::get_mut(&mut next).expect("a buffer no record shares");
+            buf.clear();
+            buf.extend_from_slice(&self.buf[self.buf_pos..]);
+            buf.extend_from_slice(chunk);
+            let old = std::mem::replace(&mut self.buf, next);
+            if self.spare.len() < SPARE_BUFFERS {
+                self.spare.push(old);
+            }
+        }
+        self.buf_offset += self.buf_pos as u64;
+        self.buf_pos = 0;
+        self.utf8_upto = match memchr::memrchr(b'\n', chunk) {
+            Some(i) if is_utf8(&self.buf[..keep + i]) => keep + i + 1,
+            _ => 0,
+        };
+    }
+
+    /// Empties the buffer (a new range starts).
+    fn clear_buf(&mut self) {
+        match Arc::get_mut(&mut self.buf) {
+            Some(buf) => buf.clear(),
+            None => self.buf = Arc::default(),
+        }
+        self.utf8_upto = 0;
     }
 
     /// The next complete line in the buffer, reading more as needed.
@@ -495,7 +550,7 @@ impl<P> FileReader<P> {
             }
             Some(Piece::Range { start, end }) => (start, end),
         };
-        self.buf.clear();
+        self.clear_buf();
         self.buf_pos = 0;
         self.buf_offset = start;
         self.read_pos = start;
@@ -631,7 +686,10 @@ impl<T: 'static, P: LineParser<T>> SourceReader<T> for FileReader<P> {
                     if end > start && self.buf[end - 1] == b'\r' {
                         end -= 1;
                     }
-                    let parsed = self.parser.parse(&self.buf[start..end]);
+                    // A line ends before a validated newline or is checked
+                    // field by field.
+                    let utf8 = end < self.utf8_upto;
+                    let parsed = self.parser.parse_shared(&SharedLine::new(&self.buf, start, end, utf8));
                     match parsed {
                         Ok(Some(record)) => out.collect(record),
                         Ok(None) => {}

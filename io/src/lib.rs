@@ -6,6 +6,7 @@
 //! | [`file`](mod@file) | [`FileSource`]: lines or CSV rows of a file split in byte ranges, with a [`MalformedPolicy`] |
 //! | [`transactional`] | [`TransactionalFileSink`]: part files committed with checkpoints (two-phase commit), exactly or at least once |
 //! | [`kafka`] | [`KafkaSource`] and [`KafkaSink`] (rdkafka): offsets in checkpoints, transactions, malformed-record policies |
+//! | [`shared`] | [`SharedStr`]: text fields sliced from a file source's read buffer without a copy |
 //! | [`sink`] | [`FileSink`] (lines or CSV, one file or one per core) and [`StdoutSink`] |
 //!
 //! Every connector does its I/O without blocking the core it runs on: files
@@ -26,11 +27,13 @@
 pub mod file;
 pub mod generator;
 pub mod kafka;
+pub mod shared;
 pub mod sink;
 pub mod transactional;
 
 pub use file::{Csv, FileSource, LineParser, Lines, MalformedPolicy};
 pub use generator::GeneratorSource;
 pub use kafka::{KafkaDelivery, KafkaMalformed, KafkaSink, KafkaSource, StartOffsets};
+pub use shared::{SharedLine, SharedStr};
 pub use sink::{FileSink, StdoutSink};
 pub use transactional::{DeliveryGuarantee, TransactionalFileSink};

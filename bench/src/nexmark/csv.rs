@@ -6,7 +6,7 @@
 use std::io::Write;
 use std::path::Path;
 
-use brisk::io::{Csv, LineParser};
+use brisk::io::{Csv, LineParser, SharedLine};
 use chrono::{Datelike, Timelike};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
@@ -230,6 +230,9 @@ pub trait CsvTable: Sized + Send + 'static {
 /// name the column.
 pub struct Fields<'a> {
     rest: Option<&'a [u8]>,
+    /// The line in its shared read buffer, when read by a file source: text
+    /// is sliced from it instead of copied.
+    shared: Option<&'a SharedLine<'a>>,
     index: usize,
     header: &'static str,
     /// Bit `i`: text column `i` is read; the others are left empty.
@@ -238,7 +241,21 @@ pub struct Fields<'a> {
 
 impl<'a> Fields<'a> {
     fn new(line: &'a [u8], header: &'static str, texts: u64) -> Self {
-        Self { rest: Some(line), index: 0, header, texts }
+        Self { rest: Some(line), shared: None, index: 0, header, texts }
+    }
+
+    fn of_shared(line: &'a SharedLine<'a>, header: &'static str, texts: u64) -> Self {
+        Self { rest: Some(line.bytes()), shared: Some(line), index: 0, header, texts }
+    }
+
+    /// `f`, a field of the line, as text.
+    #[inline]
+    fn decode(&self, f: &[u8]) -> Result<Text, String> {
+        match self.shared {
+            Some(line) => line.text(f).map(Text::Shared),
+            None => std::str::from_utf8(f).ok().map(Text::from),
+        }
+        .ok_or_else(|| self.bad(f, "UTF-8 text"))
     }
 
     /// Whether the text column about to be taken is read.
@@ -332,7 +349,7 @@ impl<'a> Fields<'a> {
             return Ok(Text::Static(""));
         }
         let f = self.next()?;
-        std::str::from_utf8(f).map(Text::from).map_err(|_| self.bad(f, "UTF-8 text"))
+        self.decode(f)
     }
 
     /// A text field that is most often one of `words` (kept without a copy).
@@ -345,7 +362,7 @@ impl<'a> Fields<'a> {
         if let Some(w) = words.iter().find(|w| w.as_bytes() == f) {
             return Ok(Text::Static(w));
         }
-        std::str::from_utf8(f).map(Text::from).map_err(|_| self.bad(f, "UTF-8 text"))
+        self.decode(f)
     }
 
     /// Ends the row: no field may be left.
@@ -497,6 +514,14 @@ impl<T: CsvTable> LineParser<T> for TableParser<T> {
             return Ok(csv.parse(line)?.map(Into::into));
         }
         T::from_fields(&mut Fields::new(line, T::HEADER, self.texts)).map(Some)
+    }
+
+    fn parse_shared(&mut self, line: &SharedLine<'_>) -> Result<Option<T>, String> {
+        let bytes = line.bytes();
+        if bytes.is_empty() || self.by_name.is_some() || memchr::memchr(b'"', bytes).is_some() {
+            return self.parse(bytes);
+        }
+        T::from_fields(&mut Fields::of_shared(line, T::HEADER, self.texts)).map(Some)
     }
 }
 

@@ -6,12 +6,17 @@
 use std::fmt;
 use std::sync::Arc;
 
+use brisk::io::SharedStr;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 /// A string field: a word of the generator's vocabulary, a slice of its
-/// padding pool (see [`super::generator::extra_pool`]), or text of its own
-/// (read from a file, or generated letter by letter). Compares, hashes and
-/// serializes as its text.
+/// padding pool (see [`super::generator::extra_pool`]), a slice of a file
+/// source's read buffer, or text of its own (generated letter by letter, or
+/// copied). Compares, hashes and serializes as its text.
+///
+/// Text read from a file shares the read buffer ([`SharedStr`]); a query that
+/// keeps text in state calls [`Text::detached`] first, so that it does not
+/// pin the buffers it came from.
 #[derive(Clone)]
 pub enum Text {
     /// A vocabulary word.
@@ -23,6 +28,8 @@ pub enum Text {
         /// Length in bytes.
         len: u32,
     },
+    /// A slice of a file source's read buffer.
+    Shared(SharedStr),
     /// Text of its own.
     Owned(Arc<str>),
 }
@@ -36,7 +43,17 @@ impl Text {
             Text::Pool { start, len } => {
                 &super::generator::extra_pool()[*start as usize..(*start + *len) as usize]
             }
+            Text::Shared(s) => s,
             Text::Owned(s) => s,
+        }
+    }
+
+    /// The same text, copied out of a shared read buffer if it is a slice of
+    /// one (for text kept in state: see [`Text`]).
+    pub fn detached(self) -> Self {
+        match self {
+            Text::Shared(s) => Text::Owned(s.as_str().into()),
+            t => t,
         }
     }
 }
@@ -155,6 +172,32 @@ pub struct Bid {
     pub date_time: i64,
     /// Padding to the average bid size.
     pub extra: Text,
+}
+
+impl Auction {
+    /// The auction with its text copied out of shared read buffers (for
+    /// state: see [`Text`]).
+    pub fn detached(self) -> Self {
+        Auction {
+            item_name: self.item_name.detached(),
+            description: self.description.detached(),
+            extra: self.extra.detached(),
+            ..self
+        }
+    }
+}
+
+impl Bid {
+    /// The bid with its text copied out of shared read buffers (for state:
+    /// see [`Text`]).
+    pub fn detached(self) -> Self {
+        Bid {
+            channel: self.channel.detached(),
+            url: self.url.detached(),
+            extra: self.extra.detached(),
+            ..self
+        }
+    }
 }
 
 /// One Nexmark event. Persons and auctions are boxed so that the common

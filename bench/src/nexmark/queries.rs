@@ -436,7 +436,7 @@ impl KeyedProcessFunction<u64, Either<Person, Auction>, Q3Row> for LocalItems {
                         id,
                     });
                 }
-                ctx.value(&self.seller).set((p.name, p.city, p.state));
+                ctx.value(&self.seller).set((p.name.detached(), p.city.detached(), p.state.detached()));
             }
             Either::Right(a) => match ctx.value(&self.seller).get() {
                 Some((name, city, state)) => out.collect(Q3Row {
@@ -491,7 +491,7 @@ impl AuctionBids {
         }
         match &self.best {
             Some(best) if (best.price, -best.date_time) >= (b.price, -b.date_time) => {}
-            _ => self.best = Some(b),
+            _ => self.best = Some(b.detached()),
         }
     }
 }
@@ -523,7 +523,7 @@ impl<O: brisk::Data> KeyedProcessFunction<u64, Either<Auction, Bid>, O> for Winn
             match e {
                 Either::Left(a) => {
                     timer = Some(a.expires);
-                    s.auction = Some(a);
+                    s.auction = Some(a.detached());
                     for b in std::mem::take(&mut s.waiting) {
                         s.offer(b);
                     }
@@ -532,7 +532,7 @@ impl<O: brisk::Data> KeyedProcessFunction<u64, Either<Auction, Bid>, O> for Winn
                 Either::Right(b) if s.auction.is_some() => s.offer(b),
                 Either::Right(b) => {
                     timer = Some(b.date_time);
-                    s.waiting.push(b);
+                    s.waiting.push(b.detached());
                 }
             }
         }
@@ -904,7 +904,9 @@ impl Windowed for Q7Row {
 /// Bids of one 10 s window at its highest price so far; `at_end` holds the
 /// bids made exactly at the window's end, which q7's
 /// `BETWEEN window_end - 10 s AND window_end` also joins (they belong to the
-/// next window and do not count for this one's maximum).
+/// next window and do not count for this one's maximum). Its bids keep
+/// sharing their read buffers (not [`Text::detached`]): a window holds only
+/// its few bids at the maximum, so it pins a few buffers at most.
 #[derive(Clone, Debug, Default, Serialize, Deserialize)]
 struct HighestBids {
     window: i64,
@@ -1044,7 +1046,8 @@ impl AggregateFunction<Either<Text, ()>> for NewSellers {
 
 fn q8(t: &Tables<'_>, out: &Output) {
     t.all_events();
-    let persons = t.persons(&["name"]).map(|p| (p.id, Either::<Text, ()>::Left(p.name)));
+    // Names are kept for a window: copied out of the read buffers.
+    let persons = t.persons(&["name"]).map(|p| (p.id, Either::<Text, ()>::Left(p.name.detached())));
     let sellers = t.auctions(&[]).map(|a| (a.seller, Either::<Text, ()>::Right(())));
     let rows = persons
         .union(&[sellers])
