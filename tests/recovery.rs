@@ -105,8 +105,9 @@ fn start_job(input: &Path, out: &Path, chk: &Path, cores: &str, rate: Option<&st
         .args(WINDOW)
         .args(["--checkpoint-dir", chk.to_str().unwrap(), "--checkpoint-interval-ms", "40"])
         .args(extra)
-        // The coordinator logs each completed checkpoint at info.
-        .env("RUST_LOG", "warn,brisk_engine::checkpoint=info")
+        // The coordinator logs each completed checkpoint at info, and the
+        // commit of its output at debug.
+        .env("RUST_LOG", "warn,brisk_engine::checkpoint=info,brisk_engine::checkpoint::coordinator=debug")
         .stdin(Stdio::piped())
         .stdout(Stdio::null())
         .stderr(Stdio::piped());
@@ -146,6 +147,35 @@ impl Job {
                 return true;
             }
         }
+    }
+
+    /// Follows the log until a checkpoint numbered at least `at_least`
+    /// commits output files; its id, or `None` if the job exited first.
+    fn wait_for_commit(&mut self, at_least: u64) -> Option<u64> {
+        loop {
+            let line = match self.log.recv_timeout(Duration::from_secs(60)) {
+                Ok(line) => line,
+                Err(RecvTimeoutError::Disconnected) => return None,
+                Err(RecvTimeoutError::Timeout) => panic!("no output committed within 60 s"),
+            };
+            // `checkpoint ID: output committed (N files)`
+            let commit = line.split_once("checkpoint ").and_then(|(_, rest)| {
+                let (id, rest) = rest.split_once(": output committed (")?;
+                let (files, _) = rest.split_once(" files)")?;
+                Some((id.parse::<u64>().ok()?, files.parse::<usize>().ok()?))
+            });
+            self.seen.push(line);
+            if let Some((id, _)) = commit.filter(|&(id, files)| id >= at_least && files > 0) {
+                return Some(id);
+            }
+        }
+    }
+
+    /// Sends `signal` to the job.
+    fn signal(&self, signal: libc::c_int) {
+        // SAFETY: kill(2) on our own child's pid; no memory is involved.
+        let r = unsafe { libc::kill(self.child.id() as libc::pid_t, signal) };
+        assert_eq!(r, 0, "kill({signal}) failed");
     }
 
     /// Lets the job run for `d` more, then SIGKILLs it; `false` if it had
@@ -280,13 +310,27 @@ fn r3_stop_with_savepoint_then_restore_at_another_core_count() {
 }
 
 /// A killed run with at least three complete checkpoints, and output
-/// committed after the older ones.
-fn killed_run(dir: &Path, input: &Path) -> (PathBuf, PathBuf, Vec<u64>) {
+/// committed after the older ones. With `after_commit`, the kill lands
+/// after the newest complete checkpoint's output was committed: the job is
+/// stopped (SIGSTOP, so the files hold still) just after a commit, and let
+/// go again if a newer checkpoint completed in between.
+fn killed_run(dir: &Path, input: &Path, after_commit: bool) -> (PathBuf, PathBuf, Vec<u64>) {
     let (out, chk) = (dir.join("out"), dir.join("chk"));
     let mut job = start_job(input, &out, &chk, "2", Some("10000"), &[]);
     for _ in 0..3 {
         let last = complete_ids(&chk).last().copied().unwrap_or(0);
         assert!(job.wait_for_checkpoint(last), "the job ended too early");
+    }
+    if after_commit {
+        loop {
+            let newest = complete_ids(&chk).last().copied().unwrap_or(0);
+            let committed = job.wait_for_commit(newest).expect("the job ended too early");
+            job.signal(libc::SIGSTOP);
+            if complete_ids(&chk).last() == Some(&committed) {
+                break;
+            }
+            job.signal(libc::SIGCONT);
+        }
     }
     assert!(job.kill_after(Duration::ZERO), "the job ended too early");
     let ids = complete_ids(&chk);
@@ -326,7 +370,10 @@ fn r6_corrupt_checkpoints_are_detected_naming_the_file() {
     for damage in ["flip", "truncate", "missing", "manifest"] {
         let case = dir.path().join(damage);
         std::fs::create_dir_all(&case).unwrap();
-        let (out, chk, ids) = killed_run(&case, &input);
+        // Two cases are killed after the newest checkpoint's commit, so the
+        // refusal below runs; the others wherever the kill lands.
+        let after_commit = matches!(damage, "flip" | "truncate");
+        let (out, chk, ids) = killed_run(&case, &input, after_commit);
         let newest = *ids.last().unwrap();
         let victim = if damage == "manifest" {
             chk.join(format!("chk-{newest}")).join("_manifest")
@@ -360,6 +407,10 @@ fn r6_corrupt_checkpoints_are_detected_naming_the_file() {
                 .collect()
         };
         let name = victim.file_name().unwrap().to_str().unwrap().to_string();
+        assert!(
+            !after_commit || !newer_output(&out).is_empty(),
+            "{damage}: checkpoint {newest} committed nothing"
+        );
         if !newer_output(&out).is_empty() {
             let err = restore_error(&input, &out, &chk);
             assert!(err.contains(&name), "{damage}: the error does not name {name}: {err}");

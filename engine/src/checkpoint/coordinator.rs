@@ -530,6 +530,7 @@ impl Coordinator {
             self.job.cancel();
             return Err(format!("checkpoint {id}: {e}"));
         }
+        tracing::debug!("checkpoint {id}: output committed ({} files)", manifest.commits.len());
         if let Some((target, reply)) = f.savepoint {
             let moved = move_dir(&dir, &target);
             let _ = reply.send(moved.map(|()| target).map_err(|e| format!("savepoint {id}: {e}")));
