@@ -87,3 +87,41 @@ fn an_anchored_rate_catches_up_from_its_start() {
         Err(_) => panic!("the job did not finish within 60 s: the schedule did not start at its anchor"),
     }
 }
+
+#[test]
+fn a_future_anchor_holds_records_until_it_comes() {
+    // At 1 000/s from an anchor 1 s ahead of the clock, record j is due at
+    // 11 000 + j ms. The source starts polling at once, while the clock
+    // stands at 10 000; the test then moves the clock a millisecond at a
+    // time. Each record notes the clock when it passes: none may be early.
+    let clock = brisk::ManualClock::new(10_000);
+    let (control_tx, control_rx) = std::sync::mpsc::channel();
+    let job_clock = clock.clone();
+    let job = std::thread::spawn(move || {
+        let config = JobConfig { pin_cores: false, clock: job_clock.clone(), ..JobConfig::with_cores(1) };
+        let env = StreamEnv::new(config);
+        control_tx.send(env.control()).unwrap();
+        let out = env
+            .from_source(GeneratorSource::new(50, |i| i).with_rate_from(1_000.0, 11_000_000))
+            .map(move |i| (i, brisk::Clock::now_ms(&*job_clock)))
+            .collect();
+        env.execute().map(|_| out.take()).map_err(|e| e.to_string())
+    });
+    let control = control_rx.recv().unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    // The source has reported its size: it is about to read.
+    while control.progress().is_none() {
+        assert!(std::time::Instant::now() < deadline, "the job did not start within 60 s");
+        std::thread::yield_now();
+    }
+    while !job.is_finished() {
+        assert!(std::time::Instant::now() < deadline, "the job did not finish within 60 s");
+        clock.advance_ms(1);
+        std::thread::yield_now();
+    }
+    let got = job.join().unwrap().unwrap();
+    assert_eq!(got.iter().map(|&(i, _)| i).collect::<Vec<_>>(), (0..50).collect::<Vec<_>>());
+    for (i, at) in got {
+        assert!(at >= 11_000 + i as i64, "record {i} passed at clock {at}, before it was due");
+    }
+}

@@ -80,7 +80,8 @@ impl<F> GeneratorSource<F> {
     /// `start_us` (wall-clock microseconds since the Unix epoch, on the job's
     /// clock) rather than at the first batch: record `j` of a split is due
     /// at `start_us + j / rate` however long the job took to start, and a
-    /// source that starts late first catches up. With a generator whose
+    /// source that starts late first catches up. A future anchor holds the
+    /// records until it comes. With a generator whose
     /// event time is `start + index / rate`, a record is due when its event
     /// time comes, so event time is processing time, and how late a
     /// result is can be read off its event time (latency benchmarks).
@@ -212,6 +213,17 @@ pub struct GeneratorReader<F> {
 
 /// How many records a rate-limited split may have emitted by `elapsed_ns`,
 /// and how long until the next one is due once that many are out.
+/// Where a split's schedule starts on the monotonic clock, which reads
+/// `now_ns` while the wall clock reads `now_us`: at the first batch, or at
+/// the wall-clock anchor `from_us` (possibly before the monotonic clock's
+/// origin, or in the future).
+fn schedule_start(now_ns: i64, now_us: i64, from_us: Option<i64>) -> i64 {
+    match from_us {
+        Some(from_us) => now_ns.saturating_sub(now_us.saturating_sub(from_us).saturating_mul(1000)),
+        None => now_ns,
+    }
+}
+
 pub(crate) fn schedule(rate_per_s: f64, elapsed_ns: u64, emitted: u64) -> (u64, Duration) {
     let due = (elapsed_ns as f64 * rate_per_s / 1e9).floor() as u64 + 1;
     let next_at_ns = (emitted as f64 * 1e9 / rate_per_s).ceil() as u64;
@@ -235,17 +247,15 @@ impl<T: 'static, F: Fn(u64) -> T + 'static> SourceReader<T> for GeneratorReader<
         if let Some(rate) = self.rate {
             // The schedule runs on the job's injected clock.
             let now = self.clock.monotonic_ns() as i64;
-            let start = *self.start_ns.get_or_insert_with(|| match self.schedule_from_us {
-                // The anchor on the monotonic clock (possibly before its
-                // origin): as long before now as the wall clock is past it;
-                // a future anchor counts as now.
-                Some(from_us) => {
-                    let late_us = self.clock.now_us().saturating_sub(from_us).max(0);
-                    now.saturating_sub(late_us.saturating_mul(1000))
-                }
-                None => now,
-            });
-            let elapsed_ns = now.saturating_sub(start).max(0) as u64;
+            let from_us = self.schedule_from_us;
+            let start =
+                *self.start_ns.get_or_insert_with(|| schedule_start(now, self.clock.now_us(), from_us));
+            if now < start {
+                // Polled again within 10 ms: a manual clock may jump.
+                let wait = Duration::from_nanos(start.abs_diff(now)).min(Duration::from_millis(10));
+                return Ok(SourceStatus::Wait(wait));
+            }
+            let elapsed_ns = now.abs_diff(start);
             let (due, wait) = schedule(rate, elapsed_ns, self.emitted);
             let ready = due.saturating_sub(self.emitted);
             // Records go out in batches of at least RATE_BATCH_NS of the
@@ -326,6 +336,19 @@ mod tests {
         assert_eq!(rate_batch(1e9, 1024, u64::MAX), 1024);
         assert_eq!(rate_batch(4e6, 1024, 7), 7);
         assert_eq!(rate_batch(4e6, 0, 0), 1);
+    }
+
+    #[test]
+    fn the_schedule_starts_at_its_anchor_past_or_future() {
+        // The monotonic clock reads 5 s while the wall clock reads 100 s.
+        let (now_ns, now_us) = (5_000_000_000, 100_000_000);
+        assert_eq!(schedule_start(now_ns, now_us, None), now_ns);
+        // Anchored 2 s ago on the wall clock: 3 s on the monotonic one.
+        assert_eq!(schedule_start(now_ns, now_us, Some(98_000_000)), 3_000_000_000);
+        // Anchored 7 s ago: before the monotonic clock's origin.
+        assert_eq!(schedule_start(now_ns, now_us, Some(93_000_000)), -2_000_000_000);
+        // Anchored 250 ms ahead: the schedule starts then.
+        assert_eq!(schedule_start(now_ns, now_us, Some(100_250_000)), 5_250_000_000);
     }
 
     #[test]

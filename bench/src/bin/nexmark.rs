@@ -11,7 +11,8 @@
 //! over files, the rows the query's file sources read.
 //!
 //! Latency (shared/BENCHMARKS.md, workload 4): with `--latency`, event time
-//! is processing time (the events' clock starts now and runs at
+//! is processing time (the events' clock starts 250 ms from now, once the
+//! job is up, and runs at
 //! `--rate-limit` events per second), and q5 and q7 also print how late
 //! their window results reach the sink (see `brisk_bench::latency`):
 //!
@@ -56,7 +57,7 @@ struct Cli {
     /// Write the query's result rows to this CSV file (default: discard).
     #[arg(long)]
     output: Option<PathBuf>,
-    /// Measure latency: event time starts now and advances with wall time
+    /// Measure latency: event time starts 250 ms from now and advances with wall time
     /// (the event rate becomes the rate limit), and q5 and q7 print how late
     /// their window results are.
     #[arg(long, requires = "rate_limit", conflicts_with = "event_rate")]
@@ -65,20 +66,26 @@ struct Cli {
     job: brisk::cli::JobArgs,
 }
 
+/// How long after the command's start a latency run's schedule begins.
+const LATENCY_LEAD_MS: i64 = 250;
+
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     cli.job.init_logging();
     let mut config = GeneratorConfig { rate_per_s: cli.event_rate as f64, ..GeneratorConfig::default() };
-    // A latency run: events' time starts at a whole millisecond of now and
-    // runs at the rate limit, and so does the generator's schedule.
+    // A latency run: events' time starts at a whole millisecond shortly
+    // after now and runs at the rate limit, and so does the generator's
+    // schedule. The lead lets the job start first, so that its start-up is
+    // not measured as latency.
     let schedule_from_us = match (cli.latency, cli.rate_limit) {
         (true, Some(rate)) => {
             let now_ms = std::time::SystemTime::now()
                 .duration_since(std::time::UNIX_EPOCH)
                 .map_err(|e| anyhow::anyhow!("the system clock is before 1970: {e}"))?
                 .as_millis() as i64;
-            config = GeneratorConfig { rate_per_s: rate as f64, base_time_ms: now_ms };
-            Some(now_ms * 1000)
+            let start_ms = now_ms + LATENCY_LEAD_MS;
+            config = GeneratorConfig { rate_per_s: rate as f64, base_time_ms: start_ms };
+            Some(start_ms * 1000)
         }
         _ => None,
     };
