@@ -22,11 +22,11 @@ use std::rc::Rc;
 use std::sync::Arc;
 
 use brisk_engine::RestoredPosition;
-
-use crate::shared::{SharedLine, is_utf8};
 use brisk_engine::{Counter, Source, SourceContext, SourceError, SourceOutput, SourceReader, SourceStatus};
 use glommio::io::BufferedFile;
 use serde::de::DeserializeOwned;
+
+use crate::shared::{SharedLine, is_utf8};
 
 /// Bytes read from the file per I/O.
 pub const READ_CHUNK_BYTES: usize = 256 * 1024;

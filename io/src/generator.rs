@@ -211,8 +211,6 @@ pub struct GeneratorReader<F> {
     total: u64,
 }
 
-/// How many records a rate-limited split may have emitted by `elapsed_ns`,
-/// and how long until the next one is due once that many are out.
 /// Where a split's schedule starts on the monotonic clock, which reads
 /// `now_ns` while the wall clock reads `now_us`: at the first batch, or at
 /// the wall-clock anchor `from_us` (possibly before the monotonic clock's
@@ -224,6 +222,8 @@ fn schedule_start(now_ns: i64, now_us: i64, from_us: Option<i64>) -> i64 {
     }
 }
 
+/// How many records a rate-limited split may have emitted by `elapsed_ns`,
+/// and how long until the next one is due once that many are out.
 pub(crate) fn schedule(rate_per_s: f64, elapsed_ns: u64, emitted: u64) -> (u64, Duration) {
     let due = (elapsed_ns as f64 * rate_per_s / 1e9).floor() as u64 + 1;
     let next_at_ns = (emitted as f64 * 1e9 / rate_per_s).ceil() as u64;
