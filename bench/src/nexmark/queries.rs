@@ -758,8 +758,10 @@ struct WindowCounts {
     spare: Vec<rustc_hash::FxHashMap<u64, u64>>,
 }
 
-/// Emptied count maps [`WindowCounts`] keeps per core.
-const Q5_SPARE_MAPS: usize = 2 * Q5_PARTS as usize;
+/// Emptied count maps [`WindowCounts`] keeps per core: a slide closes one
+/// window's parts and opens the next one's, so this many cover it (they are
+/// not charged to the state's memory budget).
+const Q5_SPARE_MAPS: usize = Q5_PARTS as usize;
 
 /// The bids per auction of one window and part, and the auctions at the
 /// highest count.
