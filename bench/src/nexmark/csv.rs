@@ -95,6 +95,41 @@ fn parse_ts_bytes(b: &[u8]) -> Option<i64> {
     Some(((days * 24 + hour as i64) * 60 + minute as i64) * 60_000 + second as i64 * 1000 + millis as i64)
 }
 
+/// The date of the last timestamp a parser read, so that the next one on
+/// the same day parses only its time of day (rows come in time order, so
+/// most share the date before them).
+#[derive(Clone, Copy, Default)]
+struct DayCache {
+    /// `YYYY-MM-DD` (all zero bytes, no date, at first).
+    date: [u8; 10],
+    /// Its midnight, ms since the epoch.
+    midnight_ms: i64,
+}
+
+/// `YYYY-MM-DD HH:MM:SS.mmm` (exactly), through `cache`: equal to
+/// [`parse_ts_bytes`].
+fn parse_ts_cached(b: &[u8], cache: &mut DayCache) -> Option<i64> {
+    if b.len() != 23 || b[..10] != cache.date {
+        let ms = parse_ts_bytes(b)?;
+        if b.len() == 23 {
+            cache.date.copy_from_slice(&b[..10]);
+            cache.midnight_ms = ms - ms.rem_euclid(86_400_000);
+        }
+        return Some(ms);
+    }
+    if !(b[10] == b' ' || b[10] == b'T') || b[13] != b':' || b[16] != b':' || b[19] != b'.' {
+        return None;
+    }
+    let num = |r: std::ops::Range<usize>| -> Option<i64> {
+        b[r].iter().try_fold(0i64, |a, &c| c.is_ascii_digit().then(|| a * 10 + (c - b'0') as i64))
+    };
+    let (hour, minute, second, millis) = (num(11..13)?, num(14..16)?, num(17..19)?, num(20..23)?);
+    if hour > 23 || minute > 59 || second > 59 {
+        return None;
+    }
+    Some(cache.midnight_ms + ((hour * 60 + minute) * 60 + second) * 1000 + millis)
+}
+
 /// Days from 1970-01-01 to the given proleptic Gregorian date (the
 /// era-based method of Howard Hinnant's `days_from_civil`).
 fn days_from_civil(year: i64, month: i64, day: i64) -> i64 {
@@ -237,15 +272,17 @@ pub struct Fields<'a> {
     header: &'static str,
     /// Bit `i`: text column `i` is read; the others are left empty.
     texts: u64,
+    /// The parser's last date, when it keeps one.
+    days: Option<&'a mut DayCache>,
 }
 
 impl<'a> Fields<'a> {
     fn new(line: &'a [u8], header: &'static str, texts: u64) -> Self {
-        Self { rest: Some(line), shared: None, index: 0, header, texts }
+        Self { rest: Some(line), shared: None, index: 0, header, texts, days: None }
     }
 
-    fn of_shared(line: &'a SharedLine<'a>, header: &'static str, texts: u64) -> Self {
-        Self { rest: Some(line.bytes()), shared: Some(line), index: 0, header, texts }
+    fn of_shared(line: &'a SharedLine<'a>, header: &'static str, texts: u64, days: &'a mut DayCache) -> Self {
+        Self { rest: Some(line.bytes()), shared: Some(line), index: 0, header, texts, days: Some(days) }
     }
 
     /// `f`, a field of the line, as text.
@@ -333,7 +370,10 @@ impl<'a> Fields<'a> {
         if let Some(rest) = self.rest
             && rest.len() >= LEN
             && (rest.len() == LEN || rest[LEN] == b',')
-            && let Some(ms) = parse_ts_bytes(&rest[..LEN])
+            && let Some(ms) = match self.days.as_deref_mut() {
+                Some(days) => parse_ts_cached(&rest[..LEN], days),
+                None => parse_ts_bytes(&rest[..LEN]),
+            }
         {
             self.take(LEN);
             return Ok(ms);
@@ -454,17 +494,19 @@ pub struct TableParser<T: CsvTable> {
     quoted: Option<Csv<T::Row>>,
     /// Bit `i`: column `i`, if text, is read.
     texts: u64,
+    /// The last date read (a clone starts without one).
+    days: DayCache,
 }
 
 impl<T: CsvTable> Default for TableParser<T> {
     fn default() -> Self {
-        Self { by_name: None, quoted: None, texts: u64::MAX }
+        Self { by_name: None, quoted: None, texts: u64::MAX, days: DayCache::default() }
     }
 }
 
 impl<T: CsvTable> Clone for TableParser<T> {
     fn clone(&self) -> Self {
-        Self { by_name: self.by_name.clone(), quoted: None, texts: self.texts }
+        Self { by_name: self.by_name.clone(), quoted: None, texts: self.texts, days: DayCache::default() }
     }
 }
 
@@ -521,7 +563,7 @@ impl<T: CsvTable> LineParser<T> for TableParser<T> {
         if bytes.is_empty() || self.by_name.is_some() || memchr::memchr(b'"', bytes).is_some() {
             return self.parse(bytes);
         }
-        T::from_fields(&mut Fields::of_shared(line, T::HEADER, self.texts)).map(Some)
+        T::from_fields(&mut Fields::of_shared(line, T::HEADER, self.texts, &mut self.days)).map(Some)
     }
 }
 
@@ -629,6 +671,34 @@ pub fn write_tables(dir: &Path, config: &GeneratorConfig, events: u64) -> std::i
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn cached_timestamps_parse_as_uncached() {
+        // Steps of up to 17 minutes from 1969 on: about 170 rows per day,
+        // across some 2 000 midnights (a fixed sequence, not a random one).
+        let mut cache = DayCache::default();
+        let (mut ms, mut x) = (-86_400_000 * 3 - 1, 0x9E37_79B9_7F4A_7C15_u64);
+        for _ in 0..300_000 {
+            x = x.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1_442_695_040_888_963_407);
+            ms += (x >> 44) as i64;
+            let text = format_ts(ms);
+            assert_eq!(parse_ts_cached(text.as_bytes(), &mut cache), Some(ms), "{text}");
+        }
+        // A bad time of day on the cached date is refused, as uncached.
+        assert!(parse_ts_cached(b"2015-07-15 00:00:00.000", &mut cache).is_some());
+        for bad in [
+            "2015-07-15 24:00:00.000",
+            "2015-07-15 23:60:00.000",
+            "2015-07-15 23:59:60.000",
+            "2015-07-15 23:59:59.0x0",
+            "2015-07-15 23-59:59.000",
+            "2015-07-15X23:59:59.000",
+            "2015-07-15 23:59:59,000",
+        ] {
+            assert_eq!(parse_ts_bytes(bad.as_bytes()), None, "{bad}");
+            assert_eq!(parse_ts_cached(bad.as_bytes(), &mut cache), None, "{bad}");
+        }
+    }
 
     #[test]
     fn timestamps_round_trip_in_flink_sql_format() {
