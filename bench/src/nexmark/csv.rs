@@ -53,33 +53,24 @@ pub fn parse_ts(s: &str) -> Result<i64, String> {
 
 /// [`parse_ts`] on bytes, without the message.
 fn parse_ts_bytes(b: &[u8]) -> Option<i64> {
-    if b.len() < 19
-        || b[4] != b'-'
-        || b[7] != b'-'
-        || !(b[10] == b' ' || b[10] == b'T')
-        || b[13] != b':'
-        || b[16] != b':'
-    {
+    if b.len() < 19 || b[4] != b'-' || b[7] != b'-' {
         return None;
     }
-    let num = |r: std::ops::Range<usize>| -> Option<u32> {
-        b[r].iter().try_fold(0u32, |a, &c| c.is_ascii_digit().then(|| a * 10 + (c - b'0') as u32))
-    };
+    let time_ms = time_of_day_ms(b)?;
     let mut millis = 0;
     if b.len() > 19 {
         if b[19] != b'.' || b.len() == 20 || b.len() > 29 {
             return None;
         }
-        let frac = num(20..b.len())?;
-        let digits = b.len() - 20;
-        millis = if digits >= 3 {
-            frac / 10u32.pow(digits as u32 - 3)
+        let frac = digits(b, 20..b.len())?;
+        let places = b.len() - 20;
+        millis = if places >= 3 {
+            frac / 10u32.pow(places as u32 - 3)
         } else {
-            frac * 10u32.pow(3 - digits as u32)
+            frac * 10u32.pow(3 - places as u32)
         };
     }
-    let (year, month, day) = (num(0..4)? as i64, num(5..7)?, num(8..10)?);
-    let (hour, minute, second) = (num(11..13)?, num(14..16)?, num(17..19)?);
+    let (year, month, day) = (digits(b, 0..4)? as i64, digits(b, 5..7)?, digits(b, 8..10)?);
     let leap = year % 4 == 0 && (year % 100 != 0 || year % 400 == 0);
     let month_days = match month {
         1 | 3 | 5 | 7 | 8 | 10 | 12 => 31,
@@ -88,11 +79,31 @@ fn parse_ts_bytes(b: &[u8]) -> Option<i64> {
         2 => 28,
         _ => return None,
     };
-    if day == 0 || day > month_days || hour > 23 || minute > 59 || second > 59 {
+    if day == 0 || day > month_days {
         return None;
     }
     let days = days_from_civil(year, month as i64, day as i64);
-    Some(((days * 24 + hour as i64) * 60 + minute as i64) * 60_000 + second as i64 * 1000 + millis as i64)
+    Some(days * 86_400_000 + time_ms + millis as i64)
+}
+
+/// `b[r]` as a decimal number; `None` if a byte is not a digit.
+#[inline]
+fn digits(b: &[u8], r: std::ops::Range<usize>) -> Option<u32> {
+    b[r].iter().try_fold(0u32, |a, &c| c.is_ascii_digit().then(|| a * 10 + (c - b'0') as u32))
+}
+
+/// The ` HH:MM:SS` (or `THH:MM:SS`) after a timestamp's date, `b[10..19]`,
+/// as ms into the day.
+#[inline]
+fn time_of_day_ms(b: &[u8]) -> Option<i64> {
+    if !(b[10] == b' ' || b[10] == b'T') || b[13] != b':' || b[16] != b':' {
+        return None;
+    }
+    let (hour, minute, second) = (digits(b, 11..13)?, digits(b, 14..16)?, digits(b, 17..19)?);
+    if hour > 23 || minute > 59 || second > 59 {
+        return None;
+    }
+    Some(((hour as i64 * 60 + minute as i64) * 60 + second as i64) * 1000)
 }
 
 /// The date of the last timestamp a parser read, so that the next one on
@@ -117,17 +128,10 @@ fn parse_ts_cached(b: &[u8], cache: &mut DayCache) -> Option<i64> {
         }
         return Some(ms);
     }
-    if !(b[10] == b' ' || b[10] == b'T') || b[13] != b':' || b[16] != b':' || b[19] != b'.' {
+    if b[19] != b'.' {
         return None;
     }
-    let num = |r: std::ops::Range<usize>| -> Option<i64> {
-        b[r].iter().try_fold(0i64, |a, &c| c.is_ascii_digit().then(|| a * 10 + (c - b'0') as i64))
-    };
-    let (hour, minute, second, millis) = (num(11..13)?, num(14..16)?, num(17..19)?, num(20..23)?);
-    if hour > 23 || minute > 59 || second > 59 {
-        return None;
-    }
-    Some(cache.midnight_ms + ((hour * 60 + minute) * 60 + second) * 1000 + millis)
+    Some(cache.midnight_ms + time_of_day_ms(b)? + digits(b, 20..23)? as i64)
 }
 
 /// Days from 1970-01-01 to the given proleptic Gregorian date (the
