@@ -150,6 +150,7 @@ trait Tier<K, V> {
     fn stats(&self) -> SpillStats;
     fn cold_len(&self) -> usize;
     fn sweep_cold(&mut self, checks: usize, expired: &mut dyn FnMut(&V) -> bool) -> u64;
+    fn indexed(&mut self) -> &mut dyn crate::log::IndexedTable;
 }
 
 impl<K, V> Tier<K, V> for Spill<K, V>
@@ -195,6 +196,9 @@ where
     }
     fn sweep_cold(&mut self, checks: usize, expired: &mut dyn FnMut(&V) -> bool) -> u64 {
         Spill::sweep_cold(self, checks, expired)
+    }
+    fn indexed(&mut self) -> &mut dyn crate::log::IndexedTable {
+        self
     }
 }
 
@@ -450,6 +454,8 @@ trait ErasedTable<K> {
     /// Log tier: applies one record of a restored log.
     fn replay(&mut self, log: &mut LogStore, loc: Loc, rec: &Record<'_>) -> Result<(), String>;
     fn stats(&self) -> (usize, usize, SpillStats);
+    /// Log tier: the index of cold keys, as index bases see it.
+    fn indexed(&mut self) -> Option<&mut dyn crate::log::IndexedTable>;
 }
 
 impl<K, V> ErasedTable<K> for StateTable<K, V>
@@ -507,6 +513,10 @@ where
 
     fn stats(&self) -> (usize, usize, SpillStats) {
         (self.len(), self.cold_len(), self.spill_stats())
+    }
+
+    fn indexed(&mut self) -> Option<&mut dyn crate::log::IndexedTable> {
+        self.spill.as_mut().map(|s| s.indexed())
     }
 }
 
@@ -666,10 +676,23 @@ where
         spill.expired = self.expired;
         (hot, cold, spill)
     }
+
+    fn indexed(&mut self) -> Option<&mut dyn crate::log::IndexedTable> {
+        self.table.indexed()
+    }
 }
 
 /// The registered states as compaction sees them.
 struct Tables<'a, K>(&'a mut Vec<Registered<K>>);
+
+impl<K> crate::log::index::IndexedTables for Tables<'_, K> {
+    fn states(&self) -> Vec<u32> {
+        (0..self.0.len() as u32).collect()
+    }
+    fn table(&mut self, state: u32) -> Option<&mut dyn crate::log::IndexedTable> {
+        self.0.get_mut(state as usize)?.table.indexed()
+    }
+}
 
 impl<K> crate::log::compact::CompactTarget for Tables<'_, K> {
     fn is_live(&self, state: u32, hash: u64, loc: Loc) -> bool {
@@ -758,6 +781,8 @@ struct Registered<K> {
 /// The log behind a [`KeyedStateBackend`] under the log backend.
 struct LogTier {
     log: Rc<RefCell<LogStore>>,
+    /// The index bases its checkpoints refer to.
+    index: crate::log::LogIndex,
     budget: Rc<MemoryBudget>,
     /// Accesses since the log was last maintained.
     accesses: u32,
@@ -809,7 +834,12 @@ impl<K: Eq + Hash + Clone + Serialize + DeserializeOwned + 'static> KeyedStateBa
     pub fn with_log(log: LogStore, budget: Rc<MemoryBudget>) -> Self {
         Self {
             states: Vec::new(),
-            tier: Some(LogTier { log: Rc::new(RefCell::new(log)), budget, accesses: 0 }),
+            tier: Some(LogTier {
+                log: Rc::new(RefCell::new(log)),
+                index: Default::default(),
+                budget,
+                accesses: 0,
+            }),
             now_ms: 0,
             _key: PhantomData,
         }
@@ -888,6 +918,40 @@ impl<K: Eq + Hash + Clone + Serialize + DeserializeOwned + 'static> KeyedStateBa
     /// The log (`None` on the heap backend).
     pub fn log(&self) -> Option<&Rc<RefCell<LogStore>>> {
         self.tier.as_ref().map(|t| &t.log)
+    }
+
+    /// After [`flush_log`](Self::flush_log) returned `list`: what the
+    /// checkpoint refers to of the tables' indexes, writing a new index
+    /// base if one is due (see [`crate::log::index`]). `None` on the heap
+    /// backend.
+    pub fn checkpoint_index(
+        &mut self,
+        list: &[crate::log::SegmentRef],
+    ) -> Option<crate::log::IndexCheckpoint> {
+        let tier = self.tier.as_mut()?;
+        let log = tier.log.clone();
+        let mut log = log.borrow_mut();
+        Some(tier.index.checkpoint(&mut log, list, &mut Tables(&mut self.states)))
+    }
+
+    /// Restores the index of every state from `base`, for the segments the
+    /// log has adopted: the first step of a restore through an index base
+    /// (see [`crate::log::index`]). The states must carry the numbers they
+    /// had in the checkpoint. Returns how many keys were indexed.
+    pub fn load_index(&mut self, base: &crate::log::index::BaseFile) -> Result<usize, RestoreError> {
+        let Some(tier) = &self.tier else { return Err(RestoreError("not a log backend".into())) };
+        let log = tier.log.borrow();
+        crate::log::index::load_base(base.base(), &log, &mut Tables(&mut self.states)).map_err(RestoreError)
+    }
+
+    /// The last step of a restore through an index base, after its tail
+    /// segments were replayed: unindexes the records the checkpoint names
+    /// as `forgotten`, and recounts the log's dead records.
+    pub fn finish_index(&mut self, forgotten: &[crate::log::index::ForgottenRef]) {
+        let Some(tier) = &self.tier else { return };
+        let mut log = tier.log.borrow_mut();
+        crate::log::index::unindex_forgotten(forgotten, &log, &mut Tables(&mut self.states));
+        crate::log::index::recount_dead(&mut log, &mut Tables(&mut self.states));
     }
 
     /// Rebuilds the index of the log's cold keys from segment `seg` of the

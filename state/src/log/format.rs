@@ -184,6 +184,22 @@ pub fn scan<'a>(bytes: &'a [u8], mut each: impl FnMut(usize, Record<'a>)) -> usi
     at
 }
 
+/// Every record of a segment prefix that [`scan`] already verified, in
+/// order: offset, state, kind and key hash from its header, without
+/// checking its checksum again. Stops at the first header that does not
+/// fit (which a verified prefix does not have).
+pub fn scan_verified_headers(bytes: &[u8], mut each: impl FnMut(usize, u32, RecordKind, u64)) {
+    let mut at = SEGMENT_HEADER_BYTES.min(bytes.len());
+    while let Some(header) = bytes.get(at..at + RECORD_HEADER_BYTES) {
+        let len = u32::from_le_bytes(header[4..8].try_into().expect("4 bytes")) as usize;
+        let tag = u32::from_le_bytes(header[8..12].try_into().expect("4 bytes"));
+        let hash = u64::from_le_bytes(header[12..20].try_into().expect("8 bytes"));
+        let kind = if tag & TOMBSTONE_BIT != 0 { RecordKind::Delete } else { RecordKind::Put };
+        each(at, tag & !TOMBSTONE_BIT, kind, hash);
+        at += RECORD_HEADER_BYTES + len;
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

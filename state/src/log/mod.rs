@@ -12,6 +12,7 @@
 //! | [`store`] | [`LogStore`]: the open segment, sealed segments in flight or on disk, dead-byte accounting |
 //! | [`spill`] | the per-table index of cold keys, eviction, read-back, tombstones, replay |
 //! | [`compact`] | one compaction step, for any owner of tables ([`compact::CompactTarget`]) |
+//! | [`index`] | index bases: a checkpoint's tables' indexes, archived with rkyv, so that a restore need not replay the whole log |
 //!
 //! Compaction is driven by the owner of a log
 //! ([`KeyedStateBackend`](crate::KeyedStateBackend), or the engine's window
@@ -20,11 +21,13 @@
 
 pub mod compact;
 pub mod format;
+pub mod index;
 pub mod io;
 pub mod spill;
 pub mod store;
 
 pub use format::{Record, RecordKind};
+pub use index::{IndexCheckpoint, IndexedTable, LogIndex};
 pub use io::{Faults, SegmentBytes, SegmentIo, SimDisk, SimIo};
 pub use spill::{Charge, MemoryBudget, MemoryUse, SpillStats};
 pub use store::{Durability, Loc, LogStats, LogStore, SegmentRef};

@@ -241,6 +241,9 @@ pub struct Spill<K, V> {
     next_shard: usize,
     /// The TTL sweep's position in the index's buckets.
     cold_hand: usize,
+    /// Records dropped from the index without a tombstone since the last
+    /// index base ([`IndexedTable::forgotten`]).
+    forgotten: Vec<(u64, Loc)>,
     /// Counters.
     pub stats: SpillStats,
     _types: std::marker::PhantomData<fn() -> (K, V)>,
@@ -305,6 +308,7 @@ where
             hands: [0; SHARDS],
             next_shard: 0,
             cold_hand: 0,
+            forgotten: Vec::new(),
             stats: SpillStats::default(),
             _types: std::marker::PhantomData,
         }
@@ -429,7 +433,7 @@ where
     /// `logged` is the removed hot entry's [`LOGGED`] flag, `None` if the
     /// key was not in memory.
     pub fn forget(&mut self, hash: u64, key: &K, logged: Option<bool>) {
-        if !self.drop_record(hash, key, logged) {
+        if self.drop_record(hash, key, logged).is_none() {
             return;
         }
         let mut log = self.log.borrow_mut();
@@ -493,15 +497,21 @@ where
     /// filters out itself (a window row removed at its window's cleanup
     /// time: a restore keeps only rows whose cleanup timer is pending).
     /// `logged` as for [`forget`](Self::forget).
+    ///
+    /// A replay cannot see such a removal, so the record is also noted as
+    /// forgotten until the next index base, and checkpoints name it
+    /// (see [`index`](super::index)).
     pub fn forget_for_good(&mut self, hash: u64, key: &K, logged: Option<bool>) {
-        self.drop_record(hash, key, logged);
+        if let Some(loc) = self.drop_record(hash, key, logged) {
+            self.forgotten.push((hash, loc));
+        }
     }
 
-    /// Kills the key's record and takes it out of the index; whether it had
-    /// one. `logged` as for [`forget`](Self::forget).
-    fn drop_record(&mut self, hash: u64, key: &K, logged: Option<bool>) -> bool {
+    /// Kills the key's record and takes it out of the index; where it was,
+    /// if it had one. `logged` as for [`forget`](Self::forget).
+    fn drop_record(&mut self, hash: u64, key: &K, logged: Option<bool>) -> Option<Loc> {
         if self.cold.is_empty() || logged == Some(false) {
-            return false;
+            return None;
         }
         let log = self.log.clone();
         let mut log = log.borrow_mut();
@@ -509,10 +519,10 @@ where
             Some(_) => self.own_record(&log, hash, key),
             None => self.find_cold(&log, hash, key),
         };
-        let Some(old) = old else { return false };
+        let old = old?;
         log.kill(old);
         self.drop_cold(hash, old);
-        true
+        Some(old)
     }
 
     /// Charges the table's current size to the budget and, if the core is
@@ -700,7 +710,8 @@ where
             self.budget.recharge(MemoryUse::Entries, self.charged_hot, entries);
             self.charged_hot = entries;
         }
-        let index = self.cold.capacity() * INDEX_SLOT_BYTES;
+        let index = self.cold.capacity() * INDEX_SLOT_BYTES
+            + self.forgotten.capacity() * std::mem::size_of::<(u64, Loc)>();
         if index != self.charged_index {
             self.budget.recharge(MemoryUse::Index, self.charged_index, index);
             self.charged_index = index;
@@ -771,6 +782,36 @@ where
             RecordKind::Delete => log.kill(loc),
         }
         Ok(())
+    }
+}
+
+impl<K, V> super::index::IndexedTable for Spill<K, V> {
+    fn for_each_indexed(&self, each: &mut dyn FnMut(u64, Loc)) {
+        for &(hash, l) in &self.cold {
+            each(hash, Loc::from_bits(l));
+        }
+    }
+
+    fn reserve_index(&mut self, more: usize) {
+        self.cold.reserve(more, |e| e.0);
+    }
+
+    fn index_loaded(&mut self, hash: u64, loc: Loc) {
+        self.cold.insert_unique(hash, (hash, loc.to_bits()), |e| e.0);
+    }
+
+    fn unindex(&mut self, hash: u64, loc: Loc) {
+        if let Ok(e) = self.cold.find_entry(hash, |&(h, l)| h == hash && l == loc.to_bits()) {
+            e.remove();
+        }
+    }
+
+    fn forgotten(&self) -> &[(u64, Loc)] {
+        &self.forgotten
+    }
+
+    fn clear_forgotten(&mut self) {
+        self.forgotten = Vec::new();
     }
 }
 

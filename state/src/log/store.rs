@@ -149,6 +149,17 @@ pub struct LogStore {
     /// What the log holds in memory ([`Self::resident_bytes`]), charged to
     /// the core's budget when set ([`Self::charge_to`]).
     charge: Option<Charge>,
+    /// Files written beside the segments (index bases, see
+    /// [`write_aux`](Self::write_aux)), by id.
+    aux: BTreeMap<u64, Aux>,
+}
+
+/// A file written through the log that is not one of its segments.
+struct Aux {
+    data: Data,
+    len: usize,
+    /// Still the log's (not retired): a retired file is the checkpoints'.
+    current: bool,
 }
 
 impl LogStore {
@@ -174,6 +185,7 @@ impl LogStore {
             last_error: None,
             stats: LogStats::default(),
             charge: None,
+            aux: BTreeMap::new(),
         };
         s.start_segment();
         s
@@ -205,13 +217,74 @@ impl LogStore {
     fn start_segment(&mut self) {
         self.open_no = self.next_no;
         self.next_no += 1;
-        self.open_id = self.id_base + self.next_id;
-        self.next_id += 1;
+        self.open_id = self.next_file_id();
         self.open = Vec::with_capacity(self.segment_target + self.segment_target / 8);
         self.open_dead = 0;
         self.open_records = 0;
         self.open_tombstones = 0;
         format::write_segment_header(&mut self.open, self.open_id);
+    }
+
+    fn next_file_id(&mut self) -> u64 {
+        let id = self.id_base + self.next_id;
+        self.next_id += 1;
+        id
+    }
+
+    /// The id the next file of [`write_aux`](Self::write_aux) is to have
+    /// (taken from the segment ids: each call takes a new one).
+    pub fn next_aux_id(&mut self) -> u64 {
+        self.next_file_id()
+    }
+
+    /// Writes `bytes` as file `id` (from [`next_aux_id`](Self::next_aux_id))
+    /// beside the segments (an index base). Its write is
+    /// tracked as a segment's: [`durability`](Self::durability) answers for
+    /// its id, a failed write is retried at the next seal, and its bytes
+    /// are charged until durable. It is never deleted by the log: a
+    /// checkpoint refers to it (see [`retire_aux`](Self::retire_aux)).
+    pub fn write_aux(&mut self, id: u64, bytes: Vec<u8>) {
+        let bytes = Rc::new(bytes);
+        let len = bytes.len();
+        self.io.write(id, bytes.clone());
+        self.aux.insert(id, Aux { data: Data::Writing(bytes), len, current: true });
+        self.recharge();
+    }
+
+    /// The log no longer needs file `id` (from [`write_aux`](Self::write_aux)):
+    /// it is forgotten once durable (the checkpoints that refer to it own
+    /// its deletion).
+    pub fn retire_aux(&mut self, id: u64) {
+        if let Some(a) = self.aux.get_mut(&id) {
+            a.current = false;
+        }
+        self.aux.retain(|_, a| a.current || matches!(a.data, Data::Writing(_)));
+        self.recharge();
+    }
+
+    /// The number of the sealed segment with id `id`, if the log holds it.
+    pub fn number_of(&self, id: u64) -> Option<u32> {
+        self.sealed.iter().find(|(_, s)| s.id == id).map(|(no, _)| *no)
+    }
+
+    /// The id of segment number `seg` (sealed or open), if the log holds it.
+    pub fn id_of(&self, seg: u32) -> Option<u64> {
+        if seg == self.open_no { Some(self.open_id) } else { self.sealed.get(&seg).map(|s| s.id) }
+    }
+
+    /// The valid length of sealed segment `seg`.
+    pub fn segment_len(&self, seg: u32) -> Option<usize> {
+        self.sealed.get(&seg).map(|s| s.len)
+    }
+
+    /// Sets every sealed segment's dead count from how many of its records
+    /// are live (`live(seg)`, from the tables' indexes): after a restore
+    /// that loaded an index instead of replaying every record, the log has
+    /// not seen which records were superseded.
+    pub fn recount_dead(&mut self, live: impl Fn(u32) -> usize) {
+        for (no, s) in &mut self.sealed {
+            s.dead = s.records.saturating_sub(live(*no));
+        }
     }
 
     /// Appends a record; `encode` appends its payload.
@@ -292,6 +365,13 @@ impl LogStore {
                 s.data = Data::Writing(b);
             }
         }
+        for (id, a) in &mut self.aux {
+            if let Data::Failed(b) = &a.data {
+                let b = b.clone();
+                self.io.write(*id, b.clone());
+                a.data = Data::Writing(b);
+            }
+        }
     }
 
     /// Takes in finished writes: a durable segment is read from storage from
@@ -302,6 +382,28 @@ impl LogStore {
             return;
         }
         for (id, result) in std::mem::take(&mut self.done) {
+            if let Some(a) = self.aux.get_mut(&id) {
+                let Data::Writing(bytes) = &a.data else { continue };
+                match result.and_then(|()| self.io.open(id)) {
+                    Ok(mapped) if (*mapped).as_ref().len() >= a.len => a.data = Data::OnDisk(mapped),
+                    other => {
+                        self.stats.write_failures += 1;
+                        self.last_error = Some(match other {
+                            Ok(m) => format!(
+                                "index file {id:016x}: {} bytes readable after writing {}",
+                                (*m).as_ref().len(),
+                                a.len
+                            ),
+                            Err(e) => format!("index file {id:016x}: {e}"),
+                        });
+                        a.data = Data::Failed(bytes.clone());
+                    }
+                }
+                if !a.current {
+                    self.aux.remove(&id);
+                }
+                continue;
+            }
             let Some(seg) = self.sealed.values_mut().find(|s| s.id == id) else {
                 // Dropped while its write was in flight.
                 if result.is_ok() {
@@ -334,11 +436,13 @@ impl LogStore {
     /// Whether every sealed segment is durable.
     pub fn is_durable(&self) -> bool {
         self.sealed.values().all(|s| matches!(s.data, Data::OnDisk(_)))
+            && self.aux.values().all(|a| matches!(a.data, Data::OnDisk(_)))
     }
 
     /// Whether a sealed segment's write failed and awaits a retry.
     pub fn has_failed_writes(&self) -> bool {
         self.sealed.values().any(|s| matches!(s.data, Data::Failed(_)))
+            || self.aux.values().any(|a| matches!(a.data, Data::Failed(_)))
     }
 
     /// The last write error, if any.
@@ -369,10 +473,7 @@ impl LogStore {
     /// Whether every segment of `list` is durable. A segment no longer in
     /// the log was compacted away, which happens only to durable ones.
     pub fn all_durable(&self, list: &[SegmentRef]) -> bool {
-        self.sealed
-            .values()
-            .filter(|s| list.iter().any(|r| r.id == s.id))
-            .all(|s| matches!(s.data, Data::OnDisk(_)))
+        self.durability(list) == Durability::Durable
     }
 
     /// Where the segments of `list` stand: all durable (or compacted away,
@@ -380,13 +481,17 @@ impl LogStore {
     /// still being written.
     pub fn durability(&self, list: &[SegmentRef]) -> Durability {
         let mut pending = false;
-        for s in self.sealed.values().filter(|s| list.iter().any(|r| r.id == s.id)) {
-            match s.data {
+        let aux =
+            self.aux.iter().filter(|(id, _)| list.iter().any(|r| r.id == **id)).map(|(id, a)| (*id, &a.data));
+        let sealed =
+            self.sealed.values().filter(|s| list.iter().any(|r| r.id == s.id)).map(|s| (s.id, &s.data));
+        for (id, data) in sealed.chain(aux) {
+            match data {
                 Data::OnDisk(_) => {}
                 Data::Writing(_) => pending = true,
                 Data::Failed(_) => {
                     return Durability::Failed(
-                        self.last_error.clone().unwrap_or_else(|| format!("segment {:016x} failed", s.id)),
+                        self.last_error.clone().unwrap_or_else(|| format!("segment {id:016x} failed")),
                     );
                 }
             }
@@ -578,6 +683,7 @@ impl LogStore {
                 .filter(|s| !matches!(s.data, Data::OnDisk(_)))
                 .map(|s| s.len)
                 .sum::<usize>()
+            + self.aux.values().filter(|a| !matches!(a.data, Data::OnDisk(_))).map(|a| a.len).sum::<usize>()
     }
 
     /// Bytes of all segments (live and dead), open one included.
