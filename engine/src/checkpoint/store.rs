@@ -239,6 +239,21 @@ fn check_segment(path: &Path, s: &SegmentFile) -> Result<(), StoreError> {
     }
     let mut header = [0u8; brisk_state::log::format::SEGMENT_HEADER_BYTES];
     f.read_exact(&mut header).map_err(|e| file_error(path, e))?;
+    if brisk_state::log::index::is_base(&header) {
+        // An index base: its header is longer.
+        let mut rest = [0u8; brisk_state::log::index::INDEX_HEADER_BYTES
+            - brisk_state::log::format::SEGMENT_HEADER_BYTES];
+        f.read_exact(&mut rest).map_err(|e| file_error(path, e))?;
+        let header = [&header[..], &rest[..]].concat();
+        return match brisk_state::log::index::base_id(&header) {
+            Ok(id) if id == s.id => Ok(()),
+            Ok(id) => Err(file_error(
+                path,
+                format!("holds index base {id:016x}, the manifest expects {:016x}", s.id),
+            )),
+            Err(e) => Err(file_error(path, e)),
+        };
+    }
     match brisk_state::log::format::read_segment_header(&header) {
         Ok(id) if id == s.id => Ok(()),
         Ok(id) => {

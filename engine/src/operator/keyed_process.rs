@@ -120,9 +120,7 @@ impl<K: Eq + Hash + Clone, N: Eq + Hash + Clone> Timers<K, N> {
         K: Hash,
     {
         let queue = if event_time { &mut self.event } else { &mut self.processing };
-        for key in keys {
-            queue.register(key, brisk_state::key_hash(key), namespace, timestamp);
-        }
+        queue.register_new(keys, namespace, timestamp);
     }
 }
 
@@ -482,6 +480,9 @@ mod state_kind {
     pub const EVENT_TIMERS: u8 = 6;
     /// `((), timestamp, keys)`: processing-time timers of one key group.
     pub const PROCESSING_TIMERS: u8 = 7;
+    /// Incremental checkpoint: the log's index base and the records
+    /// forgotten since (before [`LOG_SEGMENTS`]).
+    pub const LOG_INDEX: u8 = 8;
 }
 
 /// Which core owns a key hash: the invariant every keyed operator asserts on
@@ -567,13 +568,15 @@ where
         // Every dirty entry into the log, which is sealed: its segments are
         // the state now.
         let segments = if incremental { self.backend.flush_log() } else { None };
+        let index = segments.as_ref().and_then(|list| self.backend.checkpoint_index(list));
         let mut w = StateWriter::new();
         let directory: Vec<(&str, &str)> = self.backend.descriptors().collect();
         w.entry(state_kind::DIRECTORY, NO_KEY_GROUP, &directory);
         let files = crate::checkpoint::incremental::name_segments(
             &mut w,
-            state_kind::LOG_SEGMENTS,
+            [state_kind::LOG_SEGMENTS, state_kind::LOG_INDEX],
             segments.as_ref(),
+            index.as_ref(),
             &self.adopted_paths,
             self.node,
             self.info.core,
@@ -598,7 +601,7 @@ where
                 self.node,
                 w.finish(),
                 started,
-                list,
+                (list, index),
                 files,
                 log.clone(),
             ),
@@ -614,6 +617,8 @@ where
         // Snapshot index -> this backend's state id; every file starts with
         // its directory.
         let mut ids: Vec<usize> = Vec::new();
+        // A file's index entry comes just before its segments.
+        let mut index = None;
         restore_owned(&core, self.node, &info, &owner, |entry| {
             match entry.kind {
                 state_kind::DIRECTORY => {
@@ -627,25 +632,24 @@ where
                     };
                     self.backend.restore_entry(id, bytes)?;
                 }
+                state_kind::LOG_INDEX => {
+                    index = Some(crate::checkpoint::incremental::IndexEntry::decode(&entry)?);
+                }
                 state_kind::LOG_SEGMENTS => {
-                    let (backend, ids) = (&mut self.backend, &ids);
-                    let log = backend.log().cloned();
+                    let log = self.backend.log().cloned();
+                    let mut tables = BackendLog {
+                        backend: &mut self.backend,
+                        ids: &ids,
+                        key_group: |hash| owner.max_parallelism.key_group(hash),
+                    };
                     crate::checkpoint::incremental::restore_segments(
                         &entry,
+                        index.take(),
                         restored.as_deref(),
                         log.as_ref(),
                         range,
                         &mut self.adopted_paths,
-                        |no, scope| {
-                            backend
-                                .replay_segment(
-                                    no,
-                                    |hash| scope.contains(owner.max_parallelism.key_group(hash)),
-                                    |old| ids.get(old as usize).copied(),
-                                )
-                                .map(|_| ())
-                                .map_err(|e| e.to_string())
-                        },
+                        &mut tables,
                     )?;
                 }
                 kind @ (state_kind::EVENT_TIMER | state_kind::PROCESSING_TIMER) => {
@@ -792,6 +796,38 @@ where
             Control::EndOfInput | Control::Status(_) | Control::Latency(_) => {}
         }
         s.next.control(control)
+    }
+}
+
+/// A keyed process function's state backend as a restore of its log sees
+/// it; `ids` maps the checkpoint's state numbers to the backend's.
+struct BackendLog<'a, K, G> {
+    backend: &'a mut KeyedStateBackend<K>,
+    ids: &'a [usize],
+    key_group: G,
+}
+
+impl<K, G> crate::checkpoint::incremental::LogTables for BackendLog<'_, K, G>
+where
+    K: Eq + Hash + Clone + Serialize + DeserializeOwned + 'static,
+    G: Fn(u64) -> u32,
+{
+    fn replay(&mut self, seg: u32, scope: brisk_state::KeyGroupRange, _indexed: bool) -> Result<(), String> {
+        let (ids, key_group) = (self.ids, &self.key_group);
+        self.backend
+            .replay_segment(seg, |hash| scope.contains(key_group(hash)), |old| ids.get(old as usize).copied())
+            .map(|_| ())
+            .map_err(|e| e.to_string())
+    }
+    fn index_usable(&self) -> bool {
+        // The base's tables are named by the checkpoint's state numbers.
+        self.ids.iter().enumerate().all(|(i, &id)| i == id)
+    }
+    fn load_index(&mut self, base: &brisk_state::log::index::BaseFile) -> Result<usize, String> {
+        self.backend.load_index(base).map_err(|e| e.to_string())
+    }
+    fn finish_index(&mut self, forgotten: &[brisk_state::log::index::ForgottenRef]) {
+        self.backend.finish_index(forgotten)
     }
 }
 

@@ -333,6 +333,9 @@ mod state_kind {
     /// `((start, end), timestamp, keys)`: processing-time timers of one
     /// window and key group.
     pub const PROCESSING_TIMERS: u8 = 7;
+    /// Incremental checkpoint: the log's index base and the rows removed
+    /// for good since (before [`LOG_SEGMENTS`]).
+    pub const LOG_INDEX: u8 = 8;
 }
 
 type WindowTimers<K> = crate::operator::keyed_process::Timers<K, Window>;
@@ -506,13 +509,15 @@ where
         // Every dirty row into the log, which is sealed: its segments hold
         // the rows now.
         let segments = if incremental { self.entries.flush_log() } else { None };
+        let index = segments.as_ref().and_then(|list| self.entries.checkpoint_index(list));
         // Room for the last snapshot's size and a quarter more.
         let last = self.last_snapshot_bytes.get();
         let mut w = StateWriter::with_capacity(last + last / 4);
         let files = crate::checkpoint::incremental::name_segments(
             &mut w,
-            state_kind::LOG_SEGMENTS,
+            [state_kind::LOG_SEGMENTS, state_kind::LOG_INDEX],
             segments.as_ref(),
+            index.as_ref(),
             &self.adopted_paths,
             self.node,
             self.info.core,
@@ -558,7 +563,7 @@ where
                 self.node,
                 payload,
                 started,
-                list,
+                (list, index),
                 files,
                 log.clone(),
             ),
@@ -570,6 +575,7 @@ where
     /// timers and merging sets first, then rows, because a row from the log
     /// is live only if its window's cleanup timer is pending.
     fn restore(&mut self) -> Result<(), JobError> {
+        let started = std::time::Instant::now();
         let (core, info, owner) = (self.core.clone(), self.info.clone(), self.owner);
         let restored = core.checkpoints.as_ref().and_then(|c| c.restored.clone());
         let range = owner.max_parallelism.range_for(owner.core, owner.cores);
@@ -589,12 +595,19 @@ where
                     let window = Window::time(start, end);
                     self.timers.restore_group(kind == state_kind::EVENT_TIMERS, &window, ts, &keys);
                 }
-                state_kind::ROW | state_kind::LOG_SEGMENTS => {}
+                state_kind::ROW | state_kind::LOG_SEGMENTS | state_kind::LOG_INDEX => {}
                 other => return Err(entry.error(format!("unknown entry kind {other}")).into()),
             }
             Ok(())
         })?;
         let (event_time, lateness) = (self.assigner.is_event_time(), self.lateness);
+        tracing::debug!(
+            "window operator {}: timers and merging sets restored in {:?}",
+            self.node,
+            started.elapsed()
+        );
+        // A file's index entry comes just before its segments.
+        let mut index = None;
         crate::checkpoint::restore_owned(&core, self.node, &info, &owner, |entry| {
             match entry.kind {
                 state_kind::ROW => {
@@ -609,29 +622,28 @@ where
                     row.end_timer = end_timer;
                     row.cleanup_registered = cleanup;
                 }
+                state_kind::LOG_INDEX => {
+                    index = Some(crate::checkpoint::incremental::IndexEntry::decode(&entry)?);
+                }
                 state_kind::LOG_SEGMENTS => {
                     let log = self.entries.log().cloned();
                     let Self { entries, timers, adopted_paths, .. } = self;
                     let queue = if event_time { &timers.event } else { &timers.processing };
-                    // A row is live unless its window was cleaned up: its
-                    // cleanup timer is pending, or it has none.
-                    let live = |key: &K, window: Window| {
-                        let at = cleanup_time(event_time, lateness, &window);
-                        at == MAX_WATERMARK || queue.contains(key, brisk_state::key_hash(key), &window, at)
+                    let mut tables = WindowLog {
+                        entries,
+                        queue,
+                        event_time,
+                        lateness,
+                        key_group: |hash| owner.max_parallelism.key_group(hash),
                     };
                     crate::checkpoint::incremental::restore_segments(
                         &entry,
+                        index.take(),
                         restored.as_deref(),
                         log.as_ref(),
                         range,
                         adopted_paths,
-                        |no, scope| {
-                            entries.replay_segment(
-                                no,
-                                |hash| scope.contains(owner.max_parallelism.key_group(hash)),
-                                live,
-                            )
-                        },
+                        &mut tables,
                     )?;
                 }
                 _ => {}
@@ -1173,4 +1185,42 @@ pub(crate) fn reduce_logic<F, T>(
     f: F,
 ) -> IncrementalLogic<ReduceInc<F>, crate::window::function::PassThrough, T> {
     IncrementalLogic::new(ReduceInc(f), crate::window::function::PassThrough)
+}
+
+/// A window operator's rows as a restore of their log sees them.
+struct WindowLog<'a, K, A, G> {
+    entries: &'a mut Rows<K, A>,
+    queue: &'a brisk_state::timers::TimerQueue<K, Window>,
+    event_time: bool,
+    lateness: i64,
+    key_group: G,
+}
+
+impl<K, A, G> crate::checkpoint::incremental::LogTables for WindowLog<'_, K, A, G>
+where
+    K: Eq + Hash + Clone + Serialize + DeserializeOwned + 'static,
+    A: Serialize + DeserializeOwned + 'static,
+    G: Fn(u64) -> u32,
+{
+    fn replay(&mut self, seg: u32, scope: brisk_state::KeyGroupRange, indexed: bool) -> Result<(), String> {
+        let (queue, event_time, lateness) = (self.queue, self.event_time, self.lateness);
+        // Without an index base, a row is live unless its window was
+        // cleaned up: its cleanup timer is pending, or it has none. With
+        // one, the checkpoint names the rows removed for good.
+        let live = |key: &K, window: Window| {
+            let at = cleanup_time(event_time, lateness, &window);
+            indexed || at == MAX_WATERMARK || queue.contains(key, brisk_state::key_hash(key), &window, at)
+        };
+        let key_group = &self.key_group;
+        self.entries.replay_segment(seg, |hash| scope.contains(key_group(hash)), live)
+    }
+    fn index_usable(&self) -> bool {
+        true
+    }
+    fn load_index(&mut self, base: &brisk_state::log::index::BaseFile) -> Result<usize, String> {
+        self.entries.load_index(base)
+    }
+    fn finish_index(&mut self, forgotten: &[brisk_state::log::index::ForgottenRef]) {
+        self.entries.finish_index(forgotten)
+    }
 }

@@ -16,8 +16,11 @@ use std::rc::Rc;
 
 use brisk_state::hot::HotTable;
 use brisk_state::log::compact::{CompactTarget, compact_once};
+use brisk_state::log::index::{BaseFile, ForgottenRef, IndexedTables};
 use brisk_state::log::spill::{DIRTY, HotEntry, LOGGED, REFERENCED, Spill};
-use brisk_state::log::{Loc, LogStore, MemoryBudget, Record, SegmentRef, SpillStats};
+use brisk_state::log::{
+    IndexCheckpoint, IndexedTable, Loc, LogIndex, LogStore, MemoryBudget, Record, SegmentRef, SpillStats,
+};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
@@ -78,7 +81,21 @@ impl<K: Clone + Hash + Serialize, A: Serialize> HotEntry<(K, Window), RowValue<A
 struct RowTier<K, A> {
     log: Rc<RefCell<LogStore>>,
     spill: Spill<(K, Window), RowValue<A>>,
+    /// The index bases its checkpoints refer to.
+    index: LogIndex,
     accesses: u32,
+}
+
+/// The rows' index as index bases see it: one table, state 0.
+struct OneTable<'a, T>(&'a mut T);
+
+impl<T: IndexedTable> IndexedTables for OneTable<'_, T> {
+    fn states(&self) -> Vec<u32> {
+        vec![0]
+    }
+    fn table(&mut self, state: u32) -> Option<&mut dyn IndexedTable> {
+        (state == 0).then_some(&mut *self.0 as &mut dyn IndexedTable)
+    }
 }
 
 impl<K, A> RowTier<K, A>
@@ -144,7 +161,7 @@ where
         let tier = log.map(|(log, budget)| {
             let log = Rc::new(RefCell::new(log));
             let spill = Spill::new(log.clone(), 0, budget, std::mem::size_of::<Row<K, A>>());
-            Box::new(RowTier { log, spill, accesses: 0 })
+            Box::new(RowTier { log, spill, index: LogIndex::default(), accesses: 0 })
         });
         Self { table: HotTable::new(), tier }
     }
@@ -305,6 +322,33 @@ where
         self.tier.as_ref().map(|t| &t.log)
     }
 
+    /// After [`flush_log`](Self::flush_log) returned `list`: what the
+    /// checkpoint refers to of the rows' index, writing a new index base if
+    /// one is due (`brisk_state::log::index`). `None` without a log.
+    pub fn checkpoint_index(&mut self, list: &[SegmentRef]) -> Option<IndexCheckpoint> {
+        let t = self.tier.as_mut()?;
+        let mut log = t.log.borrow_mut();
+        Some(t.index.checkpoint(&mut log, list, &mut OneTable(&mut t.spill)))
+    }
+
+    /// The first step of a restore through an index base: indexes the rows
+    /// of `base` whose segments the log has adopted. Returns how many.
+    pub fn load_index(&mut self, base: &BaseFile) -> Result<usize, String> {
+        let Some(t) = &mut self.tier else { return Err("not a log backend".into()) };
+        let log = t.log.borrow();
+        brisk_state::log::index::load_base(base.base(), &log, &mut OneTable(&mut t.spill))
+    }
+
+    /// The last step of a restore through an index base, after its tail
+    /// was replayed: unindexes the rows removed for good since the base
+    /// (`forgotten`), and recounts the log's dead records.
+    pub fn finish_index(&mut self, forgotten: &[ForgottenRef]) {
+        let Some(t) = &mut self.tier else { return };
+        let mut log = t.log.borrow_mut();
+        brisk_state::log::index::unindex_forgotten(forgotten, &log, &mut OneTable(&mut t.spill));
+        brisk_state::log::index::recount_dead(&mut log, &mut OneTable(&mut t.spill));
+    }
+
     /// Rebuilds the index from adopted segment `seg`, keeping the rows whose
     /// key's hash `owned` accepts and that `live` says still exist (a row
     /// removed for good left no tombstone: its window's cleanup timer is
@@ -435,6 +479,72 @@ mod tests {
             }
             let cold = back.tier.as_ref().unwrap().spill.cold_len();
             assert_eq!(cold, want, "filtered: {filtered}");
+        }
+    }
+
+    /// Rows removed for good after an index base are named by the next
+    /// checkpoints (they left no tombstone), and a restore through the base
+    /// unindexes them without asking the timers; without the names they
+    /// would come back (the control).
+    #[test]
+    fn rows_removed_for_good_after_a_base_stay_gone_at_a_restore_through_it() {
+        use brisk_state::key_hash;
+        use brisk_state::log::{LogStore, MemoryBudget, SimDisk, SimIo};
+        let disk = SimDisk::new(5);
+        let settle = |rows: &Rows<u64, u64>| {
+            for _ in 0..8 {
+                rows.log().unwrap().borrow_mut().poll();
+            }
+        };
+        let log = LogStore::new(Box::new(SimIo(disk.clone())), 0, 8 << 10);
+        let mut rows: Rows<u64, u64> = Rows::new(Some((log, MemoryBudget::new(4 << 10))));
+        let (w1, w2) = (Window::time(0, 10), Window::time(10, 20));
+        for k in 0..500u64 {
+            for w in [w1, w2] {
+                rows.or_insert(&k, row_hash(key_hash(&k), &w), w).acc = Some(k);
+            }
+        }
+        let list = rows.flush_log().unwrap();
+        assert!(rows.checkpoint_index(&list).unwrap().written, "the first checkpoint writes a base");
+        settle(&rows);
+        for k in 0..50u64 {
+            assert!(rows.remove_done(&k, key_hash(&k), w1).is_some());
+        }
+        let list = rows.flush_log().unwrap();
+        let ix = rows.checkpoint_index(&list).unwrap();
+        settle(&rows);
+        assert!(!ix.written, "a few removals do not make a new base due");
+        assert_eq!(ix.forgotten.len(), 50);
+        for (forgotten, want) in [(&ix.forgotten[..], 950), (&[][..], 1000)] {
+            let log = LogStore::new(Box::new(SimIo(SimDisk::new(6))), 1 << 32, 8 << 10);
+            let mut back: Rows<u64, u64> = Rows::new(Some((log, MemoryBudget::new(4 << 10))));
+            let mut adopted = Vec::new();
+            for s in &list {
+                let bytes = disk.borrow().read(s.id).unwrap();
+                let no = back.log().unwrap().borrow_mut().adopt_verified(
+                    s.id,
+                    Rc::new(bytes),
+                    s.len as usize,
+                    s.scope,
+                );
+                adopted.push((no.unwrap(), s.id));
+            }
+            let bytes = disk.borrow().read(ix.base.id).unwrap();
+            let base = BaseFile::open(Rc::new(bytes), ix.base.len as usize, ix.base.id).unwrap();
+            let covered: Vec<u64> = base.base().segments.iter().map(|s| s.id.to_native()).collect();
+            assert_eq!(back.load_index(&base).unwrap(), 1000);
+            for (no, id) in adopted {
+                if !covered.contains(&id) {
+                    back.replay_segment(no, |_| true, |_, _| true).unwrap();
+                }
+            }
+            back.finish_index(forgotten);
+            let cold = back.tier.as_ref().unwrap().spill.cold_len();
+            assert_eq!(cold, want, "{} forgotten rows named", forgotten.len());
+            for k in 0..500u64 {
+                let gone = k < 50 && !forgotten.is_empty();
+                assert_eq!(back.get_mut(&k, key_hash(&k), w1).is_none(), gone, "row ({k}, w1)");
+            }
         }
     }
 }
