@@ -197,7 +197,8 @@ fn a_crash_at_any_point_recovers_the_last_acknowledged_state() {
         let budget = if round % 2 == 0 { 4 << 10 } else { 24 << 10 };
         let mut j = job(&disk, 0, budget, 8 << 10);
         let mut model = Model::default();
-        let mut acked: (Vec<SegmentRef>, Model) = (Vec::new(), Model::default());
+        let mut acked: (Vec<SegmentRef>, Option<IndexCheckpoint>, Model) =
+            (Vec::new(), None, Model::default());
         let crash_at = rng.usize(2_000..12_000);
         for i in 0..crash_at {
             step(&mut j, &mut model, &mut rng, keys);
@@ -205,12 +206,14 @@ fn a_crash_at_any_point_recovers_the_last_acknowledged_state() {
                 j.backend.maintain_log();
             }
             if i % 1500 == 1499 {
-                // A checkpoint: flush, wait until durable, publish.
+                // A checkpoint: flush, index, wait until durable, publish.
                 let list = j.backend.flush_log().unwrap();
+                let ix = j.backend.checkpoint_index(&list).unwrap();
                 settle(&mut j);
                 let log = j.backend.log().unwrap().borrow();
-                assert!(log.all_durable(&list), "no faults injected, so the flush is durable");
-                acked = (list, model.clone());
+                let all: Vec<SegmentRef> = list.iter().chain([&ix.base]).cloned().collect();
+                assert!(log.all_durable(&all), "no faults injected, so the flush is durable");
+                acked = (list, Some(ix), model.clone());
             }
         }
         // Power fails mid-flight: writes in flight vanish, unsynced tails tear.
@@ -225,10 +228,14 @@ fn a_crash_at_any_point_recovers_the_last_acknowledged_state() {
                 torn_tails += usize::from(valid < bytes.len());
             }
         }
+        if let Some(ix) = &acked.1 {
+            let (mut r, _) = recover_indexed(&disk, &acked.0, ix, budget);
+            check(&mut r, &acked.2, keys, &format!("round {round}, through the index after step {crash_at}"));
+        }
         let mut r = recover(&disk, &acked.0, 1 << 32, budget);
-        check(&mut r, &acked.1, keys, &format!("round {round}, recovered after step {crash_at}"));
+        check(&mut r, &acked.2, keys, &format!("round {round}, recovered after step {crash_at}"));
         // And the recovered state keeps working: a later crash-free run on it.
-        let mut model = acked.1.clone();
+        let mut model = acked.2.clone();
         for _ in 0..2000 {
             step(&mut r, &mut model, &mut rng, keys);
         }
@@ -248,14 +255,18 @@ fn a_full_disk_fails_the_checkpoint_not_the_data() {
     let mut model = Model::default();
     let keys = 400;
     let mut failed_checkpoints = 0;
+    let mut base_writes = 0;
     let mut acked = None;
     for i in 0..20_000 {
         step(&mut j, &mut model, &mut rng, keys);
         if i % 2000 == 1999 {
             let list = j.backend.flush_log().unwrap();
+            let ix = j.backend.checkpoint_index(&list).unwrap();
+            base_writes += usize::from(ix.written);
             settle(&mut j);
             let log = j.backend.log().unwrap().borrow();
-            if log.all_durable(&list) {
+            let all: Vec<SegmentRef> = list.iter().chain([&ix.base]).cloned().collect();
+            if log.all_durable(&all) {
                 acked = Some((list, model.clone()));
             } else {
                 assert!(log.has_failed_writes());
@@ -270,13 +281,20 @@ fn a_full_disk_fails_the_checkpoint_not_the_data() {
     // Space frees up: the next checkpoint retries the failed writes and succeeds.
     disk.borrow_mut().faults.capacity = None;
     let segments = j.backend.flush_log().unwrap();
+    let ix = j.backend.checkpoint_index(&segments).unwrap();
     settle(&mut j);
     let log = j.backend.log().unwrap().borrow();
-    assert!(log.all_durable(&segments), "{:?}", log.last_error());
+    let all: Vec<SegmentRef> = segments.iter().chain([&ix.base]).cloned().collect();
+    assert!(log.all_durable(&all), "{:?}", log.last_error());
     drop(log);
     let mut r = recover(&disk, &segments, 1 << 32, 4 << 10);
     check(&mut r, &model, keys, "recovered after space freed");
-    println!("failed checkpoints: {failed_checkpoints}, earlier ack: {}", acked.is_some());
+    let (mut r, _) = recover_indexed(&disk, &segments, &ix, 4 << 10);
+    check(&mut r, &model, keys, "recovered through the index after space freed");
+    println!(
+        "failed checkpoints: {failed_checkpoints}, earlier ack: {}, bases written: {base_writes}",
+        acked.is_some()
+    );
 }
 
 #[test]
