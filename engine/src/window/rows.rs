@@ -465,6 +465,8 @@ mod tests {
         let list = rows.flush_log().unwrap();
         settle(&rows);
         assert_eq!(rows.log_stats().unwrap().0.tombstones, 0);
+        let forgotten = rows.tier.as_ref().unwrap().spill.forgotten().len();
+        assert_eq!(forgotten, 0, "a log without index bases keeps no forgotten records");
         for (n, filtered, want) in [(1, true, 500), (2, false, 1000)] {
             let mut back: Rows<u64, u64> = Rows::new(Some((log(n << 32), MemoryBudget::new(4 << 10))));
             for s in &list {

@@ -169,6 +169,7 @@ impl LogIndex {
             }
         };
         if due {
+            log.set_indexed();
             let id = log.next_aux_id();
             let bytes = encode_base(id, log, list, &states, tables);
             let len = bytes.len() as u64;

@@ -498,11 +498,14 @@ where
     /// time: a restore keeps only rows whose cleanup timer is pending).
     /// `logged` as for [`forget`](Self::forget).
     ///
-    /// A replay cannot see such a removal, so the record is also noted as
-    /// forgotten until the next index base, and checkpoints name it
-    /// (see [`index`](super::index)).
+    /// A replay cannot see such a removal, so once checkpoints refer to
+    /// index bases ([`LogStore::is_indexed`]) the record is also noted as
+    /// forgotten until the next base, and checkpoints name it (see
+    /// [`index`](super::index)).
     pub fn forget_for_good(&mut self, hash: u64, key: &K, logged: Option<bool>) {
-        if let Some(loc) = self.drop_record(hash, key, logged) {
+        if let Some(loc) = self.drop_record(hash, key, logged)
+            && self.log.borrow().is_indexed()
+        {
             self.forgotten.push((hash, loc));
         }
     }

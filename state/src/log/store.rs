@@ -152,6 +152,9 @@ pub struct LogStore {
     /// Files written beside the segments (index bases, see
     /// [`write_aux`](Self::write_aux)), by id.
     aux: BTreeMap<u64, Aux>,
+    /// Whether checkpoints refer to an index base of this log (see
+    /// [`set_indexed`](Self::set_indexed)).
+    indexed: bool,
 }
 
 /// A file written through the log that is not one of its segments.
@@ -186,6 +189,7 @@ impl LogStore {
             stats: LogStats::default(),
             charge: None,
             aux: BTreeMap::new(),
+            indexed: false,
         };
         s.start_segment();
         s
@@ -260,6 +264,18 @@ impl LogStore {
         }
         self.aux.retain(|_, a| a.current || matches!(a.data, Data::Writing(_)));
         self.recharge();
+    }
+
+    /// Notes that checkpoints refer to an index base of this log: from now
+    /// on its tables keep the records they drop without a tombstone until
+    /// the next base (a log that is never checkpointed keeps none).
+    pub fn set_indexed(&mut self) {
+        self.indexed = true;
+    }
+
+    /// Whether [`set_indexed`](Self::set_indexed) was called.
+    pub fn is_indexed(&self) -> bool {
+        self.indexed
     }
 
     /// The number of the sealed segment with id `id`, if the log holds it.
