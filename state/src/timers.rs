@@ -87,6 +87,10 @@ pub struct TimerQueue<K, N> {
     len: usize,
     /// Bytes of slot and deletion-mark capacity over all buckets.
     slot_bytes: usize,
+    /// Slots added by [`register_new`](TimerQueue::register_new) and not
+    /// indexed yet: `(bucket, first position, end position)`.
+    pending: Vec<(u32, u32, u32)>,
+    pending_len: usize,
 }
 
 impl<K, N> Default for TimerQueue<K, N> {
@@ -98,6 +102,8 @@ impl<K, N> Default for TimerQueue<K, N> {
             index: HashTable::new(),
             len: 0,
             slot_bytes: 0,
+            pending: Vec::new(),
+            pending_len: 0,
         }
     }
 }
@@ -111,6 +117,7 @@ impl<K: Eq + Hash + Clone, N: Eq + Hash + Clone> TimerQueue<K, N> {
 
     /// The index slot of timer `(key, namespace, timestamp)`.
     fn find(&self, key: &K, key_hash: u64, namespace: &N, timestamp: i64) -> Option<(u32, u32)> {
+        debug_assert!(self.pending.is_empty(), "restored timers are indexed before a lookup (index_new)");
         let hash = Self::id_hash(key_hash, namespace, timestamp);
         let buckets = &self.buckets;
         self.index
@@ -132,31 +139,72 @@ impl<K: Eq + Hash + Clone, N: Eq + Hash + Clone> TimerQueue<K, N> {
     /// Registers a timer; `false` if it was already registered.
     pub fn register(&mut self, key: &K, key_hash: u64, namespace: &N, timestamp: i64) -> bool {
         debug_assert_eq!(key_hash, crate::key_hash(key), "a timer's key hash is its key's stable hash");
+        self.index_new();
         if self.find(key, key_hash, namespace, timestamp).is_some() {
             return false;
         }
-        self.insert_new(key, key_hash, namespace, timestamp);
+        let at = self.push_slot(key, namespace, timestamp);
+        self.index_slot(Self::id_hash(key_hash, namespace, timestamp), at);
         true
     }
 
     /// Registers timers of one namespace and timestamp that are known not
     /// to be registered (a checkpoint's, which holds each timer once, of
-    /// key groups no other file holds): without [`register`](Self::register)'s
-    /// lookup, which at a restore of millions of timers is a cache miss
-    /// each. Debug builds check that they are new.
+    /// key groups no other file holds), without [`register`](Self::register)'s
+    /// lookup, and indexes them only at [`index_new`](Self::index_new), all
+    /// at once into an index sized for them: at a restore of millions of
+    /// timers, a lookup and the index's growth are cache misses per timer.
     pub fn register_new(&mut self, keys: &[K], namespace: &N, timestamp: i64) {
         for key in keys {
-            let key_hash = crate::key_hash(key);
-            debug_assert!(
-                self.find(key, key_hash, namespace, timestamp).is_none(),
-                "a restored timer is new"
-            );
-            self.insert_new(key, key_hash, namespace, timestamp);
+            let (b, pos) = self.push_slot(key, namespace, timestamp);
+            match self.pending.last_mut() {
+                Some((lb, _, end)) if *lb == b && *end == pos => *end += 1,
+                _ => self.pending.push((b, pos, pos + 1)),
+            }
         }
+        self.pending_len += keys.len();
     }
 
-    /// Adds a timer that is not registered.
-    fn insert_new(&mut self, key: &K, key_hash: u64, namespace: &N, timestamp: i64) {
+    /// Indexes the timers [`register_new`](Self::register_new) added. Every
+    /// other change and lookup of the queue needs it first: the changes
+    /// call it, and a restore calls it before any lookup.
+    pub fn index_new(&mut self) {
+        if self.pending.is_empty() {
+            return;
+        }
+        let Self { index, buckets, pending, .. } = self;
+        let rehash = |&(b, p): &(u32, u32)| {
+            let bucket = &buckets[b as usize];
+            let slot = bucket.slot(p);
+            Self::id_hash(crate::key_hash(&slot.key), &slot.namespace, bucket.timestamp)
+        };
+        index.reserve(self.pending_len, rehash);
+        for &(b, from, to) in pending.iter() {
+            let bucket = &buckets[b as usize];
+            for pos in from..to {
+                let slot = bucket.slot(pos);
+                let hash = Self::id_hash(crate::key_hash(&slot.key), &slot.namespace, bucket.timestamp);
+                debug_assert!(
+                    index
+                        .find(hash, |&(ob, op)| {
+                            let other = &buckets[ob as usize];
+                            other.timestamp == bucket.timestamp
+                                && other.slot(op).key == slot.key
+                                && other.slot(op).namespace == slot.namespace
+                        })
+                        .is_none(),
+                    "a restored timer is new"
+                );
+                index.insert_unique(hash, (b, pos), rehash);
+            }
+        }
+        self.pending = Vec::new();
+        self.pending_len = 0;
+    }
+
+    /// Adds a slot for a timer that is not registered, unindexed; returns
+    /// its `(bucket, position)`.
+    fn push_slot(&mut self, key: &K, namespace: &N, timestamp: i64) -> (u32, u32) {
         let b = match self.order.get(&timestamp) {
             Some(&b) => b,
             None => {
@@ -184,18 +232,24 @@ impl<K: Eq + Hash + Clone, N: Eq + Hash + Clone> TimerQueue<K, N> {
         bucket.slots.push_back(Slot { key: key.clone(), namespace: namespace.clone() });
         self.slot_bytes += (bucket.slots.capacity() - before) * std::mem::size_of::<Slot<K, N>>();
         bucket.live += 1;
+        self.len += 1;
+        (b, pos)
+    }
+
+    /// Files the slot at `at` in the index under `hash`.
+    fn index_slot(&mut self, hash: u64, at: (u32, u32)) {
         let buckets = &self.buckets;
-        self.index.insert_unique(Self::id_hash(key_hash, namespace, timestamp), (b, pos), |&(b, p)| {
+        self.index.insert_unique(hash, at, |&(b, p)| {
             let bucket = &buckets[b as usize];
             let slot = bucket.slot(p);
             Self::id_hash(crate::key_hash(&slot.key), &slot.namespace, bucket.timestamp)
         });
-        self.len += 1;
     }
 
     /// Deletes a timer; `false` if there was none.
     pub fn delete(&mut self, key: &K, key_hash: u64, namespace: &N, timestamp: i64) -> bool {
         debug_assert_eq!(key_hash, crate::key_hash(key), "a timer's key hash is its key's stable hash");
+        self.index_new();
         let Some((b, pos)) = self.find(key, key_hash, namespace, timestamp) else { return false };
         self.unindex(key_hash, namespace, timestamp, (b, pos));
         let bucket = &mut self.buckets[b as usize];
@@ -247,6 +301,7 @@ impl<K: Eq + Hash + Clone, N: Eq + Hash + Clone> TimerQueue<K, N> {
 
     /// Removes and returns the earliest timer if its timestamp is `<= upto`.
     pub fn pop_due(&mut self, upto: i64) -> Option<Timer<K, N>> {
+        self.index_new();
         let (&timestamp, &b) = self.order.first_key_value()?;
         if timestamp > upto {
             return None;
@@ -371,6 +426,59 @@ mod tests {
                     })
                     .collect();
                 assert_eq!(got, want, "seed {seed}");
+            }
+        }
+    }
+
+    /// Timers added in groups without lookups (a restore) behave as the
+    /// same timers registered one by one, whether or not the restore
+    /// indexes them before the first change.
+    #[test]
+    fn timers_registered_new_in_groups_behave_as_registered_ones() {
+        let seed = fastrand::u64(..);
+        println!("seed {seed}");
+        let mut rng = fastrand::Rng::with_seed(seed);
+        for round in 0..20 {
+            let (mut one, mut groups) = (TimerQueue::<u16, u8>::default(), TimerQueue::<u16, u8>::default());
+            // Distinct timers, grouped by (timestamp, namespace) as a snapshot writes them.
+            let mut all: Vec<(i64, u8, u16)> =
+                (0..rng.usize(1..400)).map(|_| (rng.i64(0..30), rng.u8(0..3), rng.u16(0..200))).collect();
+            all.sort();
+            all.dedup();
+            for chunk in all.chunk_by(|a, b| (a.0, a.1) == (b.0, b.1)) {
+                let keys: Vec<u16> = chunk.iter().map(|t| t.2).collect();
+                for &(ts, n, k) in chunk {
+                    assert!(one.register(&k, crate::key_hash(&k), &n, ts));
+                }
+                groups.register_new(&keys, &chunk[0].1, chunk[0].0);
+            }
+            assert_eq!(groups.len(), one.len());
+            if round % 2 == 0 {
+                groups.index_new();
+                for &(ts, n, k) in &all {
+                    assert!(groups.contains(&k, crate::key_hash(&k), &n, ts), "seed {seed}");
+                }
+            } else {
+                // The first change after the groups is a timer they hold.
+                let (ts, n, k) = all[rng.usize(..all.len())];
+                assert!(!groups.register(&k, crate::key_hash(&k), &n, ts), "seed {seed}: registered twice");
+            }
+            for _ in 0..500 {
+                let (k, n, ts) = (rng.u16(0..220), rng.u8(0..3), rng.i64(0..35));
+                let h = crate::key_hash(&k);
+                match rng.u8(0..3) {
+                    0 => {
+                        assert_eq!(groups.register(&k, h, &n, ts), one.register(&k, h, &n, ts), "seed {seed}")
+                    }
+                    1 => assert_eq!(groups.delete(&k, h, &n, ts), one.delete(&k, h, &n, ts), "seed {seed}"),
+                    _ => {
+                        let upto = rng.i64(0..35);
+                        let (a, b) = (groups.pop_due(upto), one.pop_due(upto));
+                        let t = |t: Option<Timer<u16, u8>>| t.map(|t| (t.timestamp, t.key, t.namespace));
+                        assert_eq!(t(a), t(b), "seed {seed}");
+                    }
+                }
+                assert_eq!(groups.len(), one.len(), "seed {seed}");
             }
         }
     }

@@ -122,6 +122,13 @@ impl<K: Eq + Hash + Clone, N: Eq + Hash + Clone> Timers<K, N> {
         let queue = if event_time { &mut self.event } else { &mut self.processing };
         queue.register_new(keys, namespace, timestamp);
     }
+
+    /// Indexes the timers [`restore_group`](Self::restore_group) added, all
+    /// at once: a restore calls it before it looks a timer up.
+    pub fn index_restored(&mut self) {
+        self.event.index_new();
+        self.processing.index_new();
+    }
 }
 
 /// Most keys in one timer-group entry of a snapshot (bounds what a restore
@@ -664,7 +671,9 @@ where
                 other => return Err(entry.error(format!("unknown entry kind {other}")).into()),
             }
             Ok(())
-        })
+        })?;
+        self.timers.index_restored();
+        Ok(())
     }
 
     /// Matches a checkpoint's state directory with the states `open`

@@ -600,6 +600,7 @@ where
             }
             Ok(())
         })?;
+        self.timers.index_restored();
         let (event_time, lateness) = (self.assigner.is_event_time(), self.lateness);
         tracing::debug!(
             "window operator {}: timers and merging sets restored in {:?}",
