@@ -95,10 +95,10 @@ pub trait IndexedTable {
     fn for_each_indexed(&self, each: &mut dyn FnMut(u64, Loc));
     /// Makes room in the index for `more` records.
     fn reserve_index(&mut self, more: usize);
-    /// Indexes the record at `loc`, filed under `hash`, without looking at
-    /// it (a base says it is live): no other record of its key may be
-    /// indexed.
-    fn index_loaded(&mut self, hash: u64, loc: Loc);
+    /// Indexes the records of `batch` (key hash, location) without looking
+    /// at them (a base says they are live): no other record of their keys
+    /// may be indexed. May reorder `batch`.
+    fn index_loaded(&mut self, batch: &mut [(u64, Loc)]);
     /// Takes `loc` out of the index, if it is there.
     fn unindex(&mut self, hash: u64, loc: Loc);
     /// The records dropped from the index without a tombstone since the last
@@ -115,6 +115,11 @@ pub trait IndexedTables {
     /// The table of state `state`, if there is one.
     fn table(&mut self, state: u32) -> Option<&mut dyn IndexedTable>;
 }
+
+/// Records a restore indexes at once (see [`IndexedTable::index_loaded`]):
+/// 16 MiB of `(hash, location)` pairs (a few, in unit tests, so that they
+/// cross batches).
+const LOAD_BATCH: usize = if cfg!(test) { 64 } else { 1 << 20 };
 
 /// A forgotten record as a checkpoint names it: state number, key hash,
 /// segment id, offset.
@@ -357,6 +362,7 @@ pub fn load_base(
         }
     }
     let mut loaded = 0;
+    let mut batches: HashMap<u32, Vec<(u64, Loc)>> = HashMap::new();
     for seg in base.segments.iter() {
         let Some(no) = log.number_of(seg.id.to_native()) else { continue };
         let Some((bytes, len)) = log.sealed_bytes(no) else { continue };
@@ -375,16 +381,25 @@ pub fn load_base(
             if live[bit / 64].to_native() & (1 << (bit % 64)) == 0 || kind != RecordKind::Put {
                 return;
             }
-            match tables.table(state) {
-                Some(t) => {
-                    t.index_loaded(hash, Loc::new(no, at));
-                    loaded += 1;
-                }
-                None => missing = Some(state),
+            let Some(t) = tables.table(state) else {
+                missing = Some(state);
+                return;
+            };
+            let batch = batches.entry(state).or_default();
+            batch.push((hash, Loc::new(no, at)));
+            if batch.len() == LOAD_BATCH {
+                t.index_loaded(batch);
+                batch.clear();
             }
+            loaded += 1;
         });
         if let Some(state) = missing {
             return Err(format!("a live record of state {state}, which this operator does not have"));
+        }
+    }
+    for (state, mut batch) in batches {
+        if let Some(t) = tables.table(state) {
+            t.index_loaded(&mut batch);
         }
     }
     Ok(loaded)

@@ -799,8 +799,17 @@ impl<K, V> super::index::IndexedTable for Spill<K, V> {
         self.cold.reserve(more, |e| e.0);
     }
 
-    fn index_loaded(&mut self, hash: u64, loc: Loc) {
-        self.cold.insert_unique(hash, (hash, loc.to_bits()), |e| e.0);
+    fn index_loaded(&mut self, batch: &mut [(u64, Loc)]) {
+        self.cold.reserve(batch.len(), |e| e.0);
+        // In the order of the buckets the inserts start probing at (the
+        // hash's low bits, in hashbrown), so that consecutive inserts touch
+        // nearby memory instead of a cache miss each: a restore indexes
+        // millions of records. Only the speed depends on that order.
+        let mask = self.cold.num_buckets().max(1) as u64 - 1;
+        batch.sort_unstable_by_key(|&(hash, _)| hash & mask);
+        for &(hash, loc) in batch.iter() {
+            self.cold.insert_unique(hash, (hash, loc.to_bits()), |e| e.0);
+        }
     }
 
     fn unindex(&mut self, hash: u64, loc: Loc) {
