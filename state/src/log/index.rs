@@ -221,10 +221,11 @@ fn encode_base(
 ) -> Vec<u8> {
     let mut segments: Vec<BaseSegment> =
         list.iter().map(|s| BaseSegment { id: s.id, live: vec![0; slot(s.len as usize) / 64 + 1] }).collect();
+    let numbers = log.numbers_by_id();
     let position: HashMap<u32, usize> = list
         .iter()
         .enumerate()
-        .map(|(i, s)| (log.number_of(s.id).expect("a published segment is in the log"), i))
+        .map(|(i, s)| (*numbers.get(&s.id).expect("a published segment is in the log"), i))
         .collect();
     let mut counts = Vec::with_capacity(states.len());
     for &state in states {
@@ -346,7 +347,8 @@ pub fn load_base(
     log: &LogStore,
     tables: &mut dyn IndexedTables,
 ) -> Result<usize, String> {
-    let present = base.segments.iter().filter(|s| log.number_of(s.id.to_native()).is_some()).count();
+    let numbers = log.numbers_by_id();
+    let present = base.segments.iter().filter(|s| numbers.contains_key(&s.id.to_native())).count();
     if present == 0 {
         return Ok(0);
     }
@@ -364,7 +366,7 @@ pub fn load_base(
     let mut loaded = 0;
     let mut batches: HashMap<u32, Vec<(u64, Loc)>> = HashMap::new();
     for seg in base.segments.iter() {
-        let Some(no) = log.number_of(seg.id.to_native()) else { continue };
+        let Some(&no) = numbers.get(&seg.id.to_native()) else { continue };
         let Some((bytes, len)) = log.sealed_bytes(no) else { continue };
         let live = &seg.live;
         if live.len() < slot(len) / 64 + 1 {
@@ -409,8 +411,9 @@ pub fn load_base(
 /// the indexes of `tables`; a record in a segment `log` does not hold is
 /// gone already.
 pub fn unindex_forgotten(forgotten: &[ForgottenRef], log: &LogStore, tables: &mut dyn IndexedTables) {
+    let numbers = log.numbers_by_id();
     for &(state, hash, id, offset) in forgotten {
-        if let (Some(no), Some(t)) = (log.number_of(id), tables.table(state)) {
+        if let (Some(&no), Some(t)) = (numbers.get(&id), tables.table(state)) {
             t.unindex(hash, Loc::new(no, offset as usize));
         }
     }

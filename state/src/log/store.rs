@@ -278,9 +278,9 @@ impl LogStore {
         self.indexed
     }
 
-    /// The number of the sealed segment with id `id`, if the log holds it.
-    pub fn number_of(&self, id: u64) -> Option<u32> {
-        self.sealed.iter().find(|(_, s)| s.id == id).map(|(no, _)| *no)
+    /// The numbers of the sealed segments, by id.
+    pub fn numbers_by_id(&self) -> std::collections::HashMap<u64, u32> {
+        self.sealed.iter().map(|(no, s)| (s.id, *no)).collect()
     }
 
     /// The id of segment number `seg` (sealed or open), if the log holds it.
@@ -398,52 +398,35 @@ impl LogStore {
             return;
         }
         for (id, result) in std::mem::take(&mut self.done) {
-            if let Some(a) = self.aux.get_mut(&id) {
-                let Data::Writing(bytes) = &a.data else { continue };
-                match result.and_then(|()| self.io.open(id)) {
-                    Ok(mapped) if (*mapped).as_ref().len() >= a.len => a.data = Data::OnDisk(mapped),
-                    other => {
-                        self.stats.write_failures += 1;
-                        self.last_error = Some(match other {
-                            Ok(m) => format!(
-                                "index file {id:016x}: {} bytes readable after writing {}",
-                                (*m).as_ref().len(),
-                                a.len
-                            ),
-                            Err(e) => format!("index file {id:016x}: {e}"),
-                        });
-                        a.data = Data::Failed(bytes.clone());
-                    }
-                }
-                if !a.current {
-                    self.aux.remove(&id);
-                }
-                continue;
-            }
-            let Some(seg) = self.sealed.values_mut().find(|s| s.id == id) else {
+            let (data, len, what) = if let Some(a) = self.aux.get_mut(&id) {
+                (&mut a.data, a.len, "index file")
+            } else if let Some(seg) = self.sealed.values_mut().find(|s| s.id == id) {
+                (&mut seg.data, seg.len, "segment")
+            } else {
                 // Dropped while its write was in flight.
                 if result.is_ok() {
                     self.io.delete(id);
                 }
                 continue;
             };
-            let Data::Writing(bytes) = &seg.data else { continue };
+            let Data::Writing(bytes) = &*data else { continue };
             match result.and_then(|()| self.io.open(id)) {
-                Ok(mapped) if (*mapped).as_ref().len() >= seg.len => seg.data = Data::OnDisk(mapped),
-                Ok(mapped) => {
+                Ok(mapped) if (*mapped).as_ref().len() >= len => *data = Data::OnDisk(mapped),
+                other => {
                     self.stats.write_failures += 1;
-                    self.last_error = Some(format!(
-                        "segment {id:016x}: {} bytes readable after writing {}",
-                        (*mapped).as_ref().len(),
-                        seg.len
-                    ));
-                    seg.data = Data::Failed(bytes.clone());
+                    self.last_error = Some(match other {
+                        Ok(m) => format!(
+                            "{what} {id:016x}: {} bytes readable after writing {len}",
+                            (*m).as_ref().len()
+                        ),
+                        Err(e) => format!("{what} {id:016x}: {e}"),
+                    });
+                    *data = Data::Failed(bytes.clone());
                 }
-                Err(e) => {
-                    self.stats.write_failures += 1;
-                    self.last_error = Some(format!("segment {id:016x}: {e}"));
-                    seg.data = Data::Failed(bytes.clone());
-                }
+            }
+            // A retired index file is the checkpoints' once its write ended.
+            if self.aux.get(&id).is_some_and(|a| !a.current) {
+                self.aux.remove(&id);
             }
         }
         self.recharge();
