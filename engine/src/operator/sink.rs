@@ -170,6 +170,9 @@ struct SinkState<T, W> {
     barriers: std::collections::VecDeque<(u64, usize)>,
     ended: bool,
     closed: bool,
+    /// Saw the barrier of the savepoint the job stops with: what comes
+    /// after it is not committed (see `drain_guarded`).
+    stopped: bool,
 }
 
 /// The sink operator on one core: a [`Push`] that buffers into the writer and
@@ -208,6 +211,7 @@ impl<T: 'static, W: SinkWriter<T>> SinkNode<T, W> {
                 barriers: Default::default(),
                 ended: false,
                 closed: false,
+                stopped: false,
             }),
             io_lock: Semaphore::new(1),
             records_in: core.counter(&info.name, "records_in"),
@@ -288,7 +292,24 @@ impl<T: 'static, W: SinkWriter<T>> SinkNode<T, W> {
                     );
                 }
             }
-            let ended = self.state.borrow().ended;
+            let (ended, stopped) = {
+                let st = self.state.borrow();
+                (st.ended, st.stopped)
+            };
+            if ended && stopped {
+                // Stopped with a savepoint (Flink's stop without --drain):
+                // what arrived after its barrier (timers fired by a later
+                // watermark, say) is the restored job's to produce again.
+                // Committing it, as an end-of-input commit attached to the
+                // savepoint, would write it twice.
+                if let Some(cp) = &self.checkpoints {
+                    cp.sink_ended(self.index, Vec::new());
+                }
+                let mut st = self.state.borrow_mut();
+                st.writer = Some(writer);
+                st.closed = true;
+                return Ok(());
+            }
             let result = if ended || writer.wants_flush() || (flush_partial && writer.has_buffered()) {
                 writer.flush(ended).await
             } else {
@@ -413,6 +434,7 @@ impl<T: 'static, W: SinkWriter<T>> Push<T> for SinkHandle<T, W> {
             }
             Control::Barrier(id) => {
                 if let Some(cp) = &n.checkpoints {
+                    st.stopped |= cp.stop_after(id);
                     cp.sink_barrier(n.index, id);
                     let before = st.stash.len();
                     st.barriers.push_back((id, before));
