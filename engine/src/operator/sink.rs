@@ -296,20 +296,6 @@ impl<T: 'static, W: SinkWriter<T>> SinkNode<T, W> {
                 let st = self.state.borrow();
                 (st.ended, st.stopped)
             };
-            if ended && stopped {
-                // Stopped with a savepoint (Flink's stop without --drain):
-                // what arrived after its barrier (timers fired by a later
-                // watermark, say) is the restored job's to produce again.
-                // Committing it, as an end-of-input commit attached to the
-                // savepoint, would write it twice.
-                if let Some(cp) = &self.checkpoints {
-                    cp.sink_ended(self.index, Vec::new());
-                }
-                let mut st = self.state.borrow_mut();
-                st.writer = Some(writer);
-                st.closed = true;
-                return Ok(());
-            }
             let result = if ended || writer.wants_flush() || (flush_partial && writer.has_buffered()) {
                 writer.flush(ended).await
             } else {
@@ -317,7 +303,15 @@ impl<T: 'static, W: SinkWriter<T>> SinkNode<T, W> {
             };
             if ended && result.is_ok() {
                 if let Some(cp) = &self.checkpoints {
-                    cp.sink_ended(self.index, writer.final_commits());
+                    // Stopped with a savepoint (Flink's stop without
+                    // --drain): what arrived after its barrier (timers fired
+                    // by a later watermark, say) is the restored job's to
+                    // produce again. As end-of-input commits it would be
+                    // attached to the savepoint's acknowledgement and written
+                    // twice; the checkpoints' own pre-commits are reported
+                    // with each checkpoint already.
+                    let commits = writer.final_commits();
+                    cp.sink_ended(self.index, if stopped { Vec::new() } else { commits });
                 }
                 if let Some(f) = writer.finisher() {
                     self.job.add_finisher(self.info.name.to_string(), f);
