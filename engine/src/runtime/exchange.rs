@@ -30,6 +30,7 @@ use std::cell::{Cell, RefCell};
 use std::collections::VecDeque;
 use std::rc::Rc;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Instant;
 
 use brisk_state::{MaxParallelism, key_hash};
@@ -48,11 +49,29 @@ use crate::runtime::core::{Core, LocalFuture, Outlet, Owned, Push};
 /// Emptied batches a receiver may hand back beyond the channel's capacity.
 const RECYCLE_SLACK_BATCHES: usize = 4;
 
-type Recycle<P> = Arc<ArrayQueue<Batch<P>>>;
-/// The receiving end of one channel, with the return path for its batches.
+type Recycle<P> = Arc<ChannelAux<P>>;
+/// The receiving end of one channel, with what both ends share.
 pub(crate) type InEnd<P> = (ConnectedReceiver<Message<P>>, Recycle<P>);
-/// The sending end of one channel, with the return path for its batches.
+/// The sending end of one channel, with what both ends share.
 pub(crate) type OutEnd<P> = (ConnectedSender<Message<P>>, Recycle<P>);
+
+/// What the two ends of one channel share besides the channel itself.
+pub(crate) struct ChannelAux<P> {
+    /// Emptied batches the receiver hands back for reuse.
+    recycle: ArrayQueue<Batch<P>>,
+    /// Messages the sender has put in the channel (counted after each put).
+    ///
+    /// The receiver compares it with what it took to know that a message
+    /// is waiting without polling the channel. That matters: glommio's
+    /// shared channel keeps a clone of the task's waker at every poll that
+    /// finds it empty, and wakes only as many as there are messages when
+    /// some arrive. A receiver that polled once to look, then again to wait,
+    /// left one waker behind per idle spell; after 32,767 of them glommio's
+    /// task reference count overflowed and the core panicked inside its
+    /// reactor, leaving the job hung (seen in R12 after 35 s at 1.1 M
+    /// events/s). Now a receiver polls an empty channel only to wait.
+    sent: AtomicU64,
+}
 type UnconnectedIn<P> = (SharedReceiver<Message<P>>, Recycle<P>);
 
 /// One core's unconnected ends of one exchange edge: a sender to every core
@@ -71,7 +90,10 @@ pub(crate) fn exchange_matrix<P: Send + 'static>(cores: usize, queue_batches: us
     for (from, from_ends) in ends.iter_mut().enumerate() {
         for to_receivers in receivers.iter_mut() {
             let (tx, rx) = shared_channel::new_bounded(queue_batches);
-            let recycle = Arc::new(ArrayQueue::new(queue_batches + RECYCLE_SLACK_BATCHES));
+            let recycle = Arc::new(ChannelAux {
+                recycle: ArrayQueue::new(queue_batches + RECYCLE_SLACK_BATCHES),
+                sent: AtomicU64::new(0),
+            });
             from_ends.senders.push((tx, recycle.clone()));
             to_receivers[from] = Some((rx, recycle));
         }
@@ -259,6 +281,7 @@ impl<T: 'static, R: Router<T>> ExchangeSender<T, R> {
         if ch.pending.is_empty() && !ch.in_flight {
             match self.senders[d].try_send(msg) {
                 Ok(()) => {
+                    ch.recycle.sent.fetch_add(1, Ordering::Release);
                     self.sent_to[d].add(1);
                     return;
                 }
@@ -279,7 +302,7 @@ impl<T: 'static, R: Router<T>> ExchangeSender<T, R> {
 
     fn ship(&self, st: &mut SenderState<T, R>, d: usize) {
         let ch = &mut st.channels[d];
-        let fresh = ch.recycle.pop().unwrap_or_else(|| {
+        let fresh = ch.recycle.recycle.pop().unwrap_or_else(|| {
             self.batches_allocated.add(1);
             Batch::with_capacity(BATCH_RECORDS_MAX)
         });
@@ -325,10 +348,12 @@ impl<T: 'static, R: Router<T>> Outlet for ExchangeSender<T, R> {
                     };
                     let Some(msg) = msg else { break };
                     let sent = self.senders[d].send(msg).await;
-                    self.state.borrow_mut().channels[d].in_flight = false;
+                    let mut st = self.state.borrow_mut();
+                    st.channels[d].in_flight = false;
                     if sent.is_err() {
                         return Err(JobError::Cancelled { core: self.info.core });
                     }
+                    st.channels[d].recycle.sent.fetch_add(1, Ordering::Release);
                     self.sent_to[d].add(1);
                 }
             }
@@ -416,20 +441,22 @@ pub(crate) async fn run_receiver<P: Send + 'static>(
     records: Counter,
 ) -> Result<(), JobError> {
     let mut owned = Owned::new(core.clone());
+    let mut taken = 0u64;
     loop {
-        let msg = match futures_lite::future::poll_once(rx.recv()).await {
-            Some(msg) => msg,
-            None => {
-                // Nothing to do right now: send partial buffers downstream
-                // before parking, so results do not wait for more input.
-                let t = Instant::now();
-                owned.flush_all().await?;
-                let parked = time.backpressured(t);
-                let msg = rx.recv().await;
-                time.idle(parked);
-                msg
-            }
-        };
+        let mut parked = None;
+        let (o, p, tm) = (&mut owned, &mut parked, &time);
+        let msg = next_message(&rx, &recycle, &mut taken, move || async move {
+            // Nothing to do right now: send partial buffers downstream
+            // before parking, so results do not wait for more input.
+            let t = Instant::now();
+            o.flush_all().await?;
+            *p = Some(tm.backpressured(t));
+            Ok(())
+        })
+        .await?;
+        if let Some(parked) = parked {
+            time.idle(parked);
+        }
         let t = Instant::now();
         received.add(1);
         match msg {
@@ -438,7 +465,7 @@ pub(crate) async fn run_receiver<P: Send + 'static>(
                 records.add(batch.len() as u64);
                 downstream.push(&mut batch)?;
                 batch.clear();
-                let _ = recycle.push(batch);
+                let _ = recycle.recycle.push(batch);
             }
             Some(Message::Control(control)) => {
                 downstream.control(control)?;
@@ -454,6 +481,30 @@ pub(crate) async fn run_receiver<P: Send + 'static>(
         time.backpressured(t);
         glommio::yield_if_needed().await;
     }
+}
+
+/// Takes the next message of one channel (`None`: the sender is gone). If
+/// none is waiting (`taken`, the messages taken so far, has caught up with
+/// [`ChannelAux::sent`]), runs `park` first, then waits: an empty channel
+/// is polled once per message, never twice, so the wakers glommio keeps
+/// for it do not pile up.
+async fn next_message<P, F, Fut>(
+    rx: &ConnectedReceiver<Message<P>>,
+    aux: &ChannelAux<P>,
+    taken: &mut u64,
+    park: F,
+) -> Result<Option<Message<P>>, JobError>
+where
+    P: Send,
+    F: FnOnce() -> Fut,
+    Fut: std::future::Future<Output = Result<(), JobError>>,
+{
+    if aux.sent.load(Ordering::Acquire) <= *taken {
+        park().await?;
+    }
+    let msg = rx.recv().await;
+    *taken += 1;
+    Ok(msg)
 }
 
 /// Metric prefix of the messages an exchange sender handed to core N's
@@ -626,6 +677,88 @@ mod tests {
         drop(held);
         a.await;
         at
+    }
+
+    /// Clones of [`counting_waker`] made so far.
+    static WAKER_CLONES: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+
+    /// A waker that does nothing but count its clones.
+    fn counting_waker() -> std::task::Waker {
+        use std::task::{RawWaker, RawWakerVTable};
+        fn clone(_: *const ()) -> RawWaker {
+            WAKER_CLONES.fetch_add(1, Ordering::Relaxed);
+            RawWaker::new(std::ptr::null(), &VTABLE)
+        }
+        fn noop(_: *const ()) {}
+        static VTABLE: RawWakerVTable = RawWakerVTable::new(clone, noop, noop, noop);
+        // SAFETY: every function of the vtable ignores the data pointer.
+        unsafe { std::task::Waker::from_raw(RawWaker::new(std::ptr::null(), &VTABLE)) }
+    }
+
+    /// A receiver that finds its channel empty, parks and then gets one
+    /// message leaves one waker with glommio, which that message's arrival
+    /// wakes; one that finds a message waiting leaves none. Polling an empty
+    /// channel twice per message left a waker behind every time, until
+    /// glommio's task reference count overflowed (R12, after 35 s).
+    #[test]
+    fn a_receiver_leaves_at_most_one_waker_per_message() {
+        use std::task::{Context, Poll};
+        glommio::LocalExecutorBuilder::default()
+            .spawn(|| async {
+                let (tx, rx) = shared_channel::new_bounded::<Message<u64>>(4);
+                let (tx, rx) = futures_lite::future::zip(tx.connect(), rx.connect()).await;
+                let aux = ChannelAux { recycle: ArrayQueue::new(4), sent: AtomicU64::new(0) };
+                let waker = counting_waker();
+                let mut cx = Context::from_waker(&waker);
+                let send = || {
+                    assert!(tx.try_send(Message::Data(Batch::with_capacity(1))).is_ok());
+                    aux.sent.fetch_add(1, Ordering::Release);
+                };
+                let (mut taken, rounds) = (0u64, 1000);
+                let parks = Cell::new(0);
+                let clones = WAKER_CLONES.load(Ordering::Relaxed);
+                for _ in 0..rounds {
+                    let mut next = std::pin::pin!(next_message(&rx, &aux, &mut taken, || {
+                        parks.set(parks.get() + 1);
+                        async { Ok(()) }
+                    }));
+                    assert!(next.as_mut().poll(&mut cx).is_pending(), "the channel is empty");
+                    send();
+                    assert!(matches!(next.as_mut().poll(&mut cx), Poll::Ready(Ok(Some(_)))));
+                }
+                assert_eq!(parks.get(), rounds, "an empty channel parks");
+                assert_eq!(WAKER_CLONES.load(Ordering::Relaxed) - clones, rounds, "one waker per message");
+
+                // A message waiting: taken at once, no park, no waker.
+                let clones = WAKER_CLONES.load(Ordering::Relaxed);
+                send();
+                let mut next = std::pin::pin!(next_message(&rx, &aux, &mut taken, || {
+                    parks.set(parks.get() + 1);
+                    async { Ok(()) }
+                }));
+                assert!(matches!(next.as_mut().poll(&mut cx), Poll::Ready(Ok(Some(_)))));
+                assert_eq!(parks.get(), rounds);
+                assert_eq!(
+                    WAKER_CLONES.load(Ordering::Relaxed),
+                    clones,
+                    "no waker left for a waiting message"
+                );
+
+                // The control: glommio keeps a waker at every poll of an
+                // empty channel, so looking before waiting leaves two.
+                let clones = WAKER_CLONES.load(Ordering::Relaxed);
+                let mut recv = std::pin::pin!(rx.recv());
+                assert!(recv.as_mut().poll(&mut cx).is_pending());
+                assert!(recv.as_mut().poll(&mut cx).is_pending());
+                assert_eq!(
+                    WAKER_CLONES.load(Ordering::Relaxed) - clones,
+                    2,
+                    "glommio now keeps one waker per task"
+                );
+            })
+            .unwrap()
+            .join()
+            .unwrap();
     }
 
     #[test]
