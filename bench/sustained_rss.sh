@@ -13,13 +13,15 @@ set -euo pipefail
 root="$(cd "$(dirname "$0")/.." && pwd)"
 rate="${1:?RATE}"; secs="${2:?SECS}"; keys="${3:?KEYS}"; cores="${4:?CORES}"; budget="${5:?BUDGET_BYTES}"
 every="${6:-10}"
-(cd "$root" && cargo build --release -q -p brisk-bench --bin keyed_window)
+# KW_BIN=PATH runs that keyed_window binary instead (A/B runs of two builds).
+bin="${KW_BIN:-$root/target/release/keyed_window}"
+[ -n "${KW_BIN:-}" ] || (cd "$root" && cargo build --release -q -p brisk-bench --bin keyed_window)
 work="$(mktemp -d)"; trap 'rm -rf "$work"' EXIT
 events=$((rate * secs))
 echo "machine: $(nproc) cores, $(uname -r); date: $(date -u +%FT%TZ)"
 echo "workload: KW at $rate events/s for $secs s ($events events), $keys keys, $cores cores,"
 echo "          log backend, $((budget >> 20)) MiB/core budget, incremental checkpoints every 1 s"
-"$root/target/release/keyed_window" --events "$events" --keys "$keys" --cores "$cores" --rate "$rate" \
+"$bin" --events "$events" --keys "$keys" --cores "$cores" --rate "$rate" \
   --interleaved --state-backend log --state-memory-budget "$budget" \
   --checkpoint-dir "$work/cp" --checkpoint-interval-ms 1000 >"$work/out" 2>&1 &
 pid=$!
