@@ -92,7 +92,8 @@ impl MemoryUse {
 /// core is over it.
 #[derive(Debug)]
 pub struct MemoryBudget {
-    limit: usize,
+    limit: Cell<usize>,
+    lowest_limit: Cell<usize>,
     used: Cell<usize>,
     peak: Cell<usize>,
     by_use: [Cell<usize>; 5],
@@ -103,7 +104,8 @@ impl MemoryBudget {
     /// A budget of `limit` bytes.
     pub fn new(limit: usize) -> Rc<Self> {
         Rc::new(Self {
-            limit,
+            limit: Cell::new(limit),
+            lowest_limit: Cell::new(limit),
             used: Cell::new(0),
             peak: Cell::new(0),
             by_use: Default::default(),
@@ -112,7 +114,18 @@ impl MemoryBudget {
     }
     /// The limit in bytes.
     pub fn limit(&self) -> usize {
-        self.limit
+        self.limit.get()
+    }
+    /// Moves the limit (the engine lowers it while the rest of the process
+    /// needs memory the budget does not see); tables over it evict at their
+    /// next access.
+    pub fn set_limit(&self, limit: usize) {
+        self.limit.set(limit);
+        self.lowest_limit.set(self.lowest_limit.get().min(limit));
+    }
+    /// The lowest limit ever set.
+    pub fn lowest_limit(&self) -> usize {
+        self.lowest_limit.get()
     }
     /// Bytes charged now.
     pub fn used(&self) -> usize {
@@ -144,7 +157,7 @@ impl MemoryBudget {
         }
     }
     fn over(&self) -> usize {
-        self.used.get().saturating_sub(self.limit)
+        self.used.get().saturating_sub(self.limit.get())
     }
 }
 
@@ -218,7 +231,7 @@ pub struct Spill<K, V> {
     log: Rc<RefCell<LogStore>>,
     state: u32,
     /// `(key hash, record location)` of every key with a record in the log.
-    cold: HashTable<(u64, u64)>,
+    cold: HotTable<(u64, u64)>,
     budget: Rc<MemoryBudget>,
     /// What the hot entries are charged now.
     charged_hot: usize,
@@ -295,7 +308,7 @@ where
         Self {
             log,
             state,
-            cold: HashTable::new(),
+            cold: HotTable::new(),
             budget,
             charged_hot: 0,
             charged_index: 0,
@@ -464,7 +477,7 @@ where
         let mut removed = 0;
         for _ in 0..checks.min(buckets) {
             self.cold_hand = if self.cold_hand + 1 >= buckets { 0 } else { self.cold_hand + 1 };
-            let Ok(slot) = self.cold.get_bucket_entry(self.cold_hand) else { continue };
+            let Some(slot) = self.cold.get_bucket_entry(self.cold_hand) else { continue };
             let (hash, l) = *slot.get();
             let loc = Loc::from_bits(l);
             let mut key = std::mem::take(&mut self.scratch);
@@ -726,7 +739,7 @@ where
     /// key is not hot (`is_hot`), straight from the log.
     pub fn for_each_cold(&self, is_hot: impl Fn(u64, &K) -> bool, out: &mut dyn FnMut(u64, &[u8])) {
         let log = self.log.borrow();
-        for &(hash, l) in &self.cold {
+        for &(hash, l) in self.cold.iter() {
             let loc = Loc::from_bits(l);
             let rec = log.get(loc).unwrap_or_else(|| corrupt("indexed record", loc));
             let key = key_of::<K>(&rec).unwrap_or_else(|| corrupt("key", loc));
@@ -790,7 +803,7 @@ where
 
 impl<K, V> super::index::IndexedTable for Spill<K, V> {
     fn for_each_indexed(&self, each: &mut dyn FnMut(u64, Loc)) {
-        for &(hash, l) in &self.cold {
+        for &(hash, l) in self.cold.iter() {
             each(hash, Loc::from_bits(l));
         }
     }
@@ -805,8 +818,13 @@ impl<K, V> super::index::IndexedTable for Spill<K, V> {
         // hash's low bits, in hashbrown), so that consecutive inserts touch
         // nearby memory instead of a cache miss each: a restore indexes
         // millions of records. Only the speed depends on that order.
-        let mask = self.cold.num_buckets().max(1) as u64 - 1;
-        batch.sort_unstable_by_key(|&(hash, _)| hash & mask);
+        let masks: [u64; SHARDS] =
+            std::array::from_fn(|i| self.cold.shard(i).num_buckets().max(1) as u64 - 1);
+        let cold = &self.cold;
+        batch.sort_unstable_by_key(|&(hash, _)| {
+            let shard = cold.shard_index(hash);
+            ((shard as u64) << 48) | (hash & masks[shard])
+        });
         for &(hash, loc) in batch.iter() {
             self.cold.insert_unique(hash, (hash, loc.to_bits()), |e| e.0);
         }
