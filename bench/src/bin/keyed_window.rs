@@ -223,9 +223,10 @@ fn main() -> anyhow::Result<()> {
             result.metrics.total("state_segments_compacted"),
         );
         println!(
-            "# memory budget: {:.1} MiB/core, peak charged {:.1} MiB/core (mean over cores), \
-             input held back {:.2} s/core waiting for state writes",
+            "# memory budget: {:.1} MiB/core, lowest limit {:.1} MiB/core, peak charged {:.1} MiB/core \
+             (mean over cores), input held back {:.2} s/core waiting for state writes",
             env_budget as f64 / 1048576.0,
+            result.metrics.total("state_memory_limit_lowest_bytes") as f64 / result.cores as f64 / 1048576.0,
             result.metrics.total("state_memory_peak_bytes") as f64 / result.cores as f64 / 1048576.0,
             result.metrics.total("state_write_stall_ns") as f64 / result.cores as f64 / 1e9,
         );

@@ -68,6 +68,10 @@ pub(crate) struct CoreCheckpoints {
     /// Under the log backend, the core's memory budget: a state file's
     /// bytes are charged to it until written.
     memory: RefCell<Option<Rc<brisk_state::log::MemoryBudget>>>,
+    /// Bytes of the state files of this core's newest checkpoint so far,
+    /// of the one before, and the newest's id (see
+    /// [`state_file_reserve`](Self::state_file_reserve)).
+    file_bytes: Cell<(u64, usize, usize)>,
 }
 
 impl CoreCheckpoints {
@@ -92,7 +96,16 @@ impl CoreCheckpoints {
             writing: Cell::new(0),
             idle: glommio::sync::Semaphore::new(0),
             memory: RefCell::default(),
+            file_bytes: Cell::new((0, 0, 0)),
         })
+    }
+
+    /// What this core's next checkpoint will hold in state files while it
+    /// writes them, by the last two: memory the state must leave free,
+    /// since a snapshot builds its file at once and only then is charged.
+    pub fn state_file_reserve(&self) -> usize {
+        let (_, newest, before) = self.file_bytes.get();
+        newest.max(before)
     }
 
     /// The newest checkpoint the coordinator triggered (0: none yet).
@@ -167,6 +180,12 @@ impl CoreCheckpoints {
         durable: Option<LocalFuture<'static, Result<(), String>>>,
     ) {
         let name = format!("op-{node}-core-{}.state", self.core);
+        let (newest_id, newest, before) = self.file_bytes.get();
+        self.file_bytes.set(if id == newest_id {
+            (id, newest + payload.capacity(), before)
+        } else {
+            (id, payload.capacity(), newest)
+        });
         {
             let mut progress = self.progress.borrow_mut();
             let p = progress.entry(id).or_default();

@@ -81,6 +81,9 @@ pub(crate) struct JobShared {
     latencies: std::sync::mpsc::Sender<(String, hdrhistogram::Histogram<u64>)>,
     /// Where sources report how far they have read (the job's control).
     pub progress: Arc<crate::operator::source::ProgressBoard>,
+    /// The process's resident set against the cores' state budgets (log
+    /// backend only; see memory.rs).
+    pub(crate) process_memory: Option<Arc<super::memory::ProcessMemory>>,
 }
 
 /// What the control thread receives from a run's cores besides counters.
@@ -96,6 +99,7 @@ impl JobShared {
     pub fn new(
         monitor: Option<crossbeam::channel::Sender<crate::web::MonitorMsg>>,
         progress: Arc<crate::operator::source::ProgressBoard>,
+        process_memory: Option<Arc<super::memory::ProcessMemory>>,
     ) -> (Arc<Self>, JobReceivers) {
         let (finishers, finishers_rx) = std::sync::mpsc::channel();
         let (latencies, latencies_rx) = std::sync::mpsc::channel();
@@ -106,6 +110,7 @@ impl JobShared {
             monitor,
             latencies,
             progress,
+            process_memory,
         };
         (Arc::new(shared), JobReceivers { finishers: finishers_rx, latencies: latencies_rx })
     }
@@ -194,6 +199,11 @@ impl Core {
             write_stall_ns: Counter::default(),
             config,
         })
+    }
+
+    /// The core's managed memory for keyed state.
+    pub(crate) fn memory_budget(&self) -> &Rc<brisk_state::log::MemoryBudget> {
+        &self.memory_budget
     }
 
     /// Logs what the core's memory budget holds, by use, with its segment
@@ -357,6 +367,9 @@ impl Core {
                 self.counter("(core)", &format!("state_memory_peak_{}_bytes", what.name())).add(bytes as u64);
             }
             self.counter("(core)", "state_write_stall_ns").add(self.write_stall_ns.get());
+            // The lowest limit the process's resident set gave the state.
+            self.counter("(core)", "state_memory_limit_lowest_bytes")
+                .add(self.memory_budget.lowest_limit() as u64);
         }
         std::mem::take(&mut *self.counters.borrow_mut())
     }
@@ -606,7 +619,7 @@ mod tests {
         assert_eq!(backlog, 16 << 20);
         glommio::LocalExecutorBuilder::default()
             .spawn(move || async move {
-                let core = Core::new(0, resolved, JobShared::new(None, Default::default()).0, None);
+                let core = Core::new(0, resolved, JobShared::new(None, Default::default(), None).0, None);
                 // At the backlog: no wait.
                 core.segment_writes.started(backlog);
                 Owned::new(core.clone()).after_push().await.expect("no wait");

@@ -21,6 +21,7 @@
 
 pub(crate) mod core;
 pub(crate) mod exchange;
+pub(crate) mod memory;
 pub(crate) mod segment_io;
 pub(crate) mod timers;
 
@@ -313,7 +314,15 @@ fn execute_once(
 
     control.progress.init(rc.cores);
     control.progress.reset();
-    let (shared, receivers) = JobShared::new(monitor, control.progress.clone());
+    // Under the log backend, the process's resident set moves the cores'
+    // state limits (memory.rs); the sampler stops when this run ends.
+    let (_memory_sampler, process_memory) = if rc.state_backend == crate::config::StateBackendKind::Log {
+        let (sampler, memory) = memory::Sampler::start(cores, rc.state_memory_budget_bytes)?;
+        (Some(sampler), Some(memory))
+    } else {
+        (None, None)
+    };
+    let (shared, receivers) = JobShared::new(monitor, control.progress.clone(), process_memory);
     shared.monitor(|| MonitorMsg::Attempt { shared: shared.clone(), attempt });
     let node_names: Vec<String> = nodes.iter().map(|n| n.meta.name.clone()).collect();
     let mut checkpointing = None;
@@ -688,6 +697,9 @@ async fn build_and_run(
         && tracing::enabled!(target: "brisk::memory", tracing::Level::DEBUG)
     {
         self::timers::MemoryReport::register(core);
+    }
+    if let Some(memory) = &core.shared.process_memory {
+        self::memory::MemoryGuard::register(core, memory.clone());
     }
     if core.timers.has_tickers() {
         all_tasks.push(Box::pin(self::timers::run_processing_time(core.clone(), core.timers.clone())));

@@ -1,0 +1,214 @@
+//! The process's resident set against its cores' state budgets: a soft
+//! limit for the whole process.
+//!
+//! # Design note
+//!
+//! Under the log backend each core's state charges a
+//! [`MemoryBudget`](brisk_state::log::MemoryBudget) and evicts when over it.
+//! But the process holds memory no budget sees: exchange batches, sink
+//! buffers, the allocator's slack, the executors' own memory, and the pages
+//! of segment files that cold reads map. R12 of shared/RELIABILITY.md asks
+//! that the process as a whole stay within `cores × budget`. So state gives
+//! way to what nothing else bounds, as a garbage collector works harder
+//! near a soft memory limit (Go's `GOMEMLIMIT`):
+//!
+//! - one thread ([`Sampler`]) reads the process's resident set from
+//!   `/proc/self/statm` every [`SAMPLE_EVERY`] and publishes it;
+//! - every [`GUARD_EVERY_MS`] of processing time each core publishes what
+//!   its budget holds, then sets its limit to the configured budget less
+//!   its share of the rest (resident − all cores' charges) and a margin
+//!   for what grows between two looks, never below half the budget: state
+//!   that was in memory goes to the log, and the resident set comes back.
+//!   It also keeps free the size of its next checkpoint's state files
+//!   (by the last two), which a snapshot builds at once and charges only
+//!   when built (never below a quarter of the budget).
+//!
+//! A core never reads `/proc` itself: the sampler does, on its own thread,
+//! and a core reads two atomics.
+
+use std::cell::Cell;
+use std::rc::Rc;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use crate::error::JobError;
+use crate::runtime::core::Core;
+use crate::runtime::timers::Ticker;
+
+/// How often the sampler reads the process's resident set.
+pub(crate) const SAMPLE_EVERY: Duration = Duration::from_millis(20);
+
+/// Processing time between two adjustments of a core's state limit.
+pub(crate) const GUARD_EVERY_MS: i64 = 20;
+
+/// The margin kept below the budget, as a fraction (1/N) of it: what may
+/// grow between two looks (a shard of a hot table resizing, a segment
+/// sealing) without taking the resident set past the budget.
+const MARGIN_DIVISOR: usize = 32;
+
+/// What the sampler and the cores share.
+pub(crate) struct ProcessMemory {
+    /// The process's resident set in bytes at the last sample (0: none yet).
+    resident: AtomicUsize,
+    /// What each core's budget held when it last looked.
+    charged: Box<[AtomicUsize]>,
+    /// The configured budget of one core.
+    per_core: usize,
+}
+
+impl ProcessMemory {
+    fn new(cores: usize, per_core: usize) -> Self {
+        Self {
+            resident: AtomicUsize::new(0),
+            charged: (0..cores).map(|_| AtomicUsize::new(0)).collect(),
+            per_core,
+        }
+    }
+
+    /// Core `core`, whose budget holds `used` bytes now: publishes it and
+    /// returns the limit its state should keep to.
+    pub(crate) fn limit_for(&self, core: usize, used: usize) -> usize {
+        self.charged[core].store(used, Ordering::Relaxed);
+        let resident = self.resident.load(Ordering::Relaxed);
+        if resident == 0 {
+            return self.per_core;
+        }
+        let charged: usize = self.charged.iter().map(|c| c.load(Ordering::Relaxed)).sum();
+        let others = resident.saturating_sub(charged) / self.charged.len();
+        self.per_core
+            .saturating_sub(others + self.per_core / MARGIN_DIVISOR)
+            .clamp(self.per_core / 2, self.per_core)
+    }
+
+    fn sample(&self, page_bytes: usize) {
+        if let Some(pages) = resident_pages() {
+            self.resident.store(pages * page_bytes, Ordering::Relaxed);
+        }
+    }
+}
+
+/// The process's resident pages (`/proc/self/statm`'s second field).
+// Runs on the sampler thread, never on a core.
+#[allow(clippy::disallowed_methods)]
+fn resident_pages() -> Option<usize> {
+    let statm = std::fs::read_to_string("/proc/self/statm").ok()?;
+    statm.split_whitespace().nth(1)?.parse().ok()
+}
+
+/// The sampling thread; dropping it stops the thread and waits for it.
+pub(crate) struct Sampler {
+    stop: Option<crossbeam::channel::Sender<()>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Sampler {
+    /// Starts sampling for `cores` cores of `per_core` budget bytes each.
+    pub(crate) fn start(cores: usize, per_core: usize) -> Result<(Self, Arc<ProcessMemory>), JobError> {
+        let memory = Arc::new(ProcessMemory::new(cores, per_core));
+        // SAFETY: sysconf has no preconditions.
+        let page_bytes = match unsafe { libc::sysconf(libc::_SC_PAGESIZE) } {
+            n if n > 0 => n as usize,
+            _ => 4096,
+        };
+        memory.sample(page_bytes);
+        let (stop, stopped) = crossbeam::channel::bounded::<()>(1);
+        let m = memory.clone();
+        let thread = std::thread::Builder::new()
+            .name("brisk-memory".into())
+            .spawn(move || {
+                // A timed wait on the stop channel paces the samples; it
+                // ends when the sender is dropped.
+                while let Err(crossbeam::channel::RecvTimeoutError::Timeout) =
+                    stopped.recv_timeout(SAMPLE_EVERY)
+                {
+                    m.sample(page_bytes);
+                }
+            })
+            .map_err(|e| JobError::Runtime {
+                core: 0,
+                message: format!("cannot start the memory sampler: {e}"),
+            })?;
+        Ok((Self { stop: Some(stop), thread: Some(thread) }, memory))
+    }
+}
+
+impl Drop for Sampler {
+    fn drop(&mut self) {
+        self.stop.take();
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+/// Every [`GUARD_EVERY_MS`], sets its core's state limit from the
+/// process's resident set ([`ProcessMemory::limit_for`]).
+pub(crate) struct MemoryGuard {
+    core: Rc<Core>,
+    memory: Arc<ProcessMemory>,
+    next_ms: Cell<i64>,
+}
+
+impl MemoryGuard {
+    /// Registers a guard on `core`'s processing-time service.
+    pub(crate) fn register(core: &Rc<Core>, memory: Arc<ProcessMemory>) {
+        let next_ms = Cell::new(core.now_ms().saturating_add(GUARD_EVERY_MS));
+        core.timers.register(Rc::new(Self { core: core.clone(), memory, next_ms }));
+    }
+}
+
+impl Ticker for MemoryGuard {
+    fn next_due_ms(&self) -> Option<i64> {
+        Some(self.next_ms.get())
+    }
+
+    fn fire(&self, now_ms: i64) -> Result<(), JobError> {
+        if now_ms >= self.next_ms.get() {
+            let budget = self.core.memory_budget();
+            // The next checkpoint's state files, less what files in flight
+            // are charged already: built at once, they are charged only
+            // when built, so the state keeps that room free meanwhile.
+            let reserve = self.core.checkpoints.as_ref().map_or(0, |cp| cp.state_file_reserve());
+            let reserve = reserve.saturating_sub(budget.used_by(brisk_state::log::MemoryUse::StateFiles));
+            let limit = self.memory.limit_for(self.core.index(), budget.used() + reserve);
+            budget.set_limit(limit.saturating_sub(reserve).max(self.memory.per_core / 4));
+            self.next_ms.set(now_ms.saturating_add(GUARD_EVERY_MS));
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MIB: usize = 1 << 20;
+
+    #[test]
+    fn a_core_gives_way_by_its_share_of_what_the_budgets_do_not_hold() {
+        let m = ProcessMemory::new(2, 128 * MIB);
+        // No sample yet: the configured budget.
+        assert_eq!(m.limit_for(0, 100 * MIB), 128 * MIB);
+        m.resident.store(260 * MIB, Ordering::Relaxed);
+        m.charged[1].store(120 * MIB, Ordering::Relaxed);
+        // 260 resident, 100 + 120 charged: 40 elsewhere, 20 per core, and
+        // a margin of 4.
+        assert_eq!(m.limit_for(0, 100 * MIB), 104 * MIB);
+        // Never below half the budget.
+        m.resident.store(600 * MIB, Ordering::Relaxed);
+        assert_eq!(m.limit_for(0, 100 * MIB), 64 * MIB);
+        // Charges above the resident set (reserved, untouched pages): the
+        // budget less the margin.
+        m.resident.store(150 * MIB, Ordering::Relaxed);
+        assert_eq!(m.limit_for(0, 100 * MIB), 124 * MIB);
+    }
+
+    #[test]
+    fn the_sampler_reads_this_process() {
+        let (sampler, m) = Sampler::start(1, 64 * MIB).unwrap();
+        let resident = m.resident.load(Ordering::Relaxed);
+        assert!(resident > MIB, "resident set {resident} bytes");
+        drop(sampler);
+    }
+}
