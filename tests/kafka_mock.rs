@@ -553,6 +553,11 @@ fn exactly_once_stops_with_a_savepoint_and_restores_at_fewer_cores() {
         m.total("transactions_committed") >= 2,
         "each core's last transaction committed after the savepoint"
     );
+    assert_eq!(
+        m.total("transactions_aborted_on_stop"),
+        2,
+        "each core's transaction opened after the savepoint's barrier is aborted, not committed"
+    );
     assert_eq!(read_values(&brokers, "out").len(), n, "run 1 wrote each record once");
     // Run 2: 1 core from the savepoint, bounded, over what came after it.
     produce(&brokers, "in", &(0..500).map(|i| (None, format!("after,{i}"))).collect::<Vec<_>>());

@@ -74,6 +74,13 @@ pub trait SinkWriter<T>: 'static {
             Ok(Vec::new())
         }
     }
+    /// Before the final `flush(true)` of a job stopping with a savepoint
+    /// whose barrier this sink saw (Flink's stop without `--drain`): what
+    /// it received after that barrier (timers a later watermark fired, say)
+    /// is the restored job's to produce again, so a transactional writer
+    /// aborts it rather than commit it at the end. The default does
+    /// nothing: output that is not transactional is at least once.
+    fn stopped_with_savepoint(&mut self) {}
     /// After the final `flush(true)`: what the end of input pre-committed,
     /// committed when the job's last checkpoint completes.
     fn final_commits(&mut self) -> Vec<Commit> {
@@ -296,6 +303,9 @@ impl<T: 'static, W: SinkWriter<T>> SinkNode<T, W> {
                 let st = self.state.borrow();
                 (st.ended, st.stopped)
             };
+            if ended && stopped {
+                writer.stopped_with_savepoint();
+            }
             let result = if ended || writer.wants_flush() || (flush_partial && writer.has_buffered()) {
                 writer.flush(ended).await
             } else {

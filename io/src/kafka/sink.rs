@@ -239,6 +239,8 @@ impl<T: 'static, S: KafkaSerializer<T>> Sink<T> for KafkaSink<T, S> {
             failed_seen: 0,
             committed: ctx.counter("transactions_committed"),
             aborted_at_start: ctx.counter("transactions_aborted_at_start"),
+            stopped: false,
+            aborted_on_stop: ctx.counter("transactions_aborted_on_stop"),
         })
     }
 }
@@ -285,6 +287,9 @@ pub struct KafkaWriter<T, S> {
     failed_seen: u64,
     committed: Counter,
     aborted_at_start: Counter,
+    /// The job is stopping with a savepoint this sink saw the barrier of.
+    stopped: bool,
+    aborted_on_stop: Counter,
 }
 
 /// The partition count of `topic`, creating it with `create` partitions
@@ -524,6 +529,21 @@ impl<T: 'static, S: KafkaSerializer<T>> SinkWriter<T> for KafkaWriter<T, S> {
         if self.transactional {
             self.commit_completed().await?;
         }
+        if end_of_input && self.stopped && self.transactional {
+            // Stopped with a savepoint: the transactions set aside at its
+            // barrier and before are the finisher's to commit; the open
+            // one holds only what came after the barrier, which the job
+            // restored from the savepoint produces again. Abort it.
+            self.staged.clear();
+            self.arena.clear();
+            let p = self.producers[self.current].clone();
+            glommio::executor().spawn_blocking(move || p.abort_transaction(REQUEST_TIMEOUT)).await.map_err(
+                |e| blocking_err(&self.topic, "cannot abort the transaction after the savepoint", e),
+            )?;
+            self.aborted_on_stop.add(1);
+            self.ending = self.set_aside.drain(..).map(|(_, s)| s).collect();
+            return Ok(());
+        }
         self.send_staged().await?;
         if end_of_input {
             let current = self.current;
@@ -538,6 +558,10 @@ impl<T: 'static, S: KafkaSerializer<T>> SinkWriter<T> for KafkaWriter<T, S> {
             }
         }
         Ok(())
+    }
+
+    fn stopped_with_savepoint(&mut self) {
+        self.stopped = true;
     }
 
     fn finisher(&mut self) -> Option<Finisher> {
