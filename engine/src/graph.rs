@@ -297,7 +297,7 @@ impl CoreBuilder {
         active: usize,
         ports: &mut impl Iterator<Item = Box<dyn Push<P>>>,
     ) {
-        for (from_core, (rx, recycle)) in receivers.into_iter().enumerate() {
+        for (from_core, (rx, aux)) in receivers.into_iter().enumerate() {
             let port: Box<dyn Push<P>> = if from_core < active {
                 ports.next().expect("a port per channel")
             } else {
@@ -307,7 +307,7 @@ impl CoreBuilder {
             let time = crate::runtime::exchange::TaskTime::new(&self.core, &meta.name);
             let received = self.core.counter(&meta.name, "exchange_received");
             let records = self.core.counter(&meta.name, "records_received");
-            self.spawn(what, run_receiver(self.core.clone(), rx, recycle, port, time, received, records));
+            self.spawn(what, run_receiver(self.core.clone(), rx, aux, port, time, received, records));
         }
     }
 }

@@ -49,11 +49,11 @@ use crate::runtime::core::{Core, LocalFuture, Outlet, Owned, Push};
 /// Emptied batches a receiver may hand back beyond the channel's capacity.
 const RECYCLE_SLACK_BATCHES: usize = 4;
 
-type Recycle<P> = Arc<ChannelAux<P>>;
+type Aux<P> = Arc<ChannelAux<P>>;
 /// The receiving end of one channel, with what both ends share.
-pub(crate) type InEnd<P> = (ConnectedReceiver<Message<P>>, Recycle<P>);
+pub(crate) type InEnd<P> = (ConnectedReceiver<Message<P>>, Aux<P>);
 /// The sending end of one channel, with what both ends share.
-pub(crate) type OutEnd<P> = (ConnectedSender<Message<P>>, Recycle<P>);
+pub(crate) type OutEnd<P> = (ConnectedSender<Message<P>>, Aux<P>);
 
 /// What the two ends of one channel share besides the channel itself.
 pub(crate) struct ChannelAux<P> {
@@ -72,12 +72,12 @@ pub(crate) struct ChannelAux<P> {
     /// events/s). Now a receiver polls an empty channel only to wait.
     sent: AtomicU64,
 }
-type UnconnectedIn<P> = (SharedReceiver<Message<P>>, Recycle<P>);
+type UnconnectedIn<P> = (SharedReceiver<Message<P>>, Aux<P>);
 
 /// One core's unconnected ends of one exchange edge: a sender to every core
 /// and a receiver from every core. Crosses threads once, at job start.
 pub(crate) struct ExchangeEnds<P: Send + 'static> {
-    senders: Vec<(SharedSender<Message<P>>, Recycle<P>)>,
+    senders: Vec<(SharedSender<Message<P>>, Aux<P>)>,
     receivers: Vec<UnconnectedIn<P>>,
 }
 
@@ -90,12 +90,12 @@ pub(crate) fn exchange_matrix<P: Send + 'static>(cores: usize, queue_batches: us
     for (from, from_ends) in ends.iter_mut().enumerate() {
         for to_receivers in receivers.iter_mut() {
             let (tx, rx) = shared_channel::new_bounded(queue_batches);
-            let recycle = Arc::new(ChannelAux {
+            let aux = Arc::new(ChannelAux {
                 recycle: ArrayQueue::new(queue_batches + RECYCLE_SLACK_BATCHES),
                 sent: AtomicU64::new(0),
             });
-            from_ends.senders.push((tx, recycle.clone()));
-            to_receivers[from] = Some((rx, recycle));
+            from_ends.senders.push((tx, aux.clone()));
+            to_receivers[from] = Some((rx, aux));
         }
     }
     for (to, row) in receivers.into_iter().enumerate() {
@@ -211,7 +211,7 @@ impl<T: Clone + Send + 'static> Router<T> for Global {
 }
 
 struct OutChannel<P> {
-    recycle: Recycle<P>,
+    aux: Aux<P>,
     staging: Batch<P>,
     pending: VecDeque<Message<P>>,
     in_flight: bool,
@@ -244,10 +244,10 @@ impl<T: 'static, R: Router<T>> ExchangeSender<T, R> {
     pub fn new(core: &Core, info: OperatorInfo, router: R, ends: Vec<OutEnd<R::Out>>) -> Rc<Self> {
         let mut channels = Vec::with_capacity(ends.len());
         let mut senders = Vec::with_capacity(ends.len());
-        for (tx, recycle) in ends {
+        for (tx, aux) in ends {
             senders.push(tx);
             channels.push(OutChannel {
-                recycle,
+                aux,
                 staging: Batch::with_capacity(BATCH_RECORDS_MAX),
                 pending: VecDeque::new(),
                 in_flight: false,
@@ -281,7 +281,7 @@ impl<T: 'static, R: Router<T>> ExchangeSender<T, R> {
         if ch.pending.is_empty() && !ch.in_flight {
             match self.senders[d].try_send(msg) {
                 Ok(()) => {
-                    ch.recycle.sent.fetch_add(1, Ordering::Release);
+                    ch.aux.sent.fetch_add(1, Ordering::Release);
                     self.sent_to[d].add(1);
                     return;
                 }
@@ -302,7 +302,7 @@ impl<T: 'static, R: Router<T>> ExchangeSender<T, R> {
 
     fn ship(&self, st: &mut SenderState<T, R>, d: usize) {
         let ch = &mut st.channels[d];
-        let fresh = ch.recycle.recycle.pop().unwrap_or_else(|| {
+        let fresh = ch.aux.recycle.pop().unwrap_or_else(|| {
             self.batches_allocated.add(1);
             Batch::with_capacity(BATCH_RECORDS_MAX)
         });
@@ -353,7 +353,7 @@ impl<T: 'static, R: Router<T>> Outlet for ExchangeSender<T, R> {
                     if sent.is_err() {
                         return Err(JobError::Cancelled { core: self.info.core });
                     }
-                    st.channels[d].recycle.sent.fetch_add(1, Ordering::Release);
+                    st.channels[d].aux.sent.fetch_add(1, Ordering::Release);
                     self.sent_to[d].add(1);
                 }
             }
@@ -434,7 +434,7 @@ impl<T: 'static, R: Router<T>> Push<T> for SenderHandle<T, R> {
 pub(crate) async fn run_receiver<P: Send + 'static>(
     core: Rc<Core>,
     rx: ConnectedReceiver<Message<P>>,
-    recycle: Recycle<P>,
+    aux: Aux<P>,
     mut downstream: Box<dyn Push<P>>,
     time: TaskTime,
     received: Counter,
@@ -445,7 +445,7 @@ pub(crate) async fn run_receiver<P: Send + 'static>(
     loop {
         let mut parked = None;
         let (o, p, tm) = (&mut owned, &mut parked, &time);
-        let msg = next_message(&rx, &recycle, &mut taken, move || async move {
+        let msg = next_message(&rx, &aux, &mut taken, move || async move {
             // Nothing to do right now: send partial buffers downstream
             // before parking, so results do not wait for more input.
             let t = Instant::now();
@@ -465,7 +465,7 @@ pub(crate) async fn run_receiver<P: Send + 'static>(
                 records.add(batch.len() as u64);
                 downstream.push(&mut batch)?;
                 batch.clear();
-                let _ = recycle.recycle.push(batch);
+                let _ = aux.recycle.push(batch);
             }
             Some(Message::Control(control)) => {
                 downstream.control(control)?;
