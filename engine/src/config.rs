@@ -160,6 +160,14 @@ pub struct JobConfig {
     /// and 245–461 MiB without, at the same rate. Default on; turn it off
     /// when embedding brisk in a process that tunes its own allocator.
     pub tune_allocator: bool,
+    /// Log backend: the cores' budgets are a soft limit for the process's
+    /// resident set. Memory the process gains while the job runs outside
+    /// any budget (exchange batches, allocator slack, mapped segment pages)
+    /// lowers the state's limit by as much, down to a quarter of the budget
+    /// (engine/src/runtime/memory.rs); what the process held before the job
+    /// started does not count. Default on; turn it off when embedding brisk
+    /// in a process whose own memory grows while the job runs.
+    pub memory_guard: bool,
 }
 
 /// Default time between latency markers: 5 per second per source split.
@@ -189,6 +197,7 @@ impl std::fmt::Debug for JobConfig {
             .field("state_memory_budget_bytes", &self.state_memory_budget_bytes)
             .field("incremental_checkpoints", &self.incremental_checkpoints)
             .field("tune_allocator", &self.tune_allocator)
+            .field("memory_guard", &self.memory_guard)
             .finish_non_exhaustive()
     }
 }
@@ -220,6 +229,7 @@ impl Default for JobConfig {
             state_dir: None,
             incremental_checkpoints: true,
             tune_allocator: true,
+            memory_guard: true,
         }
     }
 }

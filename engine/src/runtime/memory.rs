@@ -16,7 +16,8 @@
 //!   `/proc/self/statm` every [`SAMPLE_EVERY`] and publishes it;
 //! - every [`GUARD_EVERY_MS`] of processing time each core publishes what
 //!   its budget holds, then sets its limit to the configured budget less
-//!   its share of the rest (resident − all cores' charges) and a margin
+//!   its share of the rest (resident − what the process held when the job
+//!   started − all cores' charges) and a margin
 //!   for what grows between two looks, never below half the budget: state
 //!   that was in memory goes to the log, and the resident set comes back.
 //!   It also keeps free the size of its next checkpoint's state files
@@ -51,6 +52,10 @@ const MARGIN_DIVISOR: usize = 32;
 pub(crate) struct ProcessMemory {
     /// The process's resident set in bytes at the last sample (0: none yet).
     resident: AtomicUsize,
+    /// The resident set when sampling began: what the process held before
+    /// the job (its program, an embedding service's own memory) is not the
+    /// job's to give way to.
+    baseline: AtomicUsize,
     /// What each core's budget held when it last looked.
     charged: Box<[AtomicUsize]>,
     /// The configured budget of one core.
@@ -61,6 +66,7 @@ impl ProcessMemory {
     fn new(cores: usize, per_core: usize) -> Self {
         Self {
             resident: AtomicUsize::new(0),
+            baseline: AtomicUsize::new(0),
             charged: (0..cores).map(|_| AtomicUsize::new(0)).collect(),
             per_core,
         }
@@ -75,7 +81,8 @@ impl ProcessMemory {
             return self.per_core;
         }
         let charged: usize = self.charged.iter().map(|c| c.load(Ordering::Relaxed)).sum();
-        let others = resident.saturating_sub(charged) / self.charged.len();
+        let baseline = self.baseline.load(Ordering::Relaxed);
+        let others = resident.saturating_sub(baseline + charged) / self.charged.len();
         self.per_core
             .saturating_sub(others + self.per_core / MARGIN_DIVISOR)
             .clamp(self.per_core / 2, self.per_core)
@@ -112,6 +119,7 @@ impl Sampler {
             _ => 4096,
         };
         memory.sample(page_bytes);
+        memory.baseline.store(memory.resident.load(Ordering::Relaxed), Ordering::Relaxed);
         let (stop, stopped) = crossbeam::channel::bounded::<()>(1);
         let m = memory.clone();
         let thread = std::thread::Builder::new()
@@ -202,6 +210,10 @@ mod tests {
         // budget less the margin.
         m.resident.store(150 * MIB, Ordering::Relaxed);
         assert_eq!(m.limit_for(0, 100 * MIB), 124 * MIB);
+        // What the process held before the job does not count.
+        m.baseline.store(40 * MIB, Ordering::Relaxed);
+        m.resident.store(300 * MIB, Ordering::Relaxed);
+        assert_eq!(m.limit_for(0, 100 * MIB), 104 * MIB);
     }
 
     #[test]

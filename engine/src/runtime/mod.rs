@@ -316,12 +316,13 @@ fn execute_once(
     control.progress.reset();
     // Under the log backend, the process's resident set moves the cores'
     // state limits (memory.rs); the sampler stops when this run ends.
-    let (_memory_sampler, process_memory) = if rc.state_backend == crate::config::StateBackendKind::Log {
-        let (sampler, memory) = memory::Sampler::start(cores, rc.state_memory_budget_bytes)?;
-        (Some(sampler), Some(memory))
-    } else {
-        (None, None)
-    };
+    let (_memory_sampler, process_memory) =
+        if config.memory_guard && rc.state_backend == crate::config::StateBackendKind::Log {
+            let (sampler, memory) = memory::Sampler::start(cores, rc.state_memory_budget_bytes)?;
+            (Some(sampler), Some(memory))
+        } else {
+            (None, None)
+        };
     let (shared, receivers) = JobShared::new(monitor, control.progress.clone(), process_memory);
     shared.monitor(|| MonitorMsg::Attempt { shared: shared.clone(), attempt });
     let node_names: Vec<String> = nodes.iter().map(|n| n.meta.name.clone()).collect();
