@@ -17,12 +17,12 @@
 //! - every [`GUARD_EVERY_MS`] of processing time each core publishes what
 //!   its budget holds, then sets its limit to the configured budget less
 //!   its share of the rest (resident − what the process held when the job
-//!   started − all cores' charges) and a margin
-//!   for what grows between two looks, never below half the budget: state
-//!   that was in memory goes to the log, and the resident set comes back.
-//!   It also keeps free the size of its next checkpoint's state files
-//!   (by the last two), which a snapshot builds at once and charges only
-//!   when built (never below a quarter of the budget).
+//!   started − all cores' charges) and a margin for what grows between
+//!   two looks, never below half the budget; then it also keeps free the
+//!   size of its next checkpoint's state files (by the last two), which a
+//!   snapshot builds at once and charges only when built, never going
+//!   below a quarter of the budget. State that was in memory goes to the
+//!   log, and the resident set comes back.
 //!
 //! A core never reads `/proc` itself: the sampler does, on its own thread,
 //! and a core reads two atomics.
