@@ -65,6 +65,13 @@ fn later_checkpoints_refer_to_the_segments_of_earlier_ones() {
     .unwrap();
     let sizes: Vec<(u64, u64)> = result.checkpoints.iter().map(|c| (c.bytes, c.full_bytes)).collect();
     println!("checkpoints (added / whole state, bytes): {sizes:?}");
+    // Each core noted what its checkpoints held at once (the memory guard
+    // keeps that free): at least the open segment its flush left charged.
+    let burst = result.metrics.total("state_checkpoint_burst_peak_bytes") as usize;
+    assert!(
+        burst >= 2 * brisk::config::STATE_SEGMENT_BYTES,
+        "checkpoint bursts noted: {burst} bytes on 2 cores"
+    );
     // A checkpoint with every cold key: at least COLD records of the log.
     let cold_bytes = COLD * 20;
     let first_full =

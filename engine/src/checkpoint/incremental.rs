@@ -103,6 +103,19 @@ pub(crate) trait LogTables {
     fn finish_index(&mut self, forgotten: &[ForgottenRef]);
 }
 
+/// Runs `flush` (an operator writing its dirty state into its log and
+/// sealing it for checkpoint `id`) and notes the log segments it left
+/// unwritten: the next checkpoint's flush will take about as much memory
+/// at once (see `CoreCheckpoints::burst_reserve`).
+pub(crate) fn flush<R>(core: &Core, id: u64, flush: impl FnOnce() -> R) -> R {
+    let out = flush();
+    if let Some(cp) = &core.checkpoints {
+        let segments = core.memory_budget().used_by(brisk_state::log::MemoryUse::Segments);
+        cp.note_flushed_segments(id, segments);
+    }
+    out
+}
+
 /// Writes `payload` as node `node`'s state for checkpoint `id`, once the
 /// segments of `list` in `log` are durable (a failed write fails the
 /// checkpoint), listing `files` in the acknowledgement.

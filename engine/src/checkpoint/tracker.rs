@@ -68,10 +68,36 @@ pub(crate) struct CoreCheckpoints {
     /// Under the log backend, the core's memory budget: a state file's
     /// bytes are charged to it until written.
     memory: RefCell<Option<Rc<brisk_state::log::MemoryBudget>>>,
-    /// Bytes of the state files of this core's newest checkpoint so far,
-    /// of the one before, and the newest's id (see
-    /// [`state_file_reserve`](Self::state_file_reserve)).
-    file_bytes: Cell<(u64, usize, usize)>,
+    /// What this core's newest checkpoint so far held at once, what the
+    /// one before held, and the newest's id (see
+    /// [`burst_reserve`](Self::burst_reserve)).
+    burst: Cell<Burst>,
+}
+
+/// What one checkpoint held at once on a core (see
+/// [`CoreCheckpoints::burst_reserve`]).
+#[derive(Clone, Copy, Default)]
+struct BurstBytes {
+    /// Its state files' bytes.
+    files: usize,
+    /// The most bytes of unwritten log segments after one of its flushes.
+    segments: usize,
+}
+
+impl BurstBytes {
+    fn total(self) -> usize {
+        self.files + self.segments
+    }
+}
+
+/// The newest checkpoint's [`BurstBytes`] (by id), the one before's, and
+/// the most any held.
+#[derive(Clone, Copy, Default)]
+struct Burst {
+    id: u64,
+    newest: BurstBytes,
+    before: BurstBytes,
+    peak: usize,
 }
 
 impl CoreCheckpoints {
@@ -96,16 +122,40 @@ impl CoreCheckpoints {
             writing: Cell::new(0),
             idle: glommio::sync::Semaphore::new(0),
             memory: RefCell::default(),
-            file_bytes: Cell::new((0, 0, 0)),
+            burst: Cell::new(Burst::default()),
         })
     }
 
-    /// What this core's next checkpoint will hold in state files while it
-    /// writes them, by the last two: memory the state must leave free,
-    /// since a snapshot builds its file at once and only then is charged.
-    pub fn state_file_reserve(&self) -> usize {
-        let (_, newest, before) = self.file_bytes.get();
-        newest.max(before)
+    /// What this core's next checkpoint will hold at once, by the last two:
+    /// its state files while they are written, and the log segments its
+    /// flush seals (with the open one) until they are. Memory the state
+    /// must leave free: a snapshot builds both in one synchronous step,
+    /// before anything can evict, and they are charged only as they grow.
+    pub fn burst_reserve(&self) -> usize {
+        let b = self.burst.get();
+        b.newest.total().max(b.before.total())
+    }
+
+    /// Notes that a flush of the log for checkpoint `id` left `segments`
+    /// bytes of unwritten segments charged.
+    pub fn note_flushed_segments(&self, id: u64, segments: usize) {
+        self.note_burst(id, |h| h.segments = h.segments.max(segments));
+    }
+
+    /// The most one checkpoint held at once on this core (see
+    /// [`burst_reserve`](Self::burst_reserve)).
+    pub fn burst_peak(&self) -> usize {
+        self.burst.get().peak
+    }
+
+    fn note_burst(&self, id: u64, f: impl FnOnce(&mut BurstBytes)) {
+        let mut b = self.burst.get();
+        if id != b.id {
+            b = Burst { id, newest: BurstBytes::default(), before: b.newest, peak: b.peak };
+        }
+        f(&mut b.newest);
+        b.peak = b.peak.max(b.newest.total());
+        self.burst.set(b);
     }
 
     /// The newest checkpoint the coordinator triggered (0: none yet).
@@ -180,12 +230,7 @@ impl CoreCheckpoints {
         durable: Option<LocalFuture<'static, Result<(), String>>>,
     ) {
         let name = format!("op-{node}-core-{}.state", self.core);
-        let (newest_id, newest, before) = self.file_bytes.get();
-        self.file_bytes.set(if id == newest_id {
-            (id, newest + payload.capacity(), before)
-        } else {
-            (id, payload.capacity(), newest)
-        });
+        self.note_burst(id, |h| h.files += payload.capacity());
         {
             let mut progress = self.progress.borrow_mut();
             let p = progress.entry(id).or_default();
@@ -391,6 +436,26 @@ mod tests {
 
     fn commit(id: u64, name: &str) -> Commit {
         Commit { checkpoint: id, from: PathBuf::from(format!(".{name}")), to: PathBuf::from(name) }
+    }
+
+    /// The reserve for the next checkpoint is the larger of the last two
+    /// bursts, each its state files plus the most segments one of its
+    /// flushes left unwritten.
+    #[test]
+    fn the_burst_reserve_is_the_larger_of_the_last_two_checkpoints() {
+        let (tx, _rx) = unbounded();
+        let cp = CoreCheckpoints::new(0, CheckpointShared::new(PathBuf::from("/nowhere")), tx, None);
+        assert_eq!(cp.burst_reserve(), 0, "no checkpoint yet");
+        cp.note_flushed_segments(1, 10);
+        cp.note_burst(1, |h| h.files += 5);
+        cp.note_flushed_segments(1, 7);
+        cp.note_burst(1, |h| h.files += 2);
+        assert_eq!(cp.burst_reserve(), 17, "flushes of one checkpoint: the most; files: their sum");
+        cp.note_flushed_segments(2, 3);
+        assert_eq!(cp.burst_reserve(), 17, "the one before still counts");
+        cp.note_flushed_segments(3, 4);
+        assert_eq!(cp.burst_reserve(), 4, "two checkpoints later it no longer does");
+        assert_eq!(cp.burst_peak(), 17);
     }
 
     /// A sink that saw the barrier and then ended is one sink, not two: the

@@ -574,8 +574,11 @@ where
         self.backend.set_current_time(self.core.now_ms());
         // Every dirty entry into the log, which is sealed: its segments are
         // the state now.
-        let segments = if incremental { self.backend.flush_log() } else { None };
-        let index = segments.as_ref().and_then(|list| self.backend.checkpoint_index(list));
+        let (segments, index) = crate::checkpoint::incremental::flush(&self.core, id, || {
+            let segments = if incremental { self.backend.flush_log() } else { None };
+            let index = segments.as_ref().and_then(|list| self.backend.checkpoint_index(list));
+            (segments, index)
+        });
         let mut w = StateWriter::new();
         let directory: Vec<(&str, &str)> = self.backend.descriptors().collect();
         w.entry(state_kind::DIRECTORY, NO_KEY_GROUP, &directory);

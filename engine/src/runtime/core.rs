@@ -370,6 +370,11 @@ impl Core {
             // The lowest limit the process's resident set gave the state.
             self.counter("(core)", "state_memory_limit_lowest_bytes")
                 .add(self.memory_budget.lowest_limit() as u64);
+            // The most a checkpoint held at once: its state files and the
+            // log segments its flush sealed (the guard keeps that free).
+            if let Some(cp) = &self.checkpoints {
+                self.counter("(core)", "state_checkpoint_burst_peak_bytes").add(cp.burst_peak() as u64);
+            }
         }
         std::mem::take(&mut *self.counters.borrow_mut())
     }

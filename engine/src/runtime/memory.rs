@@ -18,11 +18,12 @@
 //!   its budget holds, then sets its limit to the configured budget less
 //!   its share of the rest (resident − what the process held when the job
 //!   started − all cores' charges) and a margin for what grows between
-//!   two looks, never below half the budget; then it also keeps free the
-//!   size of its next checkpoint's state files (by the last two), which a
-//!   snapshot builds at once and charges only when built, never going
-//!   below a quarter of the budget. State that was in memory goes to the
-//!   log, and the resident set comes back.
+//!   two looks, never below half the budget; then it also keeps free what
+//!   its next checkpoint will hold at once (by the last two): its state
+//!   files and the log segments its flush seals, which a snapshot builds
+//!   in one synchronous step, before anything can evict, never going below
+//!   a quarter of the budget. State that was in memory goes to the log, and
+//!   the resident set comes back.
 //!
 //! A core never reads `/proc` itself: the sampler does, on its own thread,
 //! and a core reads two atomics.
@@ -32,6 +33,8 @@ use std::rc::Rc;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
+
+use brisk_state::log::MemoryUse;
 
 use crate::error::JobError;
 use crate::runtime::core::Core;
@@ -86,6 +89,16 @@ impl ProcessMemory {
         self.per_core
             .saturating_sub(others + self.per_core / MARGIN_DIVISOR)
             .clamp(self.per_core / 2, self.per_core)
+    }
+
+    /// Core `core`, whose budget holds `used` bytes now and must also keep
+    /// `reserve` bytes free (its next checkpoint's burst): publishes `used`
+    /// and returns its state's limit. The reserve is not resident yet, so
+    /// it is not published as charged: that would hide as much of what
+    /// the budgets do not hold, and the limit would keep free the larger
+    /// of the two instead of both.
+    pub(crate) fn limit_with_reserve(&self, core: usize, used: usize, reserve: usize) -> usize {
+        self.limit_for(core, used).saturating_sub(reserve).max(self.per_core / 4)
     }
 
     fn sample(&self, page_bytes: usize) {
@@ -174,13 +187,15 @@ impl Ticker for MemoryGuard {
     fn fire(&self, now_ms: i64) -> Result<(), JobError> {
         if now_ms >= self.next_ms.get() {
             let budget = self.core.memory_budget();
-            // The next checkpoint's state files, less what files in flight
-            // are charged already: built at once, they are charged only
-            // when built, so the state keeps that room free meanwhile.
-            let reserve = self.core.checkpoints.as_ref().map_or(0, |cp| cp.state_file_reserve());
-            let reserve = reserve.saturating_sub(budget.used_by(brisk_state::log::MemoryUse::StateFiles));
-            let limit = self.memory.limit_for(self.core.index(), budget.used() + reserve);
-            budget.set_limit(limit.saturating_sub(reserve).max(self.memory.per_core / 4));
+            // The next checkpoint's burst (state files and the segments its
+            // flush seals), less what is charged for them already (files
+            // and segments in flight, the open segment): built in one
+            // synchronous step, charged only as they grow, so the state
+            // keeps that room free meanwhile.
+            let reserve = self.core.checkpoints.as_ref().map_or(0, |cp| cp.burst_reserve());
+            let in_flight = budget.used_by(MemoryUse::StateFiles) + budget.used_by(MemoryUse::Segments);
+            let reserve = reserve.saturating_sub(in_flight);
+            budget.set_limit(self.memory.limit_with_reserve(self.core.index(), budget.used(), reserve));
             self.next_ms.set(now_ms.saturating_add(GUARD_EVERY_MS));
         }
         Ok(())
@@ -214,6 +229,20 @@ mod tests {
         m.baseline.store(40 * MIB, Ordering::Relaxed);
         m.resident.store(300 * MIB, Ordering::Relaxed);
         assert_eq!(m.limit_for(0, 100 * MIB), 104 * MIB);
+    }
+
+    /// A core keeps free both its share of what the budgets do not hold
+    /// and its next checkpoint's burst, not the larger of the two.
+    #[test]
+    fn a_core_keeps_free_both_the_rest_and_its_next_burst() {
+        let m = ProcessMemory::new(2, 128 * MIB);
+        m.resident.store(240 * MIB, Ordering::Relaxed);
+        m.charged[1].store(110 * MIB, Ordering::Relaxed);
+        // 240 resident, 110 + 110 charged: 10 per core elsewhere, a margin
+        // of 4, and a reserve of 12.
+        assert_eq!(m.limit_with_reserve(0, 110 * MIB, 12 * MIB), 102 * MIB);
+        // Never below a quarter of the budget.
+        assert_eq!(m.limit_with_reserve(0, 110 * MIB, 120 * MIB), 32 * MIB);
     }
 
     #[test]

@@ -508,8 +508,11 @@ where
         let incremental = self.core.config.incremental_checkpoints && !cp.is_savepoint(id);
         // Every dirty row into the log, which is sealed: its segments hold
         // the rows now.
-        let segments = if incremental { self.entries.flush_log() } else { None };
-        let index = segments.as_ref().and_then(|list| self.entries.checkpoint_index(list));
+        let (segments, index) = crate::checkpoint::incremental::flush(&self.core, id, || {
+            let segments = if incremental { self.entries.flush_log() } else { None };
+            let index = segments.as_ref().and_then(|list| self.entries.checkpoint_index(list));
+            (segments, index)
+        });
         // Room for the last snapshot's size and a quarter more.
         let last = self.last_snapshot_bytes.get();
         let mut w = StateWriter::with_capacity(last + last / 4);
