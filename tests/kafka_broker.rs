@@ -225,7 +225,15 @@ fn the_feature_pipeline_killed_and_restored_loses_no_input(brokers: &str) {
             .stdout(Stdio::null());
         c
     };
-    let mut first = base(&[]).stderr(Stdio::null()).spawn().unwrap();
+    // The first run's log (checkpoints at info), shown if it stops making
+    // progress.
+    let first_log = dir.path().join("first.log");
+    let mut first = base(&[])
+        .env("RUST_LOG", "info,glommio::reactor=off")
+        .env("NO_COLOR", "1")
+        .stderr(std::fs::File::create(&first_log).unwrap())
+        .spawn()
+        .unwrap();
     // Kill once a checkpoint that holds offsets is complete: its offsets
     // are then committed to the group (and output has appeared).
     let deadline = Instant::now() + Duration::from_secs(120);
@@ -239,7 +247,12 @@ fn the_feature_pipeline_killed_and_restored_loses_no_input(brokers: &str) {
     }
     // More input while the job runs, so the kill lands mid-stream.
     produce(&brokers, &input, &feature_lines(10_000, 500, 0, seed + 1));
-    common::kafka::wait_for_more_than(&brokers, &output, lines, deadline);
+    if let Err(e) = common::kafka::wait_for_more_than(&brokers, &output, lines, deadline) {
+        let _ = first.kill();
+        let log = std::fs::read_to_string(&first_log).unwrap_or_default();
+        let lines: Vec<&str> = log.lines().collect();
+        panic!("{e}; the running job's stderr ends:\n{}", lines[lines.len().saturating_sub(60)..].join("\n"));
+    }
     first.kill().unwrap(); // SIGKILL: no shutdown of any kind
     first.wait().unwrap();
     let written_before = end_offsets(&brokers, &output).iter().map(|(_, e)| e).sum::<i64>();

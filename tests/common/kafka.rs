@@ -167,8 +167,8 @@ pub fn create_topic(brokers: &str, topic: &str, partitions: i32) {
 }
 
 /// Waits (in the consumer's poll, up to `deadline`) until `topic` holds
-/// more than `n` records.
-pub fn wait_for_more_than(brokers: &str, topic: &str, n: usize, deadline: Instant) {
+/// more than `n` records; `Err` says how many it held at the deadline.
+pub fn wait_for_more_than(brokers: &str, topic: &str, n: usize, deadline: Instant) -> Result<(), String> {
     let c = consumer(brokers, None);
     let mut tpl = TopicPartitionList::new();
     for p in partitions(brokers, topic) {
@@ -177,12 +177,15 @@ pub fn wait_for_more_than(brokers: &str, topic: &str, n: usize, deadline: Instan
     c.assign(&tpl).unwrap();
     let mut seen = 0;
     while seen <= n {
-        assert!(Instant::now() < deadline, "{topic} holds {seen} records, not more than {n}");
+        if Instant::now() >= deadline {
+            return Err(format!("{topic} holds {seen} records, not more than {n}"));
+        }
         if let Some(m) = c.poll(Duration::from_millis(100)) {
             m.unwrap();
             seen += 1;
         }
     }
+    Ok(())
 }
 
 /// `n` feature lines `user_<u>,<value>` keyed by user, seeded; every
