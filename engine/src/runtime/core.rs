@@ -164,9 +164,6 @@ pub struct Core {
     memory_budget: Rc<brisk_state::log::MemoryBudget>,
     /// The core's state log segment writes in flight (log backend).
     pub(crate) segment_writes: Rc<super::segment_io::WriteSignal>,
-    /// Most bytes of segment writes in flight before the core's driving
-    /// tasks stop taking input (see [`Owned::after_push`]).
-    write_backlog_bytes: usize,
     /// Nanoseconds the core's driving tasks waited for segment writes.
     write_stall_ns: Counter,
 }
@@ -195,7 +192,6 @@ impl Core {
             timers: Rc::default(),
             memory_budget,
             segment_writes: Rc::default(),
-            write_backlog_bytes: write_backlog_bytes(config.state_memory_budget_bytes),
             write_stall_ns: Counter::default(),
             config,
         })
@@ -400,11 +396,11 @@ impl Core {
     }
 }
 
-/// The write backlog of a core with `budget` bytes of managed memory: a
-/// quarter of it, and at least two segments so that one can be written while
-/// the next fills.
-fn write_backlog_bytes(budget: usize) -> usize {
-    (budget / 4).max(2 * crate::config::STATE_SEGMENT_BYTES)
+/// The write backlog of a core whose state may hold `limit` bytes now (its
+/// budget, less what the process guard keeps free): a quarter of it, and at
+/// least two segments so that one can be written while the next fills.
+fn write_backlog_bytes(limit: usize) -> usize {
+    (limit / 4).max(2 * crate::config::STATE_SEGMENT_BYTES)
 }
 
 /// What one driving task owns downstream of itself: the outlets it pushed
@@ -434,10 +430,13 @@ impl Owned {
         // barrier only this task can deliver.
         self.core.claim_touched(&mut self.outlets);
         let blocks = std::mem::take(&mut *self.core.blocks.borrow_mut());
-        if self.core.segment_writes.bytes_in_flight() > self.core.write_backlog_bytes {
+        // Of the state's current limit: when the process guard lowers it,
+        // fewer unwritten segments may wait in memory too.
+        let backlog = write_backlog_bytes(self.core.memory_budget.limit());
+        if self.core.segment_writes.bytes_in_flight() > backlog {
             self.flush_all().await?;
             let from = self.core.monotonic_ns();
-            self.core.segment_writes.at_most(self.core.write_backlog_bytes).await;
+            self.core.segment_writes.at_most(backlog).await;
             self.core.write_stall_ns.add(self.core.monotonic_ns().saturating_sub(from));
         }
         if !blocks.is_empty() {
@@ -606,8 +605,8 @@ mod tests {
     }
 
     /// A driving task does not take more input while the core's state log
-    /// writes in flight exceed its backlog, and goes on once they drained;
-    /// the wait is counted.
+    /// writes in flight exceed its backlog (a quarter of the state's current
+    /// limit), and goes on once they drained; the wait is counted.
     #[test]
     fn input_waits_while_state_writes_exceed_the_backlog() {
         let clock = ManualClock::new(0);
@@ -637,6 +636,19 @@ mod tests {
                 task.await;
                 assert!(passed.get());
                 core.segment_writes.finished(backlog);
+
+                // The process guard lowered the state's limit to half the
+                // budget: the backlog is a quarter of that now.
+                core.memory_budget().set_limit(32 << 20);
+                core.segment_writes.started(backlog / 2);
+                core.segment_writes.started(1);
+                let (task, passed) = after_push_in_a_task(&core).await;
+                assert!(!passed.get(), "input taken with writes over the lowered backlog");
+                core.segment_writes.finished(1);
+                task.await;
+                assert!(passed.get());
+                core.segment_writes.finished(backlog / 2);
+                core.memory_budget().set_limit(64 << 20);
 
                 // A push that left a held-back channel, then waits for the
                 // disk: the hold is its own from the start (another task
