@@ -86,11 +86,11 @@ nodes=$(grep -o '<g class="node[ "]' "$dom" | wc -l)
 check "the graph shows the job's operators ($nodes nodes)" test "$nodes" -ge 4
 check "the graph names the window operator" grep -q 'window count and sum' "$dom"
 check "the graph marks the keyed exchange" grep -q '>HASH<' "$dom"
-check "records from sources are counted" grep -Eq '<span id="records">[0-9.]+( k| M)?</span>' "$dom"
-check "the source rate is shown" grep -Eq '<span id="rate">[0-9.,]+( k| M)?/s</span>' "$dom"
+check "records from sources are counted" grep -Eq '<span id="records">[0-9.,]+( k| M| G)?</span>' "$dom"
+check "the source rate is shown" grep -Eq '<span id="rate">[0-9.,]+( k| M| G)?/s</span>' "$dom"
 check "operator rows per core" grep -q '<td class="num">1</td>' "$dom"
 check "a completed checkpoint is listed" grep -q 'class="COMPLETED"' "$dom"
-check "latency at the sink is shown" grep -Eq '<td>discard</td><td class="num">[0-9.]+( k| M)?</td><td class="num">[0-9.,]+ ms</td>' "$dom"
+check "latency at the sink is shown" grep -Eq '<td>discard</td><td class="num">[0-9.,]+( k| M| G)?</td><td class="num">[0-9.,]+ ms</td>' "$dom"
 size=$(stat -c %s "$shot" 2>/dev/null || echo 0)
 check "a screenshot was saved ($shot, $size bytes)" test "$size" -gt 20000
 if [ "$fail" -ne 0 ]; then
