@@ -91,8 +91,8 @@ pub struct IndexBase {
 /// A table whose cold keys are indexed by record location (a
 /// [`Spill`](super::spill::Spill)), as a base sees it.
 pub trait IndexedTable {
-    /// Calls `each` with every indexed record: key hash and location.
-    fn for_each_indexed(&self, each: &mut dyn FnMut(u64, Loc));
+    /// Calls `each` with the location of every indexed record.
+    fn for_each_indexed(&self, each: &mut dyn FnMut(Loc));
     /// Makes room in the index for `more` records.
     fn reserve_index(&mut self, more: usize);
     /// Indexes the records of `batch` (key hash, location) without looking
@@ -231,7 +231,7 @@ fn encode_base(
     for &state in states {
         let Some(t) = tables.table(state) else { continue };
         let mut n = 0;
-        t.for_each_indexed(&mut |_, loc| {
+        t.for_each_indexed(&mut |loc| {
             let i = *position.get(&loc.segment()).expect("an indexed record's segment is published");
             let bit = slot(loc.offset());
             segments[i].live[bit / 64] |= 1 << (bit % 64);
@@ -425,7 +425,7 @@ pub fn recount_dead(log: &mut LogStore, tables: &mut dyn IndexedTables) {
     let mut live: HashMap<u32, usize> = HashMap::new();
     for state in tables.states() {
         if let Some(t) = tables.table(state) {
-            t.for_each_indexed(&mut |_, loc| *live.entry(loc.segment()).or_default() += 1);
+            t.for_each_indexed(&mut |loc| *live.entry(loc.segment()).or_default() += 1);
         }
     }
     log.recount_dead(|seg| live.get(&seg).copied().unwrap_or(0));

@@ -6,8 +6,8 @@
 //! - **Hot** entries live in the table's hash table, flagged `DIRTY` when
 //!   changed since they were last written and `REFERENCED` when used since
 //!   the last eviction sweep.
-//! - **Cold** entries have only an index slot here (hash and location,
-//!   16 bytes); key and value are in the log.
+//! - **Cold** entries have only an index slot here (32 bits of the hash
+//!   and the location, 12 bytes); key and value are in the log.
 //! - An access first *touches* its key: a cold key is read back (checksum
 //!   verified) and becomes hot and clean; its index slot stays, so evicting
 //!   it again unchanged writes nothing.
@@ -17,7 +17,8 @@
 //!   stops once it has evicted enough, so its cost is proportional to what
 //!   it evicts, not to the table.
 //! - A hot entry flagged `LOGGED` has a record already: writing it again
-//!   kills that record, found by hash alone unless another key shares it.
+//!   kills that record, found without a read unless another key shares
+//!   the 32 bits of hash its slot keeps.
 //! - Removing a key that has a record writes a tombstone, so that replaying
 //!   the log (a restore) does not bring it back.
 
@@ -49,9 +50,57 @@ pub const SIZE_SAMPLE_EVERY: u32 = 64;
 /// budget), so that sweeps are not one per access.
 const EVICT_BATCH: usize = 32;
 
-/// Memory one slot of the index's capacity costs (hash, location, control
-/// byte, and the buckets hashbrown keeps free beyond its capacity).
-pub const INDEX_SLOT_BYTES: usize = 19;
+/// Memory one slot of the index's capacity costs (a [`ColdSlot`], a
+/// control byte, and the buckets hashbrown keeps free beyond its capacity).
+pub const INDEX_SLOT_BYTES: usize = 15;
+
+/// One slot of the index of records: 32 bits of the key's hash (a tag)
+/// and the record's location, 12 bytes (a full hash made it 16, plus
+/// alignment). The tag is enough: finding a key's record compares keys
+/// (read from the record), and finding the record of a key known to have
+/// one ([`LOGGED`]) needs no read while one slot alone carries its tag,
+/// which is then the key's own. Among a million keys, a key shares its
+/// tag with another with probability 2^-12, so the extra reads are rare.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct ColdSlot {
+    tag: u32,
+    loc: [u32; 2],
+}
+
+impl ColdSlot {
+    fn new(hash: u64, loc: Loc) -> Self {
+        let bits = loc.to_bits();
+        Self { tag: hash as u32, loc: [(bits >> 32) as u32, bits as u32] }
+    }
+    fn loc(self) -> Loc {
+        Loc::from_bits((u64::from(self.loc[0]) << 32) | u64::from(self.loc[1]))
+    }
+    /// Whether the slot may be the record of a key of hash `hash`.
+    fn tags(self, hash: u64) -> bool {
+        self.tag == hash as u32
+    }
+    /// Whether the slot is the record at `loc` of a key of hash `hash`.
+    fn is(self, hash: u64, loc: Loc) -> bool {
+        self.tags(hash) && self.loc() == loc
+    }
+    /// What the index files the slot under (see [`index_hash`]).
+    fn filed(&self) -> u64 {
+        tag_hash(self.tag)
+    }
+}
+
+const _: () = assert!(std::mem::size_of::<ColdSlot>() == 12, "an index slot is 12 bytes");
+
+/// What the index files a key of hash `hash` under: a slot keeps only the
+/// tag, so the table's hash (its shard, its bucket, hashbrown's control
+/// bits) comes from the tag, spread over 64 bits by an odd multiplier.
+fn index_hash(hash: u64) -> u64 {
+    tag_hash(hash as u32)
+}
+
+fn tag_hash(tag: u32) -> u64 {
+    u64::from(tag).wrapping_mul(0x9E37_79B9_7F4A_7C15)
+}
 
 /// What a charge against a [`MemoryBudget`] is for: the budget keeps each
 /// kind's bytes, so that its high-water mark can be told apart.
@@ -230,8 +279,9 @@ pub trait HotEntry<K: Clone, V> {
 pub struct Spill<K, V> {
     log: Rc<RefCell<LogStore>>,
     state: u32,
-    /// `(key hash, record location)` of every key with a record in the log.
-    cold: HotTable<(u64, u64)>,
+    /// The record of every key with one in the log, filed under
+    /// [`index_hash`] of the key's hash.
+    cold: HotTable<ColdSlot>,
     budget: Rc<MemoryBudget>,
     /// What the hot entries are charged now.
     charged_hot: usize,
@@ -362,18 +412,18 @@ where
 
     fn find_cold(&self, log: &LogStore, hash: u64, key: &K) -> Option<Loc> {
         self.cold
-            .find(hash, |&(h, l)| {
-                h == hash && {
-                    let loc = Loc::from_bits(l);
+            .find(index_hash(hash), |slot| {
+                slot.tags(hash) && {
+                    let loc = slot.loc();
                     let rec = log.get(loc).unwrap_or_else(|| corrupt("indexed record", loc));
-                    key_of::<K>(&rec).unwrap_or_else(|| corrupt("key", loc)) == *key
+                    rec.hash == hash && key_of::<K>(&rec).unwrap_or_else(|| corrupt("key", loc)) == *key
                 }
             })
-            .map(|&(_, l)| Loc::from_bits(l))
+            .map(|slot| slot.loc())
     }
 
     fn drop_cold(&mut self, hash: u64, loc: Loc) {
-        if let Ok(e) = self.cold.find_entry(hash, |&(h, l)| h == hash && l == loc.to_bits()) {
+        if let Ok(e) = self.cold.find_entry(index_hash(hash), |slot| slot.is(hash, loc)) {
             e.remove();
         }
     }
@@ -385,12 +435,15 @@ where
             return None;
         }
         let log = self.log.borrow();
-        for &(h, l) in self.cold.iter_hash(hash) {
-            if h != hash {
+        for slot in self.cold.iter_hash(index_hash(hash)) {
+            if !slot.tags(hash) {
                 continue;
             }
-            let loc = Loc::from_bits(l);
+            let loc = slot.loc();
             let rec = log.get(loc).unwrap_or_else(|| corrupt("indexed record", loc));
+            if rec.hash != hash {
+                continue;
+            }
             let (k, rest) =
                 postcard::take_from_bytes::<K>(rec.payload).unwrap_or_else(|_| corrupt("key", loc));
             if k == *key {
@@ -403,12 +456,12 @@ where
     }
 
     /// The location of the record of `key`, which has one ([`LOGGED`]): no
-    /// read unless another key shares its 64-bit hash.
+    /// read unless another key shares its tag (see [`ColdSlot`]).
     fn own_record(&self, log: &LogStore, hash: u64, key: &K) -> Option<Loc> {
-        let mut same = self.cold.iter_hash(hash).filter(|e| e.0 == hash);
+        let mut same = self.cold.iter_hash(index_hash(hash)).filter(|slot| slot.tags(hash));
         let first = same.next()?;
         if same.next().is_none() {
-            return Some(Loc::from_bits(first.1));
+            return Some(first.loc());
         }
         self.find_cold(log, hash, key)
     }
@@ -432,12 +485,12 @@ where
             // The key's slot now points at its new record: one probe.
             Some(old) => {
                 log.kill(old);
-                if let Some(slot) = self.cold.find_mut(hash, |&(h, l)| h == hash && l == old.to_bits()) {
-                    slot.1 = loc.to_bits();
+                if let Some(slot) = self.cold.find_mut(index_hash(hash), |slot| slot.is(hash, old)) {
+                    *slot = ColdSlot::new(hash, loc);
                 }
             }
             None => {
-                self.cold.insert_unique(hash, (hash, loc.to_bits()), |e| e.0);
+                self.cold.insert_unique(index_hash(hash), ColdSlot::new(hash, loc), ColdSlot::filed);
             }
         }
     }
@@ -478,10 +531,9 @@ where
         for _ in 0..checks.min(buckets) {
             self.cold_hand = if self.cold_hand + 1 >= buckets { 0 } else { self.cold_hand + 1 };
             let Some(slot) = self.cold.get_bucket_entry(self.cold_hand) else { continue };
-            let (hash, l) = *slot.get();
-            let loc = Loc::from_bits(l);
+            let loc = slot.get().loc();
             let mut key = std::mem::take(&mut self.scratch);
-            {
+            let hash = {
                 let rec = log.get(loc).unwrap_or_else(|| corrupt("indexed record", loc));
                 let (_, rest) =
                     postcard::take_from_bytes::<K>(rec.payload).unwrap_or_else(|_| corrupt("key", loc));
@@ -492,7 +544,8 @@ where
                 }
                 key.clear();
                 key.extend_from_slice(&rec.payload[..rec.payload.len() - rest.len()]);
-            }
+                rec.hash
+            };
             slot.remove();
             log.kill(loc);
             // A tombstone's payload is the key: the record's prefix.
@@ -739,12 +792,12 @@ where
     /// key is not hot (`is_hot`), straight from the log.
     pub fn for_each_cold(&self, is_hot: impl Fn(u64, &K) -> bool, out: &mut dyn FnMut(u64, &[u8])) {
         let log = self.log.borrow();
-        for &(hash, l) in self.cold.iter() {
-            let loc = Loc::from_bits(l);
+        for slot in self.cold.iter() {
+            let loc = slot.loc();
             let rec = log.get(loc).unwrap_or_else(|| corrupt("indexed record", loc));
             let key = key_of::<K>(&rec).unwrap_or_else(|| corrupt("key", loc));
-            if !is_hot(hash, &key) {
-                out(hash, rec.payload);
+            if !is_hot(rec.hash, &key) {
+                out(rec.hash, rec.payload);
             }
         }
     }
@@ -752,7 +805,7 @@ where
     /// Whether the record at `loc` is the newest of its key (compaction must
     /// keep it).
     pub fn is_live(&self, hash: u64, loc: Loc) -> bool {
-        self.cold.find(hash, |&(h, l)| h == hash && l == loc.to_bits()).is_some()
+        self.cold.find(index_hash(hash), |slot| slot.is(hash, loc)).is_some()
     }
 
     /// Whether a tombstone must be copied forward: its key has no record in
@@ -772,8 +825,8 @@ where
 
     /// Points the index at `new`, the copy of the record at `old`.
     pub fn relocate(&mut self, hash: u64, old: Loc, new: Loc) {
-        if let Some(slot) = self.cold.find_mut(hash, |&(h, l)| h == hash && l == old.to_bits()) {
-            slot.1 = new.to_bits();
+        if let Some(slot) = self.cold.find_mut(index_hash(hash), |slot| slot.is(hash, old)) {
+            *slot = ColdSlot::new(hash, new);
         }
     }
 
@@ -793,7 +846,7 @@ where
         }
         match rec.kind {
             RecordKind::Put => {
-                self.cold.insert_unique(rec.hash, (rec.hash, loc.to_bits()), |e| e.0);
+                self.cold.insert_unique(index_hash(rec.hash), ColdSlot::new(rec.hash, loc), ColdSlot::filed);
             }
             RecordKind::Delete => log.kill(loc),
         }
@@ -802,18 +855,18 @@ where
 }
 
 impl<K, V> super::index::IndexedTable for Spill<K, V> {
-    fn for_each_indexed(&self, each: &mut dyn FnMut(u64, Loc)) {
-        for &(hash, l) in self.cold.iter() {
-            each(hash, Loc::from_bits(l));
+    fn for_each_indexed(&self, each: &mut dyn FnMut(Loc)) {
+        for slot in self.cold.iter() {
+            each(slot.loc());
         }
     }
 
     fn reserve_index(&mut self, more: usize) {
-        self.cold.reserve(more, |e| e.0);
+        self.cold.reserve(more, ColdSlot::filed);
     }
 
     fn index_loaded(&mut self, batch: &mut [(u64, Loc)]) {
-        self.cold.reserve(batch.len(), |e| e.0);
+        self.cold.reserve(batch.len(), ColdSlot::filed);
         // In the order of the buckets the inserts start probing at (the
         // hash's low bits, in hashbrown), so that consecutive inserts touch
         // nearby memory instead of a cache miss each: a restore indexes
@@ -822,16 +875,17 @@ impl<K, V> super::index::IndexedTable for Spill<K, V> {
             std::array::from_fn(|i| self.cold.shard(i).num_buckets().max(1) as u64 - 1);
         let cold = &self.cold;
         batch.sort_unstable_by_key(|&(hash, _)| {
-            let shard = cold.shard_index(hash);
-            ((shard as u64) << 48) | (hash & masks[shard])
+            let filed = index_hash(hash);
+            let shard = cold.shard_index(filed);
+            ((shard as u64) << 48) | (filed & masks[shard])
         });
         for &(hash, loc) in batch.iter() {
-            self.cold.insert_unique(hash, (hash, loc.to_bits()), |e| e.0);
+            self.cold.insert_unique(index_hash(hash), ColdSlot::new(hash, loc), ColdSlot::filed);
         }
     }
 
     fn unindex(&mut self, hash: u64, loc: Loc) {
-        if let Ok(e) = self.cold.find_entry(hash, |&(h, l)| h == hash && l == loc.to_bits()) {
+        if let Ok(e) = self.cold.find_entry(index_hash(hash), |slot| slot.is(hash, loc)) {
             e.remove();
         }
     }

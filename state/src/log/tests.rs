@@ -531,6 +531,21 @@ fn keys_sharing_a_hash_stay_apart() {
     fn same(k: &u32) -> CurrentKey<'_, u32> {
         CurrentKey::new(k, 7)
     }
+    keys_stay_apart(same);
+}
+
+/// Every key's hash differs, but only above the 32 bits an index slot
+/// keeps of it (its tag): the index must not take one key's record for
+/// another's.
+#[test]
+fn keys_sharing_an_index_tag_stay_apart() {
+    fn same_tag(k: &u32) -> CurrentKey<'_, u32> {
+        CurrentKey::new(k, (u64::from(*k) << 32) | 7)
+    }
+    keys_stay_apart(same_tag);
+}
+
+fn keys_stay_apart(same: for<'a> fn(&'a u32) -> CurrentKey<'a, u32>) {
     let seed = seed();
     let mut rng = fastrand::Rng::with_seed(seed);
     let disk = SimDisk::new(seed);
