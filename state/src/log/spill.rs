@@ -693,12 +693,7 @@ where
             // its entries needs half its buckets.
             let want = if b >= 64 { n.saturating_sub(b * 7 / 20) } else { over / self.entry_bytes + 1 };
             left -= self.evict_shard(hot.shard_mut(i), i, want.max(EVICT_BATCH).min(left));
-            let shard = hot.shard_mut(i);
-            if shard.capacity() > 2 * shard.len() + 64 {
-                let keep = shard.len() + shard.len() / 4;
-                shard.shrink_to(keep, |e| e.hash());
-                self.hands[i] = 0;
-            }
+            self.shrink_if_sparse(hot, i);
             self.recharge(hot);
         }
     }
@@ -742,11 +737,17 @@ where
     /// The records wait in memory until their segments are written. While
     /// that puts the core over its budget, a written entry leaves memory
     /// (the log has it), so a checkpoint's flush does not add a copy of
-    /// the dirty state on top of the budget.
+    /// the dirty state on top of the budget. An evicted entry frees only
+    /// what it owns, so a shard the flush emptied that far is shrunk when
+    /// the flush leaves it, as eviction does (`make_room`): otherwise the
+    /// charge fell by the evicted entries while the memory stayed, and the
+    /// flush's segments came on top of it (R12's high-water marks at
+    /// checkpoints).
     pub fn flush<E: HotEntry<K, V>>(&mut self, hot: &mut HotTable<E>) {
         let log = self.log.clone();
         let mut log = log.borrow_mut();
         for i in 0..SHARDS {
+            let mut evicted = false;
             for j in 0..hot.shard(i).num_buckets() {
                 let Ok(mut slot) = hot.shard_mut(i).get_bucket_entry(j) else { continue };
                 let flags = *slot.get_mut().flags();
@@ -758,13 +759,29 @@ where
                 if self.budget.over() > 0 {
                     slot.remove();
                     self.stats.evicted += 1;
+                    evicted = true;
                     self.recharge(hot);
                 } else {
                     *slot.get_mut().flags() = (flags & !DIRTY) | LOGGED;
                 }
             }
+            if evicted {
+                self.shrink_if_sparse(hot, i);
+            }
         }
         self.recharge(hot);
+    }
+
+    /// Shrinks shard `i` if at most half its capacity is used (eviction
+    /// left it sparse), giving its buckets back.
+    fn shrink_if_sparse<E: HotEntry<K, V>>(&mut self, hot: &mut HotTable<E>, i: usize) {
+        let shard = hot.shard_mut(i);
+        if shard.capacity() > 2 * shard.len() + 64 {
+            let keep = shard.len() + shard.len() / 4;
+            shard.shrink_to(keep, |e| e.hash());
+            self.hands[i] = 0;
+            self.recharge(hot);
+        }
     }
 
     /// Charges what the table holds now: its hot table's buckets and what

@@ -752,6 +752,47 @@ fn a_hot_table_grows_a_shard_only_when_old_and_new_arrays_fit() {
     assert!(widest > 64 << 10, "at most {widest} buckets");
 }
 
+/// A checkpoint's flush over the budget evicts what it writes; an evicted
+/// entry frees only what it owns, so the flush shrinks the shards it
+/// emptied: the buckets go back, and the charge is what is still held.
+#[test]
+fn a_flush_over_the_budget_gives_the_evicted_entries_buckets_back() {
+    use crate::hot::HotTable;
+    let disk = SimDisk::new(12);
+    let budget = MemoryBudget::new(64 << 20);
+    let log = Rc::new(std::cell::RefCell::new(LogStore::new(Box::new(SimIo(disk.clone())), 0, 1 << 20)));
+    let entry_size = std::mem::size_of::<TestEntry>();
+    let mut spill = spill::Spill::<u32, u64>::new(log, 0, budget.clone(), entry_size);
+    let mut hot = HotTable::<TestEntry>::new();
+    for k in 0..200_000u32 {
+        let hash = key_hash(&k);
+        spill.maintain(&mut hot, hash);
+        hot.insert_unique(hash, TestEntry { hash, key: k, value: u64::from(k), flags: spill::DIRTY }, |e| {
+            e.hash
+        });
+    }
+    spill.maintain(&mut hot, 0);
+    let before = hot.num_buckets();
+    assert_eq!((hot.len(), spill.stats.evicted), (200_000, 0), "all hot under the first budget");
+    // The guard lowers the limit below what the table holds: the flush
+    // evicts what it writes from then on.
+    budget.set_limit(budget.used() * 3 / 4);
+    spill.flush(&mut hot);
+    assert!((100_000..200_000).contains(&spill.stats.evicted), "evicted {}", spill.stats.evicted);
+    for i in 0..crate::hot::SHARDS {
+        let shard = hot.shard(i);
+        assert!(
+            shard.capacity() <= 2 * shard.len() + 64,
+            "shard {i} left sparse: {} entries in room for {}",
+            shard.len(),
+            shard.capacity()
+        );
+    }
+    let after = hot.num_buckets();
+    println!("buckets {before} -> {after}, {} hot", hot.len());
+    assert!(after <= before / 2, "buckets {before} -> {after}");
+}
+
 /// Compaction leaves segments alone until they are nearly dead, as long as
 /// the log holds less dead than live data: under churn they die whole and
 /// are dropped without copying; and the log stays within about twice its
