@@ -40,6 +40,25 @@ fn root() -> &'static Path {
     Path::new(env!("CARGO_MANIFEST_DIR"))
 }
 
+/// The last `n` lines of the broker's log (tools/test-broker.sh keeps it
+/// in `$BRISK_CACHE/broker-PORT.log`), for a failure's message: the
+/// next start on the same port overwrites it.
+fn broker_log_tail(n: usize) -> String {
+    let cache = std::env::var_os("BRISK_CACHE")
+        .map(std::path::PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| Path::new(&h).join(".cache/brisk")));
+    let Some(path) = cache.map(|c| c.join(format!("broker-{PORT}.log"))) else {
+        return "(no BRISK_CACHE or HOME to find it by)".into();
+    };
+    match std::fs::read_to_string(&path) {
+        Ok(log) => {
+            let lines: Vec<&str> = log.lines().collect();
+            lines[lines.len().saturating_sub(n)..].join("\n")
+        }
+        Err(e) => format!("(cannot read {}: {e})", path.display()),
+    }
+}
+
 /// Starts the broker; `None` (after a loud message) when tansu cannot be
 /// built here.
 fn start_broker() -> Option<Broker> {
@@ -251,7 +270,11 @@ fn the_feature_pipeline_killed_and_restored_loses_no_input(brokers: &str) {
         let _ = first.kill();
         let log = std::fs::read_to_string(&first_log).unwrap_or_default();
         let lines: Vec<&str> = log.lines().collect();
-        panic!("{e}; the running job's stderr ends:\n{}", lines[lines.len().saturating_sub(60)..].join("\n"));
+        panic!(
+            "{e}; the running job's stderr ends:\n{}\n\nthe broker's log ends:\n{}",
+            lines[lines.len().saturating_sub(60)..].join("\n"),
+            broker_log_tail(60)
+        );
     }
     first.kill().unwrap(); // SIGKILL: no shutdown of any kind
     first.wait().unwrap();
