@@ -50,8 +50,9 @@ pub const SIZE_SAMPLE_EVERY: u32 = 64;
 /// budget), so that sweeps are not one per access.
 const EVICT_BATCH: usize = 32;
 
-/// Memory one slot of the index's capacity costs (a [`ColdSlot`], a
-/// control byte, and the buckets hashbrown keeps free beyond its capacity).
+/// Memory one slot of the index's capacity costs (12 bytes of tag and
+/// location, a control byte, and the buckets hashbrown keeps free beyond
+/// its capacity).
 pub const INDEX_SLOT_BYTES: usize = 15;
 
 /// One slot of the index of records: 32 bits of the key's hash (a tag)
