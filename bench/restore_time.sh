@@ -11,8 +11,9 @@
 set -euo pipefail
 root="$(cd "$(dirname "$0")/.." && pwd)"
 keys="${1:?KEYS}"; cores="${2:?CORES}"; chk="${3:-3}"; runs="${4:-2}"
-(cd "$root" && cargo build --release -q -p brisk-bench --bin keyed_window)
-bin="$root/target/release/keyed_window"
+# KW_BIN=PATH runs that keyed_window binary instead (A/B runs of two builds).
+bin="${KW_BIN:-$root/target/release/keyed_window}"
+[ -n "${KW_BIN:-}" ] || (cd "$root" && cargo build --release -q -p brisk-bench --bin keyed_window)
 work="$(mktemp -d)"; trap 'rm -rf "$work"' EXIT
 flags=(--keys "$keys" --cores "$cores" --window-ms 1000000 --state-backend log
   --state-memory-budget 268435456)
