@@ -103,6 +103,20 @@ fn tag_hash(tag: u32) -> u64 {
     u64::from(tag).wrapping_mul(0x9E37_79B9_7F4A_7C15)
 }
 
+/// Files the record at `loc` of a key of hash `hash` (which has none
+/// filed) in the index `cold`.
+fn file_cold(cold: &mut HotTable<ColdSlot>, hash: u64, loc: Loc) {
+    cold.insert_unique(index_hash(hash), ColdSlot::new(hash, loc), ColdSlot::filed);
+}
+
+/// Takes the record at `loc` of a key of hash `hash` out of the index
+/// `cold`, if it is there.
+fn unfile_cold(cold: &mut HotTable<ColdSlot>, hash: u64, loc: Loc) {
+    if let Ok(e) = cold.find_entry(index_hash(hash), |slot| slot.is(hash, loc)) {
+        e.remove();
+    }
+}
+
 /// What a charge against a [`MemoryBudget`] is for: the budget keeps each
 /// kind's bytes, so that its high-water mark can be told apart.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -424,9 +438,7 @@ where
     }
 
     fn drop_cold(&mut self, hash: u64, loc: Loc) {
-        if let Ok(e) = self.cold.find_entry(index_hash(hash), |slot| slot.is(hash, loc)) {
-            e.remove();
-        }
+        unfile_cold(&mut self.cold, hash, loc);
     }
 
     /// The cold value of `key`, read back, if the log has one. Each
@@ -490,9 +502,7 @@ where
                     *slot = ColdSlot::new(hash, loc);
                 }
             }
-            None => {
-                self.cold.insert_unique(index_hash(hash), ColdSlot::new(hash, loc), ColdSlot::filed);
-            }
+            None => file_cold(&mut self.cold, hash, loc),
         }
     }
 
@@ -768,20 +778,20 @@ where
             }
             if evicted {
                 self.shrink_if_sparse(hot, i);
+                self.recharge(hot);
             }
         }
         self.recharge(hot);
     }
 
     /// Shrinks shard `i` if at most half its capacity is used (eviction
-    /// left it sparse), giving its buckets back.
+    /// left it sparse), giving its buckets back. The caller recharges.
     fn shrink_if_sparse<E: HotEntry<K, V>>(&mut self, hot: &mut HotTable<E>, i: usize) {
         let shard = hot.shard_mut(i);
         if shard.capacity() > 2 * shard.len() + 64 {
             let keep = shard.len() + shard.len() / 4;
             shard.shrink_to(keep, |e| e.hash());
             self.hands[i] = 0;
-            self.recharge(hot);
         }
     }
 
@@ -863,9 +873,7 @@ where
             self.drop_cold(rec.hash, old);
         }
         match rec.kind {
-            RecordKind::Put => {
-                self.cold.insert_unique(index_hash(rec.hash), ColdSlot::new(rec.hash, loc), ColdSlot::filed);
-            }
+            RecordKind::Put => file_cold(&mut self.cold, rec.hash, loc),
             RecordKind::Delete => log.kill(loc),
         }
         Ok(())
@@ -898,14 +906,12 @@ impl<K, V> super::index::IndexedTable for Spill<K, V> {
             ((shard as u64) << 48) | (filed & masks[shard])
         });
         for &(hash, loc) in batch.iter() {
-            self.cold.insert_unique(index_hash(hash), ColdSlot::new(hash, loc), ColdSlot::filed);
+            file_cold(&mut self.cold, hash, loc);
         }
     }
 
     fn unindex(&mut self, hash: u64, loc: Loc) {
-        if let Ok(e) = self.cold.find_entry(index_hash(hash), |slot| slot.is(hash, loc)) {
-            e.remove();
-        }
+        unfile_cold(&mut self.cold, hash, loc);
     }
 
     fn forgotten(&self) -> &[(u64, Loc)] {
