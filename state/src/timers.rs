@@ -18,12 +18,28 @@
 //! timer of a `u64` key, 42 with a namespace per timer.
 //! [`TimerQueue::memory_bytes`] says what the queue holds, so the engine
 //! can charge it to the core's memory budget.
+//!
+//! # Changes since a mark
+//!
+//! An incremental checkpoint writes only what changed since the last one
+//! ([`TimerQueue::mark`], then [`TimerQueue::changes`]): the timers
+//! registered since (a bucket's slots past its mark), the timers deleted
+//! since (by key), and how many timers of each (timestamp, namespace, key
+//! group) fired since. Firing takes timers of a timestamp in registration
+//! order, so the fired ones of a (timestamp, namespace, key group) are
+//! always the first of its timers still there: a count says which, and a
+//! restore ([`TimerQueue::remove_leading`]) removes as many from the front
+//! of the same timers registered in the same order. Too many changes to
+//! record (more than an eighth of the timers at the mark) stop the
+//! recording: the next checkpoint writes every timer instead.
 
 use std::collections::{BTreeMap, VecDeque};
 use std::hash::{BuildHasher, Hash};
 
 use hashbrown::HashTable;
-use rustc_hash::FxBuildHasher;
+use rustc_hash::{FxBuildHasher, FxHashMap};
+
+use crate::MaxParallelism;
 
 /// A fired timer.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -65,6 +81,9 @@ struct Bucket<K, N> {
     dead: Vec<u64>,
     /// Timers neither popped nor deleted.
     live: u32,
+    /// Slots below this position were there at the last
+    /// [`TimerQueue::mark`]; the ones from it on were added since.
+    mark: u32,
 }
 
 impl<K, N> Bucket<K, N> {
@@ -77,6 +96,7 @@ impl<K, N> Bucket<K, N> {
             namespaces: Namespaces::Shared(None),
             dead: Vec::new(),
             live: 0,
+            mark: 0,
         }
     }
     fn key(&self, pos: u32) -> &K {
@@ -160,6 +180,85 @@ pub struct TimerQueue<K, N> {
     /// indexed yet: `(bucket, first position, end position)`.
     pending: Vec<(u32, u32, u32)>,
     pending_len: usize,
+    /// The changes since the last [`mark`](TimerQueue::mark), once marked.
+    tracking: Option<Tracking<K, N>>,
+}
+
+/// The changes of a queue since its last mark that its buckets do not
+/// show: removals of timers that were there at the mark.
+struct Tracking<K, N> {
+    groups: MaxParallelism,
+    /// `(timestamp, namespace, key group)` → timers fired since the mark.
+    popped: FxHashMap<(i64, N, u32), u32>,
+    /// Timers deleted since the mark: `(key, namespace, timestamp)`.
+    deleted: Vec<(K, N, i64)>,
+    /// Timers registered since the mark (some may be gone again).
+    added: usize,
+    /// Most entries `popped` and `deleted` may hold together.
+    limit: usize,
+    /// More changes than `limit`: they were dropped, and the next
+    /// checkpoint writes every timer.
+    overflowed: bool,
+}
+
+impl<K, N: Eq + Hash> Tracking<K, N> {
+    fn recorded(&self) -> usize {
+        self.popped.len() + self.deleted.len()
+    }
+    /// Drops the record if it holds more than its limit.
+    fn check_limit(&mut self) {
+        if self.recorded() > self.limit {
+            self.overflowed = true;
+            self.popped = FxHashMap::default();
+            self.deleted = Vec::new();
+        }
+    }
+}
+
+/// What changed in a [`TimerQueue`] since its last [`mark`](TimerQueue::mark):
+/// what an incremental checkpoint writes.
+pub struct Changes<'a, K, N> {
+    queue: &'a TimerQueue<K, N>,
+    tracking: &'a Tracking<K, N>,
+}
+
+impl<'a, K: Eq + Hash + Clone, N: Eq + Hash + Clone> Changes<'a, K, N> {
+    /// Timers deleted since the mark that were there at the mark, as
+    /// `(key, namespace, timestamp)`.
+    pub fn deleted(&self) -> &'a [(K, N, i64)] {
+        &self.tracking.deleted
+    }
+
+    /// `(timestamp, namespace, key group, count)`: how many of the timers
+    /// there at the mark fired since, per timestamp, namespace and key
+    /// group (the first ones registered of those not deleted).
+    pub fn popped(&self) -> impl Iterator<Item = (i64, &'a N, u32, u32)> {
+        self.tracking.popped.iter().map(|((ts, n, kg), count)| (*ts, n, *kg, *count))
+    }
+
+    /// Timers registered since the mark and still there, as
+    /// `(key, key hash, namespace, timestamp)`, in firing order.
+    pub fn added(&self) -> impl Iterator<Item = (&'a K, u64, &'a N, i64)> {
+        let queue = self.queue;
+        queue.order.values().flat_map(move |&b| {
+            let bucket = &queue.buckets[b as usize];
+            let from = bucket.mark.max(bucket.head);
+            (from..bucket.head + bucket.keys.len() as u32).filter(move |&p| !bucket.is_dead(p)).map(
+                move |p| {
+                    let key = bucket.key(p);
+                    (key, crate::key_hash(key), bucket.namespace(p), bucket.timestamp)
+                },
+            )
+        })
+    }
+
+    /// About how many entries the changes hold: deletions, fired counts
+    /// and registrations (some of which may be gone again). Against the
+    /// queue's [`len`](TimerQueue::len), it tells whether writing the
+    /// changes is worth it.
+    pub fn size(&self) -> usize {
+        self.tracking.recorded() + self.tracking.added
+    }
 }
 
 impl<K, N> Default for TimerQueue<K, N> {
@@ -173,6 +272,7 @@ impl<K, N> Default for TimerQueue<K, N> {
             slot_bytes: 0,
             pending: Vec::new(),
             pending_len: 0,
+            tracking: None,
         }
     }
 }
@@ -297,6 +397,9 @@ impl<K: Eq + Hash + Clone, N: Eq + Hash + Clone> TimerQueue<K, N> {
         self.slot_bytes += bucket.heap_bytes() - before;
         bucket.live += 1;
         self.len += 1;
+        if let Some(t) = &mut self.tracking {
+            t.added += 1;
+        }
         (b, pos)
     }
 
@@ -315,6 +418,19 @@ impl<K: Eq + Hash + Clone, N: Eq + Hash + Clone> TimerQueue<K, N> {
         self.index_new();
         let Some((b, pos)) = self.find(key, key_hash, namespace, timestamp) else { return false };
         self.unindex(key_hash, namespace, timestamp, (b, pos));
+        if let Some(t) = &mut self.tracking
+            && !t.overflowed
+            && pos < self.buckets[b as usize].mark
+        {
+            t.deleted.push((key.clone(), namespace.clone(), timestamp));
+            t.check_limit();
+        }
+        self.kill(b, pos);
+        true
+    }
+
+    /// Marks the live slot at `(b, pos)` dead (already unindexed).
+    fn kill(&mut self, b: u32, pos: u32) {
         let bucket = &mut self.buckets[b as usize];
         let before = bucket.dead.capacity();
         bucket.mark_dead(pos);
@@ -324,7 +440,6 @@ impl<K: Eq + Hash + Clone, N: Eq + Hash + Clone> TimerQueue<K, N> {
             self.retire(b);
         }
         self.len -= 1;
-        true
     }
 
     /// Drops emptied bucket `b` and frees its memory.
@@ -379,11 +494,20 @@ impl<K: Eq + Hash + Clone, N: Eq + Hash + Clone> TimerQueue<K, N> {
             }
         };
         bucket.live -= 1;
+        let marked = pos < bucket.mark;
         if bucket.live == 0 {
             self.retire(b);
         }
         let key_hash = crate::key_hash(&key);
         self.unindex(key_hash, &namespace, timestamp, (b, pos));
+        if let Some(t) = &mut self.tracking
+            && !t.overflowed
+            && marked
+        {
+            let kg = t.groups.key_group(key_hash);
+            *t.popped.entry((timestamp, namespace.clone(), kg)).or_insert(0) += 1;
+            t.check_limit();
+        }
         self.len -= 1;
         Some(Timer { key, key_hash, namespace, timestamp })
     }
@@ -406,6 +530,81 @@ impl<K: Eq + Hash + Clone, N: Eq + Hash + Clone> TimerQueue<K, N> {
             + self.index.capacity() * (std::mem::size_of::<(u32, u32)>() + 1)
             + self.buckets.capacity() * std::mem::size_of::<Bucket<K, N>>()
             + self.order.len() * 48
+            + self.tracking.as_ref().map_or(0, |t| {
+                t.popped.capacity() * (std::mem::size_of::<((i64, N, u32), u32)>() + 1)
+                    + t.deleted.capacity() * std::mem::size_of::<(K, N, i64)>()
+            })
+    }
+
+    /// Marks the queue as it is now as checkpointed: from now on it
+    /// records what changes, for [`changes`](Self::changes) (see the
+    /// module docs). `groups` names the key groups the changes are counted
+    /// by.
+    pub fn mark(&mut self, groups: MaxParallelism) {
+        self.index_new();
+        for &b in self.order.values() {
+            let bucket = &mut self.buckets[b as usize];
+            bucket.mark = bucket.head + bucket.keys.len() as u32;
+        }
+        self.tracking = Some(Tracking {
+            groups,
+            popped: FxHashMap::default(),
+            deleted: Vec::new(),
+            added: 0,
+            limit: (self.len / 8).max(1024),
+            overflowed: false,
+        });
+    }
+
+    /// What changed since the last [`mark`](Self::mark); `None` before the
+    /// first mark, or when there were too many changes to record.
+    pub fn changes(&self) -> Option<Changes<'_, K, N>> {
+        let tracking = self.tracking.as_ref().filter(|t| !t.overflowed)?;
+        Some(Changes { queue: self, tracking })
+    }
+
+    /// Removes from the timers of `timestamp`, in registration order, the
+    /// first `count` of each `(namespace, key group)` in `counts` (key
+    /// groups of `groups`), counting them down: a restore replaying
+    /// [`Changes::popped`]. `false` if some count was left, because fewer
+    /// such timers were there.
+    pub fn remove_leading(
+        &mut self,
+        timestamp: i64,
+        counts: &mut FxHashMap<(N, u32), u32>,
+        groups: MaxParallelism,
+    ) -> bool {
+        self.index_new();
+        let mut left: u64 = counts.values().map(|&c| c as u64).sum();
+        if left == 0 {
+            return true;
+        }
+        let Some(&b) = self.order.get(&timestamp) else { return false };
+        let mut pos = self.buckets[b as usize].head;
+        while left > 0 {
+            let bucket = &self.buckets[b as usize];
+            if pos == bucket.head + bucket.keys.len() as u32 {
+                break;
+            }
+            if !bucket.is_dead(pos) {
+                let key_hash = crate::key_hash(bucket.key(pos));
+                let id = (bucket.namespace(pos).clone(), groups.key_group(key_hash));
+                let last = bucket.live == 1;
+                if let Some(c) = counts.get_mut(&id)
+                    && *c > 0
+                {
+                    *c -= 1;
+                    left -= 1;
+                    self.unindex(key_hash, &id.0, timestamp, (b, pos));
+                    self.kill(b, pos);
+                    if last {
+                        break;
+                    }
+                }
+            }
+            pos += 1;
+        }
+        left == 0
     }
 }
 
@@ -543,6 +742,172 @@ mod tests {
                 assert_eq!(groups.len(), one.len(), "seed {seed}");
             }
         }
+    }
+
+    /// One file of a timer checkpoint chain, as the engine writes it:
+    /// timers by (timestamp, namespace, key group) in registration order.
+    enum File {
+        Base(Vec<(i64, u8, u32, Vec<u16>)>),
+        Delta {
+            deleted: Vec<(u16, u8, i64)>,
+            popped: Vec<(i64, u8, u32, u32)>,
+            added: Vec<(i64, u8, u32, Vec<u16>)>,
+        },
+    }
+
+    /// Timers grouped by (timestamp, namespace, key group), each group in
+    /// the order `timers` lists them, groups in order of first appearance.
+    fn groups_of<'a>(
+        timers: impl Iterator<Item = (&'a u16, u64, &'a u8, i64)>,
+        groups: MaxParallelism,
+    ) -> Vec<(i64, u8, u32, Vec<u16>)> {
+        let mut out: Vec<(i64, u8, u32, Vec<u16>)> = Vec::new();
+        for (k, h, n, ts) in timers {
+            let kg = groups.key_group(h);
+            match out.iter_mut().find(|g| (g.0, g.1, g.2) == (ts, *n, kg)) {
+                Some(g) => g.3.push(*k),
+                None => out.push((ts, *n, kg, vec![*k])),
+            }
+        }
+        out
+    }
+
+    /// A queue restored from `chain`, keeping the key groups `keep` says.
+    fn restore_chain(
+        chain: &[File],
+        groups: MaxParallelism,
+        keep: impl Fn(u32) -> bool,
+    ) -> TimerQueue<u16, u8> {
+        let mut q = TimerQueue::<u16, u8>::default();
+        let add = |q: &mut TimerQueue<u16, u8>, gs: &[(i64, u8, u32, Vec<u16>)]| {
+            for (ts, n, _, keys) in gs.iter().filter(|g| keep(g.2)) {
+                q.register_new(keys, n, *ts);
+            }
+        };
+        for file in chain {
+            match file {
+                File::Base(gs) => add(&mut q, gs),
+                File::Delta { deleted, popped, added } => {
+                    for &(k, n, ts) in deleted {
+                        let h = crate::key_hash(&k);
+                        if keep(groups.key_group(h)) {
+                            assert!(q.delete(&k, h, &n, ts), "a deleted timer is there");
+                        }
+                    }
+                    let mut by_ts: BTreeMap<i64, FxHashMap<(u8, u32), u32>> = BTreeMap::new();
+                    for &(ts, n, kg, count) in popped.iter().filter(|p| keep(p.2)) {
+                        by_ts.entry(ts).or_default().insert((n, kg), count);
+                    }
+                    for (ts, mut counts) in by_ts {
+                        assert!(q.remove_leading(ts, &mut counts, groups), "the fired timers are there");
+                    }
+                    add(&mut q, added);
+                }
+            }
+        }
+        q.index_new();
+        q
+    }
+
+    /// A chain of a full file and files of changes, restored with every key
+    /// group or some, holds the timers the queue held, each (timestamp,
+    /// namespace, key group) in the same order.
+    #[test]
+    fn a_base_and_changes_restore_the_queue() {
+        let seed = fastrand::u64(..);
+        println!("seed {seed}");
+        let mut rng = fastrand::Rng::with_seed(seed);
+        let groups = MaxParallelism::new(4).unwrap();
+        let mut q = TimerQueue::<u16, u8>::default();
+        let mut chain: Vec<File> = Vec::new();
+        let (mut bases, mut deltas) = (0, 0);
+        for step in 0..4_000 {
+            let (k, n, ts) = (rng.u16(0..60), rng.u8(0..2), rng.i64(0..40));
+            let h = crate::key_hash(&k);
+            match rng.u8(0..6) {
+                0..=2 => {
+                    q.register(&k, h, &n, ts);
+                }
+                3 => {
+                    q.delete(&k, h, &n, ts);
+                }
+                _ => {
+                    let upto = rng.i64(0..40);
+                    for _ in 0..rng.usize(0..20) {
+                        if q.pop_due(upto).is_none() {
+                            break;
+                        }
+                    }
+                }
+            }
+            if rng.u8(0..40) != 0 {
+                continue;
+            }
+            // A checkpoint: the changes when there are some, else everything.
+            let file = match q.changes() {
+                Some(c) if rng.u8(0..4) != 0 => {
+                    deltas += 1;
+                    File::Delta {
+                        deleted: c.deleted().to_vec(),
+                        popped: c.popped().map(|(ts, n, kg, count)| (ts, *n, kg, count)).collect(),
+                        added: groups_of(c.added(), groups),
+                    }
+                }
+                _ => {
+                    bases += 1;
+                    chain.clear();
+                    File::Base(groups_of(q.iter(), groups))
+                }
+            };
+            chain.push(file);
+            q.mark(groups);
+            let some = rng.u8(0..4) as u32;
+            for keep in [Box::new(|_| true) as Box<dyn Fn(u32) -> bool>, Box::new(move |kg| kg != some)] {
+                let r = restore_chain(&chain, groups, &keep);
+                let order = |q: &TimerQueue<u16, u8>| {
+                    let mut all: Vec<(i64, u8, u32, u16)> = q
+                        .iter()
+                        .map(|(k, h, n, ts)| (ts, *n, groups.key_group(h), *k))
+                        .filter(|t| keep(t.2))
+                        .collect();
+                    // Stable: each group keeps its order.
+                    all.sort_by_key(|t| (t.0, t.1, t.2));
+                    all
+                };
+                assert_eq!(order(&r), order(&q), "seed {seed}, step {step}");
+            }
+        }
+        println!("{bases} bases, {deltas} files of changes");
+        assert!(bases > 5 && deltas > 20, "seed {seed}: both kinds of file were tried");
+    }
+
+    /// Recording stops past an eighth of the timers there at the mark (or
+    /// 1024), and charges what it holds.
+    #[test]
+    fn too_many_changes_stop_the_record() {
+        let groups = MaxParallelism::new(128).unwrap();
+        let mut q = TimerQueue::<u64, ()>::default();
+        for k in 0..2_000u64 {
+            q.register(&k, crate::key_hash(&k), &(), k as i64);
+        }
+        q.mark(groups);
+        for _ in 0..1_000 {
+            q.pop_due(i64::MAX).unwrap();
+        }
+        let c = q.changes().expect("a thousand changes are recorded");
+        assert_eq!(c.popped().count(), 1_000);
+        assert_eq!(c.size(), 1_000);
+        let with = q.memory_bytes();
+        let record = q.tracking.take();
+        let without = q.memory_bytes();
+        q.tracking = record;
+        assert!(with - without >= 1_000 * 24, "the record is charged: {with} - {without}");
+        for _ in 0..100 {
+            q.pop_due(i64::MAX).unwrap();
+        }
+        assert!(q.changes().is_none(), "past 1024 changes nothing is recorded");
+        q.mark(groups);
+        assert_eq!(q.changes().map(|c| c.size()), Some(0), "a mark starts a new record");
     }
 
     /// Slot bytes summed from the buckets (what `slot_bytes` tracks).
