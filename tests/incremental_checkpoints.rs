@@ -40,18 +40,23 @@ impl KeyedProcessFunction<u64, u64, u64> for Sum {
     }
 }
 
-#[test]
-fn later_checkpoints_refer_to_the_segments_of_earlier_ones() {
-    let dir = tempfile::tempdir().unwrap();
-    let config = JobConfig {
-        checkpoint_dir: Some(dir.path().join("chk")),
+/// 2 cores, the log backend with 4 MiB per core, checkpoints every 20 ms.
+fn checkpointed_on_log(dir: &std::path::Path) -> JobConfig {
+    JobConfig {
+        checkpoint_dir: Some(dir.join("chk")),
         checkpoint_interval_ms: 20,
         pin_cores: false,
         state_backend: StateBackendKind::Log,
         state_memory_budget_bytes: 4 << 20,
-        state_dir: Some(dir.path().join("state")),
+        state_dir: Some(dir.join("state")),
         ..JobConfig::with_cores(2)
-    };
+    }
+}
+
+#[test]
+fn later_checkpoints_refer_to_the_segments_of_earlier_ones() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = checkpointed_on_log(dir.path());
     let result = common::run_guarded(120, move || {
         let env = StreamEnv::new(config);
         // Keys 0..COLD once each, then only the HOT keys, at a rate that
@@ -84,6 +89,63 @@ fn later_checkpoints_refer_to_the_segments_of_earlier_ones() {
     for &&(added, whole) in &later {
         assert!(added * 4 < whole, "a later checkpoint refers to earlier segments: {sizes:?}");
     }
+}
+
+/// [`Sum`], and a timer per key that fires only at the end of the input:
+/// the timers of the cold keys do not change after they are set.
+#[derive(Default, Clone)]
+struct SumAndRemind(Sum);
+
+impl KeyedProcessFunction<u64, u64, u64> for SumAndRemind {
+    fn open(&mut self, ctx: &mut OpenContext<'_, u64>) -> Result<(), UserError> {
+        self.0.open(ctx)
+    }
+
+    fn process_element(
+        &mut self,
+        i: u64,
+        ctx: &mut Context<'_, u64>,
+        out: &mut Collector<'_, u64>,
+    ) -> Result<(), UserError> {
+        ctx.register_event_time_timer(1 << 40);
+        self.0.process_element(i, ctx, out)
+    }
+}
+
+/// Timers are checkpointed by their changes, not whole each time: 50,000
+/// keys arrive at a steady rate and set a timer each, which then stays. A
+/// checkpoint adds the new keys' records and timers, so the last ones add
+/// about as much as the first ones; written whole, the timers made the
+/// last checkpoints add over 3 times what the first ones did.
+#[test]
+fn checkpoints_add_the_new_timers_not_all_of_them() {
+    const KEYS: u64 = 50_000;
+    let dir = tempfile::tempdir().unwrap();
+    let config = checkpointed_on_log(dir.path());
+    let result = common::run_guarded(120, move || {
+        let env = StreamEnv::new(config);
+        env.from_source(GeneratorSource::new(KEYS, |i| i).with_rate(40_000.0))
+            .key_by(|i: &u64| *i)
+            .process(SumAndRemind::default())
+            .sink_to(DiscardSink);
+        env.execute()
+    })
+    .unwrap();
+    // Checkpoints of the running job (one after the input ended holds no
+    // operator state), in order.
+    let sizes: Vec<(u64, u64)> =
+        result.checkpoints.iter().map(|c| (c.bytes, c.full_bytes)).filter(|&(_, whole)| whole > 0).collect();
+    println!("checkpoints (added / whole state, bytes): {sizes:?}");
+    assert!(sizes.len() >= 20, "checkpoints while the keys arrived: {sizes:?}");
+    let median = |part: &[(u64, u64)]| {
+        let mut added: Vec<u64> = part.iter().map(|s| s.0).collect();
+        added.sort_unstable();
+        added[added.len() / 2]
+    };
+    let quarter = sizes.len() / 4;
+    let (first, last) = (median(&sizes[1..=quarter]), median(&sizes[sizes.len() - quarter..]));
+    println!("median bytes added: {first} in the first quarter, {last} in the last");
+    assert!(last < 2 * first, "the last checkpoints add no more than the first ones: {sizes:?}");
 }
 
 /// Under the log backend a core's budget is a soft limit for the process

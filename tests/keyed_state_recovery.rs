@@ -237,6 +237,17 @@ fn config(dir: &Path, cores: usize) -> JobConfig {
     }
 }
 
+/// [`config`] on the log backend with a 4 KiB budget per core: state is
+/// evicted and read back all the time.
+fn log_config(dir: &Path, cores: usize) -> JobConfig {
+    JobConfig {
+        state_backend: StateBackendKind::Log,
+        state_memory_budget_bytes: 4096,
+        state_dir: Some(dir.join("state")),
+        ..config(dir, cores)
+    }
+}
+
 fn check(got: [Vec<String>; 3], want: &[Vec<String>; 3], what: &str) {
     for (i, sink) in ["process", "reduce", "join"].iter().enumerate() {
         let (g, w) = (&got[i], &want[i]);
@@ -396,14 +407,8 @@ fn a_checkpoint_restores_only_into_the_same_state_layout() {
 #[test]
 fn on_the_log_backend_spilled_state_survives_a_restart_and_a_rescale() {
     let want = expected();
-    let log = |dir: &Path, cores| JobConfig {
-        state_backend: StateBackendKind::Log,
-        state_memory_budget_bytes: 4096,
-        state_dir: Some(dir.join("state")),
-        ..config(dir, cores)
-    };
     let dir = tempfile::tempdir().unwrap();
-    let config = JobConfig { restart_attempts: 2, restart_delay_ms: 10, ..log(dir.path(), 2) };
+    let config = JobConfig { restart_attempts: 2, restart_delay_ms: 10, ..log_config(dir.path(), 2) };
     let armed = Arc::new(AtomicBool::new(true));
     let result = run(config, dir.path().join("out"), Hook::Panic(EVENTS * 3 / 4, armed.clone()));
     assert!(!armed.load(Ordering::SeqCst), "the failure was injected");
@@ -434,7 +439,8 @@ fn on_the_log_backend_spilled_state_survives_a_restart_and_a_rescale() {
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("out");
     let armed = Arc::new(AtomicBool::new(true));
-    let (config, out2, hook) = (log(dir.path(), 2), out.clone(), Hook::Panic(EVENTS * 2 / 3, armed.clone()));
+    let (config, out2, hook) =
+        (log_config(dir.path(), 2), out.clone(), Hook::Panic(EVENTS * 2 / 3, armed.clone()));
     let failed = common::run_guarded(120, move || {
         let env = StreamEnv::new(config);
         job(&env, &out2, hook);
@@ -456,7 +462,7 @@ fn on_the_log_backend_spilled_state_survives_a_restart_and_a_rescale() {
     bad[good.len() / 2] ^= 0x10;
     std::fs::write(&victim, &bad).unwrap();
     let (config, out2) =
-        (JobConfig { restore: Some(RestoreFrom::Latest), ..log(dir.path(), 3) }, out.clone());
+        (JobConfig { restore: Some(RestoreFrom::Latest), ..log_config(dir.path(), 3) }, out.clone());
     let refused = common::run_guarded(60, move || {
         let env = StreamEnv::new(config);
         job(&env, &out2, Hook::None);
@@ -468,7 +474,7 @@ fn on_the_log_backend_spilled_state_survives_a_restart_and_a_rescale() {
     println!("damaged segment: {refused}");
     assert!(refused.contains(&victim.display().to_string()) && refused.contains("checksum"), "{refused}");
     std::fs::write(&victim, &good).unwrap();
-    let config = JobConfig { restore: Some(RestoreFrom::Latest), ..log(dir.path(), 3) };
+    let config = JobConfig { restore: Some(RestoreFrom::Latest), ..log_config(dir.path(), 3) };
     let result = run(config, out.clone(), Hook::None);
     let restored = result.restored.expect("restored");
     println!("restored checkpoint {} ({} bytes) at 3 cores", restored.checkpoint, restored.bytes);
@@ -478,11 +484,11 @@ fn on_the_log_backend_spilled_state_survives_a_restart_and_a_rescale() {
     let dir = tempfile::tempdir().unwrap();
     let (out, savepoint) = (dir.path().join("out"), dir.path().join("savepoint"));
     let (tx, at_half) = sync_channel(1);
-    let (first, control) = start(log(dir.path(), 2), out.clone(), Hook::Signal(EVENTS / 2, tx));
+    let (first, control) = start(log_config(dir.path(), 2), out.clone(), Hook::Signal(EVENTS / 2, tx));
     at_half.recv().expect("the job reaches half of its input");
     control.stop_with_savepoint(&savepoint).unwrap();
     first.join().unwrap().unwrap();
-    let config = JobConfig { restore: Some(RestoreFrom::Path(savepoint)), ..log(dir.path(), 1) };
+    let config = JobConfig { restore: Some(RestoreFrom::Path(savepoint)), ..log_config(dir.path(), 1) };
     let result = run(config, out.clone(), Hook::None);
     // How much input is left after the savepoint depends on when the stop
     // lands; when the restored run has real work, it must read state back.
@@ -509,4 +515,102 @@ fn shared_segments_are_exactly_the_referenced_ones(chk: &Path) {
         .map(|e| format!("shared/{}", e.unwrap().file_name().to_string_lossy()))
         .collect();
     assert_eq!(present, referenced, "segment files in {}/shared", chk.display());
+}
+
+/// Event-time timers that fire and are deleted between checkpoints: every
+/// event sets a reminder 5 s of event time after it (about three
+/// checkpoints later at the job's rate), and every fourth event cancels its
+/// key's reminder from its key's previous event (still pending then).
+/// On the log backend, incremental checkpoints write timers as a base and
+/// files of changes (deletions, firings, registrations), which a restore
+/// applies in order.
+#[derive(Clone, Default)]
+struct Reminders;
+
+const REMINDER_MS: i64 = 5_000;
+
+impl KeyedProcessFunction<u64, Ev, String> for Reminders {
+    fn process_element(
+        &mut self,
+        (_, i, ts): Ev,
+        ctx: &mut Context<'_, u64>,
+        _: &mut Collector<'_, String>,
+    ) -> Result<(), UserError> {
+        ctx.register_event_time_timer(ts + REMINDER_MS);
+        if i.is_multiple_of(4) && i >= KEYS {
+            let (_, _, previous) = event(i - KEYS);
+            ctx.delete_event_time_timer(previous + REMINDER_MS);
+        }
+        Ok(())
+    }
+
+    fn on_timer(
+        &mut self,
+        timestamp: i64,
+        ctx: &mut Context<'_, u64>,
+        out: &mut Collector<'_, String>,
+    ) -> Result<(), UserError> {
+        out.collect(format!("t,{},{timestamp}", ctx.current_key()));
+        Ok(())
+    }
+}
+
+/// What [`Reminders`] must commit, by a naive model, sorted.
+fn reminders_expected() -> Vec<String> {
+    let mut lines: Vec<String> = (0..EVENTS)
+        .filter(|i| !((i + KEYS).is_multiple_of(4) && i + KEYS < EVENTS))
+        .map(|i| {
+            let (key, _, ts) = event(i);
+            format!("t,{key},{}", ts + REMINDER_MS)
+        })
+        .collect();
+    lines.sort();
+    lines
+}
+
+#[test]
+fn on_the_log_backend_timers_fired_and_deleted_between_checkpoints_survive_a_restart_and_a_rescale() {
+    let [_, reduce, join] = expected();
+    let want = [reminders_expected(), reduce, join];
+    // A run on 2 cores fails for good; the job resumes on 3 cores from its
+    // latest checkpoint, fails once more and restarts from a checkpoint of
+    // its own.
+    let dir = tempfile::tempdir().unwrap();
+    let (out, chk) = (dir.path().join("out"), dir.path().join("chk"));
+    let armed = Arc::new(AtomicBool::new(true));
+    let (config, out2, hook) =
+        (log_config(dir.path(), 2), out.clone(), Hook::Panic(EVENTS / 2, armed.clone()));
+    let failed = common::run_guarded(120, move || {
+        let env = StreamEnv::new(config);
+        job_with(&env, &out2, hook, Reminders);
+        env.execute()
+    });
+    assert!(failed.is_err() && !armed.load(Ordering::SeqCst), "the first run failed");
+    let latest = brisk::checkpoint::store::choose_latest(&chk).unwrap().expect("a checkpoint completed");
+    let files = latest.loaded.manifest.segments.iter().filter(|s| is_timer_file(&chk.join(&s.path))).count();
+    println!("the latest checkpoint of the first run refers to {files} timer files");
+    assert!(files >= 1, "timers are checkpointed in files beside the segments");
+    let armed = Arc::new(AtomicBool::new(true));
+    let config = JobConfig {
+        restore: Some(RestoreFrom::Latest),
+        restart_attempts: 1,
+        restart_delay_ms: 10,
+        ..log_config(dir.path(), 3)
+    };
+    let (out2, hook) = (out.clone(), Hook::Panic(EVENTS * 5 / 6, armed.clone()));
+    let result = common::run_guarded(120, move || {
+        let env = StreamEnv::new(config);
+        job_with(&env, &out2, hook, Reminders);
+        env.execute()
+    })
+    .unwrap();
+    assert!(!armed.load(Ordering::SeqCst), "the second failure was injected");
+    assert_eq!(result.restarts, 1);
+    check(committed(&out), &want, "log backend, timers restored from chains of timer files");
+    shared_segments_are_exactly_the_referenced_ones(&chk);
+}
+
+/// Whether the file at `path` is a timer file (its magic).
+fn is_timer_file(path: &Path) -> bool {
+    std::fs::read(path).map(|b| b.starts_with(b"BRISKTMR")).unwrap_or(false)
 }

@@ -7,6 +7,7 @@
 //! | [`store`] | checkpoints on disk: manifests, atomic completion, retention, verification, commits |
 //! | [`segments`] | incremental checkpoints of the log backend: shared segments, their names and deletion |
 //! | `incremental` | a core's side of them: state files that wait for their segments, restore by adoption |
+//! | `timer_files` | incremental checkpoints of timers: a base and files of changes beside the segments |
 //! | `tracker` | one core's side: barriers to inject, snapshot writes (glommio DMA), sink pre-commits, acks |
 //! | `coordinator` | the control thread: triggers, completes, abandons, commits; savepoint requests |
 //!
@@ -34,6 +35,7 @@ pub mod format;
 pub(crate) mod incremental;
 pub mod segments;
 pub mod store;
+pub(crate) mod timer_files;
 pub(crate) mod tracker;
 
 use std::path::{Path, PathBuf};

@@ -254,6 +254,20 @@ fn check_segment(path: &Path, s: &SegmentFile) -> Result<(), StoreError> {
             Err(e) => Err(file_error(path, e)),
         };
     }
+    if super::timer_files::is_timer_file(&header) {
+        let mut rest =
+            [0u8; super::timer_files::TIMER_HEADER_BYTES - brisk_state::log::format::SEGMENT_HEADER_BYTES];
+        f.read_exact(&mut rest).map_err(|e| file_error(path, e))?;
+        let header = [&header[..], &rest[..]].concat();
+        return match super::timer_files::timer_file_id(&header) {
+            Ok(id) if id == s.id => Ok(()),
+            Ok(id) => Err(file_error(
+                path,
+                format!("holds timer file {id:016x}, the manifest expects {:016x}", s.id),
+            )),
+            Err(e) => Err(file_error(path, e)),
+        };
+    }
     match brisk_state::log::format::read_segment_header(&header) {
         Ok(id) if id == s.id => Ok(()),
         Ok(id) => {

@@ -65,11 +65,19 @@ pub(crate) struct Timers<K, N = ()> {
     /// Under the log backend, the queues' memory charged to the core's
     /// budget (timers stay in memory; state makes room for them).
     charge: Option<Charge>,
+    /// The files incremental checkpoints refer to (see
+    /// `checkpoint::timer_files`).
+    pub chain: crate::checkpoint::timer_files::TimerChain,
 }
 
 impl<K: Eq + Hash + Clone, N: Eq + Hash + Clone> Timers<K, N> {
     pub fn new(charge: Option<Charge>) -> Self {
-        Self { event: TimerQueue::default(), processing: TimerQueue::default(), charge }
+        Self {
+            event: TimerQueue::default(),
+            processing: TimerQueue::default(),
+            charge,
+            chain: Default::default(),
+        }
     }
 
     /// Charges what the queues hold now.
@@ -101,15 +109,7 @@ impl<K: Eq + Hash + Clone, N: Eq + Hash + Clone> Timers<K, N> {
         K: Serialize,
     {
         for (kind, queue) in kinds.into_iter().zip([&self.event, &self.processing]) {
-            let mut groups = TimerGroups::default();
-            for (key, hash, namespace, ts) in queue.iter() {
-                if groups.timestamp != Some(ts) {
-                    groups.flush(w, kind, &image);
-                    groups.timestamp = Some(ts);
-                }
-                groups.add(w, kind, &image, key_group(hash), namespace, key);
-            }
-            groups.flush(w, kind, &image);
+            write_groups(w, kind, queue.iter(), &key_group, &image);
         }
     }
 
@@ -129,6 +129,30 @@ impl<K: Eq + Hash + Clone, N: Eq + Hash + Clone> Timers<K, N> {
         self.event.index_new();
         self.processing.index_new();
     }
+}
+
+/// Writes `timers` (`(key, key hash, namespace, timestamp)` in firing
+/// order) as timer groups of kind `kind` (see [`Timers::snapshot_groups`]).
+pub(crate) fn write_groups<'a, K, N, I>(
+    w: &mut StateWriter,
+    kind: u8,
+    timers: impl Iterator<Item = (&'a K, u64, &'a N, i64)>,
+    key_group: impl Fn(u64) -> u32,
+    image: &impl Fn(&N) -> I,
+) where
+    K: Serialize + 'a,
+    N: Eq + Hash + 'a,
+    I: Serialize,
+{
+    let mut groups = TimerGroups::default();
+    for (key, hash, namespace, ts) in timers {
+        if groups.timestamp != Some(ts) {
+            groups.flush(w, kind, image);
+            groups.timestamp = Some(ts);
+        }
+        groups.add(w, kind, image, key_group(hash), namespace, key);
+    }
+    groups.flush(w, kind, image);
 }
 
 /// Most keys in one timer-group entry of a snapshot (bounds what a restore
@@ -490,6 +514,10 @@ mod state_kind {
     /// Incremental checkpoint: the log's index base and the records
     /// forgotten since (before [`LOG_SEGMENTS`]).
     pub const LOG_INDEX: u8 = 8;
+    /// `Vec<(path, id, len)>`: the chain of timer files holding this
+    /// core's timers (incremental checkpoints; instead of `EVENT_TIMERS`
+    /// and `PROCESSING_TIMERS`).
+    pub const TIMER_FILES: u8 = 9;
 }
 
 /// Which core owns a key hash: the invariant every keyed operator asserts on
@@ -582,7 +610,8 @@ where
         let mut w = StateWriter::new();
         let directory: Vec<(&str, &str)> = self.backend.descriptors().collect();
         w.entry(state_kind::DIRECTORY, NO_KEY_GROUP, &directory);
-        let files = crate::checkpoint::incremental::name_segments(
+        let mut segments = segments;
+        let mut files = crate::checkpoint::incremental::name_segments(
             &mut w,
             [state_kind::LOG_SEGMENTS, state_kind::LOG_INDEX],
             segments.as_ref(),
@@ -598,10 +627,14 @@ where
                 });
             }
         }
-        self.timers.snapshot_groups(
+        crate::checkpoint::timer_files::snapshot(
+            &mut self.timers,
             &mut w,
-            [state_kind::EVENT_TIMERS, state_kind::PROCESSING_TIMERS],
-            |hash| mp.key_group(hash),
+            [state_kind::EVENT_TIMERS, state_kind::PROCESSING_TIMERS, state_kind::TIMER_FILES],
+            segments.as_mut().zip(files.as_mut()),
+            self.backend.log(),
+            mp,
+            (self.node, self.info.core),
             |()| (),
         );
         match (segments, files, self.backend.log()) {
@@ -671,6 +704,14 @@ where
                     let ((), ts, keys): ((), i64, Vec<K>) = entry.decode()?;
                     self.timers.restore_group(kind == state_kind::EVENT_TIMERS, &(), ts, &keys);
                 }
+                state_kind::TIMER_FILES => crate::checkpoint::timer_files::restore(
+                    &entry,
+                    restored.as_deref(),
+                    &mut self.timers,
+                    range,
+                    owner.max_parallelism,
+                    |()| (),
+                )?,
                 other => return Err(entry.error(format!("unknown entry kind {other}")).into()),
             }
             Ok(())

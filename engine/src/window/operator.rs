@@ -336,6 +336,10 @@ mod state_kind {
     /// Incremental checkpoint: the log's index base and the rows removed
     /// for good since (before [`LOG_SEGMENTS`]).
     pub const LOG_INDEX: u8 = 8;
+    /// `Vec<(path, id, len)>`: the chain of timer files holding this
+    /// core's timers (incremental checkpoints; instead of `EVENT_TIMERS`
+    /// and `PROCESSING_TIMERS`).
+    pub const TIMER_FILES: u8 = 9;
 }
 
 type WindowTimers<K> = crate::operator::keyed_process::Timers<K, Window>;
@@ -516,7 +520,8 @@ where
         // Room for the last snapshot's size and a quarter more.
         let last = self.last_snapshot_bytes.get();
         let mut w = StateWriter::with_capacity(last + last / 4);
-        let files = crate::checkpoint::incremental::name_segments(
+        let mut segments = segments;
+        let mut files = crate::checkpoint::incremental::name_segments(
             &mut w,
             [state_kind::LOG_SEGMENTS, state_kind::LOG_INDEX],
             segments.as_ref(),
@@ -551,10 +556,14 @@ where
             let ws: Vec<(i64, i64)> = windows.iter().map(|w| (w.start(), w.end())).collect();
             w.entry(state_kind::MERGING, kg(k), &(k, ws));
         }
-        self.timers.snapshot_groups(
+        crate::checkpoint::timer_files::snapshot(
+            &mut self.timers,
             &mut w,
-            [state_kind::EVENT_TIMERS, state_kind::PROCESSING_TIMERS],
-            |hash| mp.key_group(hash),
+            [state_kind::EVENT_TIMERS, state_kind::PROCESSING_TIMERS, state_kind::TIMER_FILES],
+            segments.as_mut().zip(files.as_mut()),
+            self.entries.log(),
+            mp,
+            (self.node, self.info.core),
             |win| (win.start(), win.end()),
         );
         let payload = w.finish();
@@ -598,6 +607,14 @@ where
                     let window = Window::time(start, end);
                     self.timers.restore_group(kind == state_kind::EVENT_TIMERS, &window, ts, &keys);
                 }
+                state_kind::TIMER_FILES => crate::checkpoint::timer_files::restore(
+                    &entry,
+                    restored.as_deref(),
+                    &mut self.timers,
+                    range,
+                    owner.max_parallelism,
+                    |(start, end)| Window::time(start, end),
+                )?,
                 state_kind::ROW | state_kind::LOG_SEGMENTS | state_kind::LOG_INDEX => {}
                 other => return Err(entry.error(format!("unknown entry kind {other}")).into()),
             }
