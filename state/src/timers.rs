@@ -41,6 +41,42 @@ use rustc_hash::{FxBuildHasher, FxHashMap};
 
 use crate::MaxParallelism;
 
+/// Timers [`TimerQueue::index_new`] indexes at once: 16 MiB of
+/// `(hash, bucket, position)`, and as much again grouped (a few in unit
+/// tests, so that they cross batches).
+const INDEX_BATCH: usize = if cfg!(test) { 64 } else { 1 << 20 };
+/// [`TimerQueue::index_new`] sorts a batch into `2^PARTS_BITS` parts.
+const PARTS_BITS: u32 = 12;
+
+/// Copies `batch` into `out` grouped by `part(item)` (below `parts`), in
+/// one counting pass; within a part, items keep their order.
+/// [`TimerQueue::index_new`] groups its inserts by the stretch of the
+/// table they start probing at, so that consecutive inserts touch one small
+/// stretch of it instead of missing the cache one by one.
+fn group_by_part<T: Copy>(batch: &[T], out: &mut Vec<T>, parts: usize, part: impl Fn(&T) -> usize) {
+    let mut starts = vec![0usize; parts + 1];
+    for t in batch {
+        starts[part(t) + 1] += 1;
+    }
+    for i in 1..=parts {
+        starts[i] += starts[i - 1];
+    }
+    out.clear();
+    let Some(&first) = batch.first() else { return };
+    out.resize(batch.len(), first);
+    for &t in batch {
+        let p = part(&t);
+        out[starts[p]] = t;
+        starts[p] += 1;
+    }
+}
+
+/// The part of bucket `bucket` of a table of `mask + 1` buckets cut into
+/// `2^bits` parts.
+fn bucket_part(bucket: u64, mask: u64, bits: u32) -> usize {
+    ((bucket & mask) >> (64 - mask.leading_zeros()).saturating_sub(bits)) as usize
+}
+
 /// A fired timer.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Timer<K, N> {
@@ -346,25 +382,48 @@ impl<K: Eq + Hash + Clone, N: Eq + Hash + Clone> TimerQueue<K, N> {
             Self::id_hash(crate::key_hash(bucket.key(p)), bucket.namespace(p), bucket.timestamp)
         };
         index.reserve(self.pending_len, rehash);
-        for &(b, from, to) in pending.iter() {
-            let bucket = &buckets[b as usize];
-            for pos in from..to {
-                let (key, namespace) = (bucket.key(pos), bucket.namespace(pos));
-                let hash = Self::id_hash(crate::key_hash(key), namespace, bucket.timestamp);
+        // Inserted in batches in the order of the buckets the inserts start
+        // probing at (the hash's low bits, in hashbrown), so that
+        // consecutive inserts touch nearby memory instead of missing the
+        // cache one by one. Only the speed depends on that order.
+        let mask = index.num_buckets().max(1) as u64 - 1;
+        let mut batch: Vec<(u64, u32, u32)> = Vec::with_capacity(self.pending_len.min(INDEX_BATCH));
+        let mut sorted: Vec<(u64, u32, u32)> = Vec::with_capacity(self.pending_len.min(INDEX_BATCH));
+        let mut insert = |batch: &mut Vec<(u64, u32, u32)>| {
+            group_by_part(batch, &mut sorted, 1 << PARTS_BITS, |&(hash, _, _)| {
+                bucket_part(hash, mask, PARTS_BITS)
+            });
+            for &(hash, b, pos) in sorted.iter() {
                 debug_assert!(
-                    index
-                        .find(hash, |&(ob, op)| {
-                            let other = &buckets[ob as usize];
-                            other.timestamp == bucket.timestamp
-                                && other.key(op) == key
-                                && other.namespace(op) == namespace
-                        })
-                        .is_none(),
+                    {
+                        let bucket = &buckets[b as usize];
+                        let (key, namespace) = (bucket.key(pos), bucket.namespace(pos));
+                        index
+                            .find(hash, |&(ob, op)| {
+                                let other = &buckets[ob as usize];
+                                other.timestamp == bucket.timestamp
+                                    && other.key(op) == key
+                                    && other.namespace(op) == namespace
+                            })
+                            .is_none()
+                    },
                     "a restored timer is new"
                 );
                 index.insert_unique(hash, (b, pos), rehash);
             }
+            batch.clear();
+        };
+        for &(b, from, to) in pending.iter() {
+            let bucket = &buckets[b as usize];
+            for pos in from..to {
+                let (key, namespace) = (bucket.key(pos), bucket.namespace(pos));
+                batch.push((Self::id_hash(crate::key_hash(key), namespace, bucket.timestamp), b, pos));
+                if batch.len() == INDEX_BATCH {
+                    insert(&mut batch);
+                }
+            }
         }
+        insert(&mut batch);
         self.pending = Vec::new();
         self.pending_len = 0;
     }
@@ -908,6 +967,19 @@ mod tests {
         assert!(q.changes().is_none(), "past 1024 changes nothing is recorded");
         q.mark(groups);
         assert_eq!(q.changes().map(|c| c.size()), Some(0), "a mark starts a new record");
+    }
+
+    #[test]
+    fn grouping_by_part_keeps_order_within_a_part() {
+        let batch: Vec<u32> = (0..1000u32).map(|i| i.wrapping_mul(2654435761) % 997).collect();
+        let mut out = Vec::new();
+        group_by_part(&batch, &mut out, 8, |&x| (x % 8) as usize);
+        let mut want = batch.clone();
+        want.sort_by_key(|&x| x % 8); // stable
+        assert_eq!(out, want);
+        // The top bits of a bucket number, for any table size.
+        assert_eq!(bucket_part(0b1011_0000, 0xff, 4), 0b1011);
+        assert_eq!(bucket_part(0b101, 0b111, 4), 0b101);
     }
 
     /// Slot bytes summed from the buckets (what `slot_bytes` tracks).
