@@ -198,7 +198,7 @@ where
         for old in chain.files.drain(..) {
             log.retire_aux(old.id);
         }
-        chain.base_timers = timers.event.len() + timers.processing.len();
+        chain.base_timers = timers_now;
         chain.changes = 0;
     } else {
         chain.changes += changes.unwrap_or(0);
@@ -388,4 +388,40 @@ where
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A damaged timer file is refused, saying why: no bit of it becomes a
+    /// timer unchecked.
+    #[test]
+    fn a_damaged_timer_file_is_refused() {
+        let mut w = StateWriter::new();
+        w.entry(kind::EVENT_GROUP, 3, &((), 10i64, vec![1u64, 2, 3]));
+        let entries = w.finish();
+        let good = encode(42, &entries);
+        assert_eq!(open(&good, good.len(), 42), Ok(&entries[..]));
+        assert_eq!(timer_file_id(&good[..TIMER_HEADER_BYTES]), Ok(42));
+        let refused = |bytes: &[u8], len: usize, id: u64| open(bytes, len, id).unwrap_err();
+        assert!(refused(&good, good.len(), 43).contains("expects 000000000000002b"));
+        assert!(refused(&good[..good.len() - 1], good.len(), 42).contains("the checkpoint records"));
+        for at in [TIMER_HEADER_BYTES + 2, good.len() - 1, 20] {
+            let mut bad = good.clone();
+            bad[at] ^= 0x04;
+            let e = refused(
+                &bad,
+                bad.len(),
+                if at == 20 { u64::from_le_bytes(bad[16..24].try_into().unwrap()) } else { 42 },
+            );
+            assert!(e.contains("checksum mismatch"), "byte {at}: {e}");
+        }
+        let mut bad = good.clone();
+        bad[0] = b'X';
+        assert!(refused(&bad, bad.len(), 42).contains("bad magic"));
+        let mut bad = good.clone();
+        bad[8] = 9;
+        assert!(refused(&bad, bad.len(), 42).contains("version 9"));
+    }
 }
