@@ -38,11 +38,11 @@ fn write_input(path: &Path, rows: usize, keys: u64, seed: u64) {
 /// checkpoint commits output (periodic watermarks would fire every 200 ms).
 const WINDOW: [&str; 5] = ["--window", "tumble:1000", "--out-of-orderness", "100", "--watermark-every-event"];
 
-fn reference(dir: &Path, input: &Path) -> Vec<String> {
+fn reference(dir: &Path, input: &Path, window: &[&str]) -> Vec<String> {
     let out = dir.join("reference.csv");
     let status = Command::new(example("window_csv"))
         .args(["--input", input.to_str().unwrap(), "--cores", "2", "--output", out.to_str().unwrap()])
-        .args(WINDOW)
+        .args(window)
         .stderr(Stdio::null())
         .status()
         .unwrap();
@@ -99,10 +99,25 @@ struct Job {
     seen: Vec<String>,
 }
 
+/// A run of the job with `WINDOW`'s windows (see [`start_job_with`]).
 fn start_job(input: &Path, out: &Path, chk: &Path, cores: &str, rate: Option<&str>, extra: &[&str]) -> Job {
+    start_job_with(input, out, chk, cores, rate, &WINDOW, extra)
+}
+
+/// A run of the job with the windows `window` names, checkpointing every
+/// 40 ms into `chk`, with `extra` arguments.
+fn start_job_with(
+    input: &Path,
+    out: &Path,
+    chk: &Path,
+    cores: &str,
+    rate: Option<&str>,
+    window: &[&str],
+    extra: &[&str],
+) -> Job {
     let mut cmd = Command::new(example("window_csv"));
     cmd.args(["--input", input.to_str().unwrap(), "--cores", cores, "--output", out.to_str().unwrap()])
-        .args(WINDOW)
+        .args(window)
         .args(["--checkpoint-dir", chk.to_str().unwrap(), "--checkpoint-interval-ms", "40"])
         .args(extra)
         // The coordinator logs each completed checkpoint at info, and the
@@ -221,13 +236,27 @@ fn r1_on_the_log_backend_with_incremental_checkpoints() {
     r1(&["--state-backend", "log", "--state-memory-budget", "4096"], "log backend");
 }
 
+/// R1 with session windows on the log backend: each key's merging-window
+/// set and timers change from checkpoint to checkpoint and go into the
+/// checkpoints' timer files as changes (a session of a key lasts about as
+/// long as several checkpoints).
+#[test]
+fn r1_session_windows_on_the_log_backend() {
+    let window = ["--window", "session:3000", "--out-of-orderness", "100", "--watermark-every-event"];
+    r1_with(&window, &["--state-backend", "log", "--state-memory-budget", "4096"], "sessions, log backend");
+}
+
 fn r1(backend: &[&str], what: &str) {
+    r1_with(&WINDOW, backend, what);
+}
+
+fn r1_with(window: &[&str], backend: &[&str], what: &str) {
     let seed = common::seed();
     let mut rng = fastrand::Rng::with_seed(seed);
     let dir = tempfile::tempdir().unwrap();
     let input = dir.path().join("in.csv");
     write_input(&input, 60_000, 200, seed);
-    let want = reference(dir.path(), &input);
+    let want = reference(dir.path(), &input, window);
     let (out, chk) = (dir.path().join("out"), dir.path().join("chk"));
     let mut kills = 0;
     let mut recoveries = Vec::new();
@@ -241,7 +270,7 @@ fn r1(backend: &[&str], what: &str) {
         let started = Instant::now();
         let before = complete_ids(&chk).last().copied().unwrap_or(0);
         let args: Vec<&str> = restore.iter().chain(backend).copied().collect();
-        let mut job = start_job(&input, &out, &chk, cores, Some("10000"), &args);
+        let mut job = start_job_with(&input, &out, &chk, cores, Some("10000"), window, &args);
         if kills >= 10 {
             last_log = job.finish();
             break;
@@ -288,7 +317,7 @@ fn r3_stop_with_savepoint_then_restore_at_another_core_count() {
         let dir = tempfile::tempdir().unwrap();
         let input = dir.path().join("in.csv");
         write_input(&input, 20_000, 100, seed);
-        let want = reference(dir.path(), &input);
+        let want = reference(dir.path(), &input, &WINDOW);
         let (out, chk, sp) = (dir.path().join("out"), dir.path().join("chk"), dir.path().join("savepoint"));
         let mut job = start_job(&input, &out, &chk, from, Some("10000"), &["--control-stdin"]);
         assert!(job.wait_for_checkpoint(0), "the job ended before its first checkpoint");
@@ -365,7 +394,7 @@ fn r6_corrupt_checkpoints_are_detected_naming_the_file() {
     let dir = tempfile::tempdir().unwrap();
     let input = dir.path().join("in.csv");
     write_input(&input, 60_000, 200, seed);
-    let want = reference(dir.path(), &input);
+    let want = reference(dir.path(), &input, &WINDOW);
     let (mut detected, mut refused) = (0, 0);
     for damage in ["flip", "truncate", "missing", "manifest"] {
         let case = dir.path().join(damage);

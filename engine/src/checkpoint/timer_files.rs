@@ -22,6 +22,10 @@
 //! checkpoints (short windows) writes a base each time, as a full snapshot
 //! would.
 //!
+//! An operator may keep other keyed state in its chain beside the timers
+//! (a [`ChainPart`]: the window operator's merging-window sets), whole in a
+//! base and by its changes after; a restore hands its entries back.
+//!
 //! The files are written through the log (`LogStore::write_aux`), so they
 //! are named, tracked, waited for and deleted as its segments are. A
 //! restored operator starts a new chain at its first checkpoint.
@@ -79,6 +83,44 @@ mod kind {
     pub const EVENT_FIRED: u8 = 5;
     /// The same, processing time.
     pub const PROCESSING_FIRED: u8 = 6;
+    /// Kinds from this one on belong to the operator's [`ChainPart`](super::ChainPart).
+    pub const PART: u8 = 16;
+}
+
+/// The first entry kind an operator's [`ChainPart`] may use in timer files.
+pub(crate) const PART_KINDS: u8 = kind::PART;
+
+/// Keyed state an operator checkpoints in its timer chain beside its timers
+/// (a window operator's merging-window sets): whole in a base, by its
+/// changes in the files after. Its entries use kinds from [`PART_KINDS`]
+/// on, and a restore hands them back to the operator in file order.
+pub(crate) trait ChainPart {
+    /// Entries a base holds.
+    fn len(&self) -> usize;
+    /// Entries changed since the last [`mark`](Self::mark); `None` before
+    /// the first mark or when too many changed to record.
+    fn changes(&self) -> Option<usize>;
+    /// Writes every entry (a base).
+    fn write_all(&self, w: &mut StateWriter);
+    /// Writes the entries changed since the last mark.
+    fn write_changes(&self, w: &mut StateWriter);
+    /// The state as it is now is checkpointed: record changes from now on.
+    fn mark(&mut self);
+}
+
+/// The [`ChainPart`] of an operator with nothing beside its timers.
+pub(crate) struct NoPart;
+
+impl ChainPart for NoPart {
+    fn len(&self) -> usize {
+        0
+    }
+    fn changes(&self) -> Option<usize> {
+        Some(0)
+    }
+    fn write_all(&self, _: &mut StateWriter) {}
+    fn write_changes(&self, _: &mut StateWriter) {}
+    fn mark(&mut self) {}
 }
 
 /// An operator's current chain of timer files.
@@ -151,6 +193,7 @@ fn open(bytes: &[u8], len: usize, id: u64) -> Result<&[u8], String> {
 /// to. The checkpoint must wait for the chain's files as for its segments.
 pub(crate) fn checkpoint<K, N, I>(
     timers: &mut Timers<K, N>,
+    part: &mut dyn ChainPart,
     log: &mut LogStore,
     groups: MaxParallelism,
     image: impl Fn(&N) -> I,
@@ -160,12 +203,12 @@ where
     N: Eq + Hash + Clone,
     I: Serialize,
 {
-    let changes = match (timers.event.changes(), timers.processing.changes()) {
-        (Some(e), Some(p)) => Some(e.size() + p.size()),
+    let changes = match (timers.event.changes(), timers.processing.changes(), part.changes()) {
+        (Some(e), Some(p), Some(o)) => Some(e.size() + p.size() + o),
         _ => None,
     };
     let chain = &timers.chain;
-    let timers_now = timers.event.len() + timers.processing.len();
+    let timers_now = timers.event.len() + timers.processing.len() + part.len();
     let base = match changes {
         None => true,
         Some(c) => {
@@ -186,8 +229,10 @@ where
             |h| groups.key_group(h),
             &image,
         );
+        part.write_all(&mut w);
     } else {
         write_changes(timers, &mut w, groups, &image);
+        part.write_changes(&mut w);
     }
     let id = log.next_aux_id();
     let bytes = encode(id, &w.finish());
@@ -206,6 +251,7 @@ where
     chain.files.push(file);
     timers.event.mark(groups);
     timers.processing.mark(groups);
+    part.mark();
     let files = chain.files.clone();
     timers.recharge();
     files
@@ -252,12 +298,15 @@ fn write_changes<K, N, I>(
 
 /// Writes an operator's timers for a checkpoint: with `incremental` (the
 /// checkpoint's segments and manifest entries, which the chain joins) and a
-/// log, as a chain of timer files named by an entry of kind `kinds[2]`;
-/// otherwise whole into the state file as timer groups of kinds
-/// `kinds[0]` (event time) and `kinds[1]` (processing time).
+/// log, as a chain of timer files named by an entry of kind `kinds[2]`,
+/// with `part`, and returns `true`; otherwise whole into the state file as
+/// timer groups of kinds `kinds[0]` (event time) and `kinds[1]`
+/// (processing time), and returns `false`: the operator writes what `part`
+/// stands for itself.
 #[allow(clippy::too_many_arguments)]
 pub(crate) fn snapshot<K, N, I>(
     timers: &mut Timers<K, N>,
+    part: &mut dyn ChainPart,
     w: &mut StateWriter,
     kinds: [u8; 3],
     incremental: Option<(&mut Vec<SegmentRef>, &mut Vec<SegmentFile>)>,
@@ -265,21 +314,26 @@ pub(crate) fn snapshot<K, N, I>(
     groups: MaxParallelism,
     (node, core): (usize, usize),
     image: impl Fn(&N) -> I,
-) where
+) -> bool
+where
     K: Eq + Hash + Clone + Serialize,
     N: Eq + Hash + Clone,
     I: Serialize,
 {
     match (incremental, log) {
         (Some((segments, files)), Some(log)) => {
-            let chain = checkpoint(timers, &mut log.borrow_mut(), groups, image);
+            let chain = checkpoint(timers, part, &mut log.borrow_mut(), groups, image);
             let (entry, named) = name_chain(&chain, node, core);
             w.entry(kinds[2], format::NO_KEY_GROUP, &entry);
             segments.extend(chain);
             files.extend(named);
         }
-        _ => timers.snapshot_groups(w, [kinds[0], kinds[1]], |h| groups.key_group(h), image),
+        _ => {
+            timers.snapshot_groups(w, [kinds[0], kinds[1]], |h| groups.key_group(h), image);
+            return false;
+        }
     }
+    true
 }
 
 /// The state file's entry naming `chain` (`(path, id, len)` each), and the
@@ -293,14 +347,20 @@ fn name_chain(chain: &[SegmentRef], node: usize, core: usize) -> (Vec<(String, u
     (entry, files)
 }
 
+/// What a restore hands an operator's [`ChainPart`]: each of its entries,
+/// in file order.
+pub(crate) type PartEntries<'a> = dyn FnMut(&RawEntry<'_>) -> Result<(), String> + 'a;
+
 /// Restores the chain a state file's `TIMER_FILES` entry names into
-/// `timers`, keeping the key groups of `owned`; `namespace` turns a
-/// namespace's image back into the namespace. The caller indexes the
-/// restored timers afterwards (`Timers::index_restored`).
+/// `timers` (and the entries of the operator's [`ChainPart`] into `part`),
+/// keeping the key groups of `owned`; `namespace` turns a namespace's image
+/// back into the namespace. The caller indexes the restored timers
+/// afterwards (`Timers::index_restored`).
 pub(crate) fn restore<K, N, I>(
     entry: &RawEntry<'_>,
     restored: Option<&Restored>,
     timers: &mut Timers<K, N>,
+    part: &mut PartEntries<'_>,
     owned: KeyGroupRange,
     groups: MaxParallelism,
     namespace: impl Fn(I) -> N,
@@ -317,7 +377,7 @@ where
         let bad = |e: String| format!("timer file {}: {e}", file.display());
         let bytes = crate::runtime::segment_io::map_file(&file).map_err(|e| bad(e.to_string()))?;
         let entries = open((*bytes).as_ref(), len as usize, id).map_err(bad)?;
-        apply(entries, timers, owned, groups, &namespace).map_err(bad)?;
+        apply(entries, timers, part, owned, groups, &namespace).map_err(bad)?;
     }
     Ok(())
 }
@@ -330,6 +390,7 @@ type Fired<N> = [FxHashMap<i64, FxHashMap<(N, u32), u32>>; 2];
 fn apply<K, N, I>(
     entries: &[u8],
     timers: &mut Timers<K, N>,
+    part: &mut PartEntries<'_>,
     owned: KeyGroupRange,
     groups: MaxParallelism,
     namespace: &impl Fn(I) -> N,
@@ -364,6 +425,7 @@ where
                 let at = fired[usize::from(!event)].entry(ts).or_default();
                 *at.entry((namespace(image), entry.key_group)).or_insert(0) += count;
             }
+            kind::PART.. => part(&entry)?,
             other => return Err(format!("unknown timer entry kind {other}")),
         }
     }

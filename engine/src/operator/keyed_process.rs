@@ -629,6 +629,7 @@ where
         }
         crate::checkpoint::timer_files::snapshot(
             &mut self.timers,
+            &mut crate::checkpoint::timer_files::NoPart,
             &mut w,
             [state_kind::EVENT_TIMERS, state_kind::PROCESSING_TIMERS, state_kind::TIMER_FILES],
             segments.as_mut().zip(files.as_mut()),
@@ -708,6 +709,7 @@ where
                     &entry,
                     restored.as_deref(),
                     &mut self.timers,
+                    &mut |entry| Err(format!("unknown timer entry kind {}", entry.kind)),
                     range,
                     owner.max_parallelism,
                     |()| (),

@@ -344,6 +344,96 @@ mod state_kind {
 
 type WindowTimers<K> = crate::operator::keyed_process::Timers<K, Window>;
 
+/// `(start, end)` of each window, as checkpoints write them.
+fn window_images(windows: &[Window]) -> Vec<(i64, i64)> {
+    windows.iter().map(|w| (w.start(), w.end())).collect()
+}
+
+/// Keys changed since a mark, while fewer than a limit.
+pub(crate) struct ChangedKeys<K> {
+    keys: std::collections::HashSet<K, FxBuildHasher>,
+    limit: usize,
+    overflowed: bool,
+}
+
+impl<K: Eq + Hash + Clone> ChangedKeys<K> {
+    fn note(&mut self, key: &K) {
+        if !self.overflowed && !self.keys.contains(key) {
+            self.keys.insert(key.clone());
+            if self.keys.len() > self.limit {
+                self.overflowed = true;
+                self.keys = Default::default();
+            }
+        }
+    }
+}
+
+/// The merging-window sets as part of the timer chain (incremental
+/// checkpoints): every key's set in a base, the sets of the keys changed
+/// since the last checkpoint in the files after (an empty set: the key has
+/// none left). More changed keys than an eighth of the sets (at least
+/// 1024) stop the record, and the next checkpoint writes a base.
+struct MergingPart<'a, K> {
+    active: &'a HashMap<K, Vec<Window>, FxBuildHasher>,
+    changed: &'a mut Option<ChangedKeys<K>>,
+    groups: brisk_state::MaxParallelism,
+}
+
+/// The entry kind of a key's merging-window set in a timer file:
+/// `(key, [(start, end)])`.
+const MERGING_IN_CHAIN: u8 = crate::checkpoint::timer_files::PART_KINDS;
+
+impl<K: Eq + Hash + Clone + Serialize + DeserializeOwned> MergingPart<'_, K> {
+    fn write(&self, w: &mut StateWriter, key: &K) {
+        let windows = self.active.get(key).map_or(Vec::new(), |ws| window_images(ws));
+        w.entry(MERGING_IN_CHAIN, self.groups.key_group(brisk_state::key_hash(key)), &(key, windows));
+    }
+
+    /// Applies one entry of a timer file to the sets.
+    fn restore(
+        active: &mut HashMap<K, Vec<Window>, FxBuildHasher>,
+        entry: &crate::checkpoint::format::RawEntry<'_>,
+    ) -> Result<(), String> {
+        if entry.kind != MERGING_IN_CHAIN {
+            return Err(format!("unknown timer entry kind {}", entry.kind));
+        }
+        let (key, ws): (K, Vec<(i64, i64)>) = entry.decode().map_err(|e| e.to_string())?;
+        if ws.is_empty() {
+            active.remove(&key);
+        } else {
+            active.insert(key, ws.into_iter().map(|(s, e)| Window::time(s, e)).collect());
+        }
+        Ok(())
+    }
+}
+
+impl<K: Eq + Hash + Clone + Serialize + DeserializeOwned> crate::checkpoint::timer_files::ChainPart
+    for MergingPart<'_, K>
+{
+    fn len(&self) -> usize {
+        self.active.len()
+    }
+    fn changes(&self) -> Option<usize> {
+        self.changed.as_ref().filter(|c| !c.overflowed).map(|c| c.keys.len())
+    }
+    fn write_all(&self, w: &mut StateWriter) {
+        for key in self.active.keys() {
+            self.write(w, key);
+        }
+    }
+    fn write_changes(&self, w: &mut StateWriter) {
+        if let Some(c) = self.changed.as_ref() {
+            for key in &c.keys {
+                self.write(w, key);
+            }
+        }
+    }
+    fn mark(&mut self) {
+        let limit = (self.active.len() / 8).max(1024);
+        *self.changed = Some(ChangedKeys { keys: Default::default(), limit, overflowed: false });
+    }
+}
+
 /// Timer access for one (key, window), handed to triggers.
 struct Scope<'a, K> {
     key: &'a K,
@@ -387,6 +477,10 @@ pub(crate) struct Inner<K, T, KF, L: WindowLogic<K, T>> {
     lateness: i64,
     entries: Rows<K, L::Acc>,
     active: HashMap<K, Vec<Window>, FxBuildHasher>,
+    /// Keys whose merging-window set changed since the last incremental
+    /// checkpoint (`None` before the first): what the next one writes of
+    /// the sets (see [`MergingPart`]).
+    merging_changed: Option<ChangedKeys<K>>,
     timers: WindowTimers<K>,
     watermark: Timestamp,
     out: Batch<L::Out>,
@@ -468,6 +562,7 @@ where
             lateness: spec.allowed_lateness,
             entries,
             active: HashMap::default(),
+            merging_changed: None,
             timers: WindowTimers::new(core.memory_charge()),
             watermark: MIN_WATERMARK,
             out: Batch::default(),
@@ -552,12 +647,10 @@ where
                 w.entry(state_kind::ROW, kg(&key), &image);
             });
         }
-        for (k, windows) in &self.active {
-            let ws: Vec<(i64, i64)> = windows.iter().map(|w| (w.start(), w.end())).collect();
-            w.entry(state_kind::MERGING, kg(k), &(k, ws));
-        }
-        crate::checkpoint::timer_files::snapshot(
+        let mut part = MergingPart { active: &self.active, changed: &mut self.merging_changed, groups: mp };
+        let chained = crate::checkpoint::timer_files::snapshot(
             &mut self.timers,
+            &mut part,
             &mut w,
             [state_kind::EVENT_TIMERS, state_kind::PROCESSING_TIMERS, state_kind::TIMER_FILES],
             segments.as_mut().zip(files.as_mut()),
@@ -566,6 +659,11 @@ where
             (self.node, self.info.core),
             |win| (win.start(), win.end()),
         );
+        if !chained {
+            for (k, windows) in &self.active {
+                w.entry(state_kind::MERGING, kg(k), &(k, window_images(windows)));
+            }
+        }
         let payload = w.finish();
         self.last_snapshot_bytes.set(payload.len());
         match (segments, files, self.entries.log()) {
@@ -611,6 +709,7 @@ where
                     &entry,
                     restored.as_deref(),
                     &mut self.timers,
+                    &mut |entry| MergingPart::restore(&mut self.active, entry),
                     range,
                     owner.max_parallelism,
                     |(start, end)| Window::time(start, end),
@@ -932,6 +1031,14 @@ where
             if list.is_empty() {
                 self.active.remove(key);
             }
+            self.note_merging_change(key);
+        }
+    }
+
+    /// Notes that `key`'s merging-window set changed.
+    fn note_merging_change(&mut self, key: &K) {
+        if let Some(c) = &mut self.merging_changed {
+            c.note(key);
         }
     }
 
@@ -964,6 +1071,7 @@ where
         }
         list.sort_by_key(|w| w.start());
         self.active.insert(key.clone(), list);
+        self.note_merging_change(key);
         Ok(result)
     }
 
