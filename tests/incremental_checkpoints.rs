@@ -15,31 +15,6 @@ const COLD: u64 = 2_000;
 const HOT: u64 = 5;
 const EVENTS: u64 = COLD + 20_000;
 
-#[derive(Default, Clone)]
-struct Sum {
-    sum: ValueState<u64>,
-}
-
-impl KeyedProcessFunction<u64, u64, u64> for Sum {
-    fn open(&mut self, ctx: &mut OpenContext<'_, u64>) -> Result<(), UserError> {
-        self.sum = ctx.value_state("sum")?;
-        Ok(())
-    }
-
-    fn process_element(
-        &mut self,
-        i: u64,
-        ctx: &mut Context<'_, u64>,
-        out: &mut Collector<'_, u64>,
-    ) -> Result<(), UserError> {
-        let mut s = ctx.value(&self.sum);
-        let sum = s.get().copied().unwrap_or(0) + i;
-        s.set(sum);
-        out.collect(sum);
-        Ok(())
-    }
-}
-
 /// 2 cores, the log backend with 4 MiB per core, checkpoints every 20 ms.
 fn checkpointed_on_log(dir: &std::path::Path) -> JobConfig {
     JobConfig {
@@ -63,7 +38,7 @@ fn later_checkpoints_refer_to_the_segments_of_earlier_ones() {
         // spreads the hot phase over about a second of 20 ms checkpoints.
         env.from_source(GeneratorSource::new(EVENTS, |i| i).with_rate(20_000.0))
             .key_by(|i: &u64| if *i < COLD { *i } else { COLD + i % HOT })
-            .process(Sum::default())
+            .process(common::Sum::default())
             .sink_to(DiscardSink);
         env.execute()
     })
@@ -91,10 +66,10 @@ fn later_checkpoints_refer_to_the_segments_of_earlier_ones() {
     }
 }
 
-/// [`Sum`], and a timer per key that fires only at the end of the input:
+/// [`common::Sum`], and a timer per key that fires only at the end of the input:
 /// the timers of the cold keys do not change after they are set.
 #[derive(Default, Clone)]
-struct SumAndRemind(Sum);
+struct SumAndRemind(common::Sum);
 
 impl KeyedProcessFunction<u64, u64, u64> for SumAndRemind {
     fn open(&mut self, ctx: &mut OpenContext<'_, u64>) -> Result<(), UserError> {
@@ -146,51 +121,4 @@ fn checkpoints_add_the_new_timers_not_all_of_them() {
     let (first, last) = (median(&sizes[1..=quarter]), median(&sizes[sizes.len() - quarter..]));
     println!("median bytes added: {first} in the first quarter, {last} in the last");
     assert!(last < 2 * first, "the last checkpoints add no more than the first ones: {sizes:?}");
-}
-
-/// Under the log backend a core's budget is a soft limit for the process
-/// (engine/src/runtime/memory.rs): memory no budget sees, here 256 MiB of
-/// ballast a map function takes at its first record, lowers the state's
-/// limit, down to half the budget. Ballast held before the job started
-/// does not (an embedding service's own memory), and `memory_guard: false`
-/// turns the guard off.
-#[test]
-fn memory_the_job_takes_outside_the_budgets_lowers_the_state_limit() {
-    const BUDGET: usize = 16 << 20;
-    let lowest = |guard: bool, ballast_in_job: bool| {
-        let dir = tempfile::tempdir().unwrap();
-        let config = JobConfig {
-            pin_cores: false,
-            state_backend: StateBackendKind::Log,
-            state_memory_budget_bytes: BUDGET,
-            state_dir: Some(dir.path().join("state")),
-            memory_guard: guard,
-            ..JobConfig::with_cores(1)
-        };
-        // Written, so resident; taken before the job or at its first record.
-        let before = (!ballast_in_job).then(|| vec![1u8; 256 << 20]);
-        let result = common::run_guarded(120, move || {
-            let env = StreamEnv::new(config);
-            let mut ballast = None;
-            // About half a second of processing time: the guard looks every
-            // 20 ms.
-            env.from_source(GeneratorSource::new(100_000, |i| i).with_rate(200_000.0))
-                .map(move |i: u64| {
-                    if ballast_in_job && ballast.is_none() {
-                        ballast = Some(vec![1u8; 256 << 20]);
-                    }
-                    i + u64::from(ballast.as_ref().map_or(0, |b| b[i as usize % b.len()]))
-                })
-                .key_by(|i: &u64| *i % 1000)
-                .process(Sum::default())
-                .sink_to(DiscardSink);
-            env.execute()
-        })
-        .unwrap();
-        std::hint::black_box(&before);
-        result.metrics.total("state_memory_limit_lowest_bytes") as usize
-    };
-    assert_eq!(lowest(true, true), BUDGET / 2, "256 MiB taken by the job outside the budget");
-    assert_eq!(lowest(false, true), BUDGET, "the guard turned off");
-    assert!(lowest(true, false) > BUDGET / 2, "256 MiB held before the job does not count");
 }

@@ -455,9 +455,24 @@ fn on_the_log_backend_spilled_state_survives_a_restart_and_a_rescale() {
     let latest = brisk::checkpoint::store::choose_latest(&chk).unwrap().expect("a checkpoint completed");
     let segments = &latest.loaded.manifest.segments;
     assert!(!segments.is_empty(), "the latest checkpoint refers to segments");
-    // A damaged segment is detected by its records' checksums, naming the file.
-    let victim = chk.join(&segments.iter().max_by_key(|s| s.len).unwrap().path);
+    // A damaged segment is detected by its records' checksums, naming the
+    // file. (The largest file may be another kind: early in a run, an
+    // index base, which a restore at another core count does not read.)
+    let is_segment = |path: &Path| std::fs::read(path).is_ok_and(|b| b.starts_with(b"BRISKSEG"));
+    let victim = segments
+        .iter()
+        .map(|s| (s.len, chk.join(&s.path)))
+        .filter(|(_, path)| is_segment(path))
+        .max()
+        .map(|(_, path)| path)
+        .expect("the latest checkpoint refers to a log segment");
     let good = std::fs::read(&victim).unwrap();
+    println!(
+        "damaging {} ({} bytes, begins {:?})",
+        victim.display(),
+        good.len(),
+        String::from_utf8_lossy(&good[..8])
+    );
     let mut bad = good.clone();
     bad[good.len() / 2] ^= 0x10;
     std::fs::write(&victim, &bad).unwrap();

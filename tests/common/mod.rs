@@ -57,3 +57,33 @@ pub fn committed_lines(dir: &std::path::Path) -> Vec<String> {
     lines.sort();
     lines
 }
+
+/// A keyed process function keeping each key's running sum in a
+/// `ValueState` (state on every record) and emitting it.
+#[derive(Default, Clone)]
+pub struct Sum {
+    sum: brisk::prelude::ValueState<u64>,
+}
+
+impl brisk::prelude::KeyedProcessFunction<u64, u64, u64> for Sum {
+    fn open(
+        &mut self,
+        ctx: &mut brisk::prelude::OpenContext<'_, u64>,
+    ) -> Result<(), brisk::prelude::UserError> {
+        self.sum = ctx.value_state("sum")?;
+        Ok(())
+    }
+
+    fn process_element(
+        &mut self,
+        i: u64,
+        ctx: &mut brisk::prelude::Context<'_, u64>,
+        out: &mut brisk::prelude::Collector<'_, u64>,
+    ) -> Result<(), brisk::prelude::UserError> {
+        let mut s = ctx.value(&self.sum);
+        let sum = s.get().copied().unwrap_or(0) + i;
+        s.set(sum);
+        out.collect(sum);
+        Ok(())
+    }
+}
