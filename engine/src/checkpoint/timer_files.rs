@@ -26,6 +26,10 @@
 //! (a [`ChainPart`]: the window operator's merging-window sets), whole in a
 //! base and by its changes after; a restore hands its entries back.
 //!
+//! An operator with fewer than [`CHAIN_MIN_ENTRIES`] timers writes them
+//! whole into its state file instead: a few KB cost less than one more file
+//! to write and sync at every checkpoint.
+//!
 //! The files are written through the log (`LogStore::write_aux`), so they
 //! are named, tracked, waited for and deleted as its segments are. A
 //! restored operator starts a new chain at its first checkpoint.
@@ -66,6 +70,10 @@ pub const TIMER_HEADER_BYTES: usize = 32;
 pub const BASE_MIN_TIMERS: usize = 4096;
 /// Most files in a chain (a restore opens each).
 pub const CHAIN_FILES_MAX: usize = 32;
+/// An operator with fewer timers (and [`ChainPart`] entries) than this
+/// writes them whole into its state file, as a full snapshot does: a few KB
+/// cost less than one more file to write and sync at every checkpoint.
+pub const CHAIN_MIN_ENTRIES: usize = 256;
 
 /// Entry kinds inside a timer file.
 mod kind {
@@ -297,12 +305,12 @@ fn write_changes<K, N, I>(
 }
 
 /// Writes an operator's timers for a checkpoint: with `incremental` (the
-/// checkpoint's segments and manifest entries, which the chain joins) and a
-/// log, as a chain of timer files named by an entry of kind `kinds[2]`,
-/// with `part`, and returns `true`; otherwise whole into the state file as
-/// timer groups of kinds `kinds[0]` (event time) and `kinds[1]`
-/// (processing time), and returns `false`: the operator writes what `part`
-/// stands for itself.
+/// checkpoint's segments and manifest entries, which the chain joins), a
+/// log and at least [`CHAIN_MIN_ENTRIES`] timers and `part` entries, as a
+/// chain of timer files named by an entry of kind `kinds[2]`, with `part`,
+/// and returns `true`; otherwise whole into the state file as timer groups
+/// of kinds `kinds[0]` (event time) and `kinds[1]` (processing time), and
+/// returns `false`: the operator writes what `part` stands for itself.
 #[allow(clippy::too_many_arguments)]
 pub(crate) fn snapshot<K, N, I>(
     timers: &mut Timers<K, N>,
@@ -320,20 +328,29 @@ where
     N: Eq + Hash + Clone,
     I: Serialize,
 {
+    let entries = timers.event.len() + timers.processing.len() + part.len();
     match (incremental, log) {
-        (Some((segments, files)), Some(log)) => {
+        (Some((segments, files)), Some(log)) if entries >= CHAIN_MIN_ENTRIES => {
             let chain = checkpoint(timers, part, &mut log.borrow_mut(), groups, image);
             let (entry, named) = name_chain(&chain, node, core);
             w.entry(kinds[2], format::NO_KEY_GROUP, &entry);
             segments.extend(chain);
             files.extend(named);
+            true
         }
-        _ => {
+        (incremental, log) => {
+            if let (Some(_), Some(log)) = (incremental, log) {
+                // Small again: the chain is the older checkpoints' now, and
+                // a later chain starts with a base.
+                let mut log = log.borrow_mut();
+                for old in timers.chain.files.drain(..) {
+                    log.retire_aux(old.id);
+                }
+            }
             timers.snapshot_groups(w, [kinds[0], kinds[1]], |h| groups.key_group(h), image);
-            return false;
+            false
         }
     }
-    true
 }
 
 /// The state file's entry naming `chain` (`(path, id, len)` each), and the
