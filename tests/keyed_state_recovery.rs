@@ -13,7 +13,7 @@ mod common;
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::mpsc::{SyncSender, sync_channel};
 
 use brisk::prelude::*;
@@ -181,22 +181,91 @@ fn expected() -> [Vec<String>; 3] {
 enum Hook {
     None,
     Panic(u64, Arc<AtomicBool>),
+    /// Panic once, at the first event from `from` (checked every 64th) at
+    /// which `ready` holds, and at the last event if it never did; the
+    /// event is stored in `at`. `ready` waits for a checkpoint the test
+    /// needs, however slowly checkpoints complete on this machine.
+    PanicWhenReady {
+        from: u64,
+        armed: Arc<AtomicBool>,
+        at: Arc<AtomicU64>,
+        ready: Arc<dyn Fn() -> bool + Send + Sync>,
+    },
     Signal(u64, SyncSender<()>),
 }
 
-fn job(env: &StreamEnv, out: &Path, hook: Hook) {
-    job_with(env, out, hook, Stateful::default());
+impl Hook {
+    /// Panics once, at the first event from `from` at which the latest
+    /// completed checkpoint in `chk` refers to a file that begins with
+    /// `magic`; at the last event in any case.
+    fn panic_when_latest_has(
+        from: u64,
+        armed: Arc<AtomicBool>,
+        at: Arc<AtomicU64>,
+        chk: PathBuf,
+        magic: &'static [u8],
+    ) -> Hook {
+        Hook::PanicWhenReady { from, armed, at, ready: Arc::new(move || latest_refers_to(&chk, magic)) }
+    }
 }
 
-/// The job, with `f` as its process function.
-fn job_with<F: KeyedProcessFunction<u64, Ev, String>>(env: &StreamEnv, out: &Path, hook: Hook, f: F) {
+/// Whether the latest completed checkpoint in `chk` refers to a shared file
+/// that begins with `magic`.
+fn latest_refers_to(chk: &Path, magic: &[u8]) -> bool {
+    let Ok(all) = brisk::checkpoint::store::list(chk) else { return false };
+    let Some((_, dir, _)) = all.into_iter().filter(|(_, _, complete)| *complete).max_by_key(|(id, _, _)| *id)
+    else {
+        return false;
+    };
+    let Ok(manifest) = brisk::checkpoint::store::read_manifest(&dir) else { return false };
+    manifest.segments.iter().any(|s| begins_with(&chk.join(&s.path), magic))
+}
+
+/// Whether the file at `path` begins with `magic` (reads only that much:
+/// [`latest_refers_to`] runs inside the job).
+fn begins_with(path: &Path, magic: &[u8]) -> bool {
+    use std::io::Read;
+    let mut head = vec![0; magic.len()];
+    std::fs::File::open(path).and_then(|mut f| f.read_exact(&mut head)).is_ok_and(|()| head == magic)
+}
+
+/// Events per second of the job's source.
+const RATE: f64 = 15_000.0;
+
+/// [`RATE`] for the runs on the log backend that must fail after a given
+/// kind of checkpoint. With a 4 KiB budget, a debug build processes only a
+/// few thousand events a second there on a loaded 2-core machine; a faster
+/// source queues thousands of events ahead of every barrier, and a
+/// checkpoint then takes seconds to complete.
+const LOG_RATE: f64 = 5_000.0;
+
+fn job(env: &StreamEnv, out: &Path, hook: Hook, rate: f64) {
+    job_with(env, out, hook, Stateful::default(), rate);
+}
+
+/// The job, with `f` as its process function and a source of `rate` events
+/// a second.
+fn job_with<F: KeyedProcessFunction<u64, Ev, String>>(
+    env: &StreamEnv,
+    out: &Path,
+    hook: Hook,
+    f: F,
+    rate: f64,
+) {
     let events = env
-        .from_source(GeneratorSource::new(EVENTS, event).with_rate(15_000.0))
+        .from_source(GeneratorSource::new(EVENTS, event).with_rate(rate))
         .set_parallelism(1)
         .map(move |e: Ev| {
             match &hook {
                 Hook::Panic(at, armed) if e.1 == *at && armed.swap(false, Ordering::SeqCst) => {
                     panic!("injected failure at event {at}")
+                }
+                Hook::PanicWhenReady { from, armed, at, ready }
+                    if (e.1 == EVENTS - 1 || e.1 >= *from && e.1.is_multiple_of(64) && ready())
+                        && armed.swap(false, Ordering::SeqCst) =>
+                {
+                    at.store(e.1, Ordering::SeqCst);
+                    panic!("injected failure at event {}", e.1)
                 }
                 Hook::Signal(at, tx) if e.1 == *at => {
                     let _ = tx.try_send(());
@@ -268,7 +337,7 @@ fn check(got: [Vec<String>; 3], want: &[Vec<String>; 3], what: &str) {
 fn run(config: JobConfig, out: PathBuf, hook: Hook) -> JobResult {
     common::run_guarded(120, move || {
         let env = StreamEnv::new(config);
-        job(&env, &out, hook);
+        job(&env, &out, hook, RATE);
         env.execute()
     })
     .unwrap()
@@ -283,7 +352,7 @@ fn start(
     let (send_control, control) = sync_channel(1);
     let job = std::thread::spawn(move || {
         let env = StreamEnv::new(config);
-        job(&env, &out, hook);
+        job(&env, &out, hook, RATE);
         send_control.send(env.control()).unwrap();
         env.execute()
     });
@@ -387,18 +456,18 @@ fn a_checkpoint_restores_only_into_the_same_state_layout() {
         .map(|_| ())
         .map_err(|e| e.to_string())
     };
-    let renamed = restore(|env, out| job_with(env, out, Hook::None, Renamed::default())).unwrap_err();
+    let renamed = restore(|env, out| job_with(env, out, Hook::None, Renamed::default(), RATE)).unwrap_err();
     println!("renamed: {renamed}");
     assert!(
         renamed.contains("holds state 'sum' (ValueState<u64>) that the function no longer registers"),
         "{renamed}"
     );
-    let retyped = restore(|env, out| job_with(env, out, Hook::None, Retyped::default())).unwrap_err();
+    let retyped = restore(|env, out| job_with(env, out, Hook::None, Retyped::default(), RATE)).unwrap_err();
     println!("retyped: {retyped}");
     assert!(retyped.contains("state 'sum' is ValueState<u64> in the checkpoint"), "{retyped}");
     assert!(retyped.contains("registers it as ValueState<alloc::string::String>"), "{retyped}");
     // The unchanged function restores.
-    restore(|env, out| job(env, out, Hook::None)).unwrap();
+    restore(|env, out| job(env, out, Hook::None, RATE)).unwrap();
 }
 
 /// The same job on the log backend with a 4 KiB budget per core: process
@@ -439,11 +508,15 @@ fn on_the_log_backend_spilled_state_survives_a_restart_and_a_rescale() {
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("out");
     let armed = Arc::new(AtomicBool::new(true));
-    let (config, out2, hook) =
-        (log_config(dir.path(), 2), out.clone(), Hook::Panic(EVENTS * 2 / 3, armed.clone()));
+    // It fails once its latest checkpoint refers to a log segment, however
+    // slowly checkpoints complete on this machine.
+    let at = Arc::new(AtomicU64::new(0));
+    let hook =
+        Hook::panic_when_latest_has(EVENTS / 2, armed.clone(), at, dir.path().join("chk"), b"BRISKSEG");
+    let (config, out2) = (log_config(dir.path(), 2), out.clone());
     let failed = common::run_guarded(120, move || {
         let env = StreamEnv::new(config);
-        job(&env, &out2, hook);
+        job(&env, &out2, hook, LOG_RATE);
         env.execute()
     });
     assert!(
@@ -458,7 +531,7 @@ fn on_the_log_backend_spilled_state_survives_a_restart_and_a_rescale() {
     // A damaged segment is detected by its records' checksums, naming the
     // file. (The largest file may be another kind: early in a run, an
     // index base, which a restore at another core count does not read.)
-    let is_segment = |path: &Path| std::fs::read(path).is_ok_and(|b| b.starts_with(b"BRISKSEG"));
+    let is_segment = |path: &Path| begins_with(path, b"BRISKSEG");
     let victim = segments
         .iter()
         .map(|s| (s.len, chk.join(&s.path)))
@@ -480,7 +553,7 @@ fn on_the_log_backend_spilled_state_survives_a_restart_and_a_rescale() {
         (JobConfig { restore: Some(RestoreFrom::Latest), ..log_config(dir.path(), 3) }, out.clone());
     let refused = common::run_guarded(60, move || {
         let env = StreamEnv::new(config);
-        job(&env, &out2, Hook::None);
+        job(&env, &out2, Hook::None, RATE);
         env.execute()
     })
     .map(|_| ())
@@ -533,8 +606,11 @@ fn shared_segments_are_exactly_the_referenced_ones(chk: &Path) {
 }
 
 /// Event-time timers that fire and are deleted between checkpoints: every
-/// event sets a reminder 5 s of event time after it (about three
-/// checkpoints later at the job's rate), and every fourth event cancels its
+/// event sets a reminder 15 s of event time after it (3,000 events, about
+/// ten checkpoints later at the job's rate, so that after the first few
+/// checkpoints each core holds several times the
+/// `timer_files::CHAIN_MIN_ENTRIES` timers below which an operator writes
+/// them inline instead of in a chain), and every fourth event cancels its
 /// key's reminder from its key's previous event (still pending then).
 /// On the log backend, incremental checkpoints write timers as a base and
 /// files of changes (deletions, firings, registrations), which a restore
@@ -542,7 +618,7 @@ fn shared_segments_are_exactly_the_referenced_ones(chk: &Path) {
 #[derive(Clone, Default)]
 struct Reminders;
 
-const REMINDER_MS: i64 = 5_000;
+const REMINDER_MS: i64 = 15_000;
 
 impl KeyedProcessFunction<u64, Ev, String> for Reminders {
     fn process_element(
@@ -593,17 +669,26 @@ fn on_the_log_backend_timers_fired_and_deleted_between_checkpoints_survive_a_res
     let dir = tempfile::tempdir().unwrap();
     let (out, chk) = (dir.path().join("out"), dir.path().join("chk"));
     let armed = Arc::new(AtomicBool::new(true));
-    let (config, out2, hook) =
-        (log_config(dir.path(), 2), out.clone(), Hook::Panic(EVENTS / 2, armed.clone()));
+    // It fails once its latest checkpoint refers to a timer file (from a
+    // few checkpoints in), however slowly checkpoints complete here.
+    let first = Arc::new(AtomicU64::new(0));
+    let hook =
+        Hook::panic_when_latest_has(EVENTS / 3, armed.clone(), first.clone(), chk.clone(), b"BRISKTMR");
+    let (config, out2) = (log_config(dir.path(), 2), out.clone());
     let failed = common::run_guarded(120, move || {
         let env = StreamEnv::new(config);
-        job_with(&env, &out2, hook, Reminders);
+        job_with(&env, &out2, hook, Reminders, LOG_RATE);
         env.execute()
     });
     assert!(failed.is_err() && !armed.load(Ordering::SeqCst), "the first run failed");
     let latest = brisk::checkpoint::store::choose_latest(&chk).unwrap().expect("a checkpoint completed");
     let files = latest.loaded.manifest.segments.iter().filter(|s| is_timer_file(&chk.join(&s.path))).count();
-    println!("the latest checkpoint of the first run refers to {files} timer files");
+    println!(
+        "the latest checkpoint of the first run ({}) refers to {files} timer files and {} segments; process: {} lines",
+        latest.loaded.manifest.id,
+        latest.loaded.manifest.segments.len(),
+        common::committed_lines(&out.join("process")).len()
+    );
     assert!(files >= 1, "timers are checkpointed in files beside the segments");
     let armed = Arc::new(AtomicBool::new(true));
     let config = JobConfig {
@@ -612,10 +697,14 @@ fn on_the_log_backend_timers_fired_and_deleted_between_checkpoints_survive_a_res
         restart_delay_ms: 10,
         ..log_config(dir.path(), 3)
     };
-    let (out2, hook) = (out.clone(), Hook::Panic(EVENTS * 5 / 6, armed.clone()));
+    // The second run resumes before the first failure, so it sees every
+    // event from there on.
+    let second = (first.load(Ordering::SeqCst) + EVENTS - 1) / 2;
+    println!("the first run failed at event {}; the second fails at {second}", first.load(Ordering::SeqCst));
+    let (out2, hook) = (out.clone(), Hook::Panic(second, armed.clone()));
     let result = common::run_guarded(120, move || {
         let env = StreamEnv::new(config);
-        job_with(&env, &out2, hook, Reminders);
+        job_with(&env, &out2, hook, Reminders, LOG_RATE);
         env.execute()
     })
     .unwrap();
@@ -627,5 +716,5 @@ fn on_the_log_backend_timers_fired_and_deleted_between_checkpoints_survive_a_res
 
 /// Whether the file at `path` is a timer file (its magic).
 fn is_timer_file(path: &Path) -> bool {
-    std::fs::read(path).map(|b| b.starts_with(b"BRISKTMR")).unwrap_or(false)
+    begins_with(path, b"BRISKTMR")
 }
