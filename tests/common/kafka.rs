@@ -44,11 +44,17 @@ pub fn produce_at(brokers: &str, topic: &str, partition: i32, records: &[(i64, S
     );
 }
 
+/// Produces `records` and waits until every one is acknowledged. A
+/// request the broker never answers (tansu, loaded, now and then drops
+/// one) is sent again after 10 s instead of librdkafka's 30 s, well
+/// within the flush's wait.
 fn send_all<'a>(brokers: &str, records: impl Iterator<Item = BaseRecord<'a, str, str>>) {
     let producer: BaseProducer = ClientConfig::new()
         .set("bootstrap.servers", brokers)
         .set("partitioner", "murmur2_random")
         .set("linger.ms", "5")
+        .set("request.timeout.ms", "10000")
+        .set("enable.idempotence", "true")
         .create()
         .unwrap();
     for mut r in records {
@@ -63,7 +69,7 @@ fn send_all<'a>(brokers: &str, records: impl Iterator<Item = BaseRecord<'a, str,
         }
         producer.poll(Duration::ZERO);
     }
-    producer.flush(Duration::from_secs(30)).unwrap();
+    producer.flush(Duration::from_secs(90)).unwrap();
 }
 
 /// The partitions of `topic`.

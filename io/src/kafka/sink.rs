@@ -36,6 +36,15 @@ use super::{CountingProducer, DeliveryErrors};
 
 /// How long a blocking producer call may take.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
+/// How long librdkafka keeps trying to deliver a record before it reports
+/// the record failed (`message.timeout.ms`, alias `delivery.timeout.ms`),
+/// unless the sink's properties say otherwise: Flink's Kafka sink default.
+/// Within it, a request the broker never answers is sent again once
+/// librdkafka's `request.timeout.ms` (30 s) has passed.
+pub const DELIVERY_TIMEOUT: Duration = Duration::from_secs(120);
+/// How long after the delivery timeout a flush still waits for the
+/// delivery reports before it gives up on its own.
+const REPORT_MARGIN: Duration = Duration::from_secs(10);
 /// Staged bytes that make the sink ask to be drained.
 const STAGED_BYTES_MAX: usize = 1 << 20;
 /// Staged records that make the sink ask to be drained.
@@ -156,12 +165,31 @@ impl<T, S> KafkaSink<T, S> {
         self
     }
 
+    /// How long a flush waits for its records' delivery reports: the
+    /// delivery timeout (see [`DELIVERY_TIMEOUT`]) and a margin; `None` when
+    /// the properties make librdkafka retry forever (`0`).
+    fn settle_within(&self) -> Option<Duration> {
+        let ms = self
+            .properties
+            .iter()
+            .rev()
+            .find(|(k, _)| k == "message.timeout.ms" || k == "delivery.timeout.ms")
+            .and_then(|(_, v)| v.trim().parse::<u64>().ok());
+        match ms {
+            Some(0) => None,
+            Some(ms) => Some(Duration::from_millis(ms) + REPORT_MARGIN),
+            // Unset, or a value librdkafka rejects when the producer is made.
+            None => Some(DELIVERY_TIMEOUT + REPORT_MARGIN),
+        }
+    }
+
     fn producer(&self, transactional_id: Option<&str>) -> Result<Arc<CountingProducer>, SinkError> {
         let mut c = ClientConfig::new();
         c.set("bootstrap.servers", &self.brokers)
             .set("partitioner", "murmur2_random")
             .set("linger.ms", "5")
-            .set("queue.buffering.max.kbytes", "65536");
+            .set("queue.buffering.max.kbytes", "65536")
+            .set("message.timeout.ms", DELIVERY_TIMEOUT.as_millis().to_string());
         if let Some(id) = transactional_id {
             c.set("transactional.id", id).set("transaction.timeout.ms", "900000");
         } else if self.delivery != KafkaDelivery::None {
@@ -222,6 +250,7 @@ impl<T: 'static, S: KafkaSerializer<T>> Sink<T> for KafkaSink<T, S> {
             core: ctx.core(),
             producers,
             orphans,
+            settle_within: self.settle_within(),
             current: 0,
             initialized: false,
             partitions: None,
@@ -266,6 +295,9 @@ pub struct KafkaWriter<T, S> {
     /// exist: initialized once (which aborts their transactions), then
     /// dropped.
     orphans: Vec<Arc<CountingProducer>>,
+    /// How long a flush waits for delivery reports before it fails on its
+    /// own (librdkafka reports a record it gave up on before that).
+    settle_within: Option<Duration>,
     /// The producer taking records (its transaction is open, if transactional).
     current: usize,
     initialized: bool,
@@ -443,7 +475,10 @@ impl<T, S> KafkaWriter<T, S> {
         self.check_errors()
     }
 
-    /// Waits until the broker acknowledged everything handed over.
+    /// Waits until the broker acknowledged everything handed over. A record
+    /// librdkafka gives up on (after the delivery timeout) fails the sink
+    /// with librdkafka's reason; a request the broker drops is sent again
+    /// meanwhile, so a flush does not give up before librdkafka does.
     async fn settle(&mut self, slot: usize) -> Result<(), SinkError> {
         let p = self.producers[slot].clone();
         let started = std::time::Instant::now();
@@ -453,9 +488,10 @@ impl<T, S> KafkaWriter<T, S> {
             if p.in_flight_count() == 0 {
                 return Ok(());
             }
-            if started.elapsed() > REQUEST_TIMEOUT {
+            if let Some(within) = self.settle_within.filter(|w| started.elapsed() > *w) {
                 return Err(SinkError(format!(
-                    "kafka({}): {} records not acknowledged within {REQUEST_TIMEOUT:?}",
+                    "kafka({}): {} records neither acknowledged nor reported failed within {within:?} \
+                     (the delivery timeout, message.timeout.ms, and {REPORT_MARGIN:?})",
                     self.topic,
                     p.in_flight_count()
                 )));
@@ -616,5 +652,32 @@ impl<T: 'static, S: KafkaSerializer<T>> SinkWriter<T> for KafkaWriter<T, S> {
             }
         }
         Ok(Vec::new())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::kafka::Lines;
+
+    fn sink(properties: &[(&str, &str)]) -> KafkaSink<String, Lines> {
+        properties.iter().fold(KafkaSink::new("127.0.0.1:9", "t", Lines), |s, (k, v)| s.with_property(k, v))
+    }
+
+    #[test]
+    fn a_flush_waits_for_the_delivery_timeout_the_properties_set() {
+        let margin = REPORT_MARGIN;
+        assert_eq!(sink(&[]).settle_within(), Some(DELIVERY_TIMEOUT + margin));
+        assert_eq!(
+            sink(&[("message.timeout.ms", "5000")]).settle_within(),
+            Some(Duration::from_secs(5) + margin)
+        );
+        // The alias, and the last setting wins, as in librdkafka.
+        let both = sink(&[("message.timeout.ms", "5000"), ("delivery.timeout.ms", "300000")]);
+        assert_eq!(both.settle_within(), Some(Duration::from_secs(300) + margin));
+        // 0: librdkafka retries forever, and so does the flush.
+        assert_eq!(sink(&[("message.timeout.ms", "0")]).settle_within(), None);
+        // Unrelated properties change nothing.
+        assert_eq!(sink(&[("linger.ms", "50")]).settle_within(), Some(DELIVERY_TIMEOUT + margin));
     }
 }
