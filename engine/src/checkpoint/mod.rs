@@ -222,6 +222,78 @@ pub(crate) fn restore_owned(
     Ok(())
 }
 
+/// Reads ahead, on a thread of its own, the files an operator's restore is
+/// about to read through memory maps, in the order it reads them: first
+/// its timer files (entries of kind `timer_files`), read whole, then the
+/// log segments (kind `segments`) that hold records of `owner`'s key
+/// groups, by advice (`posix_fadvise` `WILLNEED`). After the page cache
+/// lost them (a reboot, another machine), the disk then reads the
+/// segments while the restore rebuilds its timers, instead of a page fault
+/// at a time afterwards; the timer files come first so that the segments
+/// do not slow down the timers' reads. Advice only: a file that cannot be
+/// read is left to the restore, which reports it. Returns how many files it
+/// reads ahead.
+pub(crate) fn prefetch_restore(
+    core: &crate::runtime::core::Core,
+    node: usize,
+    info: &crate::error::OperatorInfo,
+    owner: &crate::operator::keyed_process::KeyOwner,
+    [timer_files, segments]: [u8; 2],
+) -> Result<usize, crate::error::JobError> {
+    let Some(restored) = core.checkpoints.as_ref().and_then(|c| c.restored.clone()) else {
+        return Ok(0);
+    };
+    let owned = owner.max_parallelism.range_for(owner.core, owner.cores);
+    let (mut timers, mut logs) = (Vec::new(), Vec::new());
+    restore_owned(core, node, info, owner, |entry| {
+        if entry.kind == timer_files {
+            let chain: Vec<(String, u64, u64)> = entry.decode()?;
+            timers.extend(chain.into_iter().map(|(path, _, _)| path));
+        } else if entry.kind == segments {
+            let refs: Vec<(String, u64, u64, u32, u32)> = entry.decode()?;
+            logs.extend(
+                refs.into_iter()
+                    .filter(|r| {
+                        !brisk_state::KeyGroupRange { start: r.3, end: r.4 }.intersect(&owned).is_empty()
+                    })
+                    .map(|(path, _, len, _, _)| (path, len)),
+            );
+        }
+        Ok(())
+    })?;
+    let root = restored.segment_root.clone();
+    let timers: Vec<PathBuf> = timers.iter().map(|p| segments::resolve(&root, p)).collect();
+    let logs: Vec<(PathBuf, u64)> = logs.iter().map(|(p, len)| (segments::resolve(&root, p), *len)).collect();
+    let n = timers.len() + logs.len();
+    if n > 0 {
+        // A thread: reads block, and so does the advice while the device's
+        // queue is full.
+        let _ = std::thread::Builder::new().name("brisk-prefetch".into()).spawn(move || {
+            #[allow(clippy::disallowed_methods)] // a thread of its own, not a core
+            for path in timers {
+                if let Ok(mut file) = std::fs::File::open(&path) {
+                    let _ = std::io::copy(&mut file, &mut std::io::sink());
+                }
+            }
+            for (path, len) in logs {
+                #[allow(clippy::disallowed_methods)] // a thread of its own, not a core
+                let Ok(file) = std::fs::File::open(&path) else { continue };
+                let len = libc::off_t::try_from(len).unwrap_or(libc::off_t::MAX);
+                // SAFETY: a valid descriptor, owned by `file` for the call.
+                unsafe {
+                    libc::posix_fadvise(
+                        std::os::fd::AsRawFd::as_raw_fd(&file),
+                        0,
+                        len,
+                        libc::POSIX_FADV_WILLNEED,
+                    );
+                }
+            }
+        });
+    }
+    Ok(n)
+}
+
 /// Entry kinds shared by several operators.
 pub(crate) mod kinds {
     /// A source reader's position.

@@ -658,6 +658,8 @@ where
         let (core, info, owner) = (self.core.clone(), self.info.clone(), self.owner);
         let restored = core.checkpoints.as_ref().and_then(|c| c.restored.clone());
         let range = owner.max_parallelism.range_for(owner.core, owner.cores);
+        let kinds = [state_kind::TIMER_FILES, state_kind::LOG_SEGMENTS];
+        crate::checkpoint::prefetch_restore(&core, self.node, &info, &owner, kinds)?;
         // Snapshot index -> this backend's state id; every file starts with
         // its directory.
         let mut ids: Vec<usize> = Vec::new();

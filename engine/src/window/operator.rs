@@ -689,6 +689,8 @@ where
         let (core, info, owner) = (self.core.clone(), self.info.clone(), self.owner);
         let restored = core.checkpoints.as_ref().and_then(|c| c.restored.clone());
         let range = owner.max_parallelism.range_for(owner.core, owner.cores);
+        let kinds = [state_kind::TIMER_FILES, state_kind::LOG_SEGMENTS];
+        let prefetched = crate::checkpoint::prefetch_restore(&core, self.node, &info, &owner, kinds)?;
         crate::checkpoint::restore_owned(&core, self.node, &info, &owner, |entry| {
             match entry.kind {
                 state_kind::MERGING => {
@@ -722,7 +724,7 @@ where
         self.timers.index_restored();
         let (event_time, lateness) = (self.assigner.is_event_time(), self.lateness);
         tracing::debug!(
-            "window operator {}: timers and merging sets restored in {:?}",
+            "window operator {}: timers and merging sets restored in {:?} ({prefetched} files read ahead)",
             self.node,
             started.elapsed()
         );
