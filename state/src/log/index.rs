@@ -221,29 +221,36 @@ fn encode_base(
 ) -> Vec<u8> {
     let mut segments: Vec<BaseSegment> =
         list.iter().map(|s| BaseSegment { id: s.id, live: vec![0; slot(s.len as usize) / 64 + 1] }).collect();
-    let numbers = log.numbers_by_id();
-    let position: HashMap<u32, usize> = list
-        .iter()
-        .enumerate()
-        .map(|(i, s)| (*numbers.get(&s.id).expect("a published segment is in the log"), i))
+    // Each segment number's entry in `list`: by id and scope, since a
+    // segment adopted more than once (shared by several logs of a restored
+    // checkpoint) has a number per adoption, each listed with its own
+    // scope. Each adoption's records are marked in its own entry; a
+    // restore through the base indexes the entries of one id under one
+    // adoption (see `load_base`), which holds the same bytes.
+    let listed: HashMap<(u64, u32, u32), usize> =
+        list.iter().enumerate().map(|(i, s)| ((s.id, s.scope.start, s.scope.end), i)).collect();
+    let position: HashMap<u32, usize> = log
+        .sealed_scopes()
+        .into_iter()
+        .filter_map(|(no, id, scope)| listed.get(&(id, scope.start, scope.end)).map(|&i| (no, i)))
         .collect();
     let mut counts = Vec::with_capacity(states.len());
     for &state in states {
         let Some(t) = tables.table(state) else { continue };
         let mut n = 0;
         t.for_each_indexed(&mut |loc| {
-            // Every indexed record is in a segment the checkpoint names: a
-            // bug otherwise (seen twice in about 40 runs of the session-window
-            // R1 test, not reproduced since): say where.
+            // Every indexed record is in a segment the checkpoint names (a
+            // bug otherwise): say where.
             let Some(&i) = position.get(&loc.segment()) else {
                 panic!(
                     "an indexed record of state {state} is in segment number {} (id {:?}, offset {}), which \
-                     the checkpoint does not name; it names {:x?}; the log's segments by id: {:x?}",
+                     the checkpoint does not name; it names {:x?}; the log's segments (number, id, scope): \
+                     {:x?}",
                     loc.segment(),
                     log.id_of(loc.segment()),
                     loc.offset(),
                     list.iter().map(|s| s.id).collect::<Vec<_>>(),
-                    numbers
+                    log.sealed_scopes()
                 )
             };
             let bit = slot(loc.offset());

@@ -515,6 +515,87 @@ fn a_segment_shared_after_a_rescale_counts_only_for_its_scope() {
     }
 }
 
+/// 1 core → 2 cores → 1 core through index bases: both cores of the middle
+/// run adopt the first run's segments, and each writes an index base that
+/// covers them for its own key groups. The last restore adopts such a
+/// shared segment twice (once per file, each time for that file's groups)
+/// and loads each file's base right after adopting its segments, so the
+/// segment's records are indexed under both adoptions. Its next checkpoint
+/// writes a base of its own that must name both (it used to panic on an
+/// indexed record outside the segments it mapped), and a restore through
+/// that base holds every key's latest value.
+#[test]
+fn a_segment_shared_after_a_rescale_restores_through_both_index_bases() {
+    let disk = SimDisk::new(seed());
+    let mp = MaxParallelism::new(128).unwrap();
+    let keys = 300;
+    let set_all = |j: &mut Job, owned: KeyGroupRange, value: i64| {
+        for k in (0..keys).filter(|k| owned.contains(mp.key_group(key_hash(k)))) {
+            j.backend.value(&j.v, at(&k)).set(value);
+        }
+    };
+    let mut first = job(&disk, 0, 4 << 10, 8 << 10);
+    first.backend.log().unwrap().borrow_mut().set_scope(mp.range_for(0, 1));
+    set_all(&mut first, mp.range_for(0, 1), 1);
+    let list = first.backend.flush_log().unwrap();
+    settle_without_compaction(&mut first);
+
+    let mut files = Vec::new();
+    for core in 0..2 {
+        let owned = mp.range_for(core, 2);
+        let mut j = job(&disk, (2 + core as u64) << 32, 4 << 10, 8 << 10);
+        j.backend.log().unwrap().borrow_mut().set_scope(owned);
+        adopt_scoped(&mut j, &disk, &list, owned, mp);
+        // Half of this core's keys change: the others stay in the shared
+        // segments, which the base must cover.
+        for k in (0..keys).filter(|k| k.is_multiple_of(2) && owned.contains(mp.key_group(key_hash(k)))) {
+            j.backend.value(&j.v, at(&k)).set(2 + core as i64);
+        }
+        let listed = j.backend.flush_log().unwrap();
+        let ix = j.backend.checkpoint_index(&listed).unwrap();
+        settle_without_compaction(&mut j);
+        assert!(ix.written, "the first checkpoint of a log writes a base");
+        assert!(
+            listed.iter().any(|s| list.iter().any(|o| o.id == s.id)),
+            "the first run's segments are shared"
+        );
+        files.push((listed, ix));
+    }
+    let want = |k: u32| {
+        let core = mp.owner(mp.key_group(key_hash(&k)), 2);
+        if k.is_multiple_of(2) { 2 + core as i64 } else { 1 }
+    };
+
+    // One core restores both files, each through its base.
+    let mut last = job(&disk, 9 << 32, 4 << 10, 8 << 10);
+    for (listed, ix) in &files {
+        let adopted: Vec<(u32, u64)> =
+            listed.iter().map(|s| (adopt_from(&last.backend, &disk, s, s.scope), s.id)).collect();
+        let bytes = disk.borrow().read(ix.base.id).expect("the base was written");
+        let base = index::BaseFile::open(Rc::new(bytes), ix.base.len as usize, ix.base.id).unwrap();
+        let covered: Vec<u64> = base.base().segments.iter().map(|s| s.id.to_native()).collect();
+        last.backend.load_index(&base).unwrap();
+        for (no, id) in adopted {
+            if !covered.contains(&id) {
+                last.backend.replay_segment(no, |_| true, |s| Some(s as usize)).unwrap();
+            }
+        }
+        last.backend.finish_index(&ix.forgotten);
+    }
+    for k in 0..keys {
+        assert_eq!(last.backend.value(&last.v, at(&k)).get(), Some(&want(k)), "key {k}, restored");
+    }
+    let again = last.backend.flush_log().unwrap();
+    let shared = again.iter().filter(|s| list.iter().any(|o| o.id == s.id)).count();
+    assert!(shared >= 2, "a first-run segment is adopted twice: {again:?}");
+    let ix = last.backend.checkpoint_index(&again).unwrap();
+    settle_without_compaction(&mut last);
+    let (mut back, _) = recover_indexed(&disk, &again, &ix, 4 << 10);
+    for k in 0..keys {
+        assert_eq!(back.backend.value(&back.v, at(&k)).get(), Some(&want(k)), "key {k}, restored again");
+    }
+}
+
 /// Drives the sim disk's writes to completion without a compaction step.
 fn settle_without_compaction(j: &mut Job) {
     let log = j.backend.log().unwrap().clone();
