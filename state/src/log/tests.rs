@@ -458,6 +458,34 @@ fn adopt_scoped(
     }
 }
 
+/// Keys of the rescale tests.
+const RESCALE_KEYS: u32 = 300;
+
+/// Sets every key of the rescale tests that `owned` holds to `value`.
+fn set_owned(j: &mut Job, mp: MaxParallelism, owned: KeyGroupRange, value: i64) {
+    for k in (0..RESCALE_KEYS).filter(|k| owned.contains(mp.key_group(key_hash(k)))) {
+        j.backend.value(&j.v, at(&k)).set(value);
+    }
+}
+
+/// Checkpoints `j` (flushes and seals its log) and waits until the
+/// segments are durable, without compacting; returns them.
+fn checkpoint(j: &mut Job) -> Vec<SegmentRef> {
+    let list = j.backend.flush_log().unwrap();
+    settle_without_compaction(j);
+    assert_eq!(j.backend.log().unwrap().borrow().durability(&list), Durability::Durable);
+    list
+}
+
+/// The first run of the rescale tests: one core sets every key to 1 and
+/// checkpoints; returns its segments.
+fn first_run_on_one_core(disk: &Rc<std::cell::RefCell<SimDisk>>, mp: MaxParallelism) -> Vec<SegmentRef> {
+    let mut first = job(disk, 0, 4 << 10, 8 << 10);
+    first.backend.log().unwrap().borrow_mut().set_scope(mp.range_for(0, 1));
+    set_owned(&mut first, mp, mp.range_for(0, 1), 1);
+    checkpoint(&mut first)
+}
+
 /// 1 core → 2 cores → 1 core, with no compaction in between: both cores of
 /// the middle run adopt the first run's segments and still list them in
 /// their checkpoints. The last restore replays each listed segment only
@@ -468,22 +496,9 @@ fn adopt_scoped(
 fn a_segment_shared_after_a_rescale_counts_only_for_its_scope() {
     let disk = SimDisk::new(seed());
     let mp = MaxParallelism::new(128).unwrap();
-    let keys = 300;
-    let set_all = |j: &mut Job, owned: KeyGroupRange, value: i64| {
-        for k in (0..keys).filter(|k| owned.contains(mp.key_group(key_hash(k)))) {
-            j.backend.value(&j.v, at(&k)).set(value);
-        }
-    };
-    let checkpoint = |j: &mut Job| {
-        let list = j.backend.flush_log().unwrap();
-        settle_without_compaction(j);
-        assert_eq!(j.backend.log().unwrap().borrow().durability(&list), Durability::Durable);
-        list
-    };
-    let mut first = job(&disk, 0, 4 << 10, 8 << 10);
-    first.backend.log().unwrap().borrow_mut().set_scope(mp.range_for(0, 1));
-    set_all(&mut first, mp.range_for(0, 1), 1);
-    let list = checkpoint(&mut first);
+    let keys = RESCALE_KEYS;
+    let set_all = |j: &mut Job, owned: KeyGroupRange, value: i64| set_owned(j, mp, owned, value);
+    let list = first_run_on_one_core(&disk, mp);
 
     let mut lists = Vec::new();
     for core in 0..2 {
@@ -528,17 +543,8 @@ fn a_segment_shared_after_a_rescale_counts_only_for_its_scope() {
 fn a_segment_shared_after_a_rescale_restores_through_both_index_bases() {
     let disk = SimDisk::new(seed());
     let mp = MaxParallelism::new(128).unwrap();
-    let keys = 300;
-    let set_all = |j: &mut Job, owned: KeyGroupRange, value: i64| {
-        for k in (0..keys).filter(|k| owned.contains(mp.key_group(key_hash(k)))) {
-            j.backend.value(&j.v, at(&k)).set(value);
-        }
-    };
-    let mut first = job(&disk, 0, 4 << 10, 8 << 10);
-    first.backend.log().unwrap().borrow_mut().set_scope(mp.range_for(0, 1));
-    set_all(&mut first, mp.range_for(0, 1), 1);
-    let list = first.backend.flush_log().unwrap();
-    settle_without_compaction(&mut first);
+    let keys = RESCALE_KEYS;
+    let list = first_run_on_one_core(&disk, mp);
 
     let mut files = Vec::new();
     for core in 0..2 {
