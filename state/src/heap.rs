@@ -923,7 +923,9 @@ impl<K: Eq + Hash + Clone + Serialize + DeserializeOwned + 'static> KeyedStateBa
     /// After [`flush_log`](Self::flush_log) returned `list`: what the
     /// checkpoint refers to of the tables' indexes, writing a new index
     /// base if one is due (see [`crate::log::index`]). `None` on the heap
-    /// backend.
+    /// backend, and when the log can have no base now
+    /// ([`LogIndex::checkpoint`](crate::log::index::LogIndex::checkpoint)):
+    /// a restore then replays every segment.
     pub fn checkpoint_index(
         &mut self,
         list: &[crate::log::SegmentRef],
@@ -931,7 +933,7 @@ impl<K: Eq + Hash + Clone + Serialize + DeserializeOwned + 'static> KeyedStateBa
         let tier = self.tier.as_mut()?;
         let log = tier.log.clone();
         let mut log = log.borrow_mut();
-        Some(tier.index.checkpoint(&mut log, list, &mut Tables(&mut self.states)))
+        tier.index.checkpoint(&mut log, list, &mut Tables(&mut self.states))
     }
 
     /// Restores the index of every state from `base`, for the segments the

@@ -324,11 +324,13 @@ where
 
     /// After [`flush_log`](Self::flush_log) returned `list`: what the
     /// checkpoint refers to of the rows' index, writing a new index base if
-    /// one is due (`brisk_state::log::index`). `None` without a log.
+    /// one is due (`brisk_state::log::index`). `None` without a log, and
+    /// when the log can have no base now (`LogIndex::checkpoint`): a
+    /// restore then replays every segment.
     pub fn checkpoint_index(&mut self, list: &[SegmentRef]) -> Option<IndexCheckpoint> {
         let t = self.tier.as_mut()?;
         let mut log = t.log.borrow_mut();
-        Some(t.index.checkpoint(&mut log, list, &mut OneTable(&mut t.spill)))
+        t.index.checkpoint(&mut log, list, &mut OneTable(&mut t.spill))
     }
 
     /// The first step of a restore through an index base: indexes the rows

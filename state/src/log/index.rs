@@ -156,12 +156,27 @@ impl LogIndex {
     /// docs), and returns what the checkpoint must refer to. The base's
     /// file is written through the log (see [`LogStore::write_aux`]); the
     /// checkpoint must wait until it is durable as for its segments.
+    ///
+    /// `None` (no base: a restore replays every segment) while the log
+    /// holds a segment adopted more than once: a segment shared by several
+    /// logs of a restored checkpoint, adopted for each one's key groups.
+    /// A base marks live records by segment id, and a later restore at
+    /// another core count would index, under its one adoption of such a
+    /// segment, the records of key groups it does not own. Compaction
+    /// moves the live records out of those segments, and bases resume.
     pub fn checkpoint(
         &mut self,
         log: &mut LogStore,
         list: &[SegmentRef],
         tables: &mut dyn IndexedTables,
-    ) -> IndexCheckpoint {
+    ) -> Option<IndexCheckpoint> {
+        let mut ids = std::collections::HashSet::new();
+        if !list.iter().all(|s| ids.insert(s.id)) {
+            if let Some(old) = self.base.take() {
+                log.retire_aux(old.file.id);
+            }
+            return None;
+        }
         let appended = log.stats().appended_bytes;
         let states = tables.states();
         let forgotten: usize =
@@ -189,7 +204,7 @@ impl LogIndex {
             }
             let file = SegmentRef { id, len, scope: crate::KeyGroupRange::ALL };
             self.base = Some(Base { file: file.clone(), appended_at: appended });
-            return IndexCheckpoint { base: file, written: true, forgotten: Vec::new() };
+            return Some(IndexCheckpoint { base: file, written: true, forgotten: Vec::new() });
         }
         let base = self.base.as_ref().map(|b| b.file.clone()).expect("a base exists");
         let mut out = Vec::with_capacity(forgotten);
@@ -202,7 +217,7 @@ impl LogIndex {
                 }
             }
         }
-        IndexCheckpoint { base, written: false, forgotten: out }
+        Some(IndexCheckpoint { base, written: false, forgotten: out })
     }
 }
 
@@ -221,12 +236,10 @@ fn encode_base(
 ) -> Vec<u8> {
     let mut segments: Vec<BaseSegment> =
         list.iter().map(|s| BaseSegment { id: s.id, live: vec![0; slot(s.len as usize) / 64 + 1] }).collect();
-    // Each segment number's entry in `list`: by id and scope, since a
-    // segment adopted more than once (shared by several logs of a restored
-    // checkpoint) has a number per adoption, each listed with its own
-    // scope. Each adoption's records are marked in its own entry; a
-    // restore through the base indexes the entries of one id under one
-    // adoption (see `load_base`), which holds the same bytes.
+    // Each segment number's entry in `list`, by id and scope: a segment
+    // adopted more than once has a number per adoption, each listed with
+    // its own scope (`LogIndex::checkpoint` writes no base then, but the
+    // mapping stays exact).
     let listed: HashMap<(u64, u32, u32), usize> =
         list.iter().enumerate().map(|(i, s)| ((s.id, s.scope.start, s.scope.end), i)).collect();
     let position: HashMap<u32, usize> = log

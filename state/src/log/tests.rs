@@ -536,9 +536,9 @@ fn a_segment_shared_after_a_rescale_counts_only_for_its_scope() {
 /// shared segment twice (once per file, each time for that file's groups)
 /// and loads each file's base right after adopting its segments, so the
 /// segment's records are indexed under both adoptions. Its next checkpoint
-/// writes a base of its own that must name both (it used to panic on an
-/// indexed record outside the segments it mapped), and a restore through
-/// that base holds every key's latest value.
+/// used to panic writing a base (an indexed record outside the segments it
+/// mapped by id); it now writes none, and restores of it on 1 and 2 cores
+/// hold every key's latest value and only their own keys.
 #[test]
 fn a_segment_shared_after_a_rescale_restores_through_both_index_bases() {
     let disk = SimDisk::new(seed());
@@ -591,14 +591,31 @@ fn a_segment_shared_after_a_rescale_restores_through_both_index_bases() {
     for k in 0..keys {
         assert_eq!(last.backend.value(&last.v, at(&k)).get(), Some(&want(k)), "key {k}, restored");
     }
-    let again = last.backend.flush_log().unwrap();
+    // The next checkpoint lists that segment twice, each time with its own
+    // key groups. It writes no base (a base names segments by id, and a
+    // restore on 2 cores would index the other core's records under its
+    // one adoption of the segment): restores replay, keeping each listed
+    // segment's key groups.
+    let again = checkpoint(&mut last);
     let shared = again.iter().filter(|s| list.iter().any(|o| o.id == s.id)).count();
     assert!(shared >= 2, "a first-run segment is adopted twice: {again:?}");
-    let ix = last.backend.checkpoint_index(&again).unwrap();
-    settle_without_compaction(&mut last);
-    let (mut back, _) = recover_indexed(&disk, &again, &ix, 4 << 10);
-    for k in 0..keys {
-        assert_eq!(back.backend.value(&back.v, at(&k)).get(), Some(&want(k)), "key {k}, restored again");
+    assert_eq!(last.backend.checkpoint_index(&again), None, "no base while a segment is adopted twice");
+    for cores in [1, 2] {
+        for core in 0..cores {
+            let owned = mp.range_for(core, cores);
+            let mut back = job(&disk, (10 + core as u64) << 32, 4 << 10, 8 << 10);
+            adopt_scoped(&mut back, &disk, &again, owned, mp);
+            let mine: Vec<u32> = (0..keys).filter(|k| owned.contains(mp.key_group(key_hash(k)))).collect();
+            assert_eq!(
+                back.backend.log_stats().unwrap().cold,
+                mine.len(),
+                "core {core} of {cores} indexes its keys"
+            );
+            for k in mine {
+                let got = back.backend.value(&back.v, at(&k)).get().copied();
+                assert_eq!(got, Some(want(k)), "key {k}, restored again on core {core} of {cores}");
+            }
+        }
     }
 }
 
