@@ -236,16 +236,13 @@ fn encode_base(
 ) -> Vec<u8> {
     let mut segments: Vec<BaseSegment> =
         list.iter().map(|s| BaseSegment { id: s.id, live: vec![0; slot(s.len as usize) / 64 + 1] }).collect();
-    // Each segment number's entry in `list`, by id and scope: a segment
-    // adopted more than once has a number per adoption, each listed with
-    // its own scope (`LogIndex::checkpoint` writes no base then, but the
-    // mapping stays exact).
-    let listed: HashMap<(u64, u32, u32), usize> =
-        list.iter().enumerate().map(|(i, s)| ((s.id, s.scope.start, s.scope.end), i)).collect();
-    let position: HashMap<u32, usize> = log
-        .sealed_scopes()
-        .into_iter()
-        .filter_map(|(no, id, scope)| listed.get(&(id, scope.start, scope.end)).map(|&i| (no, i)))
+    // `list` names each segment once (`LogIndex::checkpoint` writes no base
+    // otherwise), so its ids give the log's segment numbers.
+    let numbers = log.numbers_by_id();
+    let position: HashMap<u32, usize> = list
+        .iter()
+        .enumerate()
+        .map(|(i, s)| (*numbers.get(&s.id).expect("a published segment is in the log"), i))
         .collect();
     let mut counts = Vec::with_capacity(states.len());
     for &state in states {
@@ -257,13 +254,12 @@ fn encode_base(
             let Some(&i) = position.get(&loc.segment()) else {
                 panic!(
                     "an indexed record of state {state} is in segment number {} (id {:?}, offset {}), which \
-                     the checkpoint does not name; it names {:x?}; the log's segments (number, id, scope): \
-                     {:x?}",
+                     the checkpoint does not name; it names {:x?}; the log's segments by id: {:x?}",
                     loc.segment(),
                     log.id_of(loc.segment()),
                     loc.offset(),
                     list.iter().map(|s| s.id).collect::<Vec<_>>(),
-                    log.sealed_scopes()
+                    numbers
                 )
             };
             let bit = slot(loc.offset());

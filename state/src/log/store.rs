@@ -293,14 +293,6 @@ impl LogStore {
         self.sealed.get(&seg).map(|s| s.len)
     }
 
-    /// Every sealed segment as `(number, id, scope)`, oldest first. A
-    /// segment adopted more than once (see
-    /// [`adopt_verified`](Self::adopt_verified)) appears once per adoption,
-    /// under the same id with its own number and scope.
-    pub fn sealed_scopes(&self) -> Vec<(u32, u64, crate::KeyGroupRange)> {
-        self.sealed.iter().map(|(no, s)| (*no, s.id, s.scope)).collect()
-    }
-
     /// Sets every sealed segment's dead count from how many of its records
     /// are live (`live(seg)`, from the tables' indexes): after a restore
     /// that loaded an index instead of replaying every record, the log has

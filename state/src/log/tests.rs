@@ -486,6 +486,21 @@ fn first_run_on_one_core(disk: &Rc<std::cell::RefCell<SimDisk>>, mp: MaxParallel
     checkpoint(&mut first)
 }
 
+/// Core `core` of the rescale tests' middle run (2 cores), restored from
+/// the first run's segments `list`.
+fn middle_run_core(
+    disk: &Rc<std::cell::RefCell<SimDisk>>,
+    list: &[SegmentRef],
+    mp: MaxParallelism,
+    core: usize,
+) -> Job {
+    let owned = mp.range_for(core, 2);
+    let mut j = job(disk, (2 + core as u64) << 32, 4 << 10, 8 << 10);
+    j.backend.log().unwrap().borrow_mut().set_scope(owned);
+    adopt_scoped(&mut j, disk, list, owned, mp);
+    j
+}
+
 /// 1 core → 2 cores → 1 core, with no compaction in between: both cores of
 /// the middle run adopt the first run's segments and still list them in
 /// their checkpoints. The last restore replays each listed segment only
@@ -503,9 +518,7 @@ fn a_segment_shared_after_a_rescale_counts_only_for_its_scope() {
     let mut lists = Vec::new();
     for core in 0..2 {
         let owned = mp.range_for(core, 2);
-        let mut j = job(&disk, (2 + core as u64) << 32, 4 << 10, 8 << 10);
-        j.backend.log().unwrap().borrow_mut().set_scope(owned);
-        adopt_scoped(&mut j, &disk, &list, owned, mp);
+        let mut j = middle_run_core(&disk, &list, mp, core);
         set_all(&mut j, owned, 2 + core as i64);
         let listed = checkpoint(&mut j);
         assert!(
@@ -549,9 +562,7 @@ fn a_segment_shared_after_a_rescale_restores_through_both_index_bases() {
     let mut files = Vec::new();
     for core in 0..2 {
         let owned = mp.range_for(core, 2);
-        let mut j = job(&disk, (2 + core as u64) << 32, 4 << 10, 8 << 10);
-        j.backend.log().unwrap().borrow_mut().set_scope(owned);
-        adopt_scoped(&mut j, &disk, &list, owned, mp);
+        let mut j = middle_run_core(&disk, &list, mp, core);
         // Half of this core's keys change: the others stay in the shared
         // segments, which the base must cover.
         for k in (0..keys).filter(|k| k.is_multiple_of(2) && owned.contains(mp.key_group(key_hash(k)))) {
