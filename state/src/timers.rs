@@ -40,6 +40,7 @@ use hashbrown::HashTable;
 use rustc_hash::{FxBuildHasher, FxHashMap};
 
 use crate::MaxParallelism;
+use crate::hot::{bucket_part, group_by_part};
 
 /// Timers [`TimerQueue::index_new`] indexes at once: 16 MiB of
 /// `(hash, bucket, position)`, and as much again grouped (a few in unit
@@ -47,35 +48,6 @@ use crate::MaxParallelism;
 const INDEX_BATCH: usize = if cfg!(test) { 64 } else { 1 << 20 };
 /// [`TimerQueue::index_new`] sorts a batch into `2^PARTS_BITS` parts.
 const PARTS_BITS: u32 = 12;
-
-/// Copies `batch` into `out` grouped by `part(item)` (below `parts`), in
-/// one counting pass; within a part, items keep their order.
-/// [`TimerQueue::index_new`] groups its inserts by the stretch of the
-/// table they start probing at, so that consecutive inserts touch one small
-/// stretch of it instead of missing the cache one by one.
-fn group_by_part<T: Copy>(batch: &[T], out: &mut Vec<T>, parts: usize, part: impl Fn(&T) -> usize) {
-    let mut starts = vec![0usize; parts + 1];
-    for t in batch {
-        starts[part(t) + 1] += 1;
-    }
-    for i in 1..=parts {
-        starts[i] += starts[i - 1];
-    }
-    out.clear();
-    let Some(&first) = batch.first() else { return };
-    out.resize(batch.len(), first);
-    for &t in batch {
-        let p = part(&t);
-        out[starts[p]] = t;
-        starts[p] += 1;
-    }
-}
-
-/// The part of bucket `bucket` of a table of `mask + 1` buckets cut into
-/// `2^bits` parts.
-fn bucket_part(bucket: u64, mask: u64, bits: u32) -> usize {
-    ((bucket & mask) >> (64 - mask.leading_zeros()).saturating_sub(bits)) as usize
-}
 
 /// A fired timer.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -164,6 +136,21 @@ impl<K, N> Bucket<K, N> {
         }
         self.keys.push_back(key.clone());
         pos
+    }
+    /// Appends slots for `keys`, all of namespace `namespace`, which the
+    /// last slot already has.
+    fn push_many(&mut self, keys: &[K], namespace: &N)
+    where
+        K: Clone,
+        N: Clone + Eq,
+    {
+        match &mut self.namespaces {
+            Namespaces::Shared(shared) => {
+                debug_assert!(shared.as_ref() == Some(namespace), "the last slot's namespace is shared");
+            }
+            Namespaces::Each(ns) => ns.extend(std::iter::repeat_n(namespace, keys.len()).cloned()),
+        }
+        self.keys.extend(keys.iter().cloned());
     }
     /// Takes the first slot out, whether live or not.
     fn pop_front(&mut self) -> Option<(K, N)>
@@ -359,12 +346,23 @@ impl<K: Eq + Hash + Clone, N: Eq + Hash + Clone> TimerQueue<K, N> {
     /// at once into an index sized for them: at a restore of millions of
     /// timers, a lookup and the index's growth are cache misses per timer.
     pub fn register_new(&mut self, keys: &[K], namespace: &N, timestamp: i64) {
-        for key in keys {
-            let (b, pos) = self.push_slot(key, namespace, timestamp);
-            match self.pending.last_mut() {
-                Some((lb, _, end)) if *lb == b && *end == pos => *end += 1,
-                _ => self.pending.push((b, pos, pos + 1)),
-            }
+        let Some((first, rest)) = keys.split_first() else { return };
+        let (b, from) = self.push_slot(first, namespace, timestamp);
+        // The rest in one go: the same bucket, after a slot of the same
+        // namespace.
+        let bucket = &mut self.buckets[b as usize];
+        let before = bucket.heap_bytes();
+        bucket.push_many(rest, namespace);
+        self.slot_bytes += bucket.heap_bytes() - before;
+        bucket.live += rest.len() as u32;
+        self.len += rest.len();
+        if let Some(t) = &mut self.tracking {
+            t.added += rest.len();
+        }
+        let to = from + keys.len() as u32;
+        match self.pending.last_mut() {
+            Some((lb, _, end)) if *lb == b && *end == from => *end = to,
+            _ => self.pending.push((b, from, to)),
         }
         self.pending_len += keys.len();
     }
@@ -967,19 +965,6 @@ mod tests {
         assert!(q.changes().is_none(), "past 1024 changes nothing is recorded");
         q.mark(groups);
         assert_eq!(q.changes().map(|c| c.size()), Some(0), "a mark starts a new record");
-    }
-
-    #[test]
-    fn grouping_by_part_keeps_order_within_a_part() {
-        let batch: Vec<u32> = (0..1000u32).map(|i| i.wrapping_mul(2654435761) % 997).collect();
-        let mut out = Vec::new();
-        group_by_part(&batch, &mut out, 8, |&x| (x % 8) as usize);
-        let mut want = batch.clone();
-        want.sort_by_key(|&x| x % 8); // stable
-        assert_eq!(out, want);
-        // The top bits of a bucket number, for any table size.
-        assert_eq!(bucket_part(0b1011_0000, 0xff, 4), 0b1011);
-        assert_eq!(bucket_part(0b101, 0b111, 4), 0b101);
     }
 
     /// Slot bytes summed from the buckets (what `slot_bytes` tracks).

@@ -25,7 +25,7 @@
 use std::cell::{Cell, RefCell};
 use std::rc::Rc;
 
-use crate::hot::{HotTable, SHARDS, buckets};
+use crate::hot::{HotTable, SHARDS, bucket_part, buckets, group_by_part};
 use hashbrown::HashTable;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -49,6 +49,11 @@ pub const SIZE_SAMPLE_EVERY: u32 = 64;
 /// Entries a sweep evicts at least (beyond what brings the core under its
 /// budget), so that sweeps are not one per access.
 const EVICT_BATCH: usize = 32;
+
+/// A restore groups the records it indexes at once into `2^LOAD_PART_BITS`
+/// stretches of each shard of the index ([`group_by_part`]): a shard of a
+/// few million slots is then cut into stretches of about 100 KiB.
+const LOAD_PART_BITS: u32 = 8;
 
 /// Memory one slot of the index's capacity costs (12 bytes of tag and
 /// location, a control byte, and the buckets hashbrown keeps free beyond
@@ -891,21 +896,22 @@ impl<K, V> super::index::IndexedTable for Spill<K, V> {
         self.cold.reserve(more, ColdSlot::filed);
     }
 
-    fn index_loaded(&mut self, batch: &mut [(u64, Loc)]) {
+    fn index_loaded(&mut self, batch: &[(u64, Loc)], scratch: &mut Vec<(u64, Loc)>) {
         self.cold.reserve(batch.len(), ColdSlot::filed);
-        // In the order of the buckets the inserts start probing at (the
-        // hash's low bits, in hashbrown), so that consecutive inserts touch
-        // nearby memory instead of a cache miss each: a restore indexes
-        // millions of records. Only the speed depends on that order.
+        // Grouped by the stretch of its shard's buckets the inserts start
+        // probing at (the hash's low bits, in hashbrown), so that
+        // consecutive inserts touch nearby memory instead of a cache miss
+        // each: a restore indexes millions of records. Only the speed
+        // depends on that order.
         let masks: [u64; SHARDS] =
             std::array::from_fn(|i| self.cold.shard(i).num_buckets().max(1) as u64 - 1);
         let cold = &self.cold;
-        batch.sort_unstable_by_key(|&(hash, _)| {
+        group_by_part(batch, scratch, SHARDS << LOAD_PART_BITS, |&(hash, _)| {
             let filed = index_hash(hash);
             let shard = cold.shard_index(filed);
-            ((shard as u64) << 48) | (filed & masks[shard])
+            (shard << LOAD_PART_BITS) | bucket_part(filed, masks[shard], LOAD_PART_BITS)
         });
-        for &(hash, loc) in batch.iter() {
+        for &(hash, loc) in scratch.iter() {
             file_cold(&mut self.cold, hash, loc);
         }
     }
