@@ -46,7 +46,7 @@ use crate::hot::{bucket_part, group_by_part};
 /// `(hash, bucket, position)`, and as much again grouped (a few in unit
 /// tests, so that they cross batches).
 const INDEX_BATCH: usize = if cfg!(test) { 64 } else { 1 << 20 };
-/// [`TimerQueue::index_new`] sorts a batch into `2^PARTS_BITS` parts.
+/// [`TimerQueue::index_new`] groups a batch into `2^PARTS_BITS` parts.
 const PARTS_BITS: u32 = 12;
 
 /// A fired timer.
