@@ -14,8 +14,16 @@
 //! timer for deduplication and deletion. A bucket keeps its namespace once
 //! while all its timers share it (a window's end), one per timer only
 //! after a timer with another arrives. A timer costs its key (and its
-//! namespace, where a bucket's differ) plus about 17 bytes: 25 for a window
-//! timer of a `u64` key, 42 with a namespace per timer.
+//! namespace, where a bucket's differ) plus about 17 bytes of index: 25
+//! for a window timer of a `u64` key, 42 with a namespace per timer.
+//!
+//! The index is built lazily. Timers added without a lookup (a restore's,
+//! [`TimerQueue::register_new`]; or ones the caller knows are new,
+//! [`TimerQueue::register_absent`]) are indexed only when a lookup needs
+//! them ([`TimerQueue::index_new`]); firing and a restore's removals do
+//! not. An owner that never looks timers up, such as a window operator
+//! whose rows record which of their timers are registered, keeps no index
+//! at all: a timer then costs its key alone (8 bytes for a `u64`).
 //! [`TimerQueue::memory_bytes`] says what the queue holds, so the engine
 //! can charge it to the core's memory budget.
 //!
@@ -48,6 +56,9 @@ use crate::hot::{bucket_part, group_by_part};
 const INDEX_BATCH: usize = if cfg!(test) { 64 } else { 1 << 20 };
 /// [`TimerQueue::index_new`] groups a batch into `2^PARTS_BITS` parts.
 const PARTS_BITS: u32 = 12;
+/// Fewer timers to index than this are not grouped (the grouping's table
+/// of parts would cost more than it saves).
+const INDEX_GROUPED_MIN: usize = if cfg!(test) { 8 } else { 1 << 14 };
 
 /// A fired timer.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -92,6 +103,9 @@ struct Bucket<K, N> {
     /// Slots below this position were there at the last
     /// [`TimerQueue::mark`]; the ones from it on were added since.
     mark: u32,
+    /// Live slots below this position are in the queue's index; the ones
+    /// from it on are not yet (see [`TimerQueue::index_new`]).
+    indexed: u32,
 }
 
 impl<K, N> Bucket<K, N> {
@@ -105,7 +119,12 @@ impl<K, N> Bucket<K, N> {
             dead: Vec::new(),
             live: 0,
             mark: 0,
+            indexed: 0,
         }
+    }
+    /// The position the next slot gets.
+    fn end(&self) -> u32 {
+        self.head + self.keys.len() as u32
     }
     fn key(&self, pos: u32) -> &K {
         &self.keys[(pos - self.head) as usize]
@@ -193,16 +212,17 @@ pub struct TimerQueue<K, N> {
     /// Buckets by number; numbers of emptied buckets are reused.
     buckets: Vec<Bucket<K, N>>,
     free: Vec<u32>,
-    /// `(bucket, position)` of every live timer, filed under
-    /// [`Self::id_hash`] of the timer.
+    /// `(bucket, position)` of every indexed live timer (see
+    /// `Bucket::indexed`), filed under [`Self::id_hash`] of the timer.
     index: HashTable<(u32, u32)>,
     len: usize,
     /// Bytes of slot and deletion-mark capacity over all buckets.
     slot_bytes: usize,
-    /// Slots added by [`register_new`](TimerQueue::register_new) and not
-    /// indexed yet: `(bucket, first position, end position)`.
-    pending: Vec<(u32, u32, u32)>,
-    pending_len: usize,
+    /// Buckets that may hold slots not indexed yet (some listed twice, or
+    /// since retired): the ones [`index_new`](TimerQueue::index_new) visits.
+    unindexed: Vec<u32>,
+    /// Live timers not indexed yet.
+    unindexed_len: usize,
     /// The changes since the last [`mark`](TimerQueue::mark), once marked.
     tracking: Option<Tracking<K, N>>,
 }
@@ -293,8 +313,8 @@ impl<K, N> Default for TimerQueue<K, N> {
             index: HashTable::new(),
             len: 0,
             slot_bytes: 0,
-            pending: Vec::new(),
-            pending_len: 0,
+            unindexed: Vec::new(),
+            unindexed_len: 0,
             tracking: None,
         }
     }
@@ -309,7 +329,7 @@ impl<K: Eq + Hash + Clone, N: Eq + Hash + Clone> TimerQueue<K, N> {
 
     /// The index slot of timer `(key, namespace, timestamp)`.
     fn find(&self, key: &K, key_hash: u64, namespace: &N, timestamp: i64) -> Option<(u32, u32)> {
-        debug_assert!(self.pending.is_empty(), "restored timers are indexed before a lookup (index_new)");
+        debug_assert!(self.unindexed_len == 0, "every timer is indexed before a lookup (index_new)");
         let hash = Self::id_hash(key_hash, namespace, timestamp);
         let buckets = &self.buckets;
         self.index
@@ -336,15 +356,38 @@ impl<K: Eq + Hash + Clone, N: Eq + Hash + Clone> TimerQueue<K, N> {
         }
         let at = self.push_slot(key, namespace, timestamp);
         self.index_slot(Self::id_hash(key_hash, namespace, timestamp), at);
+        // Every slot before it is indexed (`index_new` above).
+        self.buckets[at.0 as usize].indexed = at.1 + 1;
         true
+    }
+
+    /// Registers a timer its caller knows is not registered, without
+    /// [`register`](Self::register)'s lookup. Like every timer added without
+    /// one, it is indexed only when a lookup needs it
+    /// ([`index_new`](Self::index_new)): a queue whose owner never looks its
+    /// timers up (a window operator whose rows say which of their timers
+    /// are registered) keeps no index at all.
+    pub fn register_absent(&mut self, key: &K, namespace: &N, timestamp: i64) {
+        let (b, pos) = self.push_slot(key, namespace, timestamp);
+        self.note_unindexed(b, pos, 1);
+    }
+
+    /// Notes `n` slots from position `from` of bucket `b` as not indexed.
+    fn note_unindexed(&mut self, b: u32, from: u32, n: usize) {
+        if self.buckets[b as usize].indexed == from {
+            // It was wholly indexed: list it.
+            self.unindexed.push(b);
+        }
+        self.unindexed_len += n;
     }
 
     /// Registers timers of one namespace and timestamp that are known not
     /// to be registered (a checkpoint's, which holds each timer once, of
     /// key groups no other file holds), without [`register`](Self::register)'s
     /// lookup, and indexes them only at [`index_new`](Self::index_new), all
-    /// at once into an index sized for them: at a restore of millions of
-    /// timers, a lookup and the index's growth are cache misses per timer.
+    /// at once into an index sized for them (or never, if nothing looks
+    /// them up): at a restore of millions of timers, a lookup and the
+    /// index's growth are cache misses per timer.
     pub fn register_new(&mut self, keys: &[K], namespace: &N, timestamp: i64) {
         let Some((first, rest)) = keys.split_first() else { return };
         let (b, from) = self.push_slot(first, namespace, timestamp);
@@ -359,71 +402,114 @@ impl<K: Eq + Hash + Clone, N: Eq + Hash + Clone> TimerQueue<K, N> {
         if let Some(t) = &mut self.tracking {
             t.added += rest.len();
         }
-        let to = from + keys.len() as u32;
-        match self.pending.last_mut() {
-            Some((lb, _, end)) if *lb == b && *end == from => *end = to,
-            _ => self.pending.push((b, from, to)),
-        }
-        self.pending_len += keys.len();
+        self.note_unindexed(b, from, keys.len());
     }
 
-    /// Indexes the timers [`register_new`](Self::register_new) added. Every
-    /// other change and lookup of the queue needs it first: the changes
-    /// call it, and a restore calls it before any lookup.
+    /// Indexes the timers added without a lookup
+    /// ([`register_new`](Self::register_new),
+    /// [`register_absent`](Self::register_absent)) and still there. Every
+    /// lookup needs it first, and calls it: [`register`](Self::register),
+    /// [`delete`](Self::delete), [`contains`](Self::contains). Firing and a
+    /// restore's removals do not.
     pub fn index_new(&mut self) {
-        if self.pending.is_empty() {
+        if self.unindexed_len == 0 {
+            // Whatever was added without a lookup is gone again.
+            for b in self.unindexed.drain(..) {
+                let bucket = &mut self.buckets[b as usize];
+                bucket.indexed = bucket.end();
+            }
             return;
         }
-        let Self { index, buckets, pending, .. } = self;
+        let Self { index, buckets, unindexed, .. } = self;
+        // A bucket retired and reused may be listed twice.
+        unindexed.sort_unstable();
+        unindexed.dedup();
         let rehash = |&(b, p): &(u32, u32)| {
             let bucket = &buckets[b as usize];
             Self::id_hash(crate::key_hash(bucket.key(p)), bucket.namespace(p), bucket.timestamp)
         };
-        index.reserve(self.pending_len, rehash);
-        // Inserted in batches in the order of the buckets the inserts start
-        // probing at (the hash's low bits, in hashbrown), so that
-        // consecutive inserts touch nearby memory instead of missing the
-        // cache one by one. Only the speed depends on that order.
-        let mask = index.num_buckets().max(1) as u64 - 1;
-        let mut batch: Vec<(u64, u32, u32)> = Vec::with_capacity(self.pending_len.min(INDEX_BATCH));
-        let mut sorted: Vec<(u64, u32, u32)> = Vec::with_capacity(self.pending_len.min(INDEX_BATCH));
-        let mut insert = |batch: &mut Vec<(u64, u32, u32)>| {
-            group_by_part(batch, &mut sorted, 1 << PARTS_BITS, |&(hash, _, _)| {
-                bucket_part(hash, mask, PARTS_BITS)
-            });
-            for &(hash, b, pos) in sorted.iter() {
-                debug_assert!(
-                    {
-                        let bucket = &buckets[b as usize];
-                        let (key, namespace) = (bucket.key(pos), bucket.namespace(pos));
-                        index
-                            .find(hash, |&(ob, op)| {
-                                let other = &buckets[ob as usize];
-                                other.timestamp == bucket.timestamp
-                                    && other.key(op) == key
-                                    && other.namespace(op) == namespace
-                            })
-                            .is_none()
-                    },
-                    "a restored timer is new"
-                );
-                index.insert_unique(hash, (b, pos), rehash);
-            }
-            batch.clear();
-        };
-        for &(b, from, to) in pending.iter() {
+        index.reserve(self.unindexed_len, rehash);
+        let slots = |b: u32| {
             let bucket = &buckets[b as usize];
-            for pos in from..to {
-                let (key, namespace) = (bucket.key(pos), bucket.namespace(pos));
-                batch.push((Self::id_hash(crate::key_hash(key), namespace, bucket.timestamp), b, pos));
-                if batch.len() == INDEX_BATCH {
-                    insert(&mut batch);
+            (bucket.indexed.max(bucket.head)..bucket.end()).filter(|&p| !bucket.is_dead(p)).map(move |p| {
+                (Self::id_hash(crate::key_hash(bucket.key(p)), bucket.namespace(p), bucket.timestamp), b, p)
+            })
+        };
+        if self.unindexed_len < INDEX_GROUPED_MIN {
+            // A few (a registration without a lookup before one with): as
+            // they come.
+            for &b in unindexed.iter() {
+                for (hash, b, p) in slots(b) {
+                    index.insert_unique(hash, (b, p), rehash);
                 }
             }
+        } else {
+            // Inserted in batches in the order of the buckets the inserts
+            // start probing at (the hash's low bits, in hashbrown), so that
+            // consecutive inserts touch nearby memory instead of missing the
+            // cache one by one. Only the speed depends on that order.
+            let mask = index.num_buckets().max(1) as u64 - 1;
+            let capacity = self.unindexed_len.min(INDEX_BATCH);
+            let mut batch: Vec<(u64, u32, u32)> = Vec::with_capacity(capacity);
+            let mut sorted: Vec<(u64, u32, u32)> = Vec::with_capacity(capacity);
+            let mut insert = |batch: &mut Vec<(u64, u32, u32)>| {
+                group_by_part(batch, &mut sorted, 1 << PARTS_BITS, |&(hash, _, _)| {
+                    bucket_part(hash, mask, PARTS_BITS)
+                });
+                for &(hash, b, pos) in sorted.iter() {
+                    debug_assert!(
+                        {
+                            let bucket = &buckets[b as usize];
+                            let (key, namespace) = (bucket.key(pos), bucket.namespace(pos));
+                            index
+                                .find(hash, |&(ob, op)| {
+                                    let other = &buckets[ob as usize];
+                                    other.timestamp == bucket.timestamp
+                                        && other.key(op) == key
+                                        && other.namespace(op) == namespace
+                                })
+                                .is_none()
+                        },
+                        "a timer added without a lookup is new"
+                    );
+                    index.insert_unique(hash, (b, pos), rehash);
+                }
+                batch.clear();
+            };
+            for &b in unindexed.iter() {
+                for slot in slots(b) {
+                    batch.push(slot);
+                    if batch.len() == INDEX_BATCH {
+                        insert(&mut batch);
+                    }
+                }
+            }
+            insert(&mut batch);
         }
-        insert(&mut batch);
-        self.pending = Vec::new();
-        self.pending_len = 0;
+        for b in unindexed.drain(..) {
+            let bucket = &mut buckets[b as usize];
+            bucket.indexed = bucket.end();
+        }
+        self.unindexed_len = 0;
+    }
+
+    /// Drops the index, as if every timer had been added without a lookup:
+    /// for a queue whose owner no longer looks timers up (a restore that
+    /// needed the index to replay a log). The next lookup indexes them
+    /// again.
+    pub fn drop_index(&mut self) {
+        if self.index.capacity() == 0 {
+            // Nothing is indexed.
+            return;
+        }
+        self.index = HashTable::new();
+        self.unindexed.clear();
+        for &b in self.order.values() {
+            let bucket = &mut self.buckets[b as usize];
+            bucket.indexed = bucket.head;
+            self.unindexed.push(b);
+        }
+        self.unindexed_len = self.len;
     }
 
     /// Adds a slot for a timer that is not registered, unindexed; returns
@@ -511,8 +597,9 @@ impl<K: Eq + Hash + Clone, N: Eq + Hash + Clone> TimerQueue<K, N> {
     }
 
     /// Whether timer `(key, namespace, timestamp)` is registered.
-    pub fn contains(&self, key: &K, key_hash: u64, namespace: &N, timestamp: i64) -> bool {
+    pub fn contains(&mut self, key: &K, key_hash: u64, namespace: &N, timestamp: i64) -> bool {
         debug_assert_eq!(key_hash, crate::key_hash(key), "a timer's key hash is its key's stable hash");
+        self.index_new();
         self.find(key, key_hash, namespace, timestamp).is_some()
     }
 
@@ -536,7 +623,6 @@ impl<K: Eq + Hash + Clone, N: Eq + Hash + Clone> TimerQueue<K, N> {
 
     /// Removes and returns the earliest timer if its timestamp is `<= upto`.
     pub fn pop_due(&mut self, upto: i64) -> Option<Timer<K, N>> {
-        self.index_new();
         let (&timestamp, &b) = self.order.first_key_value()?;
         if timestamp > upto {
             return None;
@@ -551,12 +637,16 @@ impl<K: Eq + Hash + Clone, N: Eq + Hash + Clone> TimerQueue<K, N> {
             }
         };
         bucket.live -= 1;
-        let marked = pos < bucket.mark;
+        let (marked, indexed) = (pos < bucket.mark, pos < bucket.indexed);
         if bucket.live == 0 {
             self.retire(b);
         }
         let key_hash = crate::key_hash(&key);
-        self.unindex(key_hash, &namespace, timestamp, (b, pos));
+        if indexed {
+            self.unindex(key_hash, &namespace, timestamp, (b, pos));
+        } else {
+            self.unindexed_len -= 1;
+        }
         if let Some(t) = &mut self.tracking
             && !t.overflowed
             && marked
@@ -587,6 +677,7 @@ impl<K: Eq + Hash + Clone, N: Eq + Hash + Clone> TimerQueue<K, N> {
             + self.index.capacity() * (std::mem::size_of::<(u32, u32)>() + 1)
             + self.buckets.capacity() * std::mem::size_of::<Bucket<K, N>>()
             + self.order.len() * 48
+            + self.unindexed.capacity() * 4
             + self.tracking.as_ref().map_or(0, |t| {
                 t.popped.capacity() * (std::mem::size_of::<((i64, N, u32), u32)>() + 1)
                     + t.deleted.capacity() * std::mem::size_of::<(K, N, i64)>()
@@ -598,7 +689,6 @@ impl<K: Eq + Hash + Clone, N: Eq + Hash + Clone> TimerQueue<K, N> {
     /// module docs). `groups` names the key groups the changes are counted
     /// by.
     pub fn mark(&mut self, groups: MaxParallelism) {
-        self.index_new();
         for &b in self.order.values() {
             let bucket = &mut self.buckets[b as usize];
             bucket.mark = bucket.head + bucket.keys.len() as u32;
@@ -631,7 +721,6 @@ impl<K: Eq + Hash + Clone, N: Eq + Hash + Clone> TimerQueue<K, N> {
         counts: &mut FxHashMap<(N, u32), u32>,
         groups: MaxParallelism,
     ) -> bool {
-        self.index_new();
         let mut left: u64 = counts.values().map(|&c| c as u64).sum();
         if left == 0 {
             return true;
@@ -652,7 +741,11 @@ impl<K: Eq + Hash + Clone, N: Eq + Hash + Clone> TimerQueue<K, N> {
                 {
                     *c -= 1;
                     left -= 1;
-                    self.unindex(key_hash, &id.0, timestamp, (b, pos));
+                    if pos < bucket.indexed {
+                        self.unindex(key_hash, &id.0, timestamp, (b, pos));
+                    } else {
+                        self.unindexed_len -= 1;
+                    }
                     self.kill(b, pos);
                     if last {
                         break;
@@ -699,7 +792,7 @@ mod tests {
         let mut model: Vec<(i64, u8, u8)> = Vec::new();
         for _ in 0..5_000 {
             let (k, n, ts) = (rng.u8(0..5), rng.u8(0..3), rng.i64(0..50));
-            match rng.u8(0..4) {
+            match rng.u8(0..5) {
                 0 | 1 => {
                     let fresh = !model.contains(&(ts, k, n));
                     if fresh {
@@ -707,6 +800,12 @@ mod tests {
                     }
                     assert_eq!(q.register(&k, crate::key_hash(&k), &n, ts), fresh, "seed {seed}");
                 }
+                // Without a lookup, where the model says it is absent.
+                4 if !model.contains(&(ts, k, n)) => {
+                    model.push((ts, k, n));
+                    q.register_absent(&k, &n, ts);
+                }
+                4 => assert!(q.contains(&k, crate::key_hash(&k), &n, ts), "seed {seed}"),
                 2 => {
                     let pos = model.iter().position(|t| *t == (ts, k, n));
                     if let Some(p) = pos {
@@ -732,6 +831,10 @@ mod tests {
             }
             assert_eq!(q.len(), model.len(), "seed {seed}");
             assert_eq!(q.slot_bytes, recount(&q), "seed {seed}");
+            assert!(q.unindexed_len <= q.len, "seed {seed}");
+            if rng.u8(0..200) == 0 {
+                q.drop_index();
+            }
             if rng.u8(0..50) == 0 {
                 // Snapshot order: by timestamp, then registration order.
                 let mut want = model.clone();
@@ -798,6 +901,60 @@ mod tests {
                 }
                 assert_eq!(groups.len(), one.len(), "seed {seed}");
             }
+        }
+    }
+
+    /// Timers added without lookups are fired, recorded in changes and
+    /// restored from them without an index; the first lookup builds one
+    /// that finds them all, and a dropped index is built again.
+    #[test]
+    fn timers_added_without_lookups_need_no_index_until_one_is_looked_up() {
+        let groups = MaxParallelism::new(16).unwrap();
+        let mut q = TimerQueue::<u64, u8>::default();
+        let ts = |k: u64| 100 + (k % 4) as i64;
+        for k in 0..10_000u64 {
+            q.register_absent(&k, &0, ts(k));
+        }
+        q.mark(groups);
+        let mut restored = TimerQueue::<u64, u8>::default();
+        for t in 100..104 {
+            let keys: Vec<u64> = q.iter().filter(|x| x.3 == t).map(|x| *x.0).collect();
+            restored.register_new(&keys, &0, t);
+        }
+        for k in 10_000..12_000u64 {
+            q.register_absent(&k, &0, ts(k));
+        }
+        let mut fired = Vec::new();
+        while let Some(t) = q.pop_due(101) {
+            fired.push(t.key);
+        }
+        assert_eq!(fired.len(), 6_000);
+        let c = q.changes().expect("recorded");
+        let mut by_ts: BTreeMap<i64, FxHashMap<(u8, u32), u32>> = BTreeMap::new();
+        for (t, n, kg, count) in c.popped() {
+            by_ts.entry(t).or_default().insert((*n, kg), count);
+        }
+        for (t, mut counts) in by_ts {
+            assert!(restored.remove_leading(t, &mut counts, groups));
+        }
+        let added: Vec<(u64, i64)> = c.added().map(|(k, _, _, t)| (*k, t)).collect();
+        for (k, t) in added {
+            restored.register_new(&[k], &0, t);
+        }
+        for q in [&mut q, &mut restored] {
+            assert_eq!(q.len(), 6_000);
+            assert_eq!(q.index.capacity(), 0, "nothing looked a timer up");
+            assert!(q.contains(&10_003, crate::key_hash(&10_003u64), &0, 103), "a lookup indexes first");
+            assert!(!q.contains(&10_001, crate::key_hash(&10_001u64), &0, 101), "fired");
+            assert_eq!(q.index.len(), 6_000);
+            q.drop_index();
+            assert_eq!((q.index.capacity(), q.unindexed_len), (0, 6_000));
+            assert!(!q.register(&3, crate::key_hash(&3u64), &0, 103), "registered once");
+            assert!(q.delete(&7, crate::key_hash(&7u64), &0, 103));
+            assert_eq!(q.index.len(), 5_999);
+            let left: Vec<u64> = std::iter::from_fn(|| q.pop_due(i64::MAX)).map(|t| t.key).collect();
+            assert_eq!(left.len(), 5_999);
+            assert!(q.index.is_empty() && q.is_empty());
         }
     }
 

@@ -371,8 +371,8 @@ pub(crate) type PartEntries<'a> = dyn FnMut(&RawEntry<'_>) -> Result<(), String>
 /// Restores the chain a state file's `TIMER_FILES` entry names into
 /// `timers` (and the entries of the operator's [`ChainPart`] into `part`),
 /// keeping the key groups of `owned`; `namespace` turns a namespace's image
-/// back into the namespace. The caller indexes the restored timers
-/// afterwards (`Timers::index_restored`).
+/// back into the namespace. The restored timers are indexed at the first
+/// lookup, or all at once by `Timers::index_restored`.
 pub(crate) fn restore<K, N, I>(
     entry: &RawEntry<'_>,
     restored: Option<&Restored>,

@@ -359,7 +359,7 @@ where
         &mut self,
         seg: u32,
         owned: impl Fn(u64) -> bool,
-        live: impl Fn(&K, Window) -> bool,
+        mut live: impl FnMut(&K, Window) -> bool,
     ) -> Result<(), String> {
         let Some(t) = &mut self.tier else { return Err("not a log backend".into()) };
         // A handle on the segment's bytes: records are read in place while

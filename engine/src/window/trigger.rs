@@ -205,11 +205,17 @@ pub trait Trigger<T>: TriggerClone<T> + Send + 'static {
 pub trait TriggerClone<T> {
     /// A boxed copy.
     fn clone_box(&self) -> Box<dyn Trigger<T>>;
+    /// The trigger's type: the window operator keeps the timers of the
+    /// built-in [`EventTimeTrigger`] without looking them up.
+    fn trigger_type(&self) -> std::any::TypeId;
 }
 
 impl<T, X: Trigger<T> + Clone> TriggerClone<T> for X {
     fn clone_box(&self) -> Box<dyn Trigger<T>> {
         Box::new(self.clone())
+    }
+    fn trigger_type(&self) -> std::any::TypeId {
+        std::any::TypeId::of::<X>()
     }
 }
 
