@@ -246,6 +246,28 @@ fn r1_session_windows_on_the_log_backend() {
     r1_with(&window, &["--state-backend", "log", "--state-memory-budget", "4096"], "sessions, log backend");
 }
 
+/// R1 with allowed lateness on the log backend: each window's row outlives
+/// its end timer under a cleanup timer of its own, 3 s of event time later,
+/// across several checkpoints and kills (the operator registers both
+/// timers by the rows' memos, without looking them up).
+#[test]
+fn r1_with_allowed_lateness_on_the_log_backend() {
+    let window = [
+        "--window",
+        "tumble:1000",
+        "--out-of-orderness",
+        "100",
+        "--allowed-lateness",
+        "3000",
+        "--watermark-every-event",
+    ];
+    r1_with(
+        &window,
+        &["--state-backend", "log", "--state-memory-budget", "4096"],
+        "allowed lateness, log backend",
+    );
+}
+
 fn r1(backend: &[&str], what: &str) {
     r1_with(&WINDOW, backend, what);
 }

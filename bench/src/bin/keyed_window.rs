@@ -57,6 +57,11 @@ struct Cli {
     /// measurements at a given state size.
     #[arg(long, default_value_t = 10_000, value_parser = clap::value_parser!(u64).range(1..))]
     window_ms: u64,
+    /// Allowed lateness of the windows, in ms of event time (Flink's
+    /// script uses none): each window's state is kept this much longer,
+    /// under a cleanup timer of its own.
+    #[arg(long, default_value_t = 0, value_parser = clap::value_parser!(u64).range(0..=(i64::MAX as u64)))]
+    allowed_lateness_ms: u64,
     /// Deal the event indices to the generator's splits round-robin
     /// instead of in contiguous ranges (Flink's `fromSequence`, the
     /// default), so that every split's event time advances together: a
@@ -138,6 +143,7 @@ fn main() -> anyhow::Result<()> {
         )
         .key_by(|e: &(u64, i64, u64)| e.0)
         .window(WindowAssigner::tumbling(cli.window_ms as i64))
+        .allowed_lateness(cli.allowed_lateness_ms as i64)
         .aggregate(CountSum)
         .name("window count and sum")
         .sink_to(brisk::DiscardSink);

@@ -57,6 +57,10 @@ pub(crate) trait WindowLogic<K, T>: 'static {
         ts: Option<Timestamp>,
     ) -> Result<Self::Acc, UserError>;
     fn merge(&mut self, a: Self::Acc, b: Self::Acc) -> Result<Self::Acc, UserError>;
+    /// Whether [`emit`](Self::emit) may leave no contents (an evictor may
+    /// empty the window), so that a row can go before its cleanup timer
+    /// fires.
+    const MAY_EMPTY: bool = false;
     /// Emits the window; returns whether contents remain afterwards.
     fn emit(
         &mut self,
@@ -263,6 +267,7 @@ impl<K: 'static, T: Clone + Serialize + DeserializeOwned + 'static, C: ComputeLi
 {
     type Acc = Vec<(T, Option<Timestamp>)>;
     type Out = C::Out;
+    const MAY_EMPTY: bool = true;
     fn add(
         &mut self,
         acc: Option<Self::Acc>,
@@ -446,9 +451,31 @@ struct Scope<'a, K> {
     by_memo: bool,
 }
 
+/// Checks, in debug builds, that a timer memo the operator trusts
+/// (`Inner::by_memo`) says what the queue holds (where the timestamp has
+/// few enough timers to scan).
+fn check_memo<K: Eq + Hash + Clone>(
+    queue: &brisk_state::timers::TimerQueue<K, Window>,
+    key: &K,
+    window: &Window,
+    at: i64,
+    memo: bool,
+) {
+    if cfg!(debug_assertions) {
+        let held = queue.scan_registered(key, window, at, 4096);
+        assert!(
+            held.is_none_or(|h| h == memo),
+            "the memo of the timer of {window} at {at} says {memo}, the queue {held:?}"
+        );
+    }
+}
+
 impl<K: Eq + Hash + Clone> TriggerTimers for Scope<'_, K> {
     fn register_event_time(&mut self, time: Timestamp) {
         let at_end = time == self.window.max_timestamp();
+        if at_end && self.by_memo {
+            check_memo(&self.timers.event, self.key, &self.window, time, *self.end_timer);
+        }
         if at_end && *self.end_timer {
             return;
         }
@@ -461,6 +488,9 @@ impl<K: Eq + Hash + Clone> TriggerTimers for Scope<'_, K> {
     }
     fn delete_event_time(&mut self, time: Timestamp) {
         let at_end = time == self.window.max_timestamp();
+        if at_end && self.by_memo {
+            check_memo(&self.timers.event, self.key, &self.window, time, *self.end_timer);
+        }
         if at_end && self.by_memo && !*self.end_timer {
             // Not registered (fired, or never).
             return;
@@ -495,14 +525,16 @@ pub(crate) struct Inner<K, T, KF, L: WindowLogic<K, T>> {
     /// the sets (see [`MergingPart`]).
     merging_changed: Option<ChangedKeys<K>>,
     timers: WindowTimers<K>,
-    /// The rows' `end_timer` memos say exactly which event-time timers are
+    /// The rows' `end_timer` memos say exactly which end timers are
     /// registered: with a non-merging event-time assigner and the built-in
-    /// event-time trigger, a window's only event-time timer is at its end
-    /// (its cleanup timer too, or later), and a row outlives its end timer
-    /// (it is dropped only once its last timer fired). The operator then
-    /// registers timers without a lookup and skips deletions the memos
-    /// rule out, so its timer queue keeps no index: 17 bytes a window
-    /// less, and no cache miss per new window.
+    /// event-time trigger, a window's event-time timers are its end timer
+    /// and its cleanup timer (the same one without allowed lateness), and a
+    /// row outlives its end timer (it is dropped only once its last timer
+    /// fired). The operator then registers end timers without a lookup and
+    /// skips deletions the memos rule out. Unless the window function may
+    /// empty a row (an evictor), a row also outlives its cleanup timer, and
+    /// `cleanup_registered` is exact too. Then the timer queue keeps no
+    /// index: 17 bytes a window less, and no cache miss per new window.
     by_memo: bool,
     watermark: Timestamp,
     out: Batch<L::Out>,
@@ -811,10 +843,11 @@ where
     }
 
     /// Whether the operator looks its timers up once restored: unless its
-    /// memos say which timers are registered (`by_memo`) and the cleanup
-    /// timer is the end timer (no allowed lateness).
+    /// memos say which timers are registered (`by_memo`): those of the end
+    /// timers, and those of the cleanup timers unless a row may go before
+    /// its cleanup timer fires (allowed lateness with an evictor).
     fn looks_up_timers(&self) -> bool {
-        !self.by_memo || self.lateness > 0
+        !self.by_memo || (self.lateness > 0 && L::MAY_EMPTY)
     }
 
     fn cleanup_time(&self, w: &Window) -> Timestamp {
@@ -895,18 +928,22 @@ where
         }
         let event_time = self.assigner.is_event_time();
         let at_end = event_time && at == window.max_timestamp();
-        // The end timer's memo, when the cleanup timer is the end timer:
-        // whether it is registered (exact under `by_memo`).
+        // Whether the timer is registered, by the row's memo: the end
+        // timer's when the cleanup timer is the end timer.
         let mut memo = None;
         if let Some(r) = self.entries.get_mut(key, hash, window) {
+            memo = Some(if at_end { r.end_timer } else { r.cleanup_registered });
             r.cleanup_registered = on;
             if at_end {
-                memo = Some(r.end_timer);
                 r.end_timer = on;
             }
         }
+        let exact = self.by_memo && (at_end || !L::MAY_EMPTY);
         let queue = if event_time { &mut self.timers.event } else { &mut self.timers.processing };
-        match (on, memo.filter(|_| self.by_memo)) {
+        if let Some(memo) = memo.filter(|_| exact) {
+            check_memo(queue, key, &window, at, memo);
+        }
+        match (on, memo.filter(|_| exact)) {
             (true, Some(true)) | (false, Some(false)) => {}
             (true, Some(false)) => queue.register_absent(key, &window, at),
             (true, None) => {
