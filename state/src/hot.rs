@@ -167,6 +167,25 @@ impl<E> HotTable<E> {
         &mut self.shards[i]
     }
 
+    /// Starts loading the entries filed under `hash` into the cache: a
+    /// probe that asks for the line of each entry whose tag matches, then
+    /// gives up. Probes for several hashes in a row overlap their misses.
+    #[inline]
+    pub fn prefetch(&self, hash: u64) {
+        let _ = self.find(hash, |e| {
+            #[cfg(target_arch = "x86_64")]
+            // SAFETY: a prefetch is a hint; it never faults and reads nothing.
+            unsafe {
+                std::arch::x86_64::_mm_prefetch::<{ std::arch::x86_64::_MM_HINT_T0 }>(
+                    (e as *const E).cast::<i8>(),
+                )
+            };
+            #[cfg(not(target_arch = "x86_64"))]
+            let _ = e;
+            false
+        });
+    }
+
     /// The entry filed under `hash` that `eq` accepts.
     #[inline]
     pub fn find(&self, hash: u64, eq: impl FnMut(&E) -> bool) -> Option<&E> {

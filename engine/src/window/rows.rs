@@ -290,6 +290,13 @@ where
             prefetch(r as *const Row<K, A>);
             false
         });
+        // Most rows cold: this one likely is, and is read back through the
+        // index of cold rows.
+        if let Some(t) = &self.tier
+            && t.spill.cold_len() > self.table.len()
+        {
+            t.spill.prefetch_cold(rh);
+        }
     }
 
     /// Rows in memory (under the log backend, evicted rows are not here:

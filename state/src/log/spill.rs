@@ -425,6 +425,13 @@ where
         self.entry_bytes = self.hot_entry_size + 1 + (self.encoded_total / self.encoded_count) as usize;
     }
 
+    /// Starts loading the index slots of a key of hash `hash` into the
+    /// cache, for an access about to read it back.
+    #[inline]
+    pub fn prefetch_cold(&self, hash: u64) {
+        self.cold.prefetch(index_hash(hash));
+    }
+
     /// Keys with a record in the log.
     pub fn cold_len(&self) -> usize {
         self.cold.len()
