@@ -5,10 +5,13 @@
 # then the log backend at each per-core budget (incremental checkpoints), then the smallest
 # budget with full checkpoints. Flink runs shared/flink/keyed_window.sh with rocksdb.
 # Prints one table row per run (events/s, ratio to Flink, checkpoint figures, peak RSS).
+# BRISK_EVENTS=N runs brisk on N events instead of EVENTS: brisk runs 20-80 times as fast,
+# and on the same count may end before its first 1 s checkpoint (its row then shows none).
 set -euo pipefail
 root="$(cd "$(dirname "$0")/.." && pwd)"
 shared="${BRISK_SHARED:-$root/../shared}"
 events="${1:?EVENTS}"; keys="${2:?KEYS}"; cores="${3:?CORES}"; shift 3
+brisk_events="${BRISK_EVENTS:-$events}"
 budgets=("${@:-16777216}")
 (cd "$root" && cargo build --release -q -p brisk-bench --bin keyed_window)
 brisk="$root/target/release/keyed_window"
@@ -16,7 +19,7 @@ work="$(mktemp -d)"; trap 'rm -rf "$work"' EXIT
 field() { sed -n "s/.*$1=\([0-9.]*\).*/\1/p" | tail -1; }
 
 echo "machine: $(nproc) cores, $(uname -r); date: $(date -u +%F)"
-echo "workload: KW, $events events, $keys keys, $cores cores, checkpoints every 1 s"
+echo "workload: KW, $events events (brisk: $brisk_events), $keys keys, $cores cores, checkpoints every 1 s"
 rm -rf "$work/f"
 flink=$("$shared/flink/keyed_window.sh" "$events" "$cores" "$keys" rocksdb 1000 "$work/f" | field events_per_s)
 rm -rf "$work/f"
@@ -26,7 +29,7 @@ printf '| Flink 2.3, RocksDB, incremental checkpoints | %.0f | 1.0x | | | | |\n'
 run() {
   local what="$1"; shift
   rm -rf "$work/b"
-  local out; out=$("$brisk" --events "$events" --keys "$keys" --cores "$cores" \
+  local out; out=$("$brisk" --events "$brisk_events" --keys "$keys" --cores "$cores" \
     --checkpoint-dir "$work/b" --checkpoint-interval-ms 1000 "$@")
   local rate added whole pause rss
   rate=$(echo "$out" | field events_per_s)
