@@ -286,10 +286,7 @@ where
     /// prefetches the rows it passes, then gives up).
     #[inline]
     pub fn prefetch(&self, rh: u64) {
-        let _ = self.table.find(rh, |r| {
-            prefetch(r as *const Row<K, A>);
-            false
-        });
+        self.table.prefetch(rh);
         // Most rows cold: this one likely is, and is read back through the
         // index of cold rows.
         if let Some(t) = &self.tier
@@ -417,18 +414,6 @@ where
         let t = self.tier.as_ref()?;
         Some((t.spill.stats, t.log.borrow().stats().clone()))
     }
-}
-
-/// Asks the CPU to bring `ptr`'s cache line in, without waiting for it.
-#[inline(always)]
-fn prefetch<X>(ptr: *const X) {
-    #[cfg(target_arch = "x86_64")]
-    {
-        // SAFETY: a prefetch is a hint; it never faults and reads nothing.
-        unsafe { std::arch::x86_64::_mm_prefetch::<{ std::arch::x86_64::_MM_HINT_T0 }>(ptr.cast::<i8>()) };
-    }
-    #[cfg(not(target_arch = "x86_64"))]
-    let _ = ptr;
 }
 
 #[cfg(test)]
