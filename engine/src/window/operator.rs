@@ -1347,6 +1347,10 @@ where
                     let ts = if has_ts { tss.as_slice().get(i).copied() } else { None };
                     counts.push(s.plan(*hash, value, ts, &mut planned));
                 }
+                // Then the cold rows' records, whose index slots are on their way.
+                for &(_, rh) in &planned {
+                    s.entries.prefetch_record(rh);
+                }
                 let mut at = 0;
                 for &n in &counts {
                     let (hash, value) = elements.next().expect("planned elements are in the batch");

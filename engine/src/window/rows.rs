@@ -296,6 +296,17 @@ where
         }
     }
 
+    /// After [`prefetch`](Self::prefetch): starts loading the log record
+    /// of the row filed under `rh`, while most rows are cold.
+    #[inline]
+    pub fn prefetch_record(&self, rh: u64) {
+        if let Some(t) = &self.tier
+            && t.spill.cold_len() > self.table.len()
+        {
+            t.spill.prefetch_record(rh);
+        }
+    }
+
     /// Rows in memory (under the log backend, evicted rows are not here:
     /// see [`for_each_cold`](Self::for_each_cold)).
     pub fn hot(&self) -> impl Iterator<Item = &Row<K, A>> {

@@ -432,6 +432,16 @@ where
         self.cold.prefetch(index_hash(hash));
     }
 
+    /// Starts loading the record of a key of hash `hash`, if the index
+    /// names one (after [`prefetch_cold`](Self::prefetch_cold), so that the
+    /// index's slot is on its way).
+    #[inline]
+    pub fn prefetch_record(&self, hash: u64) {
+        if let Some(slot) = self.cold.iter_hash(index_hash(hash)).find(|s| s.tags(hash)) {
+            self.log.borrow().prefetch(slot.loc());
+        }
+    }
+
     /// Keys with a record in the log.
     pub fn cold_len(&self) -> usize {
         self.cold.len()

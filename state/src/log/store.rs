@@ -606,6 +606,32 @@ impl LogStore {
         Some((bytes, s.len))
     }
 
+    /// Asks the CPU to start loading the head of the record at `loc`: a
+    /// hint, which does nothing if the log does not hold it (or its page
+    /// is not mapped in yet).
+    #[inline]
+    pub fn prefetch(&self, loc: Loc) {
+        let seg = loc.segment();
+        let base: *const u8 = if seg == self.open_no {
+            self.open.as_ptr()
+        } else {
+            match self.sealed.get(&seg).map(|s| &s.data) {
+                Some(Data::Writing(b) | Data::Failed(b)) => b.as_ptr(),
+                Some(Data::OnDisk(b)) => (**b).as_ref().as_ptr(),
+                None => return,
+            }
+        };
+        #[cfg(target_arch = "x86_64")]
+        // SAFETY: a prefetch is a hint; it never faults and reads nothing.
+        unsafe {
+            std::arch::x86_64::_mm_prefetch::<{ std::arch::x86_64::_MM_HINT_T0 }>(
+                base.wrapping_add(loc.offset()).cast::<i8>(),
+            )
+        };
+        #[cfg(not(target_arch = "x86_64"))]
+        let _ = base;
+    }
+
     /// The numbers of the sealed segments, oldest first.
     pub fn segments(&self) -> Vec<u32> {
         self.sealed.keys().copied().collect()
