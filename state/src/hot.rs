@@ -80,6 +80,19 @@ pub(crate) fn group_by_part<T: Copy>(
     }
 }
 
+/// Asks the CPU to bring `ptr`'s cache line in, without waiting for it:
+/// a hint, which never faults and reads nothing.
+#[inline(always)]
+pub(crate) fn prefetch_line<T>(ptr: *const T) {
+    #[cfg(target_arch = "x86_64")]
+    // SAFETY: a prefetch is a hint; it never faults and reads nothing.
+    unsafe {
+        std::arch::x86_64::_mm_prefetch::<{ std::arch::x86_64::_MM_HINT_T0 }>(ptr.cast::<i8>())
+    };
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = ptr;
+}
+
 /// The part of bucket `bucket` of a table of `mask + 1` buckets cut into
 /// `2^bits` parts.
 pub(crate) fn bucket_part(bucket: u64, mask: u64, bits: u32) -> usize {
@@ -173,15 +186,7 @@ impl<E> HotTable<E> {
     #[inline]
     pub fn prefetch(&self, hash: u64) {
         let _ = self.find(hash, |e| {
-            #[cfg(target_arch = "x86_64")]
-            // SAFETY: a prefetch is a hint; it never faults and reads nothing.
-            unsafe {
-                std::arch::x86_64::_mm_prefetch::<{ std::arch::x86_64::_MM_HINT_T0 }>(
-                    (e as *const E).cast::<i8>(),
-                )
-            };
-            #[cfg(not(target_arch = "x86_64"))]
-            let _ = e;
+            prefetch_line(e as *const E);
             false
         });
     }

@@ -287,22 +287,23 @@ where
     #[inline]
     pub fn prefetch(&self, rh: u64) {
         self.table.prefetch(rh);
-        // Most rows cold: this one likely is, and is read back through the
-        // index of cold rows.
-        if let Some(t) = &self.tier
-            && t.spill.cold_len() > self.table.len()
-        {
+        if let Some(t) = self.mostly_cold() {
             t.spill.prefetch_cold(rh);
         }
+    }
+
+    /// The log tier, while most rows are cold: a row about to be accessed
+    /// likely is, and is read back through the index of cold rows.
+    #[inline]
+    fn mostly_cold(&self) -> Option<&RowTier<K, A>> {
+        self.tier.as_deref().filter(|t| t.spill.cold_len() > self.table.len())
     }
 
     /// After [`prefetch`](Self::prefetch): starts loading the log record
     /// of the row filed under `rh`, while most rows are cold.
     #[inline]
     pub fn prefetch_record(&self, rh: u64) {
-        if let Some(t) = &self.tier
-            && t.spill.cold_len() > self.table.len()
-        {
+        if let Some(t) = self.mostly_cold() {
             t.spill.prefetch_record(rh);
         }
     }

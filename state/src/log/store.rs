@@ -621,15 +621,7 @@ impl LogStore {
                 None => return,
             }
         };
-        #[cfg(target_arch = "x86_64")]
-        // SAFETY: a prefetch is a hint; it never faults and reads nothing.
-        unsafe {
-            std::arch::x86_64::_mm_prefetch::<{ std::arch::x86_64::_MM_HINT_T0 }>(
-                base.wrapping_add(loc.offset()).cast::<i8>(),
-            )
-        };
-        #[cfg(not(target_arch = "x86_64"))]
-        let _ = base;
+        crate::hot::prefetch_line(base.wrapping_add(loc.offset()));
     }
 
     /// The numbers of the sealed segments, oldest first.
