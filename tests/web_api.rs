@@ -359,3 +359,76 @@ fn only_embedded_assets_are_served_and_bad_requests_get_clean_errors() {
     }
     assert_eq!(get(a, "/api/overview").json()["state"], "RUNNING", "still serving after all that");
 }
+
+/// Asks for `path` on an open connection and keeps it open: reads exactly
+/// one response (head, then `Content-Length` bytes). `None` if the server
+/// closed the connection or sent nothing for 20 s.
+fn ask_keeping_alive(s: &mut TcpStream, addr: SocketAddr, path: &str) -> Option<u16> {
+    s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+    s.write_all(format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\n\r\n").as_bytes()).ok()?;
+    let mut raw = Vec::new();
+    let mut byte = [0u8; 1];
+    while !raw.ends_with(b"\r\n\r\n") {
+        match s.read(&mut byte) {
+            Ok(1) => raw.push(byte[0]),
+            _ => return None,
+        }
+    }
+    let head = String::from_utf8_lossy(&raw).to_ascii_lowercase();
+    let length: usize =
+        head.lines().find_map(|l| l.strip_prefix("content-length:")).map_or(0, |v| v.trim().parse().unwrap());
+    let mut body = vec![0u8; length];
+    s.read_exact(&mut body).ok()?;
+    head.split(' ').nth(1)?.parse().ok()
+}
+
+/// A browser keeps its connections open between requests and opens a few
+/// at once. Idle connections must not keep a new one's request waiting
+/// (tiny_http, served before, could leave it queued behind them), and the
+/// number of open connections is bounded.
+#[test]
+fn idle_connections_do_not_hold_up_new_ones_and_their_number_is_bounded() {
+    let job = start(None);
+    let a = job.addr;
+    let mut held: Vec<TcpStream> = Vec::new();
+    for round in 0..6 {
+        // Some idle connections go away, so whatever served them is free
+        // again; then a burst of new ones arrives at once.
+        held.truncate(held.len() / 2);
+        let burst: Vec<TcpStream> = (0..8).map(|_| TcpStream::connect(a).unwrap()).collect();
+        for mut s in burst {
+            let status = ask_keeping_alive(&mut s, a, "/api/exceptions");
+            assert_eq!(status, Some(200), "round {round}: a new connection's request was not answered");
+            held.push(s);
+        }
+        for s in held.iter_mut() {
+            assert_eq!(
+                ask_keeping_alive(s, a, "/api/overview"),
+                Some(200),
+                "round {round}: an idle connection"
+            );
+        }
+    }
+    // Up to the bound, every connection is served; beyond it, new ones are
+    // closed unanswered, and the API still answers once some go.
+    let limit = brisk::config::WEB_CONNECTIONS_MAX;
+    while held.len() < limit {
+        // The server may not have seen the dropped ones close yet.
+        let s = wait_for("a connection under the bound served", || {
+            let mut s = TcpStream::connect(a).ok()?;
+            (ask_keeping_alive(&mut s, a, "/api/overview")? == 200).then_some(s)
+        });
+        held.push(s);
+    }
+    let mut over = TcpStream::connect(a).unwrap();
+    assert_eq!(ask_keeping_alive(&mut over, a, "/api/overview"), None, "connection {} was served", limit + 1);
+    held.truncate(limit / 2);
+    wait_for("a new connection served again", || {
+        let mut s = TcpStream::connect(a).ok()?;
+        (ask_keeping_alive(&mut s, a, "/api/overview")? == 200).then_some(())
+    });
+    drop(held);
+    let r = post(a, "/api/cancel", "", "");
+    assert_eq!(r.status, 202, "{}", r.body);
+    assert!(job.join().unwrap_err().is_cancellation());
+}

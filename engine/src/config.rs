@@ -176,6 +176,10 @@ pub const LATENCY_INTERVAL_MS_DEFAULT: u64 = 200;
 /// The shortest accepted `web_token`.
 pub const WEB_TOKEN_LEN_MIN: usize = 16;
 
+/// Connections the REST API and web UI keep open at once; one more is
+/// closed as soon as it is accepted (a browser keeps about six).
+pub const WEB_CONNECTIONS_MAX: usize = 64;
+
 impl std::fmt::Debug for JobConfig {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("JobConfig")

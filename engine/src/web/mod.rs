@@ -612,12 +612,15 @@ impl WebServer {
         control: JobControl,
         config: &crate::JobConfig,
     ) -> Result<Self, JobError> {
-        let server = tiny_http::Server::http(addr)
-            .map_err(|e| JobError::Config(format!("web_ui = {addr}: cannot listen: {e}")))?;
-        let bound = server
-            .server_addr()
-            .to_ip()
-            .ok_or_else(|| JobError::Config(format!("web_ui = {addr}: not an IP address")))?;
+        let cannot_listen =
+            |e: std::io::Error| JobError::Config(format!("web_ui = {addr}: cannot listen: {e}"));
+        let listener = std::net::TcpListener::bind(addr).map_err(cannot_listen)?;
+        listener.set_nonblocking(true).map_err(cannot_listen)?;
+        let bound = listener.local_addr().map_err(cannot_listen)?;
+        let runtime =
+            tokio::runtime::Builder::new_current_thread().enable_io().enable_time().build().map_err(|e| {
+                JobError::Runtime { core: 0, message: format!("cannot start the web server's runtime: {e}") }
+            })?;
         let (tx, rx) = crossbeam::channel::unbounded();
         let (stop_tx, stop_rx) = crossbeam::channel::bounded(1);
         let name =
@@ -625,7 +628,7 @@ impl WebServer {
         let monitor = Monitor::new(name, metas, cores, control, config);
         let thread = std::thread::Builder::new()
             .name("brisk-web".into())
-            .spawn(move || http::serve(server, monitor, rx, stop_rx, token, bound))
+            .spawn(move || http::serve(runtime, listener, monitor, rx, stop_rx, token, bound))
             .map_err(|e| JobError::Runtime {
                 core: 0,
                 message: format!("cannot start the web server: {e}"),
