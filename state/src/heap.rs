@@ -144,6 +144,7 @@ trait Tier<K, V> {
     fn flush(&mut self, hot: &mut HotTable<Entry<K, V>>);
     fn for_each_cold(&self, hot: &HotTable<Entry<K, V>>, out: &mut dyn FnMut(u64, &[u8]));
     fn is_live(&self, hash: u64, loc: Loc) -> bool;
+    fn prefetch_cold(&self, hash: u64);
     fn tombstone_still_needed(&self, rec: &Record<'_>) -> bool;
     fn relocate(&mut self, hash: u64, old: Loc, new: Loc);
     fn replay(&mut self, log: &mut LogStore, loc: Loc, rec: &Record<'_>) -> Result<(), String>;
@@ -178,6 +179,9 @@ where
     }
     fn is_live(&self, hash: u64, loc: Loc) -> bool {
         Spill::is_live(self, hash, loc)
+    }
+    fn prefetch_cold(&self, hash: u64) {
+        Spill::prefetch_cold(self, hash)
     }
     fn tombstone_still_needed(&self, rec: &Record<'_>) -> bool {
         Spill::tombstone_still_needed(self, rec)
@@ -445,6 +449,9 @@ trait ErasedTable<K> {
     fn restore(&mut self, bytes: &[u8]) -> Result<(), RestoreError>;
     /// Log tier: whether the record at `loc` is the newest of its key.
     fn is_live(&self, hash: u64, loc: Loc) -> bool;
+    /// Log tier: a hint that `is_live` or `tombstone_still_needed` will
+    /// soon look up a key of hash `hash`.
+    fn prefetch_index(&self, hash: u64);
     /// Log tier: whether a tombstone must survive compaction.
     fn tombstone_still_needed(&self, rec: &Record<'_>) -> bool;
     /// Log tier: the record at `old` was copied to `new`.
@@ -486,6 +493,12 @@ where
 
     fn is_live(&self, hash: u64, loc: Loc) -> bool {
         self.spill.as_ref().is_some_and(|s| s.is_live(hash, loc))
+    }
+
+    fn prefetch_index(&self, hash: u64) {
+        if let Some(s) = &self.spill {
+            s.prefetch_cold(hash);
+        }
     }
 
     fn tombstone_still_needed(&self, rec: &Record<'_>) -> bool {
@@ -654,6 +667,10 @@ where
         self.table.is_live(hash, loc)
     }
 
+    fn prefetch_index(&self, hash: u64) {
+        self.table.prefetch_index(hash)
+    }
+
     fn tombstone_still_needed(&self, rec: &Record<'_>) -> bool {
         self.table.tombstone_still_needed(rec)
     }
@@ -697,6 +714,11 @@ impl<K> crate::log::index::IndexedTables for Tables<'_, K> {
 impl<K> crate::log::compact::CompactTarget for Tables<'_, K> {
     fn is_live(&self, state: u32, hash: u64, loc: Loc) -> bool {
         self.0.get(state as usize).is_some_and(|r| r.table.is_live(hash, loc))
+    }
+    fn prefetch(&self, state: u32, hash: u64) {
+        if let Some(r) = self.0.get(state as usize) {
+            r.table.prefetch_index(hash);
+        }
     }
     fn tombstone_still_needed(&self, state: u32, rec: &Record<'_>) -> bool {
         self.0.get(state as usize).is_some_and(|r| r.table.tombstone_still_needed(rec))

@@ -149,6 +149,9 @@ where
     fn relocate(&mut self, _: u32, hash: u64, old: Loc, new: Loc) {
         self.spill.relocate(hash, old, new);
     }
+    fn prefetch(&self, _: u32, hash: u64) {
+        self.spill.prefetch_cold(hash);
+    }
 }
 
 impl<K, A> Rows<K, A>

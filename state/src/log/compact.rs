@@ -51,7 +51,16 @@ pub trait CompactTarget {
     fn tombstone_still_needed(&self, state: u32, rec: &Record<'_>) -> bool;
     /// The record at `old` was copied to `new`.
     fn relocate(&mut self, state: u32, hash: u64, old: Loc, new: Loc);
+    /// A hint: [`is_live`](Self::is_live) or
+    /// [`tombstone_still_needed`](Self::tombstone_still_needed) will soon
+    /// be asked about a key of hash `hash`; start loading what they read.
+    fn prefetch(&self, _state: u32, _hash: u64) {}
 }
+
+/// Records of a segment being compacted whose index slots are prefetched
+/// before the first of them is looked up. A lookup in an index larger than
+/// the caches is a miss; this many are in flight at once.
+const PREFETCH_DISTANCE: usize = 16;
 
 /// Takes in finished writes and compacts at most one segment (see the
 /// module docs). Returns whether one was compacted.
@@ -73,28 +82,56 @@ pub fn compact_once(log: &Rc<RefCell<LogStore>>, target: &mut dyn CompactTarget)
     let Some((bytes, len)) = log.borrow().sealed_bytes(seg) else { return false };
     let bytes = &(*bytes).as_ref()[..len];
     let mut copied = 0;
+    // Each record is looked up PREFETCH_DISTANCE records after its index
+    // slot was asked for.
+    let mut ahead: [Option<(usize, Record<'_>)>; PREFETCH_DISTANCE] = [None; PREFETCH_DISTANCE];
+    let mut n = 0usize;
     format::scan(bytes, |at, rec| {
-        let loc = Loc::new(seg, at);
-        let keep = match rec.kind {
-            RecordKind::Put => target.is_live(rec.state, rec.hash, loc),
-            // Tombstones hide older records; none is older than the oldest segment.
-            RecordKind::Delete => !oldest && target.tombstone_still_needed(rec.state, &rec),
-        };
-        if !keep {
-            return;
+        if !(oldest && rec.kind == RecordKind::Delete) {
+            target.prefetch(rec.state, rec.hash);
         }
-        let mut l = log.borrow_mut();
-        let new = l.append(rec.state, rec.kind, rec.hash, |o| o.extend_from_slice(rec.payload));
-        copied += format::RECORD_HEADER_BYTES + rec.payload.len();
-        if rec.kind == RecordKind::Delete {
-            l.kill(new);
-        } else {
-            drop(l);
-            target.relocate(rec.state, rec.hash, loc, new);
+        if let Some((at, rec)) = ahead[n % PREFETCH_DISTANCE].replace((at, rec)) {
+            copied += keep_or_copy(log, target, seg, oldest, at, &rec);
         }
+        n += 1;
     });
+    for i in n..n + PREFETCH_DISTANCE {
+        if let Some((at, rec)) = ahead[i % PREFETCH_DISTANCE].take() {
+            copied += keep_or_copy(log, target, seg, oldest, at, &rec);
+        }
+    }
     let mut log = log.borrow_mut();
     log.note_compacted(copied);
     log.drop_segment(seg);
     true
+}
+
+/// Copies the record at `at` of segment `seg` forward if it is still
+/// needed; returns the bytes copied.
+fn keep_or_copy(
+    log: &Rc<RefCell<LogStore>>,
+    target: &mut dyn CompactTarget,
+    seg: u32,
+    oldest: bool,
+    at: usize,
+    rec: &Record<'_>,
+) -> usize {
+    let loc = Loc::new(seg, at);
+    let keep = match rec.kind {
+        RecordKind::Put => target.is_live(rec.state, rec.hash, loc),
+        // Tombstones hide older records; none is older than the oldest segment.
+        RecordKind::Delete => !oldest && target.tombstone_still_needed(rec.state, rec),
+    };
+    if !keep {
+        return 0;
+    }
+    let mut l = log.borrow_mut();
+    let new = l.append(rec.state, rec.kind, rec.hash, |o| o.extend_from_slice(rec.payload));
+    if rec.kind == RecordKind::Delete {
+        l.kill(new);
+    } else {
+        drop(l);
+        target.relocate(rec.state, rec.hash, loc, new);
+    }
+    format::RECORD_HEADER_BYTES + rec.payload.len()
 }
