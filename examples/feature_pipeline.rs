@@ -48,11 +48,22 @@ struct Cli {
     /// transactions; see the docs of brisk::io::kafka for what is verified).
     #[arg(long, default_value = "at-least-once", value_parser = parse_delivery)]
     delivery: KafkaDelivery,
+    /// A librdkafka property for the source's consumer and the sink's
+    /// producer, `KEY=VALUE`; repeatable (e.g. `socket.timeout.ms=10000`).
+    #[arg(long = "kafka-property", value_name = "KEY=VALUE", value_parser = parse_property)]
+    kafka_properties: Vec<(String, String)>,
     /// Also print every feature on stdout.
     #[arg(long)]
     print: bool,
     #[command(flatten)]
     job: brisk::cli::JobArgs,
+}
+
+fn parse_property(s: &str) -> Result<(String, String), String> {
+    match s.split_once('=') {
+        Some((k, v)) if !k.trim().is_empty() => Ok((k.trim().to_string(), v.to_string())),
+        _ => Err(format!("'{s}' is not KEY=VALUE")),
+    }
 }
 
 fn parse_delivery(s: &str) -> Result<KafkaDelivery, String> {
@@ -82,23 +93,28 @@ fn main() -> anyhow::Result<()> {
     if cli.bounded {
         source = source.bounded();
     }
+    for (k, v) in &cli.kafka_properties {
+        source = source.with_property(k, v);
+    }
     let features = env
         .from_source(source)
         .key_by(|f: &Feature| f.user.clone())
         .process(MovingAverage::default())
         .name("moving average");
-    features.sink_to(
-        KafkaSink::new(
-            &cli.brokers,
-            &cli.output_topic,
-            FnSerializer(|(user, value, avg): &(String, f64, f64), out: &mut KafkaOut| {
-                out.set_key(user.as_bytes());
-                let _ = write!(out.value, "{user},{value},{avg}");
-            }),
-        )
-        .with_delivery(cli.delivery.clone())
-        .create_topic_if_missing(4),
-    );
+    let mut sink = KafkaSink::new(
+        &cli.brokers,
+        &cli.output_topic,
+        FnSerializer(|(user, value, avg): &(String, f64, f64), out: &mut KafkaOut| {
+            out.set_key(user.as_bytes());
+            let _ = write!(out.value, "{user},{value},{avg}");
+        }),
+    )
+    .with_delivery(cli.delivery.clone())
+    .create_topic_if_missing(4);
+    for (k, v) in &cli.kafka_properties {
+        sink = sink.with_property(k, v);
+    }
+    features.sink_to(sink);
     if cli.print {
         features.sink_to(StdoutSink::lines_with(
             |(user, value, avg): &(String, f64, f64), out: &mut Vec<u8>| {

@@ -240,6 +240,11 @@ fn the_feature_pipeline_killed_and_restored_loses_no_input(brokers: &str) {
         let mut c = Command::new(common::example("feature_pipeline"));
         c.args(["--brokers", &brokers, "--input-topic", &input, "--output-topic", &output, "--cores", "2"])
             .args(["--checkpoint-dir", chk.to_str().unwrap(), "--checkpoint-interval-ms", "50"])
+            // The test broker (tansu) now and then leaves a request
+            // unanswered under load; librdkafka resends after its socket
+            // timeout, 60 s by default, which outlasted the test's wait
+            // twice in one run (a stall, a resend, a second stall).
+            .args(["--kafka-property", "socket.timeout.ms=10000"])
             .args(extra)
             .stdout(Stdio::null());
         c

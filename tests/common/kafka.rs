@@ -75,8 +75,24 @@ fn send_all<'a>(brokers: &str, records: impl Iterator<Item = BaseRecord<'a, str,
 /// The partitions of `topic`.
 pub fn partitions(brokers: &str, topic: &str) -> Vec<i32> {
     let c = consumer(brokers, None);
-    let md = c.fetch_metadata(Some(topic), Duration::from_secs(10)).unwrap();
+    let md = asked(&format!("the metadata of {topic}"), |t| c.fetch_metadata(Some(topic), t));
     md.topics()[0].partitions().iter().map(|p| p.id()).collect()
+}
+
+/// A query to the broker, `ask(timeout)`, asked again while it fails, 10 s
+/// at a time and at most 90 s in all (as the tests' producer waits for its
+/// flush): the test broker (tansu) now and then leaves a request
+/// unanswered under load. Seen: a metadata fetch timing out in the
+/// real-broker test with the machine's cores busy.
+fn asked<T>(what: &str, mut ask: impl FnMut(Duration) -> rdkafka::error::KafkaResult<T>) -> T {
+    let mut last = None;
+    for _ in 0..9 {
+        match ask(Duration::from_secs(10)) {
+            Ok(v) => return v,
+            Err(e) => last = Some(e),
+        }
+    }
+    panic!("no answer for {what} within 90 s: {last:?}");
 }
 
 fn consumer(brokers: &str, group: Option<&str>) -> BaseConsumer {
@@ -95,7 +111,7 @@ pub fn read_all(brokers: &str, topic: &str) -> Vec<Consumed> {
     let mut tpl = TopicPartitionList::new();
     let mut ends = std::collections::HashMap::new();
     for p in partitions(brokers, topic) {
-        let (low, high) = c.fetch_watermarks(topic, p, Duration::from_secs(10)).unwrap();
+        let (low, high) = asked(&format!("the offsets of {topic}/{p}"), |t| c.fetch_watermarks(topic, p, t));
         if high > low {
             tpl.add_partition_offset(topic, p, Offset::Offset(low)).unwrap();
             ends.insert(p, high);
@@ -151,7 +167,7 @@ pub fn committed(brokers: &str, group: &str, topic: &str) -> Vec<(i32, Option<i6
     for p in partitions(brokers, topic) {
         tpl.add_partition(topic, p);
     }
-    let got = c.committed_offsets(tpl, Duration::from_secs(10)).unwrap();
+    let got = asked(&format!("{group}'s offsets of {topic}"), |t| c.committed_offsets(tpl.clone(), t));
     got.elements()
         .iter()
         .map(|e| (e.partition(), if let Offset::Offset(o) = e.offset() { Some(o) } else { None }))
@@ -163,7 +179,7 @@ pub fn end_offsets(brokers: &str, topic: &str) -> Vec<(i32, i64)> {
     let c = consumer(brokers, None);
     partitions(brokers, topic)
         .into_iter()
-        .map(|p| (p, c.fetch_watermarks(topic, p, Duration::from_secs(10)).unwrap().1))
+        .map(|p| (p, asked(&format!("the offsets of {topic}/{p}"), |t| c.fetch_watermarks(topic, p, t)).1))
         .collect()
 }
 
