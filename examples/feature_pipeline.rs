@@ -50,20 +50,13 @@ struct Cli {
     delivery: KafkaDelivery,
     /// A librdkafka property for the source's consumer and the sink's
     /// producer, `KEY=VALUE`; repeatable (e.g. `socket.timeout.ms=10000`).
-    #[arg(long = "kafka-property", value_name = "KEY=VALUE", value_parser = parse_property)]
+    #[arg(long = "kafka-property", value_name = "KEY=VALUE", value_parser = brisk::cli::parse_property)]
     kafka_properties: Vec<(String, String)>,
     /// Also print every feature on stdout.
     #[arg(long)]
     print: bool,
     #[command(flatten)]
     job: brisk::cli::JobArgs,
-}
-
-fn parse_property(s: &str) -> Result<(String, String), String> {
-    match s.split_once('=') {
-        Some((k, v)) if !k.trim().is_empty() => Ok((k.trim().to_string(), v.to_string())),
-        _ => Err(format!("'{s}' is not KEY=VALUE")),
-    }
 }
 
 fn parse_delivery(s: &str) -> Result<KafkaDelivery, String> {

@@ -209,3 +209,26 @@ impl JobArgs {
         crate::init_logging_with(self.log_level.as_deref());
     }
 }
+
+/// Parses a connector property given as `KEY=VALUE` (e.g. a job's
+/// `--kafka-property linger.ms=5`): the key, trimmed, must not be empty;
+/// the value is everything after the first `=`.
+pub fn parse_property(s: &str) -> Result<(String, String), String> {
+    match s.split_once('=') {
+        Some((k, v)) if !k.trim().is_empty() => Ok((k.trim().to_string(), v.to_string())),
+        _ => Err(format!("'{s}' is not KEY=VALUE")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn kafka_properties_are_key_value_pairs() {
+        assert_eq!(parse_property("linger.ms=5"), Ok(("linger.ms".into(), "5".into())));
+        assert_eq!(parse_property("sasl.password=a=b"), Ok(("sasl.password".into(), "a=b".into())));
+        assert!(parse_property("novalue").unwrap_err().contains("'novalue' is not KEY=VALUE"));
+        assert!(parse_property("=5").is_err());
+    }
+}

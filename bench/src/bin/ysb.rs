@@ -62,7 +62,7 @@ struct Cli {
     /// A librdkafka property for the Kafka source or sink, `KEY=VALUE`
     /// (repeatable), e.g. `security.protocol=SSL` or, for a broker that
     /// mishandles idempotent producers, `enable.idempotence=false`.
-    #[arg(long = "kafka-property", value_name = "KEY=VALUE", requires = "kafka_brokers", value_parser = parse_property)]
+    #[arg(long = "kafka-property", value_name = "KEY=VALUE", requires = "kafka_brokers", value_parser = brisk::cli::parse_property)]
     kafka_properties: Vec<(String, String)>,
     /// The `ad_id,campaign_id` table for Kafka input (default: the
     /// generator's table for `--seed`).
@@ -148,25 +148,4 @@ fn main() -> anyhow::Result<()> {
         events as f64 / secs
     );
     Ok(())
-}
-
-/// `KEY=VALUE` as a pair; the key must not be empty.
-fn parse_property(s: &str) -> Result<(String, String), String> {
-    match s.split_once('=') {
-        Some((k, v)) if !k.trim().is_empty() => Ok((k.trim().to_string(), v.to_string())),
-        _ => Err(format!("'{s}' is not KEY=VALUE")),
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn kafka_properties_are_key_value_pairs() {
-        assert_eq!(parse_property("linger.ms=5"), Ok(("linger.ms".into(), "5".into())));
-        assert_eq!(parse_property("sasl.password=a=b"), Ok(("sasl.password".into(), "a=b".into())));
-        assert!(parse_property("novalue").unwrap_err().contains("'novalue' is not KEY=VALUE"));
-        assert!(parse_property("=5").is_err());
-    }
 }

@@ -315,20 +315,19 @@ enum Action {
 }
 
 async fn act(shared: &Shared, action: Action, body: &[u8]) -> Reply {
-    let (control, root) = {
+    let (stop, control, root) = {
         let mut m = shared.monitor.borrow_mut();
         if matches!(m.state, JobState::Finished | JobState::Failed | JobState::Cancelled) {
             return Reply::error(409, "the job is not running");
         }
-        if let Action::Cancel = action {
-            tracing::warn!("cancel requested through the REST API");
-            m.cancel();
-            return Reply::json(202, &serde_json::json!({ "cancelling": true }));
+        match action {
+            Action::Cancel => {
+                tracing::warn!("cancel requested through the REST API");
+                m.cancel();
+                return Reply::json(202, &serde_json::json!({ "cancelling": true }));
+            }
+            Action::Savepoint { stop } => (stop, m.control.clone(), m.checkpoint_dir.clone()),
         }
-        (m.control.clone(), m.checkpoint_dir.clone())
-    };
-    let Action::Savepoint { stop } = action else {
-        return Reply::error(500, "internal error");
     };
     let Some(root) = root else {
         return Reply::error(409, "the job takes no checkpoints: start it with --checkpoint-dir");
