@@ -109,14 +109,16 @@ fn checkpoints_add_the_new_timers_not_all_of_them() {
     })
     .unwrap();
     // Checkpoints while the keys arrived, in order, as (bytes added, whole
-    // state, ms since the previous checkpoint was triggered): the whole
-    // state grows until the input ends (a checkpoint after that holds no
-    // operator state).
+    // state, ms since the previous checkpoint was triggered). The whole
+    // state grows until the input ends; a checkpoint after that holds no
+    // operator state, so it is less than half the one before. (A compaction
+    // can shrink the whole state by a few percent while the keys arrive: it
+    // drops records a later checkpoint replaced.)
     let mut sizes: Vec<(u64, u64, i64)> = Vec::new();
     let mut previous: Option<(i64, u64)> = None;
     for c in &result.checkpoints {
         if let Some((at, whole)) = previous {
-            if c.full_bytes < whole {
+            if 2 * c.full_bytes < whole {
                 break;
             }
             sizes.push((c.bytes, c.full_bytes, c.triggered_ms - at));
