@@ -80,6 +80,39 @@ pub(crate) fn group_by_part<T: Copy>(
     }
 }
 
+/// The addresses a probe for `hash` in `shard` reads first: its group of
+/// control bytes, and the entries of its home bucket (where the probe
+/// starts) and of the bucket one cache line further on (an entry is usually
+/// within a few buckets of its home). `None` for an empty table.
+///
+/// hashbrown keeps control bytes after the bucket array, bucket `i` ending
+/// `i * size` bytes before them, and starts a probe at `hash & mask`. The
+/// control bytes' address is learned from the first full bucket, whose
+/// line every prefetch of the shard reads, so it stays in the cache. Only
+/// pointer arithmetic: nothing is read through these addresses here.
+///
+/// `None` too for a shard less than 1/64 full (emptied by removals, which
+/// do not shrink it): finding its first full bucket could mean scanning
+/// far. Above that, it is expected within the first 64 control bytes, the
+/// line already read.
+#[inline]
+pub(crate) fn home_lines<E>(shard: &HashTable<E>, hash: u64) -> Option<[*const u8; 3]> {
+    let size = std::mem::size_of::<E>();
+    if shard.len() * 64 < shard.num_buckets() {
+        return None;
+    }
+    let first_full = shard.iter_buckets().next()?;
+    let entry = shard.get_bucket(first_full)? as *const E as *const u8;
+    let ctrl = entry.wrapping_add((first_full + 1) * size);
+    let home = hash as usize & (shard.num_buckets() - 1);
+    let further = home + 64 / size.max(1);
+    Some([
+        ctrl.wrapping_add(home),
+        ctrl.wrapping_sub((home + 1) * size),
+        ctrl.wrapping_sub((further + 1) * size),
+    ])
+}
+
 /// Asks the CPU to bring `ptr`'s cache line in, without waiting for it:
 /// a hint, which never faults and reads nothing.
 #[inline(always)]
@@ -180,15 +213,24 @@ impl<E> HotTable<E> {
         &mut self.shards[i]
     }
 
-    /// Starts loading the entries filed under `hash` into the cache: a
-    /// probe that asks for the line of each entry whose tag matches, then
-    /// gives up. Probes for several hashes in a row overlap their misses.
+    /// Starts loading the entries filed under `hash` into the cache
+    /// without waiting for any of it: the lines of the control bytes
+    /// hashbrown probes first and of the buckets they describe, the home of
+    /// any entry filed under `hash` that needed no second probe group.
+    /// Prefetches for several hashes in a row overlap their misses; a
+    /// lookup afterwards finds its lines on their way.
+    ///
+    /// The addresses follow hashbrown's layout (see `home_lines`); were it
+    /// to change, this would load the wrong lines (the layout test fails),
+    /// never read or write memory.
     #[inline]
     pub fn prefetch(&self, hash: u64) {
-        let _ = self.find(hash, |e| {
-            prefetch_line(e as *const E);
-            false
-        });
+        let shard = &self.shards[self.shard_index(hash)];
+        if let Some([ctrl, first, second]) = home_lines(shard, hash) {
+            prefetch_line(ctrl);
+            prefetch_line(first);
+            prefetch_line(second);
+        }
     }
 
     /// The entry filed under `hash` that `eq` accepts.
@@ -283,6 +325,54 @@ impl<E> HotTable<E> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The prefetch's addresses follow hashbrown's layout: an entry found
+    /// in its home bucket lies where [`home_lines`] says, for tables of
+    /// several sizes and entry sizes. A hashbrown upgrade that moves things
+    /// fails here rather than making prefetches silently useless.
+    #[test]
+    fn home_lines_point_at_the_home_bucket_and_its_control_bytes() {
+        fn check<E: Copy>(make: impl Fn(u64) -> E, n: u64) {
+            let mut t = HashTable::new();
+            let hash = |i: u64| i.wrapping_mul(0x9E37_79B9_7F4A_7C15);
+            for i in 0..n {
+                t.insert_unique(hash(i), (i, make(i)), |e: &(u64, E)| hash(e.0));
+            }
+            let mask = t.num_buckets() - 1;
+            let mut at_home = 0;
+            for i in 0..n {
+                let h = hash(i);
+                let [ctrl, first, _] = home_lines(&t, h).expect("not empty");
+                let bucket = t.find_bucket_index(h, |e| e.0 == i).expect("present");
+                if bucket == h as usize & mask {
+                    at_home += 1;
+                    let entry = t.get_bucket(bucket).expect("full") as *const (u64, E) as *const u8;
+                    assert_eq!(entry, first, "entry {i} of {n}");
+                }
+                // Control bytes: the home's offset from the learned base
+                // matches every bucket's own.
+                let base = ctrl.wrapping_sub(h as usize & mask);
+                let own = t.get_bucket(bucket).expect("full") as *const (u64, E) as *const u8;
+                assert_eq!(own.wrapping_add((bucket + 1) * std::mem::size_of::<(u64, E)>()), base);
+            }
+            assert!(at_home > n / 4, "{at_home} of {n} entries at home");
+        }
+        assert!(home_lines(&HashTable::<u64>::new(), 1).is_none());
+        // A table emptied to under 1/64 is not scanned for its base.
+        let mut sparse = HashTable::new();
+        for i in 0..1000u64 {
+            sparse.insert_unique(i.wrapping_mul(0x9E37_79B9_7F4A_7C15), i, |&x| {
+                x.wrapping_mul(0x9E37_79B9_7F4A_7C15)
+            });
+        }
+        sparse.retain(|x| *x < 10);
+        assert!(sparse.len() * 64 < sparse.num_buckets());
+        assert!(home_lines(&sparse, 5).is_none());
+        for n in [1, 7, 100, 5000] {
+            check(|i| i as u32, n);
+            check(|i| [i; 7], n);
+        }
+    }
 
     #[test]
     fn grouping_by_part_keeps_order_within_a_part() {

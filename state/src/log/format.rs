@@ -33,6 +33,59 @@ pub const RECORD_PAYLOAD_MAX: usize = 1 << 30;
 
 const TOMBSTONE_BIT: u32 = 1 << 31;
 
+/// Inputs shorter than this take [`checksum`]'s word-at-a-time path.
+const SHORT_INPUT: usize = 256;
+
+/// CRC-32C of `bytes`: the `crc32c` crate's, computed faster for a short
+/// input, which is what a state record mostly is (a window row's record is
+/// about 45 bytes).
+///
+/// The crate feeds SSE 4.2's CRC instruction a byte at a time up to the
+/// first 8-byte aligned address and after the last one. A record starts at
+/// any offset, so that is up to 14 of its 40-odd bytes, each a 3-cycle
+/// step; the crate's three-way interleaving, which pays off on long
+/// inputs, does not start below a few hundred bytes. Here a short input is
+/// fed 8 bytes at a time from wherever it starts (x86 loads unaligned words
+/// at no cost), then its last 4, 2 and 1: at most 3 narrow steps. The
+/// value is the same CRC-32C, so the format does not change (a test checks
+/// every length and alignment against the crate). 2.3x faster for 41
+/// bytes at every alignment (`cargo bench -p brisk-bench --bench
+/// record_checksum`; bench/RESULTS.md).
+#[inline]
+pub fn checksum(bytes: &[u8]) -> u32 {
+    #[cfg(target_arch = "x86_64")]
+    if bytes.len() < SHORT_INPUT && std::is_x86_feature_detected!("sse4.2") {
+        // SAFETY: the CPU has SSE 4.2, checked just now.
+        return unsafe { checksum_short_sse42(bytes) };
+    }
+    crc32c::crc32c(bytes)
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "sse4.2")]
+fn checksum_short_sse42(bytes: &[u8]) -> u32 {
+    use std::arch::x86_64::{_mm_crc32_u8, _mm_crc32_u16, _mm_crc32_u32, _mm_crc32_u64};
+    let mut words = bytes.chunks_exact(8);
+    let mut crc = u64::from(!0u32);
+    for w in &mut words {
+        crc = _mm_crc32_u64(crc, u64::from_le_bytes(w.try_into().expect("8 bytes")));
+    }
+    let mut crc = crc as u32;
+    let mut rest = words.remainder();
+    if let Some((w, r)) = rest.split_first_chunk::<4>() {
+        crc = _mm_crc32_u32(crc, u32::from_le_bytes(*w));
+        rest = r;
+    }
+    if let Some((w, r)) = rest.split_first_chunk::<2>() {
+        crc = _mm_crc32_u16(crc, u16::from_le_bytes(*w));
+        rest = r;
+    }
+    if let Some(&b) = rest.first() {
+        crc = _mm_crc32_u8(crc, b);
+    }
+    !crc
+}
+
 /// Why a segment's header was rejected.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum BadSegment {
@@ -137,7 +190,7 @@ pub fn append_record(
     out[start + 4..start + 8].copy_from_slice(&(len as u32).to_le_bytes());
     out[start + 8..start + 12].copy_from_slice(&tag.to_le_bytes());
     out[start + 12..start + 20].copy_from_slice(&hash.to_le_bytes());
-    let crc = crc32c::crc32c(&out[start + 4..]);
+    let crc = checksum(&out[start + 4..]);
     out[start..start + 4].copy_from_slice(&crc.to_le_bytes());
     start
 }
@@ -152,7 +205,7 @@ pub fn read_record(bytes: &[u8], offset: usize) -> Option<Record<'_>> {
     }
     let end = offset + RECORD_HEADER_BYTES + len;
     let body = bytes.get(offset + 4..end)?;
-    if crc32c::crc32c(body) != crc {
+    if checksum(body) != crc {
         return None;
     }
     let tag = u32::from_le_bytes(header[8..12].try_into().ok()?);
@@ -211,6 +264,22 @@ mod tests {
             append_record(&mut out, s, k, h, |o| o.extend_from_slice(p));
         }
         out
+    }
+
+    /// The short path is the crate's CRC-32C for every length it takes (and
+    /// past it) at every alignment.
+    #[test]
+    fn checksum_is_crc32c_at_every_length_and_alignment() {
+        let seed = crate::log::tests::seed();
+        let mut rng = fastrand::Rng::with_seed(seed);
+        let data: Vec<u8> = (0..SHORT_INPUT + 64).map(|_| rng.u8(..)).collect();
+        for start in 0..16 {
+            for len in 0..=SHORT_INPUT + 32 {
+                let bytes = &data[start..start + len];
+                assert_eq!(checksum(bytes), crc32c::crc32c(bytes), "seed {seed}, start {start}, len {len}");
+            }
+        }
+        assert_eq!(checksum(b"Hello world!"), 0x7B98_E751);
     }
 
     #[test]

@@ -50,6 +50,27 @@ pub const SIZE_SAMPLE_EVERY: u32 = 64;
 /// budget), so that sweeps are not one per access.
 const EVICT_BATCH: usize = 32;
 
+/// Entries an eviction sweep or a flush picks before it writes them: picking
+/// starts loading the index slots the writes will look up, so that they
+/// are in the cache by the time the batch is written.
+const WRITE_AHEAD: usize = 16;
+
+/// Entries picked to be written: bucket, hash and flags.
+#[derive(Default)]
+struct Picked {
+    at: [(usize, u64, u8); WRITE_AHEAD],
+    len: usize,
+}
+
+/// What [`Spill::write_picked`] does with an entry once written.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Written {
+    /// Evicts it (a sweep).
+    Evict,
+    /// Keeps it, clean, while the core is within its budget (a flush).
+    Keep,
+}
+
 /// A restore groups the records it indexes at once into `2^LOAD_PART_BITS`
 /// stretches of each shard of the index ([`group_by_part`]): a shard of a
 /// few million slots is then cut into stretches of about 100 KiB.
@@ -735,33 +756,84 @@ where
     /// last passed them (clearing the flag of those that were), writing the
     /// dirty ones. At most two turns of the hand: after one, no flag is
     /// left set. Returns how many it evicted.
+    ///
+    /// Victims are taken [`WRITE_AHEAD`] at a time: picking them starts
+    /// loading the index slots of those with a record to replace, so that
+    /// writing them does not wait on a cache miss each (see
+    /// [`write_picked`](Self::write_picked)).
     fn evict_shard<E: HotEntry<K, V>>(&mut self, hot: &mut HashTable<E>, i: usize, want: usize) -> usize {
         let log = self.log.clone();
         let mut log = log.borrow_mut();
         let buckets = hot.num_buckets();
+        let mut picked = Picked::default();
         let mut left = want;
         for _ in 0..2 * buckets {
-            if left == 0 {
+            if left == picked.len {
                 break;
             }
             let hand = &mut self.hands[i];
             *hand = if *hand + 1 >= buckets { 0 } else { *hand + 1 };
-            let Ok(mut slot) = hot.get_bucket_entry(*hand) else { continue };
-            let flags = *slot.get_mut().flags();
-            if flags & REFERENCED != 0 {
-                *slot.get_mut().flags() &= !REFERENCED;
-                continue;
+            let at = *hand;
+            if let Ok(mut slot) = hot.get_bucket_entry(at) {
+                let flags = *slot.get_mut().flags();
+                if flags & REFERENCED != 0 {
+                    *slot.get_mut().flags() &= !REFERENCED;
+                } else {
+                    self.pick(&mut picked, at, slot.get().hash(), flags);
+                }
             }
+            // A full batch is written; so is a partial one when the hand
+            // wraps, so that a bucket is never picked twice.
+            if picked.len == WRITE_AHEAD || (at == 0 && picked.len > 0) {
+                left -= self.write_picked(&mut log, hot, &mut picked, Written::Evict);
+            }
+        }
+        left -= self.write_picked(&mut log, hot, &mut picked, Written::Evict);
+        want - left
+    }
+
+    /// Adds the entry in bucket `at` to `picked`, starting to load its
+    /// index slot if writing it must find the key's older record.
+    #[inline]
+    fn pick(&self, picked: &mut Picked, at: usize, hash: u64, flags: u8) {
+        if flags & (DIRTY | LOGGED) == DIRTY | LOGGED {
+            self.cold.prefetch(index_hash(hash));
+        }
+        picked.at[picked.len] = (at, hash, flags);
+        picked.len += 1;
+    }
+
+    /// Writes the dirty entries of `picked` (buckets of `hot`), then evicts
+    /// each, or, for [`Written::Keep`], keeps it clean; empties `picked`
+    /// and returns how many it evicted.
+    fn write_picked<E: HotEntry<K, V>>(
+        &mut self,
+        log: &mut LogStore,
+        hot: &mut HashTable<E>,
+        picked: &mut Picked,
+        then: Written,
+    ) -> usize {
+        let mut evicted = 0;
+        for &(at, hash, flags) in &picked.at[..picked.len] {
+            let Ok(mut slot) = hot.get_bucket_entry(at) else { continue };
             if flags & DIRTY != 0 {
                 let e = slot.get();
-                self.write(&mut log, e.hash(), &e.key(), flags & LOGGED != 0, |o| e.encode(o));
-                self.stats.written += 1;
+                self.write(log, hash, &e.key(), flags & LOGGED != 0, |o| e.encode(o));
+                if then == Written::Evict {
+                    self.stats.written += 1;
+                }
             }
-            slot.remove();
-            self.stats.evicted += 1;
-            left -= 1;
+            if then == Written::Keep && self.budget.over() == 0 {
+                let f = slot.get_mut().flags();
+                *f = (*f & !DIRTY) | LOGGED;
+            } else {
+                slot.remove();
+                self.stats.evicted += 1;
+                evicted += 1;
+            }
         }
-        want - left
+        picked.len = 0;
+        evicted
     }
 
     /// Writes every dirty hot entry (they stay hot, now clean): after this,
@@ -779,26 +851,23 @@ where
     pub fn flush<E: HotEntry<K, V>>(&mut self, hot: &mut HotTable<E>) {
         let log = self.log.clone();
         let mut log = log.borrow_mut();
+        let mut picked = Picked::default();
         for i in 0..SHARDS {
-            let mut evicted = false;
-            for j in 0..hot.shard(i).num_buckets() {
-                let Ok(mut slot) = hot.shard_mut(i).get_bucket_entry(j) else { continue };
-                let flags = *slot.get_mut().flags();
-                if flags & DIRTY == 0 {
-                    continue;
+            let mut evicted = 0;
+            let buckets = hot.shard(i).num_buckets();
+            for j in 0..buckets {
+                if let Ok(mut slot) = hot.shard_mut(i).get_bucket_entry(j) {
+                    let flags = *slot.get_mut().flags();
+                    if flags & DIRTY != 0 {
+                        self.pick(&mut picked, j, slot.get().hash(), flags);
+                    }
                 }
-                let e = slot.get();
-                self.write(&mut log, e.hash(), &e.key(), flags & LOGGED != 0, |o| e.encode(o));
-                if self.budget.over() > 0 {
-                    slot.remove();
-                    self.stats.evicted += 1;
-                    evicted = true;
+                if picked.len == WRITE_AHEAD || (j + 1 == buckets && picked.len > 0) {
+                    evicted += self.write_picked(&mut log, hot.shard_mut(i), &mut picked, Written::Keep);
                     self.recharge(hot);
-                } else {
-                    *slot.get_mut().flags() = (flags & !DIRTY) | LOGGED;
                 }
             }
-            if evicted {
+            if evicted > 0 {
                 self.shrink_if_sparse(hot, i);
                 self.recharge(hot);
             }

@@ -90,7 +90,8 @@ fn snapshot(j: &Job) -> Vec<Vec<Vec<u8>>> {
         .collect()
 }
 
-fn seed() -> u64 {
+/// The seed of a randomized test: `BRISK_SEED` or a random one, printed.
+pub(super) fn seed() -> u64 {
     let seed =
         std::env::var("BRISK_SEED").ok().and_then(|s| s.parse().ok()).unwrap_or_else(|| fastrand::u64(..));
     println!("seed = {seed} (rerun with BRISK_SEED={seed})");
