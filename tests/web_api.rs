@@ -156,6 +156,7 @@ fn the_api_reports_the_running_job() {
     let o = o.json();
     assert_eq!(o["state"], "RUNNING");
     assert_eq!(o["cores"], 2);
+    assert_eq!(o["monitor_messages_dropped"], 0, "the monitor's queue had room");
     // Graph: source, timestamps, keyed reduce (hash exchange), sink.
     let g = get(a, "/api/graph").json();
     let nodes = g["nodes"].as_array().unwrap();

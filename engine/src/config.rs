@@ -30,6 +30,20 @@ pub const CHECKPOINT_TIMEOUT_MS_DEFAULT: u64 = 60_000;
 pub const TOLERABLE_CHECKPOINT_FAILURES_DEFAULT: u32 = 3;
 /// Fewest completed checkpoints kept (and the default).
 pub const CHECKPOINTS_RETAINED_MIN: usize = 2;
+/// Most checkpoints a core may leave unanswered (neither acknowledged nor
+/// failed) before the coordinator triggers no more: a due checkpoint it
+/// holds back counts as failed. A core answers each checkpoint at most
+/// once, in order, so this also bounds what a core can have queued to the
+/// coordinator at any time (these and its end), whatever the coordinator is
+/// doing: the queue is [`coordinator_queue_len`] long.
+pub const CHECKPOINTS_UNANSWERED_MAX: u64 = 8;
+
+/// Length of the queue from `cores` cores to the checkpoint coordinator:
+/// room for every answer a core may owe ([`CHECKPOINTS_UNANSWERED_MAX`])
+/// and its end, so that a core never finds it full.
+pub const fn coordinator_queue_len(cores: usize) -> usize {
+    cores * (CHECKPOINTS_UNANSWERED_MAX as usize + 1)
+}
 
 /// Default for `state_memory_budget_bytes`: 1 GiB per core.
 pub const STATE_MEMORY_BUDGET_DEFAULT: usize = 1 << 30;
@@ -179,6 +193,20 @@ pub const WEB_TOKEN_LEN_MIN: usize = 16;
 /// Connections the REST API and web UI keep open at once; one more is
 /// closed as soon as it is accepted (a browser keeps about six).
 pub const WEB_CONNECTIONS_MAX: usize = 64;
+/// Checkpoint outcomes and failures the web monitor's queue has room for
+/// beyond what the cores send per run (see [`monitor_queue_len`]): at a
+/// checkpoint a second, the web thread (which takes them every 100 ms)
+/// would have to stall for minutes to fill it.
+pub const MONITOR_QUEUE_EVENTS: usize = 256;
+
+/// Length of the web monitor's queue for a job of `nodes` operators on
+/// `cores` cores: per core, its handles and up to two latency histograms
+/// per operator (a sink's periodic one, which it sends only once the
+/// monitor took the previous, and its last); a run's start and end; and
+/// [`MONITOR_QUEUE_EVENTS`].
+pub const fn monitor_queue_len(cores: usize, nodes: usize) -> usize {
+    cores * (1 + 2 * nodes) + 2 + MONITOR_QUEUE_EVENTS
+}
 
 impl std::fmt::Debug for JobConfig {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {

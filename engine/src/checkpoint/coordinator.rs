@@ -169,6 +169,7 @@ pub(crate) fn run(
     stop: Receiver<()>,
 ) -> Outcome {
     let cores = settings.cores;
+    let first_id = settings.first_id;
     let mut c = Coordinator {
         settings,
         shared,
@@ -181,6 +182,7 @@ pub(crate) fn run(
         failed_total: 0,
         doomed: Default::default(),
         acked_upto: vec![0; cores],
+        answered_upto: vec![first_id.saturating_sub(1); cores],
         writing_from: vec![0; cores],
         shared_segments: SharedSegments::default(),
         last_segments: Default::default(),
@@ -199,14 +201,33 @@ pub(crate) fn run(
             let savepoint = pending_requests.pop();
             let due = next_trigger.is_some_and(|t| Instant::now() >= t);
             if savepoint.is_some() || due {
-                if let Err(e) = c.trigger(next_id, savepoint) {
-                    tracing::warn!("checkpoint {next_id} not triggered: {e}");
-                    if let Some(msg) = c.count_failure(&e) {
+                if let Some(core) = c.owing_core(next_id) {
+                    // A core that answers none of the last checkpoints is
+                    // stuck: more would only queue more answers from it. What
+                    // is due fails instead (and so can fail the job); its id
+                    // stays free for the next try.
+                    let reason = format!(
+                        "checkpoint {next_id} not triggered: core {core} has not answered the last {} checkpoints",
+                        crate::config::CHECKPOINTS_UNANSWERED_MAX
+                    );
+                    tracing::warn!("{reason}");
+                    if let Some(Request::Savepoint { reply, .. }) = savepoint {
+                        let _ = reply.send(Err(reason.clone()));
+                    }
+                    if let Some(msg) = c.count_failure(&reason) {
                         error = Some(msg);
                         break;
                     }
+                } else {
+                    if let Err(e) = c.trigger(next_id, savepoint) {
+                        tracing::warn!("checkpoint {next_id} not triggered: {e}");
+                        if let Some(msg) = c.count_failure(&e) {
+                            error = Some(msg);
+                            break;
+                        }
+                    }
+                    next_id += 1;
                 }
-                next_id += 1;
                 next_trigger = c.settings.interval.map(|i| Instant::now() + i);
             }
         }
@@ -303,6 +324,10 @@ struct Coordinator {
     doomed: std::collections::BTreeSet<u64>,
     /// Per core: the newest checkpoint it acknowledged.
     acked_upto: Vec<u64>,
+    /// Per core: the newest checkpoint it acknowledged or failed
+    /// (`u64::MAX` once it ended). Cores answer in order, so the ones
+    /// triggered after it are all it may still send answers for.
+    answered_upto: Vec<u64>,
     /// Per core: the oldest checkpoint it still writes a file for.
     writing_from: Vec<u64>,
     /// Log segments acknowledged to it, deleted once no retained
@@ -326,6 +351,13 @@ impl Coordinator {
             }
             !safe
         });
+    }
+
+    /// A core that, were checkpoint `id` triggered, would owe answers to
+    /// more than [`crate::config::CHECKPOINTS_UNANSWERED_MAX`] of them.
+    fn owing_core(&self, id: u64) -> Option<usize> {
+        let max = crate::config::CHECKPOINTS_UNANSWERED_MAX;
+        self.answered_upto.iter().position(|&a| id.saturating_sub(a) > max)
     }
 
     fn trigger(&mut self, id: u64, savepoint: Option<Request>) -> Result<(), String> {
@@ -404,6 +436,7 @@ impl Coordinator {
                 writing_from,
             } => {
                 self.acked_upto[core] = self.acked_upto[core].max(id);
+                self.answered_upto[core] = self.answered_upto[core].max(id);
                 self.writing_from[core] = writing_from;
                 self.sweep(false);
                 self.shared_segments.saw(&segments);
@@ -415,6 +448,7 @@ impl Coordinator {
                 }
             }
             ToCoordinator::Failed { core, id, reason, writing_from } => {
+                self.answered_upto[core] = self.answered_upto[core].max(id);
                 self.writing_from[core] = writing_from;
                 if self.in_flight.as_ref().is_some_and(|f| f.id == id) {
                     let reason = format!("core {core}: {reason}");
@@ -427,6 +461,7 @@ impl Coordinator {
             ToCoordinator::CoreEnded { core, final_states, commits, sink_dirs } => {
                 // Its writes are all done, and it starts no more.
                 self.acked_upto[core] = u64::MAX;
+                self.answered_upto[core] = u64::MAX;
                 self.writing_from[core] = u64::MAX;
                 self.sweep(false);
                 self.ended.insert(
@@ -600,4 +635,63 @@ pub(crate) fn finish(
         tracing::warn!("cannot delete old checkpoints: {e}");
     }
     Ok(id)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::{CHECKPOINTS_UNANSWERED_MAX, coordinator_queue_len};
+
+    /// A core that answers none of the checkpoints gets no more than
+    /// `CHECKPOINTS_UNANSWERED_MAX` of them: later ones are held back and
+    /// count as failed, so the job fails as it would by timeouts, and the
+    /// queue from the cores never has to hold more than they may owe.
+    #[test]
+    fn a_core_that_answers_nothing_gets_no_more_checkpoints_than_it_may_owe() {
+        let dir = tempfile::tempdir().unwrap();
+        let shared = CheckpointShared::new(dir.path().to_path_buf());
+        let (job, _receivers) = JobShared::new(None, Default::default(), None, 1);
+        let cores = 2;
+        let (to_coordinator, from_cores) = bounded(coordinator_queue_len(cores));
+        // Core 1 has ended; core 0 never answers (each checkpoint times out).
+        to_coordinator
+            .try_send(ToCoordinator::CoreEnded {
+                core: 1,
+                final_states: Vec::new(),
+                commits: Vec::new(),
+                sink_dirs: Vec::new(),
+            })
+            .unwrap();
+        let tolerable = CHECKPOINTS_UNANSWERED_MAX as u32 + 4;
+        let first_id = 5;
+        let settings = Settings {
+            interval: Some(Duration::from_millis(1)),
+            timeout: Duration::from_millis(1),
+            tolerable_failures: tolerable,
+            retained: 2,
+            cores,
+            max_parallelism: 128,
+            nodes: Vec::new(),
+            first_id,
+            restored_segments: Vec::new(),
+        };
+        let (_request_tx, requests) = bounded(1);
+        let (_stop_tx, stop) = bounded::<()>(1);
+        let outcome = run(settings, shared.clone(), job, from_cores, requests, stop);
+        let error = outcome.error.expect("the job fails once too many checkpoints failed");
+        assert!(
+            error.contains(&format!(
+                "core 0 has not answered the last {CHECKPOINTS_UNANSWERED_MAX} checkpoints"
+            )),
+            "{error}"
+        );
+        assert_eq!(
+            shared.triggered.load(Ordering::Acquire),
+            first_id + CHECKPOINTS_UNANSWERED_MAX - 1,
+            "the checkpoints triggered"
+        );
+        // Every failure counted: the timed-out ones, then the held-back ones.
+        assert_eq!(outcome.failed, u64::from(tolerable) + 1);
+        assert_eq!(outcome.completed, 0);
+    }
 }

@@ -384,8 +384,7 @@ impl CoreCheckpoints {
         p.done = true;
         // Older checkpoints this core never finished are abandoned.
         progress.retain(|&k, _| k > id);
-        // Unbounded: a few messages per checkpoint per core.
-        let _ = self.to_coordinator.send(msg);
+        self.send(msg);
     }
 
     /// What this core leaves behind when it ends: its sources' final states
@@ -399,9 +398,23 @@ impl CoreCheckpoints {
         }
     }
 
-    /// Sends `msg` to the coordinator.
+    /// Sends `msg` to the coordinator, without waiting. The queue has room
+    /// for everything a core can owe it: the coordinator triggers no
+    /// checkpoint while a core leaves [`CHECKPOINTS_UNANSWERED_MAX`]
+    /// unanswered, and a core answers each at most once, in order, then
+    /// ends once. A coordinator that has gone (the run failed) takes nothing.
+    ///
+    /// [`CHECKPOINTS_UNANSWERED_MAX`]: crate::config::CHECKPOINTS_UNANSWERED_MAX
     pub fn send(&self, msg: ToCoordinator) {
-        let _ = self.to_coordinator.send(msg);
+        if let Err(crossbeam::channel::TrySendError::Full(_)) = self.to_coordinator.try_send(msg) {
+            // Dropping an answer could let a checkpoint complete without
+            // this core's state: fail the run instead (it restarts from the
+            // last completed checkpoint).
+            panic!(
+                "core {}: the checkpoint coordinator's queue is full, which the trigger rule rules out (a bug)",
+                self.core
+            );
+        }
     }
 }
 

@@ -210,6 +210,7 @@ impl<T: 'static, W: SinkWriter<T>> SinkNode<T, W> {
             latency: RefCell::new(Latency {
                 hist: crate::metrics::latency_histogram(),
                 published: std::time::Instant::now(),
+                queued: Default::default(),
             }),
             writerless: writer.is_none(),
             state: RefCell::new(SinkState {
@@ -340,6 +341,9 @@ struct Latency {
     hist: hdrhistogram::Histogram<u64>,
     /// When the monitor last got a copy.
     published: std::time::Instant,
+    /// Set while a copy waits in the monitor's queue: the next waits for
+    /// it to be taken, so a stalled monitor gets one per sink and core.
+    queued: std::sync::Arc<std::sync::atomic::AtomicBool>,
 }
 
 /// How often a sink sends its histogram to the web monitor.
@@ -350,10 +354,17 @@ impl<T: 'static, W: SinkWriter<T>> SinkNode<T, W> {
         let us = (crate::clock::wall_us() - created_us).max(0) as u64;
         let mut l = self.latency.borrow_mut();
         l.hist.saturating_record(us.clamp(1, crate::metrics::LATENCY_MAX_US));
-        if l.published.elapsed() >= LATENCY_PUBLISH_INTERVAL {
+        if l.published.elapsed() >= LATENCY_PUBLISH_INTERVAL
+            && !l.queued.swap(true, std::sync::atomic::Ordering::AcqRel)
+        {
             l.published = std::time::Instant::now();
-            let (name, core) = (self.info.name.to_string(), self.info.core);
-            self.job.monitor(|| crate::web::MonitorMsg::Latency { sink: name, core, hist: l.hist.clone() });
+            let (name, core, queued) = (self.info.name.to_string(), self.info.core, l.queued.clone());
+            self.job.monitor(|| crate::web::MonitorMsg::Latency {
+                sink: name,
+                core,
+                hist: l.hist.clone(),
+                queued,
+            });
         }
     }
 
@@ -365,10 +376,13 @@ impl<T: 'static, W: SinkWriter<T>> SinkNode<T, W> {
             return;
         }
         let name = self.info.name.to_string();
+        // The last word, sent even while an earlier copy is queued.
+        l.queued.store(true, std::sync::atomic::Ordering::Release);
         self.job.monitor(|| crate::web::MonitorMsg::Latency {
             sink: name.clone(),
             core: self.info.core,
             hist: l.hist.clone(),
+            queued: l.queued.clone(),
         });
         self.job.sink_latency(name, l.hist.clone());
     }

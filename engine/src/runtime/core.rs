@@ -72,18 +72,26 @@ pub(crate) struct JobShared {
     /// includes loading restored state.
     build_us_max: std::sync::atomic::AtomicU64,
     /// What sources and sinks leave to do once the job's output is final
-    /// (the receiver is the control thread's; one message per ended source
-    /// or sink instance, so bounded by the job graph).
-    finishers: std::sync::mpsc::Sender<(String, crate::operator::Finisher)>,
+    /// (the receiver is the control thread's; at most one message per
+    /// operator instance, so the queue has room for one per instance).
+    finishers: std::sync::mpsc::SyncSender<(String, crate::operator::Finisher)>,
     /// The web server's monitor, when the job serves one.
-    monitor: Option<crossbeam::channel::Sender<crate::web::MonitorMsg>>,
-    /// Each sink's latency histogram at its end of input, per core.
-    latencies: std::sync::mpsc::Sender<(String, hdrhistogram::Histogram<u64>)>,
+    monitor: Option<crate::web::MonitorTx>,
+    /// Each sink's latency histogram at its end of input, per core (room
+    /// for one per operator instance, like `finishers`).
+    latencies: std::sync::mpsc::SyncSender<(String, hdrhistogram::Histogram<u64>)>,
     /// Where sources report how far they have read (the job's control).
     pub progress: Arc<crate::operator::source::ProgressBoard>,
     /// The process's resident set against the cores' state budgets (log
     /// backend only; see memory.rs).
     pub(crate) process_memory: Option<Arc<super::memory::ProcessMemory>>,
+}
+
+/// A message found no room in a queue sized for one per operator
+/// instance: a bug (tests fail on it; a release build logs it).
+fn one_per_instance_broken(message: String) {
+    debug_assert!(false, "{message}");
+    tracing::error!("{message}");
 }
 
 /// What the control thread receives from a run's cores besides counters.
@@ -95,14 +103,16 @@ pub(crate) struct JobReceivers {
 }
 
 impl JobShared {
-    /// The shared state, and where the control thread receives finishers.
+    /// The shared state of a run of `instances` operator instances (nodes
+    /// times cores), and where the control thread receives finishers.
     pub fn new(
-        monitor: Option<crossbeam::channel::Sender<crate::web::MonitorMsg>>,
+        monitor: Option<crate::web::MonitorTx>,
         progress: Arc<crate::operator::source::ProgressBoard>,
         process_memory: Option<Arc<super::memory::ProcessMemory>>,
+        instances: usize,
     ) -> (Arc<Self>, JobReceivers) {
-        let (finishers, finishers_rx) = std::sync::mpsc::channel();
-        let (latencies, latencies_rx) = std::sync::mpsc::channel();
+        let (finishers, finishers_rx) = std::sync::mpsc::sync_channel(instances);
+        let (latencies, latencies_rx) = std::sync::mpsc::sync_channel(instances);
         let shared = Self {
             cancelled: AtomicBool::new(false),
             build_us_max: Default::default(),
@@ -116,19 +126,27 @@ impl JobShared {
     }
     /// Hands a sink's final latency histogram (one core's) to the runtime.
     pub fn sink_latency(&self, sink: String, hist: hdrhistogram::Histogram<u64>) {
-        let _ = self.latencies.send((sink, hist));
+        if let Err(std::sync::mpsc::TrySendError::Full((sink, _))) = self.latencies.try_send((sink, hist)) {
+            one_per_instance_broken(format!(
+                "sink {sink}: no room for its latency histogram: more than one per instance (a bug)"
+            ));
+        }
     }
-    /// Tells the web server's monitor, if there is one (never blocks: the
-    /// channel is unbounded and its messages few).
+    /// Tells the web server's monitor, if there is one (never blocks: see
+    /// [`crate::web::MonitorTx::tell`]).
     pub fn monitor(&self, msg: impl FnOnce() -> crate::web::MonitorMsg) {
         if let Some(m) = &self.monitor {
-            let _ = m.send(msg());
+            m.tell(msg());
         }
     }
     /// Hands `f` (of operator `name`) to the control thread, to run once
     /// the job's output is final.
     pub fn add_finisher(&self, name: String, f: crate::operator::Finisher) {
-        let _ = self.finishers.send((name, f));
+        if let Err(std::sync::mpsc::TrySendError::Full((name, _))) = self.finishers.try_send((name, f)) {
+            one_per_instance_broken(format!(
+                "operator {name}: no room for its finisher: more than one per instance (a bug)"
+            ));
+        }
     }
     /// Records that a core built its operators in `took`.
     pub fn built(&self, took: std::time::Duration) {
@@ -623,7 +641,7 @@ mod tests {
         assert_eq!(backlog, 16 << 20);
         glommio::LocalExecutorBuilder::default()
             .spawn(move || async move {
-                let core = Core::new(0, resolved, JobShared::new(None, Default::default(), None).0, None);
+                let core = Core::new(0, resolved, JobShared::new(None, Default::default(), None, 1).0, None);
                 // At the backlog: no wait.
                 core.segment_writes.started(backlog);
                 Owned::new(core.clone()).after_push().await.expect("no wait");

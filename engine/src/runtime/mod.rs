@@ -173,7 +173,7 @@ pub(crate) fn execute(
     let monitor = web.as_ref().map(WebServer::sender);
     let tell = |msg: MonitorMsg| {
         if let Some(m) = &monitor {
-            let _ = m.send(msg);
+            m.tell(msg);
         }
     };
     let mut attempt = 0;
@@ -245,7 +245,7 @@ fn execute_once(
     config: &JobConfig,
     restore: Option<RestoreFrom>,
     control: &JobControl,
-    monitor: Option<crossbeam::channel::Sender<MonitorMsg>>,
+    monitor: Option<crate::web::MonitorTx>,
     attempt: u32,
 ) -> Result<JobResult, JobError> {
     let mut rc = config.resolve()?;
@@ -323,7 +323,8 @@ fn execute_once(
         } else {
             (None, None)
         };
-    let (shared, receivers) = JobShared::new(monitor, control.progress.clone(), process_memory);
+    let (shared, receivers) =
+        JobShared::new(monitor, control.progress.clone(), process_memory, nodes.len() * cores);
     shared.monitor(|| MonitorMsg::Attempt { shared: shared.clone(), attempt });
     let node_names: Vec<String> = nodes.iter().map(|n| n.meta.name.clone()).collect();
     let mut checkpointing = None;
@@ -373,7 +374,7 @@ fn execute_once(
             rc.state_epoch = segments::prepare(root, restored_segments).map_err(JobError::Config)?;
             rc.state_dir = Some(root.join(segments::SHARED_DIR));
         }
-        let (tx, rx) = crossbeam::channel::unbounded();
+        let (tx, rx) = crossbeam::channel::bounded(crate::config::coordinator_queue_len(cores));
         let cshared = CheckpointShared::new(root.clone());
         let settings = Settings {
             interval: (config.checkpoint_interval_ms > 0)

@@ -8,21 +8,28 @@
 //! | `assets/` | the web UI, embedded in the binary |
 //!
 //! Cores and the checkpoint coordinator tell the monitor what happens
-//! through one channel ([`MonitorMsg`]): a core sends the handles of its
-//! counters and gauges once its operators are built (they are shared
-//! atomics: the monitor reads them while the core updates them), the
-//! coordinator sends each checkpoint's outcome, the runtime each attempt's
-//! start and each failure. Messages are few (per core and attempt, per
-//! checkpoint, per failure) and the monitor keeps bounded histories.
+//! through one bounded queue ([`MonitorMsg`], [`MonitorTx`]): a core sends
+//! the handles of its counters and gauges once its operators are built
+//! (they are shared atomics: the monitor reads them while the core updates
+//! them), a sink its latency histogram about once a second, the coordinator
+//! each checkpoint's outcome, the runtime each attempt's start and each
+//! failure. Nobody waits on the queue: a sink sends no histogram while its
+//! previous one is still queued, so what is queued at once is a few
+//! messages per core and task plus the checkpoint outcomes and failures of
+//! the moment ([`crate::config::monitor_queue_len`]). A message that finds
+//! the queue full anyway (the web thread stalled for many checkpoints) is
+//! dropped and counted (`monitor_messages_dropped` in `/api/overview` and the
+//! metrics). The monitor keeps bounded histories.
 
 mod http;
 
 use std::collections::{BTreeMap, VecDeque};
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use crossbeam::channel::{Receiver, Sender};
+use crossbeam::channel::{Receiver, Sender, TrySendError};
 use serde::Serialize;
 
 use crate::batch::MIN_WATERMARK;
@@ -54,8 +61,37 @@ pub(crate) enum MonitorMsg {
     Failure { message: String },
     /// The job ended: finished, failed or cancelled.
     Ended { state: JobState },
-    /// A sink's latency histogram on one core so far (cumulative).
-    Latency { sink: String, core: usize, hist: hdrhistogram::Histogram<u64> },
+    /// A sink's latency histogram on one core so far (cumulative). The
+    /// sink sets `queued` when it sends one and sends no other until the
+    /// monitor (or a full queue) clears it.
+    Latency { sink: String, core: usize, hist: hdrhistogram::Histogram<u64>, queued: Arc<AtomicBool> },
+}
+
+/// The sending end of the monitor's queue, cloned to whoever reports:
+/// never waits; a message that finds the queue full is dropped and counted.
+#[derive(Clone)]
+pub(crate) struct MonitorTx {
+    tx: Sender<MonitorMsg>,
+    /// Messages dropped because the queue was full (shared with the monitor).
+    dropped: Arc<AtomicU64>,
+}
+
+impl MonitorTx {
+    /// Queues `msg` for the monitor, or drops and counts it if the queue is
+    /// full (and lets a dropped histogram's sink send the next one).
+    pub fn tell(&self, msg: MonitorMsg) {
+        match self.tx.try_send(msg) {
+            Ok(()) | Err(TrySendError::Disconnected(_)) => {}
+            Err(TrySendError::Full(msg)) => {
+                if let MonitorMsg::Latency { queued, .. } = &msg {
+                    queued.store(false, Ordering::Release);
+                }
+                if self.dropped.fetch_add(1, Ordering::Relaxed) == 0 {
+                    tracing::warn!("the web monitor's queue is full: dropping what it would show (counted)");
+                }
+            }
+        }
+    }
 }
 
 /// One checkpoint's outcome, as the API shows it.
@@ -147,6 +183,8 @@ pub(crate) struct Monitor {
     latency: BTreeMap<(String, usize), hdrhistogram::Histogram<u64>>,
     /// Per sink: p99 at each sample, µs.
     latency_history: BTreeMap<String, VecDeque<u64>>,
+    /// Messages dropped at a full queue ([`MonitorTx::tell`]).
+    dropped: Arc<AtomicU64>,
 }
 
 #[derive(Default)]
@@ -167,6 +205,7 @@ impl Monitor {
         cores: usize,
         control: JobControl,
         config: &crate::JobConfig,
+        dropped: Arc<AtomicU64>,
     ) -> Self {
         let graph = metas
             .iter()
@@ -214,6 +253,7 @@ impl Monitor {
             latency_history: BTreeMap::new(),
             task_time: BTreeMap::new(),
             queue_capacity: config.exchange_queue_batches,
+            dropped,
         }
     }
 
@@ -258,7 +298,8 @@ impl Monitor {
                 self.state = JobState::Restarting;
             }
             MonitorMsg::Ended { state } => self.state = state,
-            MonitorMsg::Latency { sink, core, hist } => {
+            MonitorMsg::Latency { sink, core, hist, queued } => {
+                queued.store(false, Ordering::Release);
                 self.latency.insert((sink, core), hist);
             }
         }
@@ -343,6 +384,7 @@ impl Monitor {
             "checkpoints_completed": self.checkpoints_completed,
             "checkpoints_failed": self.checkpoints_failed,
             "exceptions": self.exceptions.len(),
+            "monitor_messages_dropped": self.dropped.load(Ordering::Relaxed),
         })
     }
 
@@ -575,6 +617,8 @@ impl Monitor {
         let _ = writeln!(out, "brisk_checkpoints_failed {}", self.checkpoints_failed);
         let _ = writeln!(out, "# TYPE brisk_restarts counter");
         let _ = writeln!(out, "brisk_restarts {}", self.attempt);
+        let _ = writeln!(out, "# TYPE brisk_monitor_messages_dropped counter");
+        let _ = writeln!(out, "brisk_monitor_messages_dropped {}", self.dropped.load(Ordering::Relaxed));
         out
     }
 }
@@ -595,7 +639,7 @@ fn epoch_ms() -> i64 {
 
 /// The running server: stops (and joins its thread) when dropped.
 pub(crate) struct WebServer {
-    tx: Sender<MonitorMsg>,
+    tx: MonitorTx,
     stop: Option<Sender<()>>,
     thread: Option<std::thread::JoinHandle<()>>,
     /// Where it listens (the port the OS chose, for port 0).
@@ -621,11 +665,12 @@ impl WebServer {
             tokio::runtime::Builder::new_current_thread().enable_io().enable_time().build().map_err(|e| {
                 JobError::Runtime { core: 0, message: format!("cannot start the web server's runtime: {e}") }
             })?;
-        let (tx, rx) = crossbeam::channel::unbounded();
+        let (tx, rx) = crossbeam::channel::bounded(crate::config::monitor_queue_len(cores, metas.len()));
+        let tx = MonitorTx { tx, dropped: Arc::default() };
         let (stop_tx, stop_rx) = crossbeam::channel::bounded(1);
         let name =
             metas.iter().find(|m| m.inputs.is_empty()).map_or("job".into(), |m| format!("{} job", m.name));
-        let monitor = Monitor::new(name, metas, cores, control, config);
+        let monitor = Monitor::new(name, metas, cores, control, config, tx.dropped.clone());
         let thread = std::thread::Builder::new()
             .name("brisk-web".into())
             .spawn(move || http::serve(runtime, listener, monitor, rx, stop_rx, token, bound))
@@ -638,7 +683,7 @@ impl WebServer {
     }
 
     /// Where cores and the coordinator send what happens.
-    pub fn sender(&self) -> Sender<MonitorMsg> {
+    pub fn sender(&self) -> MonitorTx {
         self.tx.clone()
     }
 }
@@ -656,5 +701,54 @@ impl Drop for WebServer {
 fn drain(monitor: &mut Monitor, rx: &Receiver<MonitorMsg>) {
     while let Ok(msg) = rx.try_recv() {
         monitor.on_message(msg);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn latency(queued: &Arc<AtomicBool>) -> MonitorMsg {
+        queued.store(true, Ordering::Release);
+        MonitorMsg::Latency {
+            sink: "sink".into(),
+            core: 0,
+            hist: crate::metrics::latency_histogram(),
+            queued: queued.clone(),
+        }
+    }
+
+    /// A full queue drops and counts what finds it full; a dropped
+    /// histogram's sink may send the next one; a gone monitor counts nothing.
+    #[test]
+    fn a_full_monitor_queue_drops_and_counts_and_frees_the_sink() {
+        let (tx, rx) = crossbeam::channel::bounded(1);
+        let tx = MonitorTx { tx, dropped: Arc::default() };
+        tx.tell(MonitorMsg::Ended { state: JobState::Running });
+        let queued = Arc::new(AtomicBool::new(false));
+        tx.tell(latency(&queued));
+        assert_eq!(tx.dropped.load(Ordering::Relaxed), 1);
+        assert!(!queued.load(Ordering::Acquire), "a dropped histogram does not hold up the next");
+        assert!(matches!(rx.try_recv(), Ok(MonitorMsg::Ended { .. })));
+        tx.tell(latency(&queued));
+        assert_eq!(tx.dropped.load(Ordering::Relaxed), 1, "room again: queued");
+        assert!(queued.load(Ordering::Acquire), "queued until the monitor takes it");
+        drop(rx);
+        tx.tell(MonitorMsg::Ended { state: JobState::Finished });
+        assert_eq!(tx.dropped.load(Ordering::Relaxed), 1, "nobody listens any more: nothing lost to count");
+    }
+
+    /// The monitor clears a histogram's flag when it takes it, so the sink
+    /// sends the next.
+    #[test]
+    fn the_monitor_frees_the_sink_of_a_histogram_it_took() {
+        let metas: Vec<NodeMeta> = Vec::new();
+        let config = crate::JobConfig::with_cores(1);
+        let mut monitor =
+            Monitor::new("job".into(), &metas, 1, JobControl::default(), &config, Arc::default());
+        let queued = Arc::new(AtomicBool::new(false));
+        monitor.on_message(latency(&queued));
+        assert!(!queued.load(Ordering::Acquire));
+        assert_eq!(monitor.latency.len(), 1);
     }
 }

@@ -216,6 +216,9 @@ async function refresh() {
     $("records").textContent = number(overview.records_from_sources);
     $("rate").textContent = number(overview.source_rate_per_s) + "/s";
     $("restarts").textContent = overview.restarts;
+    // Only once the monitor's queue overflowed: what this page shows may miss events.
+    $("dropped").textContent = number(overview.monitor_messages_dropped);
+    $("dropped-figure").hidden = !(overview.monitor_messages_dropped > 0);
     drawGraph(graph, ops.operators);
     drawThroughput(graph, ops.operators);
     drawLatency(lat);
