@@ -17,7 +17,10 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::mpsc::{SyncSender, sync_channel};
 
 use brisk::prelude::*;
-use brisk::{JobControl, JobResult, StateBackendKind};
+use brisk::{
+    JobControl, JobResult, Source, SourceContext, SourceError, SourceOutput, SourceReader, SourceStatus,
+    StateBackendKind,
+};
 
 const EVENTS: u64 = 12_000;
 const KEYS: u64 = 23;
@@ -184,7 +187,8 @@ enum Hook {
     /// Panic once, at the first event from `from` (checked every 64th) at
     /// which `ready` holds, and at the last event if it never did; the
     /// event is stored in `at`. `ready` waits for a checkpoint the test
-    /// needs, however slowly checkpoints complete on this machine.
+    /// needs, however slowly checkpoints complete on this machine: the
+    /// source holds at `from` until it does ([`Gated`]).
     PanicWhenReady {
         from: u64,
         armed: Arc<AtomicBool>,
@@ -206,6 +210,73 @@ impl Hook {
         magic: &'static [u8],
     ) -> Hook {
         Hook::PanicWhenReady { from, armed, at, ready: Arc::new(move || latest_refers_to(&chk, magic)) }
+    }
+}
+
+/// A source that, from its `from`th record on, emits nothing until `ready`
+/// holds (then it stays open): a run that must fail once a checkpoint it
+/// needs exists waits for that checkpoint here instead of running out of
+/// input first on a slow machine. Holding the source also empties the
+/// queues behind it, so the checkpoints that follow complete quickly.
+#[derive(Clone)]
+struct Gated<S> {
+    inner: S,
+    gate: Option<(u64, Arc<dyn Fn() -> bool + Send + Sync>)>,
+}
+
+struct GatedReader<R> {
+    inner: R,
+    gate: Option<(u64, Arc<dyn Fn() -> bool + Send + Sync>)>,
+}
+
+impl<T, S: Source<T>> Source<T> for Gated<S> {
+    type Reader = GatedReader<S::Reader>;
+
+    fn name(&self) -> String {
+        self.inner.name()
+    }
+
+    fn is_bounded(&self) -> bool {
+        self.inner.is_bounded()
+    }
+
+    fn create_reader(&self, ctx: &SourceContext) -> Result<Self::Reader, SourceError> {
+        Ok(GatedReader { inner: self.inner.create_reader(ctx)?, gate: self.gate.clone() })
+    }
+}
+
+impl<T, R: SourceReader<T>> SourceReader<T> for GatedReader<R> {
+    async fn next_batch(&mut self, out: &mut SourceOutput<'_, T>) -> Result<SourceStatus, SourceError> {
+        if let Some((from, ready)) = &self.gate {
+            let done = self.inner.progress().map_or(0, |(done, _)| done);
+            if done >= *from {
+                if !ready() {
+                    return Ok(SourceStatus::Wait(std::time::Duration::from_millis(2)));
+                }
+                self.gate = None;
+            }
+        }
+        self.inner.next_batch(out).await
+    }
+
+    fn position(&self) -> Option<Vec<u8>> {
+        self.inner.position()
+    }
+
+    fn snapshot_position(&mut self, checkpoint: u64) -> Option<Vec<u8>> {
+        self.inner.snapshot_position(checkpoint)
+    }
+
+    fn checkpoint_complete(&mut self, checkpoint: u64) {
+        self.inner.checkpoint_complete(checkpoint)
+    }
+
+    fn progress(&self) -> Option<(u64, u64)> {
+        self.inner.progress()
+    }
+
+    fn finisher(&mut self) -> Option<brisk::Finisher> {
+        self.inner.finisher()
     }
 }
 
@@ -252,8 +323,12 @@ fn job_with<F: KeyedProcessFunction<u64, Ev, String>>(
     f: F,
     rate: f64,
 ) {
+    let gate = match &hook {
+        Hook::PanicWhenReady { from, ready, .. } => Some((*from, ready.clone())),
+        _ => None,
+    };
     let events = env
-        .from_source(GeneratorSource::new(EVENTS, event).with_rate(rate))
+        .from_source(Gated { inner: GeneratorSource::new(EVENTS, event).with_rate(rate), gate })
         .set_parallelism(1)
         .map(move |e: Ev| {
             match &hook {
