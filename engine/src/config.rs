@@ -154,7 +154,10 @@ pub struct JobConfig {
     /// `web_ui` is not a loopback address; optional on loopback).
     pub web_token: Option<String>,
     /// Log backend: bytes of keyed state each core keeps in memory (managed
-    /// memory); beyond it, entries are evicted to the log.
+    /// memory); beyond it, entries are evicted to the log. What eviction
+    /// cannot free (the index of cold keys, timers, unwritten log segments)
+    /// is a floor: a budget below it is exceeded, and each core logs a
+    /// warning naming the parts (gauge `state_memory_unevictable_bytes`).
     pub state_memory_budget_bytes: usize,
     /// Log backend: the directory for state segments (a fresh subdirectory
     /// per run, removed when the run ends); `None` = the system's temporary

@@ -202,11 +202,133 @@ impl Ticker for MemoryGuard {
     }
 }
 
+/// Processing time between two looks of a [`BudgetWatch`].
+pub(crate) const WATCH_EVERY_MS: i64 = 100;
+
+/// Under the log backend, every [`WATCH_EVERY_MS`]: publishes what the
+/// core's state memory holds (gauges `state_memory_used_bytes`,
+/// `state_memory_limit_bytes`, `state_memory_unevictable_bytes`), and warns
+/// when what eviction cannot free (the indexes of cold keys, timers,
+/// unwritten segments, checkpoint state files) exceeds the configured
+/// budget: the core then stays over its budget whatever it evicts, and
+/// the user learns why and what to change instead of watching the
+/// process outgrow its budget unexplained. Once, and again each time that
+/// part has doubled since; the warnings are counted
+/// (`state_memory_over_budget_warnings`).
+pub(crate) struct BudgetWatch {
+    core: Rc<Core>,
+    used: crate::metrics::Gauge,
+    limit: crate::metrics::Gauge,
+    unevictable: crate::metrics::Gauge,
+    warnings: crate::metrics::Counter,
+    /// What eviction could not free at the last warning (0: none yet).
+    warned_at: Cell<usize>,
+    next_ms: Cell<i64>,
+}
+
+impl BudgetWatch {
+    /// Registers a watch on `core`'s processing-time service, and its
+    /// gauges and counter on the core.
+    pub(crate) fn register(core: &Rc<Core>) {
+        let watch = Self {
+            core: core.clone(),
+            used: core.gauge("(core)", "state_memory_used_bytes", 0),
+            limit: core.gauge("(core)", "state_memory_limit_bytes", core.memory_budget().limit() as i64),
+            unevictable: core.gauge("(core)", "state_memory_unevictable_bytes", 0),
+            warnings: core.counter("(core)", "state_memory_over_budget_warnings"),
+            warned_at: Cell::new(0),
+            next_ms: Cell::new(core.now_ms().saturating_add(WATCH_EVERY_MS)),
+        };
+        core.timers.register(Rc::new(watch));
+    }
+}
+
+impl Ticker for BudgetWatch {
+    fn next_due_ms(&self) -> Option<i64> {
+        Some(self.next_ms.get())
+    }
+
+    fn fire(&self, now_ms: i64) -> Result<(), JobError> {
+        if now_ms >= self.next_ms.get() {
+            let budget = self.core.memory_budget();
+            let by_use = MemoryUse::ALL.map(|what| budget.used_by(what));
+            let unevictable = unevictable_bytes(&by_use);
+            self.used.set(budget.used() as i64);
+            self.limit.set(budget.limit() as i64);
+            self.unevictable.set(unevictable as i64);
+            let configured = self.core.config.state_memory_budget_bytes;
+            if let Some(message) = over_budget(self.core.index(), configured, &by_use, self.warned_at.get()) {
+                tracing::warn!("{message}");
+                self.warned_at.set(unevictable);
+                self.warnings.add(1);
+            }
+            self.next_ms.set(now_ms.saturating_add(WATCH_EVERY_MS));
+        }
+        Ok(())
+    }
+}
+
+/// Of what each use holds (in [`MemoryUse::ALL`]'s order), what eviction
+/// cannot free: all but the hot entries.
+fn unevictable_bytes(by_use: &[usize; 5]) -> usize {
+    MemoryUse::ALL.iter().zip(by_use).filter(|(what, _)| **what != MemoryUse::Entries).map(|(_, b)| b).sum()
+}
+
+/// The warning for core `core`, whose budget is `budget` bytes and whose
+/// uses hold `by_use`, when what eviction cannot free exceeds the budget
+/// and has at least doubled since the last warning (`warned_at` bytes; 0:
+/// none yet).
+fn over_budget(core: usize, budget: usize, by_use: &[usize; 5], warned_at: usize) -> Option<String> {
+    let unevictable = unevictable_bytes(by_use);
+    if unevictable <= budget || (warned_at > 0 && unevictable < warned_at.saturating_mul(2)) {
+        return None;
+    }
+    let mib = |b: usize| b as f64 / 1048576.0;
+    let parts: Vec<String> = MemoryUse::ALL
+        .iter()
+        .zip(by_use)
+        .filter(|(what, b)| **what != MemoryUse::Entries && **b > 0)
+        .map(|(what, b)| format!("{} {:.1} MiB", what.description(), mib(*b)))
+        .collect();
+    Some(format!(
+        "core {core}: state memory that eviction cannot free ({:.1} MiB: {}) exceeds the core's budget \
+         (state_memory_budget_bytes = {budget}, {:.1} MiB), so the core stays over its budget; \
+         raise the budget or spread the keys over more cores",
+        mib(unevictable),
+        parts.join(", "),
+        mib(budget),
+    ))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
     const MIB: usize = 1 << 20;
+
+    /// What eviction cannot free is compared with the configured budget;
+    /// a warning names each part, and comes again only once that has
+    /// doubled.
+    #[test]
+    fn state_that_cannot_be_evicted_past_the_budget_is_reported_once_per_doubling() {
+        // entries, index, timers, segments, state files
+        let within = [100 * MIB, 10 * MIB, 5 * MIB, MIB, 0];
+        assert_eq!(unevictable_bytes(&within), 16 * MIB);
+        assert_eq!(over_budget(0, 16 * MIB, &within, 0), None, "at the budget, hot entries aside");
+        let over = [0, 30 * MIB, 20 * MIB, 0, 2 * MIB];
+        let message = over_budget(1, 16 * MIB, &over, 0).expect("52 MiB cannot be evicted");
+        assert!(
+            message.starts_with("core 1: state memory that eviction cannot free (52.0 MiB: "),
+            "{message}"
+        );
+        for part in ["index of cold keys 30.0 MiB", "timers 20.0 MiB", "checkpoint state files 2.0 MiB"] {
+            assert!(message.contains(part), "{part} in {message}");
+        }
+        assert!(!message.contains("unwritten"), "parts holding nothing are left out: {message}");
+        assert!(message.contains("state_memory_budget_bytes = 16777216"), "{message}");
+        assert_eq!(over_budget(1, 16 * MIB, &over, 27 * MIB), None, "less than twice the last warning");
+        assert!(over_budget(1, 16 * MIB, &over, 26 * MIB).is_some(), "twice the last warning");
+    }
 
     #[test]
     fn a_core_gives_way_by_its_share_of_what_the_budgets_do_not_hold() {

@@ -676,6 +676,10 @@ async fn build_and_run(
         factory.instantiate(&mut builder, meta, ends)?;
     }
     core.shared.built(build_started.elapsed());
+    if core.config.state_backend == crate::config::StateBackendKind::Log {
+        // Before the monitor hears of the core's gauges.
+        self::memory::BudgetWatch::register(core);
+    }
     core.shared.monitor(|| {
         let (counters, gauges) = core.registered();
         MonitorMsg::Registered { counters, gauges }

@@ -175,6 +175,17 @@ impl MemoryUse {
             Self::StateFiles => "state_files",
         }
     }
+
+    /// What it is, in words (for messages).
+    pub fn description(self) -> &'static str {
+        match self {
+            Self::Entries => "hot entries",
+            Self::Index => "index of cold keys",
+            Self::Timers => "timers",
+            Self::Segments => "unwritten log segments",
+            Self::StateFiles => "checkpoint state files",
+        }
+    }
 }
 
 /// A core's budget for state held in memory (managed memory): every
