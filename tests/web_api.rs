@@ -79,15 +79,21 @@ struct Job {
 }
 
 fn start(token: Option<&str>) -> Job {
+    start_on(token, |config| config)
+}
+
+/// [`start`], with `backend` adjusting the job's configuration.
+fn start_on(token: Option<&str>, backend: impl FnOnce(JobConfig) -> JobConfig) -> Job {
     let dir = tempfile::tempdir().unwrap();
-    let config = JobConfig {
+    let config = backend(JobConfig {
         pin_cores: false,
         checkpoint_dir: Some(dir.path().join("chk")),
         checkpoint_interval_ms: 100,
         web_ui: Some("127.0.0.1:0".parse().unwrap()),
         web_token: token.map(String::from),
+        state_dir: Some(dir.path().join("state")),
         ..JobConfig::with_cores(2)
-    };
+    });
     let generated = Arc::new(AtomicU64::new(0));
     let g = generated.clone();
     let (tx, rx) = std::sync::mpsc::channel();
@@ -157,6 +163,7 @@ fn the_api_reports_the_running_job() {
     assert_eq!(o["state"], "RUNNING");
     assert_eq!(o["cores"], 2);
     assert_eq!(o["monitor_messages_dropped"], 0, "the monitor's queue had room");
+    assert!(o["state_memory"].is_null(), "no state memory figures on the heap backend: {o}");
     // Graph: source, timestamps, keyed reduce (hash exchange), sink.
     let g = get(a, "/api/graph").json();
     let nodes = g["nodes"].as_array().unwrap();
@@ -262,6 +269,40 @@ fn the_api_reports_the_running_job() {
     job.join().expect("a job stopped with a savepoint ends without error");
     assert!(stopped.join("_manifest").exists(), "{reply}");
     println!("{generated} records generated before the stop");
+}
+
+/// Under the log backend the overview sums the cores' state memory against
+/// their budgets (whether a core is over is the monitor's unit test), and
+/// `/metrics` has the gauges per core; on the heap backend there are none
+/// (see [`the_api_reports_the_running_job`]).
+#[test]
+fn the_overview_reports_state_memory_on_the_log_backend() {
+    let job = start_on(None, |config| JobConfig {
+        state_backend: brisk::StateBackendKind::Log,
+        state_memory_budget_bytes: 1 << 20,
+        ..config
+    });
+    let a = job.addr;
+    let memory = wait_for("the cores' state memory", || {
+        let m = get(a, "/api/overview").json()["state_memory"].clone();
+        (m["used_bytes"].as_i64()? > 0).then_some(m)
+    });
+    println!("state memory: {memory}");
+    assert_eq!(memory["budget_bytes"], 2 << 20, "two cores' budgets");
+    assert_eq!(memory["cores_over_budget"], 0, "a few KB cannot be evicted: {memory}");
+    let unevictable = memory["unevictable_bytes"].as_i64().unwrap();
+    assert!((0..=memory["used_bytes"].as_i64().unwrap()).contains(&unevictable), "{memory}");
+    let metrics = get(a, "/metrics").body;
+    for gauge in ["state_memory_used_bytes", "state_memory_unevictable_bytes", "state_memory_budget_bytes"] {
+        for core in 0..2 {
+            assert!(
+                metrics.contains(&format!("brisk_{gauge}{{operator=\"(core)\",core=\"{core}\"}}")),
+                "{gauge} of core {core} in /metrics"
+            );
+        }
+    }
+    assert_eq!(post(a, "/api/cancel", "", "").status, 202);
+    assert!(job.join().expect_err("cancelled").is_cancellation());
 }
 
 #[test]

@@ -31,7 +31,10 @@ cleanup() {
 trap cleanup EXIT
 
 # Port 0: the system picks a free port; the job prints the address.
+# On the log backend with the smallest budget, which what eviction cannot
+# free exceeds: the page marks the state memory figure.
 target/debug/keyed_window --events 1000000000 --rate 5000 --keys 1000 --cores 2 \
+  --state-backend log --state-memory-budget 4096 \
   --checkpoint-dir "$work/chk" --checkpoint-interval-ms 500 --web-ui 127.0.0.1:0 \
   >"$work/job.out" 2>&1 &
 job_pid=$!
@@ -93,6 +96,8 @@ check "the source rate is shown" grep -Eq '<span id="rate">[0-9.,]+( k| M| G)?/s
 check "operator rows per core" grep -q '<td class="num">1</td>' "$dom"
 check "a completed checkpoint is listed" grep -q 'class="COMPLETED"' "$dom"
 check "latency at the sink is shown" grep -Eq '<td>discard</td><td class="num">[0-9.,]+( k| M| G)?</td><td class="num">[0-9.,]+ ms</td>' "$dom"
+check "state memory against the budget is shown, marked over it" \
+  grep -Eq '<div class="figure over" id="state-memory-figure" title="2 core\(s\) over budget: [^"]+"><span class="label">state memory / budget</span><span id="state-memory">[0-9.,]+ (B|KiB|MiB) / 8 KiB</span>' "$dom"
 size=$(stat -c %s "$shot" 2>/dev/null || echo 0)
 check "a screenshot was saved ($shot, $size bytes)" test "$size" -gt 20000
 if [ "$fail" -ne 0 ]; then

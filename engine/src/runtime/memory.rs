@@ -207,7 +207,8 @@ pub(crate) const WATCH_EVERY_MS: i64 = 100;
 
 /// Under the log backend, every [`WATCH_EVERY_MS`]: publishes what the
 /// core's state memory holds (gauges `state_memory_used_bytes`,
-/// `state_memory_limit_bytes`, `state_memory_unevictable_bytes`), and warns
+/// `state_memory_limit_bytes`, `state_memory_unevictable_bytes`, beside
+/// `state_memory_budget_bytes`), and warns
 /// when what eviction cannot free (the indexes of cold keys, timers,
 /// unwritten segments, checkpoint state files) exceeds the configured
 /// budget: the core then stays over its budget whatever it evicts, and
@@ -220,6 +221,8 @@ pub(crate) struct BudgetWatch {
     used: crate::metrics::Gauge,
     limit: crate::metrics::Gauge,
     unevictable: crate::metrics::Gauge,
+    /// The configured budget, as a gauge beside them (set once).
+    _budget: crate::metrics::Gauge,
     warnings: crate::metrics::Counter,
     /// What eviction could not free at the last warning (0: none yet).
     warned_at: Cell<usize>,
@@ -235,6 +238,11 @@ impl BudgetWatch {
             used: core.gauge("(core)", "state_memory_used_bytes", 0),
             limit: core.gauge("(core)", "state_memory_limit_bytes", core.memory_budget().limit() as i64),
             unevictable: core.gauge("(core)", "state_memory_unevictable_bytes", 0),
+            _budget: core.gauge(
+                "(core)",
+                "state_memory_budget_bytes",
+                core.config.state_memory_budget_bytes as i64,
+            ),
             warnings: core.counter("(core)", "state_memory_over_budget_warnings"),
             warned_at: Cell::new(0),
             next_ms: Cell::new(core.now_ms().saturating_add(WATCH_EVERY_MS)),
@@ -283,21 +291,29 @@ fn over_budget(core: usize, budget: usize, by_use: &[usize; 5], warned_at: usize
     if unevictable <= budget || (warned_at > 0 && unevictable < warned_at.saturating_mul(2)) {
         return None;
     }
-    let mib = |b: usize| b as f64 / 1048576.0;
     let parts: Vec<String> = MemoryUse::ALL
         .iter()
         .zip(by_use)
         .filter(|(what, b)| **what != MemoryUse::Entries && **b > 0)
-        .map(|(what, b)| format!("{} {:.1} MiB", what.description(), mib(*b)))
+        .map(|(what, b)| format!("{} {}", what.description(), human_bytes(*b)))
         .collect();
     Some(format!(
-        "core {core}: state memory that eviction cannot free ({:.1} MiB: {}) exceeds the core's budget \
-         (state_memory_budget_bytes = {budget}, {:.1} MiB), so the core stays over its budget; \
+        "core {core}: state memory that eviction cannot free ({}: {}) exceeds the core's budget \
+         (state_memory_budget_bytes = {budget}, {}), so the core stays over its budget; \
          raise the budget or spread the keys over more cores",
-        mib(unevictable),
+        human_bytes(unevictable),
         parts.join(", "),
-        mib(budget),
+        human_bytes(budget),
     ))
+}
+
+/// `bytes` in MiB, KiB or bytes, whichever reads best.
+fn human_bytes(bytes: usize) -> String {
+    match bytes {
+        b if b >= 1 << 20 => format!("{:.1} MiB", b as f64 / 1048576.0),
+        b if b >= 1 << 10 => format!("{:.1} KiB", b as f64 / 1024.0),
+        b => format!("{b} bytes"),
+    }
 }
 
 #[cfg(test)]
@@ -328,6 +344,10 @@ mod tests {
         assert!(message.contains("state_memory_budget_bytes = 16777216"), "{message}");
         assert_eq!(over_budget(1, 16 * MIB, &over, 27 * MIB), None, "less than twice the last warning");
         assert!(over_budget(1, 16 * MIB, &over, 26 * MIB).is_some(), "twice the last warning");
+        // A small budget reads in KiB and bytes.
+        let small = over_budget(0, 4096, &[0, 0, 900, 5 << 10, 0], 0).expect("over 4 KiB");
+        assert!(small.contains("(5.9 KiB: timers 900 bytes, unwritten log segments 5.0 KiB)"), "{small}");
+        assert!(small.contains("state_memory_budget_bytes = 4096, 4.0 KiB)"), "{small}");
     }
 
     #[test]

@@ -385,6 +385,33 @@ impl Monitor {
             "checkpoints_failed": self.checkpoints_failed,
             "exceptions": self.exceptions.len(),
             "monitor_messages_dropped": self.dropped.load(Ordering::Relaxed),
+            "state_memory": self.state_memory(),
+        })
+    }
+
+    /// Under the log backend, the cores' state memory summed (bytes held,
+    /// budget, what eviction cannot free) and how many cores hold more that
+    /// eviction cannot free than their budget; `null` on the heap backend.
+    fn state_memory(&self) -> serde_json::Value {
+        let per_core = |metric: &str| -> BTreeMap<usize, i64> {
+            self.gauges
+                .iter()
+                .filter(|g| g.operator == "(core)" && g.metric == metric)
+                .map(|g| (g.core, g.gauge.get()))
+                .collect()
+        };
+        let budget = per_core("state_memory_budget_bytes");
+        if budget.is_empty() {
+            return serde_json::Value::Null;
+        }
+        let (used, unevictable) =
+            (per_core("state_memory_used_bytes"), per_core("state_memory_unevictable_bytes"));
+        let over = unevictable.iter().filter(|(core, u)| budget.get(core).is_some_and(|b| *u > b)).count();
+        serde_json::json!({
+            "used_bytes": used.values().sum::<i64>(),
+            "budget_bytes": budget.values().sum::<i64>(),
+            "unevictable_bytes": unevictable.values().sum::<i64>(),
+            "cores_over_budget": over,
         })
     }
 
@@ -736,6 +763,43 @@ mod tests {
         drop(rx);
         tx.tell(MonitorMsg::Ended { state: JobState::Finished });
         assert_eq!(tx.dropped.load(Ordering::Relaxed), 1, "nobody listens any more: nothing lost to count");
+    }
+
+    /// The overview's state memory sums the cores' gauges and counts the
+    /// cores whose unevictable part is over their own budget; without the
+    /// gauges (heap backend) it is null.
+    #[test]
+    fn state_memory_sums_the_cores_and_counts_those_over_their_budget() {
+        let config = crate::JobConfig::with_cores(2);
+        let mut monitor = Monitor::new("job".into(), &[], 2, JobControl::default(), &config, Arc::default());
+        assert!(monitor.state_memory().is_null());
+        let gauge = |core: usize, metric: &str, v: i64| GaugeEntry {
+            operator: "(core)".into(),
+            metric: metric.into(),
+            core,
+            gauge: crate::metrics::Gauge::new(v),
+        };
+        monitor.on_message(MonitorMsg::Registered {
+            counters: Vec::new(),
+            gauges: vec![
+                gauge(0, "state_memory_budget_bytes", 100),
+                gauge(0, "state_memory_used_bytes", 160),
+                gauge(0, "state_memory_unevictable_bytes", 150),
+                gauge(1, "state_memory_budget_bytes", 100),
+                gauge(1, "state_memory_used_bytes", 90),
+                gauge(1, "state_memory_unevictable_bytes", 100),
+                gauge(1, "watermark", 7),
+            ],
+        });
+        assert_eq!(
+            monitor.state_memory(),
+            serde_json::json!({
+                "used_bytes": 250,
+                "budget_bytes": 200,
+                "unevictable_bytes": 250,
+                "cores_over_budget": 1,
+            })
+        );
     }
 
     /// The monitor clears a histogram's flag when it takes it, so the sink

@@ -219,6 +219,18 @@ async function refresh() {
     // Only once the monitor's queue overflowed: what this page shows may miss events.
     $("dropped").textContent = number(overview.monitor_messages_dropped);
     $("dropped-figure").hidden = !(overview.monitor_messages_dropped > 0);
+    // Log backend only: what the cores' state holds against their budgets,
+    // marked when what eviction cannot free is over a core's budget.
+    const sm = overview.state_memory;
+    $("state-memory-figure").hidden = !sm;
+    if (sm) {
+      $("state-memory").textContent = bytes(sm.used_bytes) + " / " + bytes(sm.budget_bytes);
+      $("state-memory-figure").classList.toggle("over", sm.cores_over_budget > 0);
+      $("state-memory-figure").title = sm.cores_over_budget > 0
+        ? sm.cores_over_budget + " core(s) over budget: " + bytes(sm.unevictable_bytes) +
+          " of index, timers and unwritten segments cannot be evicted; raise state_memory_budget_bytes"
+        : "";
+    }
     drawGraph(graph, ops.operators);
     drawThroughput(graph, ops.operators);
     drawLatency(lat);
