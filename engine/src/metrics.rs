@@ -6,6 +6,17 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 
+/// `bytes` for people: in GiB, MiB or KiB to one decimal, or in bytes
+/// (`B`) under 1 KiB.
+pub fn human_bytes(bytes: u64) -> String {
+    match bytes {
+        b if b >= 1 << 30 => format!("{:.1} GiB", b as f64 / (1u64 << 30) as f64),
+        b if b >= 1 << 20 => format!("{:.1} MiB", b as f64 / (1u64 << 20) as f64),
+        b if b >= 1 << 10 => format!("{:.1} KiB", b as f64 / 1024.0),
+        b => format!("{b} B"),
+    }
+}
+
 /// A monotonically increasing count owned by one core.
 #[derive(Debug, Clone, Default)]
 pub struct Counter(Arc<AtomicU64>);

@@ -14,6 +14,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, bail};
 use brisk::checkpoint::{format, store};
+use brisk::metrics::human_bytes as bytes;
 
 /// What `brisk checkpoints` does.
 #[derive(clap::Subcommand)]
@@ -211,15 +212,6 @@ fn inspect(dir: &Path, key_groups: usize, out: &mut impl std::io::Write) -> anyh
         }
     }
     Ok(())
-}
-
-fn bytes(n: u64) -> String {
-    match n {
-        n if n >= 1 << 30 => format!("{:.1} GiB", n as f64 / (1u64 << 30) as f64),
-        n if n >= 1 << 20 => format!("{:.1} MiB", n as f64 / (1u64 << 20) as f64),
-        n if n >= 1 << 10 => format!("{:.1} KiB", n as f64 / 1024.0),
-        n => format!("{n} B"),
-    }
 }
 
 /// `2026-11-22 01:02:03.456` for epoch ms (UTC).

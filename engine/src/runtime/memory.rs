@@ -37,6 +37,7 @@ use std::time::Duration;
 use brisk_state::log::MemoryUse;
 
 use crate::error::JobError;
+use crate::metrics::human_bytes;
 use crate::runtime::core::Core;
 use crate::runtime::timers::Ticker;
 
@@ -295,25 +296,16 @@ fn over_budget(core: usize, budget: usize, by_use: &[usize; 5], warned_at: usize
         .iter()
         .zip(by_use)
         .filter(|(what, b)| **what != MemoryUse::Entries && **b > 0)
-        .map(|(what, b)| format!("{} {}", what.description(), human_bytes(*b)))
+        .map(|(what, b)| format!("{} {}", what.description(), human_bytes(*b as u64)))
         .collect();
     Some(format!(
         "core {core}: state memory that eviction cannot free ({}: {}) exceeds the core's budget \
          (state_memory_budget_bytes = {budget}, {}), so the core stays over its budget; \
          raise the budget or spread the keys over more cores",
-        human_bytes(unevictable),
+        human_bytes(unevictable as u64),
         parts.join(", "),
-        human_bytes(budget),
+        human_bytes(budget as u64),
     ))
-}
-
-/// `bytes` in MiB, KiB or bytes, whichever reads best.
-fn human_bytes(bytes: usize) -> String {
-    match bytes {
-        b if b >= 1 << 20 => format!("{:.1} MiB", b as f64 / 1048576.0),
-        b if b >= 1 << 10 => format!("{:.1} KiB", b as f64 / 1024.0),
-        b => format!("{b} bytes"),
-    }
 }
 
 #[cfg(test)]
@@ -344,9 +336,9 @@ mod tests {
         assert!(message.contains("state_memory_budget_bytes = 16777216"), "{message}");
         assert_eq!(over_budget(1, 16 * MIB, &over, 27 * MIB), None, "less than twice the last warning");
         assert!(over_budget(1, 16 * MIB, &over, 26 * MIB).is_some(), "twice the last warning");
-        // A small budget reads in KiB and bytes.
+        // A small budget reads in KiB and B.
         let small = over_budget(0, 4096, &[0, 0, 900, 5 << 10, 0], 0).expect("over 4 KiB");
-        assert!(small.contains("(5.9 KiB: timers 900 bytes, unwritten log segments 5.0 KiB)"), "{small}");
+        assert!(small.contains("(5.9 KiB: timers 900 B, unwritten log segments 5.0 KiB)"), "{small}");
         assert!(small.contains("state_memory_budget_bytes = 4096, 4.0 KiB)"), "{small}");
     }
 
