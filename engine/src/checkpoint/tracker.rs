@@ -65,6 +65,13 @@ pub(crate) struct CoreCheckpoints {
     /// State files being written, and a wake-up when that drops to zero.
     writing: Cell<usize>,
     idle: glommio::sync::Semaphore,
+    /// Of those, the ones whose file I/O has started, and a wake-up when
+    /// that drops to zero: a core's executor must not end while one is in
+    /// flight, even when the run failed (closing a file truncates its
+    /// padded tail through glommio's blocking thread, which panics when it
+    /// finds the executor gone).
+    io_in_flight: Cell<usize>,
+    io_idle: glommio::sync::Semaphore,
     /// Under the log backend, the core's memory budget: a state file's
     /// bytes are charged to it until written.
     memory: RefCell<Option<Rc<brisk_state::log::MemoryBudget>>>,
@@ -121,6 +128,8 @@ impl CoreCheckpoints {
             writing_ids: RefCell::default(),
             writing: Cell::new(0),
             idle: glommio::sync::Semaphore::new(0),
+            io_in_flight: Cell::new(0),
+            io_idle: glommio::sync::Semaphore::new(0),
             memory: RefCell::default(),
             burst: Cell::new(Burst::default()),
         })
@@ -255,9 +264,15 @@ impl CoreCheckpoints {
                 None => Ok(()),
             };
             let result = match result {
-                Ok(()) => write_durably(&path, &header, &payload)
-                    .await
-                    .map_err(|e| format!("cannot write {}: {e}", path.display())),
+                Ok(()) => {
+                    this.io_in_flight.set(this.io_in_flight.get() + 1);
+                    let written = write_durably(&path, &header, &payload).await;
+                    this.io_in_flight.set(this.io_in_flight.get() - 1);
+                    if this.io_in_flight.get() == 0 {
+                        this.io_idle.signal(1);
+                    }
+                    written.map_err(|e| format!("cannot write {}: {e}", path.display()))
+                }
                 Err(e) => Err(e),
             };
             drop(payload);
@@ -301,6 +316,18 @@ impl CoreCheckpoints {
     pub async fn wait_for_writes(&self) {
         while self.writing.get() > 0 {
             let _ = self.idle.acquire(1).await;
+        }
+    }
+
+    /// Waits until no state file's I/O is in flight. Unlike
+    /// [`wait_for_writes`](Self::wait_for_writes) it does not wait for files
+    /// still waiting for their log segments (which a failed run may never
+    /// make durable), only for I/O that has started and always finishes,
+    /// with an error at worst: what a failed core waits for before its
+    /// executor ends.
+    pub async fn wait_for_file_io(&self) {
+        while self.io_in_flight.get() > 0 {
+            let _ = self.io_idle.acquire(1).await;
         }
     }
 
@@ -449,6 +476,41 @@ mod tests {
 
     fn commit(id: u64, name: &str) -> Commit {
         Commit { checkpoint: id, from: PathBuf::from(format!(".{name}")), to: PathBuf::from(name) }
+    }
+
+    /// A failed core's end waits for a state file whose I/O has started:
+    /// once `wait_for_file_io` returns, the file is complete (its padded
+    /// tail truncated), so no blocking file operation is left for
+    /// glommio's thread to answer after the executor is gone.
+    #[test]
+    // The directory is made on the test's thread, before the core starts.
+    #[allow(clippy::disallowed_methods)]
+    fn a_core_can_wait_for_the_state_file_io_it_started() {
+        let dir = tempfile::tempdir().unwrap();
+        let shared = CheckpointShared::new(dir.path().to_path_buf());
+        std::fs::create_dir_all(shared.dir_of(1)).unwrap();
+        let file = shared.dir_of(1).join("op-0-core-0.state");
+        let (want, len) = glommio::LocalExecutorBuilder::default()
+            .spawn(move || async move {
+                let (tx, _rx) = unbounded();
+                let cp = CoreCheckpoints::new(0, shared, tx, None);
+                // Not a multiple of the DMA alignment: closing truncates.
+                let payload = vec![7u8; (1 << 20) + 123];
+                let want = (format::header(&payload).len() + payload.len()) as u64;
+                cp.write_state(1, 0, payload, Instant::now());
+                while cp.io_in_flight.get() == 0 {
+                    futures_lite::future::yield_now().await;
+                }
+                cp.wait_for_file_io().await;
+                assert_eq!(cp.io_in_flight.get(), 0);
+                // Read before the executor ends (it would finish the write).
+                let len = glommio::io::DmaFile::open(&file).await.unwrap().file_size().await.unwrap();
+                (want, len)
+            })
+            .unwrap()
+            .join()
+            .unwrap();
+        assert_eq!(len, want, "the file is whole, its padding truncated");
     }
 
     /// The reserve for the next checkpoint is the larger of the last two

@@ -641,11 +641,16 @@ async fn run_core(
 ) -> CoreOutcome {
     let core = Core::new(index, config, shared, checkpoints);
     let result = build_and_run(&core, metas, factories, ends).await;
-    if result.is_ok()
-        && let Some(cp) = &core.checkpoints
-    {
-        cp.wait_for_writes().await;
-        cp.send(cp.ended());
+    if let Some(cp) = &core.checkpoints {
+        if result.is_ok() {
+            cp.wait_for_writes().await;
+            cp.send(cp.ended());
+        } else {
+            // State files whose I/O started finish too (see
+            // `wait_for_file_io`); ones still waiting for segments are
+            // given up.
+            cp.wait_for_file_io().await;
+        }
     }
     // State segment writes always finish (with an error at worst): let them,
     // before the executor goes.
