@@ -792,3 +792,150 @@ fn on_the_log_backend_timers_fired_and_deleted_between_checkpoints_survive_a_res
 fn is_timer_file(path: &Path) -> bool {
     begins_with(path, b"BRISKTMR")
 }
+
+/// Everything [`Stateful`] keeps for a key, in one value archived with
+/// rkyv ([`brisk::state::Rkyv`]).
+#[derive(
+    Default, brisk::state::rkyv::Archive, brisk::state::rkyv::Serialize, brisk::state::rkyv::Deserialize,
+)]
+#[rkyv(crate = brisk::state::rkyv)]
+struct KeyRecord {
+    sum: u64,
+    recent: Vec<u64>,
+    per_window: Vec<WindowCount>,
+    largest: Option<u64>,
+    times: (u64, i64),
+}
+
+#[derive(brisk::state::rkyv::Archive, brisk::state::rkyv::Serialize, brisk::state::rkyv::Deserialize)]
+#[rkyv(crate = brisk::state::rkyv)]
+struct WindowCount {
+    window: i64,
+    count: u64,
+}
+
+/// [`Stateful`]'s output from one archived value per key: written whole on
+/// each event, read in place by its timers.
+#[derive(Clone, Default)]
+struct ArchivedStateful {
+    record: ValueState<Rkyv<KeyRecord>>,
+}
+
+impl KeyedProcessFunction<u64, Ev, String> for ArchivedStateful {
+    fn open(&mut self, ctx: &mut OpenContext<'_, u64>) -> Result<(), UserError> {
+        self.record = ctx.value_state("record")?;
+        Ok(())
+    }
+
+    fn process_element(
+        &mut self,
+        (key, i, ts): Ev,
+        ctx: &mut Context<'_, u64>,
+        out: &mut Collector<'_, String>,
+    ) -> Result<(), UserError> {
+        let window = ts / 100 * 100;
+        let mut state = ctx.value(&self.record);
+        let mut r = state.get().map(Rkyv::to_value).unwrap_or_default();
+        r.sum += i;
+        r.recent.push(i);
+        if r.recent.len() > 3 {
+            r.recent.remove(0);
+        }
+        match r.per_window.iter_mut().find(|w| w.window == window) {
+            Some(w) => w.count += 1,
+            None => r.per_window.push(WindowCount { window, count: 1 }),
+        }
+        r.largest = Some(r.largest.map_or(scramble(i), |l| l.max(scramble(i))));
+        r.times = (r.times.0 + 1, r.times.1 + ts);
+        out.collect(format!(
+            "e,{key},{i},{},{:?},{:?},{},{}",
+            r.sum, r.recent, r.largest, r.times.0, r.times.1
+        ));
+        state.set(Rkyv::new(&r));
+        ctx.register_event_time_timer(window + 99);
+        Ok(())
+    }
+
+    fn on_timer(
+        &mut self,
+        timestamp: i64,
+        ctx: &mut Context<'_, u64>,
+        out: &mut Collector<'_, String>,
+    ) -> Result<(), UserError> {
+        let window = timestamp - 99;
+        let key = *ctx.current_key();
+        let mut state = ctx.value(&self.record);
+        // Read in place: find the window's count without decoding the value.
+        let archived = state.get().expect("a timer's key has state");
+        let count =
+            archived.get().per_window.iter().find(|w| w.window == window).map_or(0, |w| w.count.to_native());
+        out.collect(format!("t,{key},{window},{count}"));
+        if count > 0 {
+            let mut r = archived.to_value();
+            r.per_window.retain(|w| w.window != window);
+            state.get_mut().expect("read above").set(&r);
+        }
+        Ok(())
+    }
+}
+
+#[test]
+fn on_the_log_backend_values_archived_with_rkyv_survive_a_restart_and_a_rescale() {
+    let want = expected();
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("out");
+    let config = JobConfig { restart_attempts: 2, restart_delay_ms: 10, ..log_config(dir.path(), 2) };
+    let armed = Arc::new(AtomicBool::new(true));
+    let (out2, hook) = (out.clone(), Hook::Panic(EVENTS * 3 / 4, armed.clone()));
+    let result = common::run_guarded(120, move || {
+        let env = StreamEnv::new(config);
+        job_with(&env, &out2, hook, ArchivedStateful::default(), RATE);
+        env.execute()
+    })
+    .unwrap();
+    assert!(!armed.load(Ordering::SeqCst), "the failure was injected");
+    assert_eq!(result.restarts, 1);
+    let (evicted, read_back) =
+        (result.metrics.total("state_evicted"), result.metrics.total("state_read_back"));
+    println!("restart: {evicted} entries evicted, {read_back} read back in the last run");
+    assert!(
+        evicted > 1000 && read_back > 1000,
+        "the budget forced spilling: {evicted} evicted, {read_back} read back"
+    );
+    check(committed(&out), &want, "archived values, log backend, restart at 2 cores");
+
+    // A savepoint at 2 cores, resumed at 1.
+    let dir = tempfile::tempdir().unwrap();
+    let (out, savepoint) = (dir.path().join("out"), dir.path().join("savepoint"));
+    let (tx, at_half) = sync_channel(1);
+    let (config, out2) = (log_config(dir.path(), 2), out.clone());
+    let (send_control, control) = sync_channel(1);
+    let first = std::thread::spawn(move || {
+        let env = StreamEnv::new(config);
+        job_with(&env, &out2, Hook::Signal(EVENTS / 2, tx), ArchivedStateful::default(), RATE);
+        send_control.send(env.control()).unwrap();
+        env.execute()
+    });
+    let control: JobControl = control.recv().unwrap();
+    at_half.recv().expect("the job reaches half of its input");
+    control.stop_with_savepoint(&savepoint).unwrap();
+    first.join().unwrap().unwrap();
+    let config = JobConfig { restore: Some(RestoreFrom::Path(savepoint)), ..log_config(dir.path(), 1) };
+    let out2 = out.clone();
+    let result = common::run_guarded(120, move || {
+        let env = StreamEnv::new(config);
+        job_with(&env, &out2, Hook::None, ArchivedStateful::default(), RATE);
+        env.execute()
+    })
+    .unwrap();
+    let restored = result.restored.expect("restored");
+    let (written, read_back) = (result.metrics.total("records_in"), result.metrics.total("state_read_back"));
+    println!(
+        "restored savepoint {} at 1 core: {written} records written, {read_back} entries read back",
+        restored.checkpoint
+    );
+    if written > 1000 {
+        assert!(read_back > 0, "{written} records written without reading spilled state back");
+    }
+    check(committed(&out), &want, "archived values, log backend, savepoint at 2 cores, restored at 1");
+}

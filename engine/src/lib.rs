@@ -88,7 +88,7 @@ pub mod prelude {
     };
     pub use crate::{Either, JoinContext};
     pub use brisk_state::{
-        AggregatingState, ListState, MapState, ReducingState, StateTtlConfig, TtlUpdate, TtlVisibility,
+        AggregatingState, ListState, MapState, ReducingState, Rkyv, StateTtlConfig, TtlUpdate, TtlVisibility,
         ValueState,
     };
 }

@@ -13,6 +13,7 @@
 //! | [`heap`] | [`KeyedStateBackend`]: value, list, map, reducing and aggregating state in per-state hash tables |
 //! | [`hot`] | [`hot::HotTable`]: the in-memory hash table of entries, in sixteen shards so that it never resizes whole |
 //! | [`access`] | the accessors a backend hands out: one state scoped to the current key |
+//! | [`archived`] | [`Rkyv`]: a state value kept as its `rkyv` archive, read in place and validated when read back |
 //! | [`ttl`] | [`StateTtlConfig`]: state that expires in processing time, and how expired values are cleaned up |
 //! | [`log`] | the log tier: checksummed append-only segments, eviction and read-back within a [`log::MemoryBudget`], compaction, the storage twin |
 //! | [`timers`] | [`TimerQueue`]: timers per key and namespace, deduplicated, in timestamp order |
@@ -32,6 +33,7 @@
 //! ```
 
 pub mod access;
+pub mod archived;
 pub mod hash;
 pub mod heap;
 pub mod hot;
@@ -40,6 +42,7 @@ pub mod log;
 pub mod timers;
 pub mod ttl;
 
+pub use archived::{Archivable, ArchiveError, Rkyv};
 pub use hash::key_hash;
 pub use heap::{
     AggregateFunction, AggregatingAccess, AggregatingState, CurrentKey, KeyedStateBackend, ListAccess,
@@ -47,5 +50,8 @@ pub use heap::{
     StateValue, ValueAccess, ValueState, WithTtl,
 };
 pub use key_group::{KeyGroupRange, MaxParallelism};
+/// The `rkyv` this crate archives with, for `#[rkyv(crate = brisk_state::rkyv)]`
+/// on the types a [`Rkyv`] value holds.
+pub use rkyv;
 pub use timers::{Timer, TimerQueue};
 pub use ttl::{StateTtlConfig, TtlUpdate, TtlVisibility};
