@@ -9,6 +9,12 @@
 //! slots, 4096 rows laid out one after another as in a segment (rkyv's at
 //! its alignment).
 //!
+//! A second group weighs [`brisk::state::Rkyv`] for a large value (a
+//! profile of 256 features): read back from its record as the log does,
+//! then one feature read, plain postcard against the archive (copied and
+//! validated, then read in place); and written, the value encoded into its
+//! record either way.
+//!
 //! ```text
 //! cargo bench -p brisk-bench --bench row_decode
 //! ```
@@ -131,5 +137,121 @@ fn row_decode(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, row_decode);
+/// A large value, as a per-user feature store keeps one.
+#[derive(
+    Debug, Clone, PartialEq, Serialize, Deserialize, rkyv::Archive, rkyv::Serialize, rkyv::Deserialize,
+)]
+struct Profile {
+    user: String,
+    updated_ms: i64,
+    count: u64,
+    features: Vec<f32>,
+}
+
+const PROFILES: usize = 1024;
+const FEATURES: usize = 256;
+
+/// Reads each profile's record back as `Spill::fault_in` does (the key,
+/// then the value if the key matches, through `value`); sums what `value`
+/// returns.
+fn read_back(
+    profiles: &[(u64, Profile)],
+    log: &[u8],
+    at: &[std::ops::Range<usize>],
+    value: impl Fn(&[u8]) -> f32,
+) -> f32 {
+    let mut sum = 0f32;
+    for ((k, _), at) in profiles.iter().zip(at) {
+        let (key, rest) = postcard::take_from_bytes::<u64>(&log[at.clone()]).unwrap();
+        if key == *k {
+            sum += value(rest);
+        }
+    }
+    sum
+}
+
+fn large_value(c: &mut Criterion) {
+    use brisk::state::Rkyv;
+    let mut rng = fastrand::Rng::with_seed(7);
+    let profiles: Vec<(u64, Profile)> = (0..PROFILES as u64)
+        .map(|k| {
+            let p = Profile {
+                user: format!("user_{k}"),
+                updated_ms: 1_700_000_000_000 + rng.i64(0..1_000_000),
+                count: rng.u64(0..10_000),
+                features: (0..FEATURES).map(|_| rng.f32()).collect(),
+            };
+            (k, p)
+        })
+        .collect();
+    // Both kinds of record as the log holds them: postcard of (key, value),
+    // back to back at any alignment.
+    let records = |encode: &dyn Fn(&u64, &Profile, &mut Vec<u8>)| {
+        let mut log = Vec::new();
+        let mut at = Vec::new();
+        for (k, p) in &profiles {
+            let start = log.len();
+            encode(k, p, &mut log);
+            at.push(start..log.len());
+        }
+        (log, at)
+    };
+    let (plain_log, plain_at) = records(&|k, p, o| {
+        postcard::to_io(&(k, p), o).unwrap();
+    });
+    let (rkyv_log, rkyv_at) = records(&|k, p, o| {
+        postcard::to_io(&(k, &Rkyv::new(p)), o).unwrap();
+    });
+    println!(
+        "bytes per profile record ({FEATURES} features): postcard {:.1}, Rkyv {:.1}",
+        plain_log.len() as f64 / PROFILES as f64,
+        rkyv_log.len() as f64 / PROFILES as f64,
+    );
+
+    let mut g = c.benchmark_group("large_value");
+    g.throughput(Throughput::Elements(PROFILES as u64));
+    g.bench_function("read_back_postcard_then_one_feature", |b| {
+        b.iter(|| {
+            read_back(&profiles, &plain_log, &plain_at, |v| {
+                postcard::from_bytes::<Profile>(v).unwrap().features[17]
+            })
+        })
+    });
+    g.bench_function("read_back_rkyv_validated_then_one_feature", |b| {
+        b.iter(|| {
+            read_back(&profiles, &rkyv_log, &rkyv_at, |v| {
+                postcard::from_bytes::<Rkyv<Profile>>(v).unwrap().get().features[17].to_native()
+            })
+        })
+    });
+    g.bench_function("read_back_rkyv_validated_then_decoded", |b| {
+        b.iter(|| {
+            read_back(&profiles, &rkyv_log, &rkyv_at, |v| {
+                postcard::from_bytes::<Rkyv<Profile>>(v).unwrap().to_value().features[17]
+            })
+        })
+    });
+    let mut out = Vec::with_capacity(plain_log.len().max(rkyv_log.len()));
+    g.bench_function("write_postcard", |b| {
+        b.iter(|| {
+            out.clear();
+            for (k, p) in &profiles {
+                postcard::to_io(&(k, p), &mut out).unwrap();
+            }
+            out.len()
+        })
+    });
+    g.bench_function("write_rkyv", |b| {
+        b.iter(|| {
+            out.clear();
+            for (k, p) in &profiles {
+                postcard::to_io(&(k, &Rkyv::new(p)), &mut out).unwrap();
+            }
+            out.len()
+        })
+    });
+    g.finish();
+}
+
+criterion_group!(benches, row_decode, large_value);
 criterion_main!(benches);
