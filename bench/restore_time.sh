@@ -5,7 +5,9 @@
 #   bench/restore_time.sh KEYS CORES [CHK] [RUNS]
 # Each of RUNS restores (default 2) starts from a fresh copy of the killed run's checkpoint
 # directory (a restored job takes checkpoints of its own and retires older ones). Prints the
-# checkpoint's size and each restore's read and rebuild times (the job's `# restored` line).
+# checkpoint's size and each restore's read and rebuild times (the job's `# restored` line),
+# then reads fresh copies of the checkpoint cold with `cat`, RUNS times, for the disk's read
+# bandwidth that the goal (restore <= size / bandwidth + 1 s) is measured against.
 # Dropping the page cache needs root; without it the restores read from a warm cache, and the
 # script says so.
 set -euo pipefail
@@ -46,5 +48,22 @@ for run in $(seq 1 "$runs"); do
     echo "note: cannot drop the page cache (not root): run $run reads a warm cache"
   fi
   "$bin" --events 1 "${flags[@]}" --checkpoint-dir "$work/copy" --restore latest 2>&1 \
-    | grep -E '^# restored' | sed "s/^/run $run: /"
+    | grep -E '^# restored' | tee "$work/restored" | sed "s/^/run $run: /"
+done
+restored_bytes=$(sed -n 's/.* bytes=\([0-9]*\).*/\1/p' "$work/restored")
+
+# The goal is relative to the disk: restore <= state size / read bandwidth + 1 s. Read a fresh
+# copy of the same checkpoint cold, RUNS times, as the restores did.
+for run in $(seq 1 "$runs"); do
+  rm -rf "$work/copy" && cp -a "$work/cp" "$work/copy"
+  sync
+  [ -w /proc/sys/vm/drop_caches ] && echo 3 >/proc/sys/vm/drop_caches
+  bytes=$(find "$work/copy" -type f -printf '%s\n' | awk '{s += $1} END {printf "%.0f\n", s}')
+  start=$(date +%s.%N)
+  find "$work/copy" -type f -exec cat {} + >/dev/null
+  secs=$(echo "$(date +%s.%N) - $start" | bc -l)
+  bw=$(echo "$bytes / $secs" | bc -l)
+  printf 'read %d: %d bytes in %.2f s (%.2f GB/s); goal for the %d bytes restored: %.2f s\n' \
+    "$run" "$bytes" "$secs" "$(echo "$bw / 1000000000" | bc -l)" "$restored_bytes" \
+    "$(echo "$restored_bytes / $bw + 1" | bc -l)"
 done
