@@ -76,6 +76,10 @@ enum Written {
 /// few million slots is then cut into stretches of about 100 KiB.
 const LOAD_PART_BITS: u32 = 8;
 
+/// How many inserts ahead a restore's indexing prefetches the index's
+/// lines (see [`IndexedTable::index_loaded`]).
+const PREFETCH_AHEAD: usize = 16;
+
 /// Memory one slot of the index's capacity costs (12 bytes of tag and
 /// location, a control byte, and the buckets hashbrown keeps free beyond
 /// its capacity).
@@ -1008,7 +1012,13 @@ impl<K, V> super::index::IndexedTable for Spill<K, V> {
             let shard = cold.shard_index(filed);
             (shard << LOAD_PART_BITS) | bucket_part(filed, masks[shard], LOAD_PART_BITS)
         });
-        for &(hash, loc) in scratch.iter() {
+        // Each insert still misses the cache at least once (a batch touches
+        // a few percent of the index's lines): ask for the lines of the
+        // insert PREFETCH_AHEAD places on while this one is made.
+        for (i, &(hash, loc)) in scratch.iter().enumerate() {
+            if let Some(&(ahead, _)) = scratch.get(i + PREFETCH_AHEAD) {
+                self.cold.prefetch(index_hash(ahead));
+            }
             file_cold(&mut self.cold, hash, loc);
         }
     }
