@@ -414,9 +414,19 @@ fn check(got: [Vec<String>; 3], want: &[Vec<String>; 3], what: &str) {
 }
 
 fn run(config: JobConfig, out: PathBuf, hook: Hook) -> JobResult {
+    run_with(config, out, hook, Stateful::default())
+}
+
+/// [`run`] with `f` as the process function.
+fn run_with<F: KeyedProcessFunction<u64, Ev, String> + Send + 'static>(
+    config: JobConfig,
+    out: PathBuf,
+    hook: Hook,
+    f: F,
+) -> JobResult {
     common::run_guarded(120, move || {
         let env = StreamEnv::new(config);
-        job(&env, &out, hook, RATE);
+        job_with(&env, &out, hook, f, RATE);
         env.execute()
     })
     .unwrap()
@@ -428,10 +438,20 @@ fn start(
     out: PathBuf,
     hook: Hook,
 ) -> (std::thread::JoinHandle<Result<JobResult, JobError>>, JobControl) {
+    start_with(config, out, hook, Stateful::default())
+}
+
+/// [`start`] with `f` as the process function.
+fn start_with<F: KeyedProcessFunction<u64, Ev, String> + Send + 'static>(
+    config: JobConfig,
+    out: PathBuf,
+    hook: Hook,
+    f: F,
+) -> (std::thread::JoinHandle<Result<JobResult, JobError>>, JobControl) {
     let (send_control, control) = sync_channel(1);
     let job = std::thread::spawn(move || {
         let env = StreamEnv::new(config);
-        job(&env, &out, hook, RATE);
+        job_with(&env, &out, hook, f, RATE);
         send_control.send(env.control()).unwrap();
         env.execute()
     });
@@ -891,13 +911,8 @@ fn on_the_log_backend_values_archived_with_rkyv_survive_a_restart_and_a_rescale(
     let out = dir.path().join("out");
     let config = JobConfig { restart_attempts: 2, restart_delay_ms: 10, ..log_config(dir.path(), 2) };
     let armed = Arc::new(AtomicBool::new(true));
-    let (out2, hook) = (out.clone(), Hook::Panic(EVENTS * 3 / 4, armed.clone()));
-    let result = common::run_guarded(120, move || {
-        let env = StreamEnv::new(config);
-        job_with(&env, &out2, hook, ArchivedStateful::default(), RATE);
-        env.execute()
-    })
-    .unwrap();
+    let hook = Hook::Panic(EVENTS * 3 / 4, armed.clone());
+    let result = run_with(config, out.clone(), hook, ArchivedStateful::default());
     assert!(!armed.load(Ordering::SeqCst), "the failure was injected");
     assert_eq!(result.restarts, 1);
     let (evicted, read_back) =
@@ -913,26 +928,14 @@ fn on_the_log_backend_values_archived_with_rkyv_survive_a_restart_and_a_rescale(
     let dir = tempfile::tempdir().unwrap();
     let (out, savepoint) = (dir.path().join("out"), dir.path().join("savepoint"));
     let (tx, at_half) = sync_channel(1);
-    let (config, out2) = (log_config(dir.path(), 2), out.clone());
-    let (send_control, control) = sync_channel(1);
-    let first = std::thread::spawn(move || {
-        let env = StreamEnv::new(config);
-        job_with(&env, &out2, Hook::Signal(EVENTS / 2, tx), ArchivedStateful::default(), RATE);
-        send_control.send(env.control()).unwrap();
-        env.execute()
-    });
-    let control: JobControl = control.recv().unwrap();
+    let hook = Hook::Signal(EVENTS / 2, tx);
+    let (first, control) =
+        start_with(log_config(dir.path(), 2), out.clone(), hook, ArchivedStateful::default());
     at_half.recv().expect("the job reaches half of its input");
     control.stop_with_savepoint(&savepoint).unwrap();
     first.join().unwrap().unwrap();
     let config = JobConfig { restore: Some(RestoreFrom::Path(savepoint)), ..log_config(dir.path(), 1) };
-    let out2 = out.clone();
-    let result = common::run_guarded(120, move || {
-        let env = StreamEnv::new(config);
-        job_with(&env, &out2, Hook::None, ArchivedStateful::default(), RATE);
-        env.execute()
-    })
-    .unwrap();
+    let result = run_with(config, out.clone(), Hook::None, ArchivedStateful::default());
     let restored = result.restored.expect("restored");
     let (written, read_back) = (result.metrics.total("records_in"), result.metrics.total("state_read_back"));
     println!(

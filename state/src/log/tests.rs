@@ -1042,21 +1042,35 @@ fn recover_indexed(
     budget: usize,
 ) -> (Job, usize) {
     let mut j = job(&SimDisk::new(1), 1 << 32, budget, 16 << 10);
+    let replayed = restore_through_base(&mut j.backend, disk, list, ix);
+    (j, replayed)
+}
+
+/// Restores `backend` (its states registered, its log empty) from the
+/// checkpoint `list` and `ix` on `disk`: adopts the segments, loads the
+/// index base, replays the segments it does not cover. Returns how many it
+/// replayed.
+fn restore_through_base(
+    backend: &mut KeyedStateBackend<u32>,
+    disk: &Rc<std::cell::RefCell<SimDisk>>,
+    list: &[SegmentRef],
+    ix: &IndexCheckpoint,
+) -> usize {
     let adopted: Vec<(u32, u64)> =
-        list.iter().map(|s| (adopt_from(&j.backend, disk, s, s.scope), s.id)).collect();
+        list.iter().map(|s| (adopt_from(backend, disk, s, s.scope), s.id)).collect();
     let bytes = disk.borrow().read(ix.base.id).expect("the base was written");
     let base = index::BaseFile::open(Rc::new(bytes), ix.base.len as usize, ix.base.id).unwrap();
     let covered: Vec<u64> = base.base().segments.iter().map(|s| s.id.to_native()).collect();
-    j.backend.load_index(&base).unwrap();
+    backend.load_index(&base).unwrap();
     let mut replayed = 0;
     for (no, id) in adopted {
         if !covered.contains(&id) {
-            j.backend.replay_segment(no, |_| true, |s| Some(s as usize)).unwrap();
+            backend.replay_segment(no, |_| true, |s| Some(s as usize)).unwrap();
             replayed += 1;
         }
     }
-    j.backend.finish_index(&ix.forgotten);
-    (j, replayed)
+    backend.finish_index(&ix.forgotten);
+    replayed
 }
 
 /// At every checkpoint of a spilling, compacting run, a restore through
@@ -1249,18 +1263,7 @@ fn archived_values_spill_read_back_and_restore_unchanged() {
     let log = LogStore::new(Box::new(SimIo(SimDisk::new(1))), 1 << 32, 8 << 10);
     let mut restored = KeyedStateBackend::with_log(log, MemoryBudget::new(8 << 10));
     let rf = restored.value_state::<crate::Rkyv<Features>>("f").unwrap();
-    let adopted: Vec<(u32, u64)> =
-        list.iter().map(|s| (adopt_from(&restored, &disk, s, s.scope), s.id)).collect();
-    let bytes = disk.borrow().read(ix.base.id).expect("the base was written");
-    let base = index::BaseFile::open(Rc::new(bytes), ix.base.len as usize, ix.base.id).unwrap();
-    let covered: Vec<u64> = base.base().segments.iter().map(|s| s.id.to_native()).collect();
-    restored.load_index(&base).unwrap();
-    for (no, id) in adopted {
-        if !covered.contains(&id) {
-            restored.replay_segment(no, |_| true, |s| Some(s as usize)).unwrap();
-        }
-    }
-    restored.finish_index(&ix.forgotten);
+    restore_through_base(&mut restored, &disk, &list, &ix);
     check_archived(&mut restored, &rf, &model, keys, "restored through the index base");
 
     // A heap backend restored from the log backend's snapshot entries.
